@@ -1,0 +1,10 @@
+//! rtspd: an RTSP/1.0 streaming media server (RFC 2326) with paced RTP and
+//! RTCP (RFC 3550).
+//!
+//! - [`proto`] is the sans-IO core: parsing, the session state machine,
+//!   packetizers, RTCP and pacing maths. It never touches sockets or clocks.
+//! - [`media`] reads clips from disk.
+//! - [`server`] is the tokio edge: TCP control connections, the shared UDP
+//!   RTP/RTCP port pair and the one pacing loop.
+
+pub mod proto;

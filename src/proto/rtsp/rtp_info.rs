@@ -1,0 +1,1 @@
+//! The RTP-Info header (RFC 2326 §12.33). PLACEHOLDER.
