@@ -7,4 +7,6 @@
 //! - [`server`] is the tokio edge: TCP control connections, the shared UDP
 //!   RTP/RTCP port pair and the one pacing loop.
 
+pub mod media;
+// pub mod server;
 pub mod proto;

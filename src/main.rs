@@ -1,1 +1,208 @@
-fn main() {}
+//! The `rtspd` command line. All logic lives in the library.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use rtspd::media::catalog::ClipOptions;
+use rtspd::proto::rtsp::Limits;
+use rtspd::server::sessions::SessionLimits;
+use rtspd::server::{self, Config, Listeners};
+
+/// rtspd: an RTSP/1.0 streaming media server.
+///
+/// Serves every WAV clip under a folder over RTSP, with seeking and pause,
+/// as paced RTP over UDP with RTCP sender reports. Point ffplay, VLC,
+/// GStreamer or any RTSP client at the URLs it prints.
+#[derive(Parser, Debug)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve a folder of clips (the default when no command is given).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Folder of clips to serve; subfolders are served at their relative path.
+    #[arg(long, default_value = "media")]
+    media: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// RTSP port. Without it, 554 is tried and 8554 used when 554 cannot be
+    /// bound. 0 picks a free port (printed at start).
+    #[arg(long)]
+    port: Option<u16>,
+    /// The shared server RTP port for all sessions (even); RTCP uses the next
+    /// port. 0 picks a free pair.
+    #[arg(long, default_value_t = 6970)]
+    rtp_port: u16,
+    /// Seconds without a request or RTCP before a session is freed.
+    #[arg(long, default_value_t = 60)]
+    session_timeout: u64,
+    /// Milliseconds of audio per RTP packet.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    ptime: u64,
+    /// Largest RTP payload, in bytes.
+    #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u64).range(64..=65000))]
+    mtu: u64,
+    /// Most concurrent RTSP connections.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Most concurrent RTSP connections from one IP address.
+    #[arg(long, default_value_t = 256)]
+    max_connections_per_ip: usize,
+    /// Most sessions.
+    #[arg(long, default_value_t = 10_000)]
+    max_sessions: usize,
+    /// Most sessions from one IP address.
+    #[arg(long, default_value_t = 256)]
+    max_sessions_per_ip: usize,
+    /// Largest request head (request line and headers), in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_head_bytes: usize,
+    /// Most header lines in a request.
+    #[arg(long, default_value_t = 256)]
+    max_headers: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Seconds a client has to finish sending a request once it started.
+    #[arg(long, default_value_t = 10)]
+    read_timeout: u64,
+    /// Seconds a response may take to write.
+    #[arg(long, default_value_t = 10)]
+    write_timeout: u64,
+    /// Seconds before a silent connection that owns no session is closed.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout: u64,
+    /// Largest clip held in memory, in MiB of 16-bit samples.
+    #[arg(long, default_value_t = 512)]
+    max_clip_mib: u64,
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        let limits = Limits {
+            max_head: self.max_head_bytes,
+            max_headers: self.max_headers,
+            max_body: self.max_body_bytes,
+            ..Limits::default()
+        };
+        Config {
+            media: self.media.clone(),
+            bind: self.bind,
+            port: self.port,
+            rtp_port: self.rtp_port,
+            session_timeout: Duration::from_secs(self.session_timeout.max(1)),
+            clip: ClipOptions {
+                ptime: Duration::from_millis(self.ptime),
+                max_payload: self.mtu as usize,
+                max_clip_bytes: self.max_clip_mib << 20,
+                ..ClipOptions::default()
+            },
+            limits,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            sessions: SessionLimits {
+                max_sessions: self.max_sessions,
+                max_sessions_per_ip: self.max_sessions_per_ip,
+            },
+            read_timeout: Duration::from_secs(self.read_timeout.max(1)),
+            write_timeout: Duration::from_secs(self.write_timeout.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
+            ..Config::default()
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Percent-encodes what may not stand in a URL path segment.
+fn url_path(rel: &str) -> String {
+    rel.split('/')
+        .map(|seg| {
+            seg.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match &cli.command {
+        Some(Command::Serve(a)) => a,
+        None => &cli.serve,
+    };
+    init_logging(args.verbose);
+    let config = args.config();
+    let listeners = Listeners::bind(&config).await.context("binding the listeners")?;
+    let catalog = rtspd::media::Catalog::new(&config.media, config.clip)
+        .with_context(|| format!("opening the media folder {}", config.media.display()))?;
+    let clips = catalog.list();
+    let addr = listeners.rtsp_addr()?;
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let rtp_port = listeners.rtp_port()?;
+    println!("rtspd listening on rtsp://{host}:{}/ (RTP/RTCP on UDP {rtp_port}-{})", addr.port(), rtp_port + 1);
+    if clips.is_empty() {
+        println!("no playable .wav clips under {}", config.media.display());
+    }
+    for clip in &clips {
+        println!("rtsp://{host}:{}/{}", addr.port(), url_path(clip));
+    }
+    if let Some(first) = clips.first() {
+        println!("play one with: ffplay rtsp://{host}:{}/{}", addr.port(), url_path(first));
+    }
+    drop(catalog);
+    server::run(config, listeners, shutdown_signal(), |_| {}).await?;
+    Ok(())
+}

@@ -1,4 +1,14 @@
 //! The sans-IO core. Everything here takes bytes, messages and `now`, and
 //! returns responses, packets and deadlines. Nothing here imports tokio.
 
+pub mod clock;
+pub mod error;
+// pub mod pacer;
+pub mod packetize;
+pub mod rtcp;
+pub mod rtp;
 pub mod rtsp;
+pub mod sdp;
+// pub mod session;
+pub mod stats;
+pub mod target;

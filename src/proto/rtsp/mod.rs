@@ -13,6 +13,6 @@ pub mod session_header;
 pub mod status;
 pub mod transport;
 
-pub use message::{Headers, Method, Request, Response};
+pub use message::{parse_cseq, Headers, Method, Request, Response};
 pub use parse::{parse, Limits, ParseError, Parsed};
 pub use status::StatusCode;

@@ -1,0 +1,292 @@
+//! The media root: request paths to clips, with no escape from the root, and
+//! a cache so each file is read once and its samples are shared (as `Bytes`)
+//! by every session playing it.
+//!
+//! Path safety: [`crate::proto::target`] has already refused `..`, `.`, `:`,
+//! backslashes and control characters in segments. Here each component is
+//! examined with `symlink_metadata` (which never follows a link), and a
+//! symbolic link is followed only when its target, resolved lexically, stays
+//! inside the root, so nothing outside the root is ever opened or stat'ed.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use super::{wav, MediaError};
+use crate::proto::packetize::{Packetizer, L16};
+use crate::proto::sdp::{PresentationDescription, TrackDescription};
+
+/// How clips are cut into packets, and how big they may be.
+#[derive(Debug, Clone, Copy)]
+pub struct ClipOptions {
+    pub ptime: Duration,
+    /// Largest RTP payload in bytes.
+    pub max_payload: usize,
+    /// Largest decoded clip held in memory.
+    pub max_clip_bytes: u64,
+    /// Most clips held in the cache.
+    pub max_cached: usize,
+}
+
+impl Default for ClipOptions {
+    fn default() -> Self {
+        Self {
+            ptime: Duration::from_millis(20),
+            max_payload: 1400,
+            max_clip_bytes: 512 << 20,
+            max_cached: 64,
+        }
+    }
+}
+
+/// One track of a clip: how to describe it and how to packetize it.
+#[derive(Debug, Clone)]
+pub struct ClipTrack {
+    pub description: TrackDescription,
+    pub packetizer: Packetizer,
+}
+
+/// A clip ready to serve.
+#[derive(Debug)]
+pub struct Clip {
+    /// The path relative to the media root, '/'-separated.
+    pub path: String,
+    pub duration: f64,
+    pub tracks: Vec<ClipTrack>,
+}
+
+impl Clip {
+    pub fn description(&self) -> PresentationDescription {
+        PresentationDescription {
+            name: self.path.clone(),
+            duration: Some(self.duration),
+            tracks: self.tracks.iter().map(|t| t.description.clone()).collect(),
+        }
+    }
+}
+
+struct Cached {
+    modified: Option<SystemTime>,
+    len: u64,
+    clip: Arc<Clip>,
+}
+
+/// The served folder.
+pub struct Catalog {
+    root: PathBuf,
+    opts: ClipOptions,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+/// Most components followed while resolving one path (links included).
+const MAX_COMPONENTS: usize = 64;
+/// Most files listed at start-up.
+const MAX_LISTED: usize = 10_000;
+
+impl Catalog {
+    pub fn new(root: &Path, opts: ClipOptions) -> std::io::Result<Self> {
+        Ok(Self {
+            root: root.canonicalize()?,
+            opts,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Opens (or fetches from the cache) the clip at `rel`. Blocking.
+    pub fn open(&self, rel: &str) -> Result<Arc<Clip>, MediaError> {
+        let path = self.resolve(rel)?;
+        let meta = std::fs::metadata(&path)?;
+        if !meta.is_file() {
+            return Err(MediaError::NotFound);
+        }
+        let modified = meta.modified().ok();
+        if let Some(c) = self.lock().get(rel) {
+            if c.modified == modified && c.len == meta.len() {
+                return Ok(c.clip.clone());
+            }
+        }
+        let clip = Arc::new(self.load(rel, &path)?);
+        let mut cache = self.lock();
+        if cache.len() >= self.opts.max_cached {
+            // Evict anything: clips in use stay alive through their Arcs.
+            if let Some(k) = cache.keys().next().cloned() {
+                cache.remove(&k);
+            }
+        }
+        cache.insert(
+            rel.to_owned(),
+            Cached {
+                modified,
+                len: meta.len(),
+                clip: clip.clone(),
+            },
+        );
+        Ok(clip)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn load(&self, rel: &str, path: &Path) -> Result<Clip, MediaError> {
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        if ext.as_deref() != Some("wav") {
+            return Err(MediaError::Unsupported(format!("{rel}: not a .wav file")));
+        }
+        let pcm = wav::load(BufReader::new(File::open(path)?), self.opts.max_clip_bytes)?;
+        let (rate, ch) = (pcm.sample_rate, pcm.channels);
+        let payload_type = match (rate, ch) {
+            (44100, 2) => 10,
+            (44100, 1) => 11,
+            _ => 96,
+        };
+        let rtpmap = if ch == 1 { format!("L16/{rate}") } else { format!("L16/{rate}/{ch}") };
+        Ok(Clip {
+            path: rel.to_owned(),
+            duration: pcm.duration_secs(),
+            tracks: vec![ClipTrack {
+                description: TrackDescription {
+                    media: "audio",
+                    payload_type,
+                    rtpmap,
+                    fmtp: None,
+                    control: "trackID=0".to_owned(),
+                },
+                packetizer: Packetizer::L16(L16::new(pcm.data, rate, ch, self.opts.ptime, self.opts.max_payload)),
+            }],
+        })
+    }
+
+    /// Maps a safe relative path onto the file system without leaving the root.
+    fn resolve(&self, rel: &str) -> Result<PathBuf, MediaError> {
+        let mut pending: Vec<String> = rel.split('/').rev().filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        if pending.is_empty() {
+            return Err(MediaError::NotFound);
+        }
+        let mut cur = self.root.clone();
+        let mut steps = 0;
+        while let Some(seg) = pending.pop() {
+            steps += 1;
+            if steps > MAX_COMPONENTS {
+                return Err(MediaError::NotFound);
+            }
+            cur.push(&seg);
+            let meta = std::fs::symlink_metadata(&cur).map_err(|_| MediaError::NotFound)?;
+            if !meta.file_type().is_symlink() {
+                continue;
+            }
+            let link = std::fs::read_link(&cur).map_err(|_| MediaError::NotFound)?;
+            cur.pop();
+            // Resolve the link text against its folder, lexically.
+            let mut target = cur.clone();
+            for c in link.components() {
+                match c {
+                    Component::Normal(s) => target.push(s),
+                    Component::ParentDir => {
+                        target.pop();
+                    }
+                    Component::CurDir => {}
+                    Component::RootDir | Component::Prefix(_) => return Err(MediaError::NotFound),
+                }
+            }
+            let inside = target.strip_prefix(&self.root).map_err(|_| MediaError::NotFound)?;
+            // Re-walk the target from the root so links inside it are checked too.
+            for c in inside.components().rev() {
+                if let Component::Normal(s) = c {
+                    pending.push(s.to_string_lossy().into_owned());
+                }
+            }
+            cur = self.root.clone();
+        }
+        Ok(cur)
+    }
+
+    /// Every servable clip under the root, as relative paths, sorted.
+    /// Unreadable or unsupported files are logged and skipped.
+    pub fn list(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut dirs = vec![(self.root.clone(), String::new(), 0usize)];
+        while let Some((dir, prefix, depth)) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+                let Ok(ft) = entry.file_type() else { continue };
+                if ft.is_dir() && depth < 16 {
+                    dirs.push((entry.path(), rel, depth + 1));
+                } else if name.to_ascii_lowercase().ends_with(".wav") && out.len() < MAX_LISTED {
+                    match File::open(entry.path()).map_err(MediaError::from).and_then(|f| wav::probe(BufReader::new(f))) {
+                        Ok(_) => out.push(rel),
+                        Err(e) => tracing::warn!(clip = %rel, error = %e, "skipping clip"),
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_wav(path: &Path, frames: usize) {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..frames {
+            w.write_sample(i as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    #[test]
+    fn opens_lists_and_shares() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        write_wav(&dir.path().join("a.wav"), 800);
+        write_wav(&dir.path().join("sub/b.wav"), 80);
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        std::fs::write(dir.path().join("bad.wav"), "not riff").unwrap();
+        let cat = Catalog::new(dir.path(), ClipOptions::default()).unwrap();
+        assert_eq!(cat.list(), ["a.wav", "sub/b.wav"]);
+        let a = cat.open("a.wav").unwrap();
+        assert!((a.duration - 0.1).abs() < 1e-9);
+        assert!(Arc::ptr_eq(&a, &cat.open("a.wav").unwrap()), "cached and shared");
+        assert!(matches!(cat.open("notes.txt"), Err(MediaError::Unsupported(_))));
+        assert!(matches!(cat.open("bad.wav"), Err(MediaError::Unsupported(_))));
+        assert!(matches!(cat.open("missing.wav"), Err(MediaError::NotFound)));
+        assert!(matches!(cat.open("sub"), Err(MediaError::NotFound)));
+        assert!(matches!(cat.open(""), Err(MediaError::NotFound)));
+    }
+
+    #[test]
+    fn symlinks_do_not_escape() {
+        let outside = tempfile::tempdir().unwrap();
+        write_wav(&outside.path().join("secret.wav"), 80);
+        let dir = tempfile::tempdir().unwrap();
+        write_wav(&dir.path().join("a.wav"), 80);
+        std::os::unix::fs::symlink(outside.path().join("secret.wav"), dir.path().join("abs.wav")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../../../etc/passwd", dir.path().join("rel.wav")).unwrap();
+        std::os::unix::fs::symlink("a.wav", dir.path().join("alias.wav")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        let cat = Catalog::new(dir.path(), ClipOptions::default()).unwrap();
+        assert!(matches!(cat.open("abs.wav"), Err(MediaError::NotFound)));
+        assert!(matches!(cat.open("rel.wav"), Err(MediaError::NotFound)));
+        assert!(matches!(cat.open("out/secret.wav"), Err(MediaError::NotFound)));
+        assert!(cat.open("alias.wav").is_ok(), "a link inside the root is followed");
+    }
+}

@@ -1,0 +1,58 @@
+//! Errors of the control plane, each mapped to its RTSP status code
+//! (RFC 2326 §7.1.1, §11). The layer that knows the peer and session adds
+//! them when it logs.
+
+use super::rtsp::StatusCode;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("unsupported media: {0}")]
+    UnsupportedMedia(String),
+    #[error("request URI too long")]
+    UriTooLong,
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("method not valid in state {0}")]
+    InvalidState(&'static str),
+    #[error("invalid range: {0}")]
+    InvalidRange(String),
+    #[error("only aggregate operation allowed")]
+    OnlyAggregate,
+    #[error("unsupported transport: {0}")]
+    UnsupportedTransport(String),
+    #[error("method not implemented")]
+    NotImplemented,
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    #[error("option not supported: {0}")]
+    OptionNotSupported(String),
+    #[error("parameter not understood")]
+    ParameterNotUnderstood,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UriTooLong => StatusCode::REQUEST_URI_TOO_LARGE,
+            Self::SessionNotFound => StatusCode::SESSION_NOT_FOUND,
+            Self::InvalidState(_) => StatusCode::METHOD_NOT_VALID_IN_THIS_STATE,
+            Self::InvalidRange(_) => StatusCode::INVALID_RANGE,
+            Self::OnlyAggregate => StatusCode::ONLY_AGGREGATE_OPERATION_ALLOWED,
+            Self::UnsupportedTransport(_) => StatusCode::UNSUPPORTED_TRANSPORT,
+            Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::OptionNotSupported(_) => StatusCode::OPTION_NOT_SUPPORTED,
+            Self::ParameterNotUnderstood => StatusCode::PARAMETER_NOT_UNDERSTOOD,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}

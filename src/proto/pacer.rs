@@ -1,0 +1,405 @@
+//! The pacer: one schedule for every playing track of every session
+//! (RFC 3550 §5.1 timing, §6.4.1 sender reports).
+//!
+//! Shaped like quinn-proto: the owner feeds commands ([`Pacer::play`],
+//! [`Pacer::pause`], ...) and then drains [`Pacer::poll_transmit`] for every
+//! packet due at `now`, sleeping until [`Pacer::poll_timeout`]. There is no
+//! timer or task per packet or per session, so one loop can collect every
+//! packet due in a tick and send them in a batch.
+//!
+//! Timing: a packet's deadline is `anchor + (pts - start_pts)`, where the
+//! anchor is the wallclock instant of the PLAY that started the run. Deadlines
+//! are absolute, so lateness never accumulates into drift.
+//!
+//! RTP timestamps and sequence numbers of a track are continuous for the
+//! whole session: after PAUSE or a seek the next packet carries the next
+//! sequence number and the timestamp where the previous run stopped, and the
+//! PLAY reply's RTP-Info maps that timestamp to the new position.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::clock::{duration_to_ticks, secs_to_ticks, ticks_to_duration, ticks_to_secs, WallClock};
+use super::error::Error;
+use super::packetize::Packetizer;
+use super::rtcp::{self, SenderInfo};
+use super::rtp::Stamper;
+use super::session::PlayRequest;
+
+/// Identifies one session's group of tracks.
+pub type GroupId = u64;
+
+/// Default interval between periodic sender reports.
+pub const SR_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How a new track is set up.
+#[derive(Debug, Clone)]
+pub struct TrackConfig {
+    pub packetizer: Packetizer,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub first_seq: u16,
+    pub first_rtptime: u32,
+    pub rtp_dest: SocketAddr,
+    pub rtcp_dest: SocketAddr,
+}
+
+/// One datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub dest: SocketAddr,
+    pub data: Bytes,
+    /// Sent from the RTCP socket rather than the RTP one.
+    pub rtcp: bool,
+}
+
+/// Where each track of a PLAY starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayInfo {
+    /// The actual start position (npt seconds).
+    pub start: f64,
+    pub end: f64,
+    /// `(track, seq, rtptime)` of each track's first packet.
+    pub tracks: Vec<(usize, u16, u32)>,
+}
+
+/// Things the owner must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Every track of the group reached its end; the session is Ready again.
+    Ended(GroupId),
+}
+
+/// Counters since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacerStats {
+    pub rtp_packets: u64,
+    pub rtp_bytes: u64,
+    pub rtcp_packets: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Rtp,
+    Report,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    at: Instant,
+    order: u64,
+    group: GroupId,
+    track: usize,
+    due: Due,
+    generation: u32,
+}
+
+#[derive(Debug)]
+struct Track {
+    pkt: Packetizer,
+    stamper: Stamper,
+    rtp_dest: SocketAddr,
+    rtcp_dest: SocketAddr,
+    /// Next position to send, in clock ticks.
+    pos: u64,
+    end: u64,
+    start_pts: u64,
+    /// rtptime = ts_offset + pts (mod 2^32) for the current run.
+    ts_offset: u32,
+    packets: u32,
+    octets: u32,
+    first_of_run: bool,
+    done: bool,
+}
+
+impl Track {
+    fn next_rtptime(&self) -> u32 {
+        self.ts_offset.wrapping_add(self.pos as u32)
+    }
+
+    fn deadline(&self, anchor: Instant, pts: u64) -> Instant {
+        anchor + ticks_to_duration(pts.saturating_sub(self.start_pts), self.pkt.clock_rate())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    tracks: BTreeMap<usize, Track>,
+    playing: bool,
+    generation: u32,
+    anchor: Option<Instant>,
+    resume_npt: f64,
+}
+
+impl Group {
+    fn duration(&self) -> f64 {
+        self.tracks
+            .values()
+            .map(|t| ticks_to_secs(t.pkt.duration_ticks(), t.pkt.clock_rate()))
+            .fold(0.0, f64::max)
+    }
+}
+
+/// The schedule of every playing track.
+#[derive(Debug)]
+pub struct Pacer {
+    groups: HashMap<GroupId, Group>,
+    heap: BinaryHeap<Reverse<Entry>>,
+    order: u64,
+    pending: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    clock: WallClock,
+    cname: String,
+    sr_interval: Duration,
+    stats: PacerStats,
+}
+
+impl Pacer {
+    pub fn new(clock: WallClock, cname: String) -> Self {
+        Self {
+            groups: HashMap::new(),
+            heap: BinaryHeap::new(),
+            order: 0,
+            pending: VecDeque::new(),
+            events: VecDeque::new(),
+            clock,
+            cname,
+            sr_interval: SR_INTERVAL,
+            stats: PacerStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> PacerStats {
+        self.stats
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Adds a track to a group (SETUP). A repeated SETUP only moves the
+    /// destination, keeping the one sender and its numbering.
+    pub fn add_track(&mut self, group: GroupId, track: usize, cfg: TrackConfig) {
+        let g = self.groups.entry(group).or_default();
+        if let Some(t) = g.tracks.get_mut(&track) {
+            t.rtp_dest = cfg.rtp_dest;
+            t.rtcp_dest = cfg.rtcp_dest;
+            return;
+        }
+        g.tracks.insert(
+            track,
+            Track {
+                pkt: cfg.packetizer,
+                stamper: Stamper::new(cfg.ssrc, cfg.payload_type, cfg.first_seq),
+                rtp_dest: cfg.rtp_dest,
+                rtcp_dest: cfg.rtcp_dest,
+                pos: 0,
+                end: 0,
+                start_pts: 0,
+                ts_offset: cfg.first_rtptime,
+                packets: 0,
+                octets: 0,
+                first_of_run: true,
+                done: true,
+            },
+        );
+    }
+
+    /// Starts (or restarts, for a seek) every track of `group` at `now`.
+    pub fn play(&mut self, group: GroupId, req: PlayRequest, now: Instant) -> Result<PlayInfo, Error> {
+        let g = self.groups.get_mut(&group).ok_or(Error::SessionNotFound)?;
+        let duration = g.duration();
+        let mut start = req.start.unwrap_or(g.resume_npt);
+        if start >= duration {
+            start = 0.0;
+        }
+        // Video starts at a keyframe at or before `start`; every track then
+        // starts at that same media time.
+        let actual = g
+            .tracks
+            .values()
+            .map(|t| {
+                let rate = t.pkt.clock_rate();
+                ticks_to_secs(t.pkt.seek(secs_to_ticks(start, rate).unwrap_or(0)), rate)
+            })
+            .fold(start, f64::min);
+        let end = req.end.unwrap_or(duration).clamp(actual, duration);
+        g.generation = g.generation.wrapping_add(1);
+        g.playing = true;
+        g.anchor = Some(now);
+        let mut info = PlayInfo {
+            start: actual,
+            end,
+            tracks: Vec::new(),
+        };
+        for (&id, t) in &mut g.tracks {
+            let rate = t.pkt.clock_rate();
+            let next_rtp = t.next_rtptime();
+            t.start_pts = t.pkt.seek(secs_to_ticks(actual, rate).unwrap_or(0));
+            t.pos = t.start_pts;
+            t.end = secs_to_ticks(end, rate).unwrap_or(0);
+            t.ts_offset = next_rtp.wrapping_sub(t.start_pts as u32);
+            t.first_of_run = true;
+            t.done = false;
+            info.tracks.push((id, t.stamper.next_seq, next_rtp));
+            // Players such as ffmpeg sync only once they have an SR: send one
+            // now, ahead of the first packet.
+            self.pending.push_back(sender_report(&self.clock, &self.cname, t, now, now, false));
+            self.stats.rtcp_packets += 1;
+        }
+        let gen = g.generation;
+        let ids: Vec<usize> = g.tracks.keys().copied().collect();
+        for id in ids {
+            self.schedule(now, group, id, Due::Rtp, gen);
+            self.schedule(now + self.sr_interval, group, id, Due::Report, gen);
+        }
+        Ok(info)
+    }
+
+    /// Stops sending; the position is kept for a PLAY without Range.
+    /// Returns the position (npt seconds).
+    pub fn pause(&mut self, group: GroupId) -> Option<f64> {
+        let g = self.groups.get_mut(&group)?;
+        if g.playing {
+            g.playing = false;
+            g.generation = g.generation.wrapping_add(1);
+            if let Some(t) = g.tracks.values().next() {
+                g.resume_npt = ticks_to_secs(t.pos, t.pkt.clock_rate());
+            }
+        }
+        Some(g.resume_npt)
+    }
+
+    /// Removes a whole group (TEARDOWN, timeout), saying BYE on every track.
+    pub fn remove(&mut self, group: GroupId, now: Instant) {
+        if let Some(g) = self.groups.remove(&group) {
+            for t in g.tracks.values() {
+                self.pending.push_back(sender_report(&self.clock, &self.cname, t, now, g.anchor.unwrap_or(now), true));
+                self.stats.rtcp_packets += 1;
+            }
+        }
+    }
+
+    /// Removes one track of a group (single-track TEARDOWN).
+    pub fn remove_track(&mut self, group: GroupId, track: usize, now: Instant) {
+        let Some(g) = self.groups.get_mut(&group) else { return };
+        if let Some(t) = g.tracks.remove(&track) {
+            self.pending.push_back(sender_report(&self.clock, &self.cname, &t, now, g.anchor.unwrap_or(now), true));
+            self.stats.rtcp_packets += 1;
+        }
+    }
+
+    /// The next event for the owner, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Pacer::poll_transmit`] next has something scheduled. Commands
+    /// may queue datagrams to send at once (SR at PLAY, BYE at TEARDOWN): the
+    /// owner drains `poll_transmit` after every command as well.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// The next datagram due at `now`, if any.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(t) = self.pending.pop_front() {
+            return Some(t);
+        }
+        loop {
+            let Reverse(top) = self.heap.peek()?;
+            if top.at > now {
+                return None;
+            }
+            let Some(Reverse(e)) = self.heap.pop() else { return None };
+            let Some(g) = self.groups.get_mut(&e.group) else { continue };
+            if e.generation != g.generation || !g.playing {
+                continue;
+            }
+            let anchor = g.anchor.unwrap_or(now);
+            let Some(t) = g.tracks.get_mut(&e.track) else { continue };
+            match e.due {
+                Due::Report => {
+                    let sr = sender_report(&self.clock, &self.cname, t, now, anchor, false);
+                    self.stats.rtcp_packets += 1;
+                    self.schedule(e.at + self.sr_interval, e.group, e.track, Due::Report, e.generation);
+                    return Some(sr);
+                }
+                Due::Rtp => match t.pkt.chunk(t.pos, t.end) {
+                    Some(c) => {
+                        let ts = t.ts_offset.wrapping_add(c.pts as u32);
+                        let data = t.stamper.packet(ts, c.marker || t.first_of_run, &c.payload);
+                        t.first_of_run = false;
+                        t.pos = c.next;
+                        t.packets = t.packets.wrapping_add(1);
+                        t.octets = t.octets.wrapping_add(c.payload.len() as u32);
+                        self.stats.rtp_packets += 1;
+                        self.stats.rtp_bytes += data.len() as u64;
+                        let dest = t.rtp_dest;
+                        let next_at = t.deadline(anchor, c.next);
+                        self.schedule(next_at, e.group, e.track, Due::Rtp, e.generation);
+                        return Some(Transmit {
+                            dest,
+                            data,
+                            rtcp: false,
+                        });
+                    }
+                    None => {
+                        t.done = true;
+                        let bye = sender_report(&self.clock, &self.cname, t, now, anchor, true);
+                        self.stats.rtcp_packets += 1;
+                        if g.tracks.values().all(|t| t.done) {
+                            g.playing = false;
+                            g.generation = g.generation.wrapping_add(1);
+                            if let Some(first) = g.tracks.values().next() {
+                                g.resume_npt = ticks_to_secs(first.pos, first.pkt.clock_rate());
+                            }
+                            self.events.push_back(Event::Ended(e.group));
+                        }
+                        return Some(bye);
+                    }
+                },
+            }
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, group: GroupId, track: usize, due: Due, generation: u32) {
+        self.order += 1;
+        self.heap.push(Reverse(Entry {
+            at,
+            order: self.order,
+            group,
+            track,
+            due,
+            generation,
+        }));
+    }
+}
+
+/// An SR (with SDES, and BYE when `bye`) for `t` at `now`. The RTP time is
+/// the media position the run has reached at `now`, so (NTP, RTP) name the
+/// same instant on the track's timeline.
+fn sender_report(clock: &WallClock, cname: &str, t: &Track, now: Instant, anchor: Instant, bye: bool) -> Transmit {
+    let elapsed = duration_to_ticks(now.saturating_duration_since(anchor), t.pkt.clock_rate());
+    let info = SenderInfo {
+        ntp: clock.ntp(now),
+        rtp_time: t.ts_offset.wrapping_add(t.start_pts.wrapping_add(elapsed) as u32),
+        packet_count: t.packets,
+        octet_count: t.octets,
+    };
+    let mut out = BytesMut::with_capacity(128);
+    if bye {
+        rtcp::write_goodbye(&mut out, t.stamper.ssrc, &info, cname);
+    } else {
+        rtcp::write_sender_report(&mut out, t.stamper.ssrc, &info, cname);
+    }
+    Transmit {
+        dest: t.rtcp_dest,
+        data: out.freeze(),
+        rtcp: true,
+    }
+}

@@ -1,0 +1,295 @@
+//! The RTSP session state machine (RFC 2326 §A.1): Init → Ready → Playing.
+//!
+//! ```text
+//!            SETUP            PLAY
+//!   Init ───────────► Ready ───────► Playing
+//!                     ▲  ▲  ◄─────── │  │
+//!                     │  │   PAUSE   │  │ end of media
+//!                     │  └───────────┼──┘
+//!                     └── SETUP ─────┘ (455 while Playing)
+//!   TEARDOWN (aggregate) from any state destroys the session.
+//! ```
+//!
+//! A session is bound to the client IP that created it: requests naming it
+//! from elsewhere get 454 (cf. CVE-2026-41470). This type decides statuses
+//! and transitions only; the server carries out the effects (starting and
+//! stopping streams) and owns the clock.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::error::Error;
+use super::rtsp::range::{NptRange, NptTime};
+
+/// RFC 2326 Appendix A server states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Init,
+    Ready,
+    Playing,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Init => "Init",
+            Self::Ready => "Ready",
+            Self::Playing => "Playing",
+        }
+    }
+}
+
+/// Where one track's packets go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackTransport {
+    pub rtp: SocketAddr,
+    pub rtcp: SocketAddr,
+}
+
+/// Which part of the presentation a request addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Aggregate,
+    Track(usize),
+}
+
+/// What a PLAY asks the streams to do, after validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayRequest {
+    /// `None`: resume where the session stopped (or at the live edge).
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+}
+
+/// What a TEARDOWN removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Teardown {
+    /// The whole session is gone.
+    All,
+    /// Only this track stopped; others continue.
+    Track(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub client_ip: IpAddr,
+    /// The presentation path all tracks belong to (aggregate control).
+    pub presentation: String,
+    tracks: BTreeMap<usize, TrackTransport>,
+    state: State,
+    timeout: Duration,
+    last_seen: Instant,
+}
+
+impl Session {
+    pub fn new(id: String, client_ip: IpAddr, presentation: String, timeout: Duration, now: Instant) -> Self {
+        Self {
+            id,
+            client_ip,
+            presentation,
+            tracks: BTreeMap::new(),
+            state: State::Init,
+            timeout,
+            last_seen: now,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn tracks(&self) -> impl Iterator<Item = (usize, &TrackTransport)> {
+        self.tracks.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// 454 unless the request comes from the client that owns the session.
+    /// A foreign client must not learn the session exists.
+    pub fn authorize(&self, peer: IpAddr) -> Result<(), Error> {
+        if peer == self.client_ip {
+            Ok(())
+        } else {
+            Err(Error::SessionNotFound)
+        }
+    }
+
+    /// Any request naming the session, and RTCP from its client, keeps it alive.
+    pub fn touch(&mut self, now: Instant) {
+        self.last_seen = self.last_seen.max(now);
+    }
+
+    pub fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_seen) >= self.timeout
+    }
+
+    /// SETUP of `track` of `presentation`. A repeated SETUP of a track
+    /// changes its transport (never a second sender); returns whether the
+    /// track is new.
+    pub fn setup(&mut self, presentation: &str, track: usize, transport: TrackTransport) -> Result<bool, Error> {
+        if presentation != self.presentation {
+            return Err(Error::InvalidState("session belongs to another presentation"));
+        }
+        if self.state == State::Playing {
+            return Err(Error::InvalidState(self.state.name()));
+        }
+        let new = self.tracks.insert(track, transport).is_none();
+        self.state = State::Ready;
+        Ok(new)
+    }
+
+    /// PLAY. `duration` is `None` for live sources.
+    pub fn play(&mut self, scope: Scope, range: Option<&NptRange>, duration: Option<f64>) -> Result<PlayRequest, Error> {
+        if self.state == State::Init {
+            return Err(Error::InvalidState(self.state.name()));
+        }
+        self.check_scope(scope)?;
+        let req = match range {
+            None => PlayRequest { start: None, end: None },
+            Some(r) => {
+                let start = match r.start {
+                    NptTime::Now => None,
+                    NptTime::Seconds(s) => Some(s),
+                };
+                PlayRequest { start, end: r.end }
+            }
+        };
+        if let Some(d) = duration {
+            if let Some(s) = req.start {
+                if s >= d {
+                    return Err(Error::InvalidRange(format!("start {s:.3} is not before the end {d:.3}")));
+                }
+            }
+        }
+        self.state = State::Playing;
+        Ok(PlayRequest {
+            end: req.end.map(|e| duration.map_or(e, |d| e.min(d))),
+            ..req
+        })
+    }
+
+    /// PAUSE. Returns whether streams were running. PAUSE in Ready is a
+    /// harmless no-op (RFC 2326 §10.6 allows it; GStreamer sends PAUSE
+    /// before TEARDOWN).
+    pub fn pause(&mut self, scope: Scope) -> Result<bool, Error> {
+        if self.state == State::Init {
+            return Err(Error::InvalidState(self.state.name()));
+        }
+        self.check_scope(scope)?;
+        let was_playing = self.state == State::Playing;
+        self.state = State::Ready;
+        Ok(was_playing)
+    }
+
+    /// The streams ran to their end: back to Ready so the client may PLAY again.
+    pub fn ended(&mut self) {
+        if self.state == State::Playing {
+            self.state = State::Ready;
+        }
+    }
+
+    /// TEARDOWN of the aggregate or of one track.
+    pub fn teardown(&mut self, scope: Scope) -> Teardown {
+        match scope {
+            Scope::Track(t) if self.tracks.len() > 1 && self.tracks.contains_key(&t) => {
+                self.tracks.remove(&t);
+                Teardown::Track(t)
+            }
+            _ => Teardown::All,
+        }
+    }
+
+    /// Aggregate control: a track URL is accepted for PLAY/PAUSE only when
+    /// it is the session's single track (RFC 2326 §C.1.1; otherwise 460).
+    fn check_scope(&self, scope: Scope) -> Result<(), Error> {
+        match scope {
+            Scope::Aggregate => Ok(()),
+            Scope::Track(t) if self.tracks.len() == 1 && self.tracks.contains_key(&t) => Ok(()),
+            Scope::Track(_) => Err(Error::OnlyAggregate),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tt(port: u16) -> TrackTransport {
+        TrackTransport {
+            rtp: SocketAddr::from(([127, 0, 0, 1], port)),
+            rtcp: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+        }
+    }
+
+    fn session(now: Instant) -> Session {
+        Session::new("abc".into(), [127, 0, 0, 1].into(), "a.wav".into(), Duration::from_secs(60), now)
+    }
+
+    fn npt(start: f64, end: Option<f64>) -> NptRange {
+        NptRange {
+            start: NptTime::Seconds(start),
+            end,
+        }
+    }
+
+    #[test]
+    fn lifecycle() {
+        let now = Instant::now();
+        let mut s = session(now);
+        assert_eq!(s.play(Scope::Aggregate, None, Some(5.0)), Err(Error::InvalidState("Init")));
+        assert_eq!(s.pause(Scope::Aggregate), Err(Error::InvalidState("Init")));
+        assert_eq!(s.setup("a.wav", 0, tt(5000)), Ok(true));
+        assert_eq!(s.state(), State::Ready);
+        assert_eq!(s.pause(Scope::Aggregate), Ok(false), "PAUSE in Ready is a no-op");
+        let p = s.play(Scope::Aggregate, Some(&npt(2.5, Some(9.0))), Some(5.0)).unwrap();
+        assert_eq!(p, PlayRequest { start: Some(2.5), end: Some(5.0) });
+        assert_eq!(s.state(), State::Playing);
+        assert!(s.setup("a.wav", 0, tt(5002)).is_err(), "SETUP while playing is 455");
+        assert_eq!(s.pause(Scope::Aggregate), Ok(true));
+        assert_eq!(s.play(Scope::Track(0), None, Some(5.0)).unwrap().start, None);
+        s.ended();
+        assert_eq!(s.state(), State::Ready);
+        assert_eq!(s.teardown(Scope::Aggregate), Teardown::All);
+    }
+
+    #[test]
+    fn ranges_beyond_the_end_are_457() {
+        let mut s = session(Instant::now());
+        s.setup("a.wav", 0, tt(5000)).unwrap();
+        for start in [5.0, 3600.0] {
+            assert!(matches!(s.play(Scope::Aggregate, Some(&npt(start, None)), Some(5.0)), Err(Error::InvalidRange(_))));
+        }
+        assert_eq!(s.state(), State::Ready, "a refused PLAY changes nothing");
+        let now_range = NptRange { start: NptTime::Now, end: None };
+        assert_eq!(s.play(Scope::Aggregate, Some(&now_range), None).unwrap().start, None);
+    }
+
+    #[test]
+    fn setup_rules() {
+        let mut s = session(Instant::now());
+        assert!(s.setup("b.wav", 0, tt(5000)).is_err(), "different presentation");
+        s.setup("a.wav", 0, tt(5000)).unwrap();
+        assert_eq!(s.setup("a.wav", 0, tt(5002)), Ok(false), "repeat SETUP changes transport");
+        assert_eq!(s.tracks().count(), 1);
+        s.setup("a.wav", 1, tt(5004)).unwrap();
+        assert_eq!(s.play(Scope::Track(0), None, None), Err(Error::OnlyAggregate));
+        assert_eq!(s.teardown(Scope::Track(1)), Teardown::Track(1));
+        assert_eq!(s.teardown(Scope::Track(0)), Teardown::All);
+    }
+
+    #[test]
+    fn ownership_and_expiry() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        assert_eq!(s.authorize([127, 0, 0, 2].into()), Err(Error::SessionNotFound));
+        assert!(s.authorize([127, 0, 0, 1].into()).is_ok());
+        assert!(!s.expired(t0 + Duration::from_secs(59)));
+        s.touch(t0 + Duration::from_secs(30));
+        assert!(!s.expired(t0 + Duration::from_secs(89)));
+        assert!(s.expired(t0 + Duration::from_secs(90)));
+    }
+}

@@ -1,0 +1,391 @@
+//! Method dispatch (RFC 2326 §10): turns one request into one response,
+//! using the sans-IO session machine for every status decision and the
+//! pacing loop for the streams.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+use tracing::{debug, info, info_span};
+
+use super::sessions::Entry;
+use super::udp::Command;
+use super::Shared;
+use crate::media::Clip;
+use crate::proto::error::Error;
+use crate::proto::pacer::TrackConfig;
+use crate::proto::rtsp::range::NptRange;
+use crate::proto::rtsp::rtp_info::{format_rtp_info, RtpInfo};
+use crate::proto::rtsp::session_header::SessionHeader;
+use crate::proto::rtsp::transport::{parse_transports, LowerTransport, Transport};
+use crate::proto::rtsp::{Method, Request, Response, StatusCode};
+use crate::proto::sdp;
+use crate::proto::session::{Scope, Session, Teardown, TrackTransport};
+use crate::proto::target::{parse_target, Target};
+
+/// The methods this server implements, for `Public:` and `Allow:`.
+pub(crate) const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+/// A response with the headers every response carries.
+pub(crate) fn base_response(status: StatusCode, cseq: Option<u32>) -> Response {
+    let r = Response::new(status).header("Server", concat!("rtspd/", env!("CARGO_PKG_VERSION")));
+    match cseq {
+        Some(c) => r.header("CSeq", c.to_string()),
+        None => r,
+    }
+}
+
+/// Answers one request.
+pub(crate) async fn handle(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, conn: u64) -> Response {
+    let cseq = req.cseq();
+    let Some(cseq) = cseq else {
+        return base_response(StatusCode::BAD_REQUEST, None);
+    };
+    debug!(method = %req.method, uri = %req.uri, cseq, "request");
+    if let Some(tags) = req.headers.get("Require") {
+        return base_response(StatusCode::OPTION_NOT_SUPPORTED, Some(cseq)).header("Unsupported", tags);
+    }
+    let ok = base_response(StatusCode::OK, Some(cseq));
+    let result = match req.method {
+        Method::Options => {
+            keepalive(shared, req, peer.ip());
+            Ok(ok.header("Public", PUBLIC))
+        }
+        Method::Describe => describe(shared, req, peer, ok).await,
+        Method::Setup => setup(shared, req, peer, conn, ok).await,
+        Method::Play => play(shared, req, peer, ok).await,
+        Method::Pause => pause(shared, req, peer, ok).await,
+        Method::Teardown => teardown(shared, req, peer, ok).await,
+        Method::GetParameter | Method::SetParameter => parameter(shared, req, peer, ok),
+        Method::Announce | Method::Record | Method::Redirect => {
+            return base_response(StatusCode::METHOD_NOT_ALLOWED, Some(cseq)).header("Allow", PUBLIC);
+        }
+        Method::Other(_) => Err(Error::NotImplemented),
+    };
+    result.unwrap_or_else(|e| {
+        debug!(method = %req.method, error = %e, "request refused");
+        let r = base_response(e.status(), Some(cseq));
+        if matches!(e, Error::NotImplemented) {
+            r.header("Public", PUBLIC)
+        } else {
+            r
+        }
+    })
+}
+
+fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {
+    parse_target(&req.uri, shared.config.limits.max_uri)
+}
+
+async fn open_clip(shared: &Arc<Shared>, path: &str) -> Result<Arc<Clip>, Error> {
+    if path.is_empty() {
+        return Err(Error::NotFound);
+    }
+    let shared2 = shared.clone();
+    let p = path.to_owned();
+    let opened = tokio::task::spawn_blocking(move || shared2.catalog.open(&p))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    opened.map_err(|e| {
+        info!(clip = %path, error = %e, "cannot serve clip");
+        Error::from(e)
+    })
+}
+
+/// The aggregate URL of the presentation a request names, without a
+/// trailing slash: the Request-URI as the client wrote it, minus any
+/// `trackID=` segment.
+fn aggregate_url(req: &Request) -> String {
+    let base = req.uri.trim_end_matches('/');
+    match base.rsplit_once('/') {
+        Some((head, last)) if last.starts_with("trackID=") => head.to_owned(),
+        _ => base.to_owned(),
+    }
+}
+
+async fn describe(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+    let t = target(shared, req)?;
+    if t.track.is_some() {
+        return Err(Error::NotFound);
+    }
+    let clip = open_clip(shared, &t.path).await?;
+    let server_ip = local_ip_for(peer.ip());
+    let sdp = sdp::describe(&clip.description(), server_ip, session_version());
+    Ok(ok.header("Content-Base", format!("{}/", aggregate_url(req))).body("application/sdp", sdp))
+}
+
+fn local_ip_for(peer: IpAddr) -> IpAddr {
+    if peer.is_ipv4() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        IpAddr::from([0u16; 8])
+    }
+}
+
+fn session_version() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("OS random source: {e}")))?;
+    Ok(b)
+}
+
+/// Picks the first acceptable transport-spec (ROBUSTNESS B5): RTP/AVP over
+/// unicast UDP, a valid client port pair, and no destination other than the
+/// client itself (RFC 2326 §12.39: no third-party delivery).
+fn choose_transport(req: &Request, peer: IpAddr) -> Result<(Transport, TrackTransport), Error> {
+    let value = req
+        .headers
+        .get("Transport")
+        .ok_or_else(|| Error::UnsupportedTransport("no Transport header".into()))?;
+    let mut why = String::from("no transport offered");
+    for t in parse_transports(value) {
+        let t = match t {
+            Ok(t) => t,
+            Err(e) => {
+                why = e.to_string();
+                continue;
+            }
+        };
+        if t.protocol != "RTP" || t.profile != "AVP" {
+            why = format!("{}/{} is not supported", t.protocol, t.profile);
+            continue;
+        }
+        if t.lower == LowerTransport::Tcp {
+            why = "RTP over TCP (interleaved) is not supported yet".into();
+            continue;
+        }
+        if t.multicast {
+            why = "multicast is not offered".into();
+            continue;
+        }
+        if let Some(d) = &t.destination {
+            if d.parse::<IpAddr>().ok() != Some(peer) {
+                why = format!("destination {d} is not the client");
+                continue;
+            }
+        }
+        let (rtp, rtcp) = match t.validate_client_ports() {
+            Ok(p) => p,
+            Err(e) => {
+                why = e.to_string();
+                continue;
+            }
+        };
+        let tt = TrackTransport {
+            rtp: SocketAddr::new(peer, rtp),
+            rtcp: SocketAddr::new(peer, rtcp),
+        };
+        return Ok((t, tt));
+    }
+    Err(Error::UnsupportedTransport(why))
+}
+
+fn session_id(req: &Request) -> Result<Option<String>, Error> {
+    let mut all = req.headers.get_all("Session");
+    let Some(v) = all.next() else { return Ok(None) };
+    if all.next().is_some() {
+        return Err(Error::BadRequest("two Session headers"));
+    }
+    let h: SessionHeader = v.parse().map_err(|_| Error::SessionNotFound)?;
+    Ok(Some(h.id))
+}
+
+fn session_header(s: &Session) -> String {
+    SessionHeader {
+        id: s.id.clone(),
+        timeout: Some(s.timeout().as_secs().clamp(1, 86_400) as u32),
+    }
+    .to_string()
+}
+
+async fn setup(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, conn: u64, ok: Response) -> Result<Response, Error> {
+    let t = target(shared, req)?;
+    let clip = open_clip(shared, &t.path).await?;
+    let track = match t.track {
+        Some(n) => n,
+        // A SETUP on the aggregate URL of a one-track clip means that track.
+        None if clip.tracks.len() == 1 => 0,
+        None => return Err(Error::OnlyAggregate),
+    };
+    let ct = clip.tracks.get(track).ok_or(Error::NotFound)?;
+    let (offered, dest) = choose_transport(req, peer.ip())?;
+    let now = Instant::now();
+    let existing = session_id(req)?;
+
+    let [a, b, c, d, e, f, g, h, i, j] = random_bytes::<10>()?;
+    let cfg = TrackConfig {
+        packetizer: ct.packetizer.clone(),
+        ssrc: u32::from_be_bytes([a, b, c, d]),
+        payload_type: ct.description.payload_type,
+        first_seq: u16::from_be_bytes([e, f]),
+        first_rtptime: u32::from_be_bytes([g, h, i, j]),
+        rtp_dest: dest.rtp,
+        rtcp_dest: dest.rtcp,
+    };
+
+    let (group, header, ssrc) = match existing {
+        Some(id) => {
+            let (group, header, ssrc) = shared.sessions.with(&id, peer.ip(), now, |e| {
+                e.session.setup(&t.path, track, dest).map(|_| (e.group, session_header(&e.session), cfg.ssrc))
+            })??;
+            (group, header, ssrc)
+        }
+        None => {
+            shared.sessions.admit(peer.ip())?;
+            let id: String = random_bytes::<16>()?.iter().map(|b| format!("{b:02x}")).collect();
+            let mut session = Session::new(id.clone(), peer.ip(), t.path.clone(), shared.config.session_timeout, now);
+            session.setup(&t.path, track, dest)?;
+            let group = shared.next_group.fetch_add(1, Ordering::Relaxed);
+            let header = session_header(&session);
+            info_span!("session", %id).in_scope(|| info!(clip = %t.path, client = %peer, "session created"));
+            shared.sessions.insert(Entry {
+                session,
+                group,
+                clip: clip.clone(),
+                conn,
+            });
+            (group, header, cfg.ssrc)
+        }
+    };
+    // A repeated SETUP keeps the existing sender (and its SSRC); the pacer
+    // only moves its destination.
+    shared
+        .pacer
+        .send(Command::AddTrack { group, track, cfg })
+        .await
+        .map_err(|_| Error::Unavailable("shutting down"))?;
+    let reply = Transport {
+        protocol: "RTP".into(),
+        profile: "AVP".into(),
+        lower: LowerTransport::Udp,
+        multicast: false,
+        destination: None,
+        source: None,
+        client_port: Some((dest.rtp.port(), dest.rtcp.port())),
+        server_port: Some((shared.rtp_port, shared.rtp_port + 1)),
+        port: None,
+        interleaved: None,
+        ttl: None,
+        ssrc: Some(ssrc),
+        mode: None,
+    };
+    let _ = offered;
+    Ok(ok.header("Transport", reply.to_string()).header("Session", header))
+}
+
+/// Resolves the session a request names, for the session-scoped methods.
+fn scoped(shared: &Shared, req: &Request) -> Result<(String, Scope, String), Error> {
+    let id = session_id(req)?.ok_or(Error::SessionNotFound)?;
+    let t = target(shared, req)?;
+    let scope = t.track.map_or(Scope::Aggregate, Scope::Track);
+    Ok((id, scope, t.path))
+}
+
+async fn play(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+    let (id, scope, path) = scoped(shared, req)?;
+    let mut ranges = req.headers.get_all("Range");
+    let range: Option<NptRange> = match (ranges.next(), ranges.next()) {
+        (None, _) => None,
+        (Some(v), None) => Some(v.parse().map_err(|e| Error::InvalidRange(format!("{e}")))?),
+        (Some(_), Some(_)) => return Err(Error::BadRequest("two Range headers")),
+    };
+    let (group, play, header, tracks) = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
+        if path != e.session.presentation {
+            return Err(Error::InvalidState("URL names another presentation"));
+        }
+        let play = e.session.play(scope, range.as_ref(), Some(e.clip.duration))?;
+        let tracks: Vec<usize> = e.session.tracks().map(|(t, _)| t).collect();
+        Ok((e.group, play, session_header(&e.session), tracks))
+    })??;
+    let (reply, rx) = oneshot::channel();
+    shared
+        .pacer
+        .send(Command::Play { group, req: play, reply })
+        .await
+        .map_err(|_| Error::Unavailable("shutting down"))?;
+    let info = rx.await.map_err(|_| Error::Unavailable("shutting down"))??;
+    let base = aggregate_url(req);
+    let infos: Vec<RtpInfo> = info
+        .tracks
+        .iter()
+        .filter(|(t, _, _)| tracks.contains(t))
+        .map(|&(t, seq, rtptime)| RtpInfo {
+            url: format!("{base}/trackID={t}"),
+            seq: Some(seq),
+            rtptime: Some(rtptime),
+        })
+        .collect();
+    let range = NptRange {
+        start: crate::proto::rtsp::range::NptTime::Seconds(info.start),
+        end: Some(info.end),
+    };
+    debug!(session = %id, start = info.start, end = info.end, "playing");
+    Ok(ok
+        .header("Session", header)
+        .header("Range", range.to_string())
+        .header("RTP-Info", format_rtp_info(&infos)))
+}
+
+async fn pause(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+    let (id, scope, _) = scoped(shared, req)?;
+    let (group, was_playing, header) = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
+        e.session.pause(scope).map(|p| (e.group, p, session_header(&e.session)))
+    })??;
+    if was_playing {
+        // Wait for the pacer so nothing is sent after the reply.
+        let (reply, rx) = oneshot::channel();
+        if shared.pacer.send(Command::Pause { group, reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+    Ok(ok.header("Session", header))
+}
+
+async fn teardown(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+    let (id, scope, _) = scoped(shared, req)?;
+    let (group, what, header) = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
+        (e.group, e.session.teardown(scope), session_header(&e.session))
+    })?;
+    let cmd = match what {
+        Teardown::All => {
+            shared.sessions.remove(&id);
+            info_span!("session", %id).in_scope(|| info!("session torn down"));
+            Command::Remove { group }
+        }
+        Teardown::Track(track) => Command::RemoveTrack { group, track },
+    };
+    let _ = shared.pacer.send(cmd).await;
+    Ok(ok.header("Session", header))
+}
+
+/// GET_PARAMETER / SET_PARAMETER. With an empty body they are keepalives
+/// (ffmpeg, VLC and GStreamer use them so); no parameters are defined, so
+/// any body gets 451.
+fn parameter(shared: &Shared, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+    let ok = match session_id(req)? {
+        Some(id) => {
+            let header = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| session_header(&e.session))?;
+            ok.header("Session", header)
+        }
+        None => ok,
+    };
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        Ok(ok)
+    } else {
+        Err(Error::ParameterNotUnderstood)
+    }
+}
+
+/// OPTIONS carrying a Session header is a keepalive too (VLC, GStreamer).
+fn keepalive(shared: &Shared, req: &Request, peer: IpAddr) {
+    if let Ok(Some(id)) = session_id(req) {
+        let _ = shared.sessions.with(&id, peer, Instant::now(), |_| ());
+    }
+}

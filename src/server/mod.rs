@@ -1,0 +1,277 @@
+//! The tokio edge: binds the listeners, runs the accept loop, the pacing
+//! loop, the RTCP receiver and the session reaper, and shuts down cleanly.
+//!
+//! Shutdown follows mini-redis with tokio-util's `CancellationToken` and
+//! `TaskTracker`: cancel, say RTCP BYE to every session, let connection
+//! tasks finish the request in hand, and wait for all of them.
+
+pub mod conn;
+mod handler;
+pub mod sessions;
+pub mod udp;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::media::catalog::{Catalog, ClipOptions};
+use crate::proto::clock::WallClock;
+use crate::proto::pacer::Pacer;
+use crate::proto::rtsp::Limits;
+use sessions::{SessionLimits, SessionTable};
+use udp::{Command, UdpStats};
+
+/// Everything the server can be told. Every limit has a default.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub media: PathBuf,
+    pub bind: IpAddr,
+    /// RTSP port; `None` tries 554, then 8554.
+    pub port: Option<u16>,
+    /// Shared RTP port (RTCP is +1); 0 picks a free pair.
+    pub rtp_port: u16,
+    pub session_timeout: Duration,
+    pub clip: ClipOptions,
+    pub limits: Limits,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub sessions: SessionLimits,
+    /// A request must be complete this long after its first byte.
+    pub read_timeout: Duration,
+    /// A response must be written within this.
+    pub write_timeout: Duration,
+    /// A connection with no session and no traffic is closed after this.
+    pub idle_timeout: Duration,
+    /// Depth of the pacing loop's command queue.
+    pub command_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            media: PathBuf::from("media"),
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: None,
+            rtp_port: 6970,
+            session_timeout: Duration::from_secs(60),
+            clip: ClipOptions::default(),
+            limits: Limits::default(),
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            sessions: SessionLimits {
+                max_sessions: 10_000,
+                max_sessions_per_ip: 256,
+            },
+            read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            command_queue: 1024,
+        }
+    }
+}
+
+/// The bound sockets, before the server runs.
+pub struct Listeners {
+    pub rtsp: TcpListener,
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+}
+
+impl Listeners {
+    /// Binds everything `config` asks for. Without a port, tries 554 and
+    /// falls back to 8554 when 554 cannot be bound (it needs privileges).
+    pub async fn bind(config: &Config) -> io::Result<Self> {
+        let rtsp = match config.port {
+            Some(p) => TcpListener::bind((config.bind, p)).await?,
+            None => match TcpListener::bind((config.bind, 554)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!(error = %e, "cannot bind port 554, falling back to 8554");
+                    TcpListener::bind((config.bind, 8554)).await?
+                }
+            },
+        };
+        let (rtp, rtcp) = match udp::bind_pair(config.bind, config.rtp_port).await {
+            Ok(pair) => pair,
+            Err(e) if config.rtp_port != 0 => {
+                warn!(port = config.rtp_port, error = %e, "cannot bind the RTP port pair, using a free pair");
+                udp::bind_pair(config.bind, 0).await?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self { rtsp, rtp, rtcp })
+    }
+
+    pub fn rtsp_addr(&self) -> io::Result<SocketAddr> {
+        self.rtsp.local_addr()
+    }
+
+    pub fn rtp_port(&self) -> io::Result<u16> {
+        Ok(self.rtp.local_addr()?.port())
+    }
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) catalog: Catalog,
+    pub(crate) sessions: Arc<SessionTable>,
+    pub(crate) pacer: mpsc::Sender<Command>,
+    pub(crate) rtp_port: u16,
+    pub(crate) next_group: AtomicU64,
+    conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
+    conns: AtomicU64,
+}
+
+/// Releases a connection slot when the connection ends.
+pub(crate) struct ConnSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.shared.conns.fetch_sub(1, Ordering::Relaxed);
+        let mut m = self.shared.conns_per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
+        let mut m = self.conns_per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_default();
+        if *n >= self.config.max_connections_per_ip
+            || self.conns.load(Ordering::Relaxed) as usize >= self.config.max_connections
+        {
+            return None;
+        }
+        *n += 1;
+        self.conns.fetch_add(1, Ordering::Relaxed);
+        Some(ConnSlot {
+            shared: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// A running server, as tests and the binary see it.
+pub struct Running {
+    pub rtsp_addr: SocketAddr,
+    pub rtp_port: u16,
+    pub sessions: Arc<SessionTable>,
+    pub udp_stats: Arc<UdpStats>,
+}
+
+/// Runs the server until `shutdown` completes, then drains: every session
+/// gets an RTCP BYE, connections finish the request in hand, and this
+/// returns once every task has ended (or after 5 s).
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+    started: impl FnOnce(&Running),
+) -> io::Result<()> {
+    let catalog = Catalog::new(&config.media, config.clip)?;
+    let rtsp_addr = listeners.rtsp.local_addr()?;
+    let rtp_port = listeners.rtp.local_addr()?.port();
+    let sessions = Arc::new(SessionTable::new(config.sessions));
+    let udp_stats = Arc::new(UdpStats::default());
+    let (tx, rx) = mpsc::channel(config.command_queue);
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let pacer = Pacer::new(WallClock::new(Instant::now(), unix), format!("rtspd@{}", rtsp_addr.ip()));
+    let rtp = Arc::new(listeners.rtp);
+    let rtcp = Arc::new(listeners.rtcp);
+    tracker.spawn(udp::run_pacer(pacer, rx, rtp.clone(), rtcp.clone(), sessions.clone(), udp_stats.clone(), cancel.clone()));
+    tracker.spawn(udp::run_rtcp_receiver(rtcp, sessions.clone(), udp_stats.clone(), cancel.clone()));
+    tracker.spawn(udp::run_rtp_drain(rtp, cancel.clone()));
+
+    let shared = Arc::new(Shared {
+        config,
+        catalog,
+        sessions: sessions.clone(),
+        pacer: tx,
+        rtp_port,
+        next_group: AtomicU64::new(1),
+        conns_per_ip: Mutex::new(HashMap::new()),
+        conns: AtomicU64::new(0),
+    });
+    tracker.spawn(reaper(shared.clone(), cancel.clone()));
+    started(&Running {
+        rtsp_addr,
+        rtp_port,
+        sessions,
+        udp_stats,
+    });
+
+    let accept = accept_loop(shared.clone(), listeners.rtsp, tracker.clone(), cancel.clone());
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown => info!("shutting down"),
+    }
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        warn!("some tasks did not finish within 5 s of shutdown");
+    }
+    Ok(())
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: TaskTracker, cancel: CancellationToken) {
+    let mut next_conn = 0u64;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off and keep accepting.
+                warn!(error = %e, "accept failed; retrying in 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        next_conn += 1;
+        let conn_id = next_conn;
+        let slot = shared.admit(peer.ip());
+        let span = info_span!("conn", id = conn_id, %peer);
+        tracker.spawn(conn::serve(shared.clone(), stream, peer, conn_id, slot, cancel.clone()).instrument(span));
+    }
+}
+
+/// Frees sessions that timed out, and says why.
+async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
+    let period = (shared.config.session_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for e in shared.sessions.take_expired(Instant::now()) {
+            info!(
+                session = %e.session.id,
+                client = %e.session.client_ip,
+                timeout_s = e.session.timeout().as_secs_f64(),
+                "session expired: no request or RTCP within the timeout"
+            );
+            let _ = shared.pacer.send(Command::Remove { group: e.group }).await;
+        }
+    }
+}
