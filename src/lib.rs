@@ -8,5 +8,5 @@
 //!   RTP/RTCP port pair and the one pacing loop.
 
 pub mod media;
-// pub mod server;
 pub mod proto;
+pub mod server;

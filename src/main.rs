@@ -137,7 +137,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Percent-encodes what may not stand in a URL path segment.
@@ -146,7 +149,9 @@ fn url_path(rel: &str) -> String {
         .map(|seg| {
             seg.bytes()
                 .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
                     _ => format!("%{b:02X}"),
                 })
                 .collect::<String>()
@@ -159,12 +164,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = ctrl_c.await;
+            return;
         };
         tokio::select! {
             _ = ctrl_c => {}
@@ -184,15 +188,29 @@ async fn main() -> anyhow::Result<()> {
     };
     init_logging(args.verbose);
     let config = args.config();
-    let listeners = Listeners::bind(&config).await.context("binding the listeners")?;
+    let listeners = Listeners::bind(&config)
+        .await
+        .context("binding the listeners")?;
     let catalog = rtspd::media::Catalog::new(&config.media, config.clip)
         .with_context(|| format!("opening the media folder {}", config.media.display()))?;
     let clips = catalog.list();
     let addr = listeners.rtsp_addr()?;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
     let rtp_port = listeners.rtp_port()?;
-    println!("rtspd listening on rtsp://{host}:{}/ (RTP/RTCP on UDP {rtp_port}-{})", addr.port(), rtp_port + 1);
+    println!(
+        "rtspd listening on rtsp://{host}:{}/ (RTP/RTCP on UDP {rtp_port}-{})",
+        addr.port(),
+        rtp_port + 1
+    );
     if clips.is_empty() {
         println!("no playable .wav clips under {}", config.media.display());
     }
@@ -200,7 +218,11 @@ async fn main() -> anyhow::Result<()> {
         println!("rtsp://{host}:{}/{}", addr.port(), url_path(clip));
     }
     if let Some(first) = clips.first() {
-        println!("play one with: ffplay rtsp://{host}:{}/{}", addr.port(), url_path(first));
+        println!(
+            "play one with: ffplay rtsp://{host}:{}/{}",
+            addr.port(),
+            url_path(first)
+        );
     }
     drop(catalog);
     server::run(config, listeners, shutdown_signal(), |_| {}).await?;

@@ -137,7 +137,10 @@ impl Catalog {
     }
 
     fn load(&self, rel: &str, path: &Path) -> Result<Clip, MediaError> {
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         if ext.as_deref() != Some("wav") {
             return Err(MediaError::Unsupported(format!("{rel}: not a .wav file")));
         }
@@ -148,7 +151,11 @@ impl Catalog {
             (44100, 1) => 11,
             _ => 96,
         };
-        let rtpmap = if ch == 1 { format!("L16/{rate}") } else { format!("L16/{rate}/{ch}") };
+        let rtpmap = if ch == 1 {
+            format!("L16/{rate}")
+        } else {
+            format!("L16/{rate}/{ch}")
+        };
         Ok(Clip {
             path: rel.to_owned(),
             duration: pcm.duration_secs(),
@@ -160,14 +167,25 @@ impl Catalog {
                     fmtp: None,
                     control: "trackID=0".to_owned(),
                 },
-                packetizer: Packetizer::L16(L16::new(pcm.data, rate, ch, self.opts.ptime, self.opts.max_payload)),
+                packetizer: Packetizer::L16(L16::new(
+                    pcm.data,
+                    rate,
+                    ch,
+                    self.opts.ptime,
+                    self.opts.max_payload,
+                )),
             }],
         })
     }
 
     /// Maps a safe relative path onto the file system without leaving the root.
     fn resolve(&self, rel: &str) -> Result<PathBuf, MediaError> {
-        let mut pending: Vec<String> = rel.split('/').rev().filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let mut pending: Vec<String> = rel
+            .split('/')
+            .rev()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
         if pending.is_empty() {
             return Err(MediaError::NotFound);
         }
@@ -197,7 +215,9 @@ impl Catalog {
                     Component::RootDir | Component::Prefix(_) => return Err(MediaError::NotFound),
                 }
             }
-            let inside = target.strip_prefix(&self.root).map_err(|_| MediaError::NotFound)?;
+            let inside = target
+                .strip_prefix(&self.root)
+                .map_err(|_| MediaError::NotFound)?;
             // Re-walk the target from the root so links inside it are checked too.
             for c in inside.components().rev() {
                 if let Component::Normal(s) = c {
@@ -215,15 +235,24 @@ impl Catalog {
         let mut out = Vec::new();
         let mut dirs = vec![(self.root.clone(), String::new(), 0usize)];
         while let Some((dir, prefix, depth)) = dirs.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+                let rel = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}/{name}")
+                };
                 let Ok(ft) = entry.file_type() else { continue };
                 if ft.is_dir() && depth < 16 {
                     dirs.push((entry.path(), rel, depth + 1));
                 } else if name.to_ascii_lowercase().ends_with(".wav") && out.len() < MAX_LISTED {
-                    match File::open(entry.path()).map_err(MediaError::from).and_then(|f| wav::probe(BufReader::new(f))) {
+                    match File::open(entry.path())
+                        .map_err(MediaError::from)
+                        .and_then(|f| wav::probe(BufReader::new(f)))
+                    {
                         Ok(_) => out.push(rel),
                         Err(e) => tracing::warn!(clip = %rel, error = %e, "skipping clip"),
                     }
@@ -265,9 +294,18 @@ mod tests {
         assert_eq!(cat.list(), ["a.wav", "sub/b.wav"]);
         let a = cat.open("a.wav").unwrap();
         assert!((a.duration - 0.1).abs() < 1e-9);
-        assert!(Arc::ptr_eq(&a, &cat.open("a.wav").unwrap()), "cached and shared");
-        assert!(matches!(cat.open("notes.txt"), Err(MediaError::Unsupported(_))));
-        assert!(matches!(cat.open("bad.wav"), Err(MediaError::Unsupported(_))));
+        assert!(
+            Arc::ptr_eq(&a, &cat.open("a.wav").unwrap()),
+            "cached and shared"
+        );
+        assert!(matches!(
+            cat.open("notes.txt"),
+            Err(MediaError::Unsupported(_))
+        ));
+        assert!(matches!(
+            cat.open("bad.wav"),
+            Err(MediaError::Unsupported(_))
+        ));
         assert!(matches!(cat.open("missing.wav"), Err(MediaError::NotFound)));
         assert!(matches!(cat.open("sub"), Err(MediaError::NotFound)));
         assert!(matches!(cat.open(""), Err(MediaError::NotFound)));
@@ -279,14 +317,28 @@ mod tests {
         write_wav(&outside.path().join("secret.wav"), 80);
         let dir = tempfile::tempdir().unwrap();
         write_wav(&dir.path().join("a.wav"), 80);
-        std::os::unix::fs::symlink(outside.path().join("secret.wav"), dir.path().join("abs.wav")).unwrap();
-        std::os::unix::fs::symlink("../../../../../../../../etc/passwd", dir.path().join("rel.wav")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.wav"),
+            dir.path().join("abs.wav"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "../../../../../../../../etc/passwd",
+            dir.path().join("rel.wav"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("a.wav", dir.path().join("alias.wav")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
         let cat = Catalog::new(dir.path(), ClipOptions::default()).unwrap();
         assert!(matches!(cat.open("abs.wav"), Err(MediaError::NotFound)));
         assert!(matches!(cat.open("rel.wav"), Err(MediaError::NotFound)));
-        assert!(matches!(cat.open("out/secret.wav"), Err(MediaError::NotFound)));
-        assert!(cat.open("alias.wav").is_ok(), "a link inside the root is followed");
+        assert!(matches!(
+            cat.open("out/secret.wav"),
+            Err(MediaError::NotFound)
+        ));
+        assert!(
+            cat.open("alias.wav").is_ok(),
+            "a link inside the root is followed"
+        );
     }
 }

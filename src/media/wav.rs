@@ -79,7 +79,11 @@ pub fn load<R: Read>(r: R, max_bytes: u64) -> Result<Pcm, MediaError> {
         (SampleFormat::Float, _) => {
             for s in reader.samples::<f32>() {
                 let v = s.map_err(unsupported)?;
-                let v = if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 };
+                let v = if v.is_finite() {
+                    v.clamp(-1.0, 1.0)
+                } else {
+                    0.0
+                };
                 push((v * 32767.0).round() as i16);
             }
         }
@@ -108,7 +112,10 @@ mod tests {
 
     use super::*;
 
-    fn wav(spec: WavSpec, write: impl FnOnce(&mut hound::WavWriter<&mut Cursor<Vec<u8>>>)) -> Vec<u8> {
+    fn wav(
+        spec: WavSpec,
+        write: impl FnOnce(&mut hound::WavWriter<&mut Cursor<Vec<u8>>>),
+    ) -> Vec<u8> {
         let mut c = Cursor::new(Vec::new());
         {
             let mut w = hound::WavWriter::new(&mut c, spec).unwrap();
@@ -128,7 +135,10 @@ mod tests {
     }
 
     fn samples(p: &Pcm) -> Vec<i16> {
-        p.data.chunks(2).map(|c| i16::from_be_bytes([c[0], c[1]])).collect()
+        p.data
+            .chunks(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect()
     }
 
     #[test]
@@ -147,31 +157,46 @@ mod tests {
                 w.write_sample(v).unwrap();
             }
         });
-        assert_eq!(samples(&load(Cursor::new(s8), 1 << 20).unwrap()), [0, 127 << 8, -128 << 8]);
+        assert_eq!(
+            samples(&load(Cursor::new(s8), 1 << 20).unwrap()),
+            [0, 127 << 8, -128 << 8]
+        );
 
         let s24 = wav(spec(24, SampleFormat::Int, 1), |w| {
             for v in [0x12_3456i32, -0x80_0000] {
                 w.write_sample(v).unwrap();
             }
         });
-        assert_eq!(samples(&load(Cursor::new(s24), 1 << 20).unwrap()), [0x1234, i16::MIN]);
+        assert_eq!(
+            samples(&load(Cursor::new(s24), 1 << 20).unwrap()),
+            [0x1234, i16::MIN]
+        );
 
         let f32s = wav(spec(32, SampleFormat::Float, 1), |w| {
             for v in [0.0f32, 1.0, -1.0, 2.0, 0.5] {
                 w.write_sample(v).unwrap();
             }
         });
-        assert_eq!(samples(&load(Cursor::new(f32s), 1 << 20).unwrap()), [0, 32767, -32767, 32767, 16384]);
+        assert_eq!(
+            samples(&load(Cursor::new(f32s), 1 << 20).unwrap()),
+            [0, 32767, -32767, 32767, 16384]
+        );
     }
 
     #[test]
     fn refuses_garbage_and_oversize() {
-        assert!(matches!(load(Cursor::new(b"not a wav at all".to_vec()), 1 << 20), Err(MediaError::Unsupported(_))));
+        assert!(matches!(
+            load(Cursor::new(b"not a wav at all".to_vec()), 1 << 20),
+            Err(MediaError::Unsupported(_))
+        ));
         let big = wav(spec(16, SampleFormat::Int, 1), |w| {
             for _ in 0..100 {
                 w.write_sample(0i16).unwrap();
             }
         });
-        assert!(matches!(load(Cursor::new(big), 100), Err(MediaError::TooLarge(200, 100))));
+        assert!(matches!(
+            load(Cursor::new(big), 100),
+            Err(MediaError::TooLarge(200, 100))
+        ));
     }
 }

@@ -64,7 +64,10 @@ mod tests {
         assert_eq!(ticks_to_duration(8000, 8000), Duration::from_secs(1));
         assert_eq!(ticks_to_duration(160, 8000), Duration::from_millis(20));
         assert_eq!(ticks_to_duration(441, 44100), Duration::from_millis(10));
-        assert_eq!(duration_to_ticks(Duration::from_millis(2500), 48000), 120_000);
+        assert_eq!(
+            duration_to_ticks(Duration::from_millis(2500), 48000),
+            120_000
+        );
         // No drift over ten minutes at 44.1 kHz.
         let ten_min = 600 * 44100;
         assert_eq!(ticks_to_duration(ten_min, 44100), Duration::from_secs(600));

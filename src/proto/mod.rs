@@ -3,12 +3,12 @@
 
 pub mod clock;
 pub mod error;
-// pub mod pacer;
+pub mod pacer;
 pub mod packetize;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
-// pub mod session;
+pub mod session;
 pub mod stats;
 pub mod target;

@@ -210,7 +210,12 @@ impl Pacer {
     }
 
     /// Starts (or restarts, for a seek) every track of `group` at `now`.
-    pub fn play(&mut self, group: GroupId, req: PlayRequest, now: Instant) -> Result<PlayInfo, Error> {
+    pub fn play(
+        &mut self,
+        group: GroupId,
+        req: PlayRequest,
+        now: Instant,
+    ) -> Result<PlayInfo, Error> {
         let g = self.groups.get_mut(&group).ok_or(Error::SessionNotFound)?;
         let duration = g.duration();
         let mut start = req.start.unwrap_or(g.resume_npt);
@@ -248,7 +253,8 @@ impl Pacer {
             info.tracks.push((id, t.stamper.next_seq, next_rtp));
             // Players such as ffmpeg sync only once they have an SR: send one
             // now, ahead of the first packet.
-            self.pending.push_back(sender_report(&self.clock, &self.cname, t, now, now, false));
+            self.pending
+                .push_back(sender_report(&self.clock, &self.cname, t, now, now, false));
             self.stats.rtcp_packets += 1;
         }
         let gen = g.generation;
@@ -278,7 +284,14 @@ impl Pacer {
     pub fn remove(&mut self, group: GroupId, now: Instant) {
         if let Some(g) = self.groups.remove(&group) {
             for t in g.tracks.values() {
-                self.pending.push_back(sender_report(&self.clock, &self.cname, t, now, g.anchor.unwrap_or(now), true));
+                self.pending.push_back(sender_report(
+                    &self.clock,
+                    &self.cname,
+                    t,
+                    now,
+                    g.anchor.unwrap_or(now),
+                    true,
+                ));
                 self.stats.rtcp_packets += 1;
             }
         }
@@ -286,9 +299,18 @@ impl Pacer {
 
     /// Removes one track of a group (single-track TEARDOWN).
     pub fn remove_track(&mut self, group: GroupId, track: usize, now: Instant) {
-        let Some(g) = self.groups.get_mut(&group) else { return };
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
         if let Some(t) = g.tracks.remove(&track) {
-            self.pending.push_back(sender_report(&self.clock, &self.cname, &t, now, g.anchor.unwrap_or(now), true));
+            self.pending.push_back(sender_report(
+                &self.clock,
+                &self.cname,
+                &t,
+                now,
+                g.anchor.unwrap_or(now),
+                true,
+            ));
             self.stats.rtcp_packets += 1;
         }
     }
@@ -315,18 +337,28 @@ impl Pacer {
             if top.at > now {
                 return None;
             }
-            let Some(Reverse(e)) = self.heap.pop() else { return None };
-            let Some(g) = self.groups.get_mut(&e.group) else { continue };
+            let Reverse(e) = self.heap.pop()?;
+            let Some(g) = self.groups.get_mut(&e.group) else {
+                continue;
+            };
             if e.generation != g.generation || !g.playing {
                 continue;
             }
             let anchor = g.anchor.unwrap_or(now);
-            let Some(t) = g.tracks.get_mut(&e.track) else { continue };
+            let Some(t) = g.tracks.get_mut(&e.track) else {
+                continue;
+            };
             match e.due {
                 Due::Report => {
                     let sr = sender_report(&self.clock, &self.cname, t, now, anchor, false);
                     self.stats.rtcp_packets += 1;
-                    self.schedule(e.at + self.sr_interval, e.group, e.track, Due::Report, e.generation);
+                    self.schedule(
+                        e.at + self.sr_interval,
+                        e.group,
+                        e.track,
+                        Due::Report,
+                        e.generation,
+                    );
                     return Some(sr);
                 }
                 Due::Rtp => match t.pkt.chunk(t.pos, t.end) {
@@ -383,11 +415,20 @@ impl Pacer {
 /// An SR (with SDES, and BYE when `bye`) for `t` at `now`. The RTP time is
 /// the media position the run has reached at `now`, so (NTP, RTP) name the
 /// same instant on the track's timeline.
-fn sender_report(clock: &WallClock, cname: &str, t: &Track, now: Instant, anchor: Instant, bye: bool) -> Transmit {
+fn sender_report(
+    clock: &WallClock,
+    cname: &str,
+    t: &Track,
+    now: Instant,
+    anchor: Instant,
+    bye: bool,
+) -> Transmit {
     let elapsed = duration_to_ticks(now.saturating_duration_since(anchor), t.pkt.clock_rate());
     let info = SenderInfo {
         ntp: clock.ntp(now),
-        rtp_time: t.ts_offset.wrapping_add(t.start_pts.wrapping_add(elapsed) as u32),
+        rtp_time: t
+            .ts_offset
+            .wrapping_add(t.start_pts.wrapping_add(elapsed) as u32),
         packet_count: t.packets,
         octet_count: t.octets,
     };
@@ -401,5 +442,213 @@ fn sender_report(clock: &WallClock, cname: &str, t: &Track, now: Instant, anchor
         dest: t.rtcp_dest,
         data: out.freeze(),
         rtcp: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::packetize::L16;
+    use crate::proto::rtcp::{parse_compound, Packet};
+
+    const RATE: u32 = 8000;
+
+    /// 5 s of 8 kHz mono whose sample i is (i as u16).
+    fn clip() -> Packetizer {
+        let data: Vec<u8> = (0..5 * RATE)
+            .flat_map(|i| (i as u16).to_be_bytes())
+            .collect();
+        Packetizer::L16(L16::new(
+            Bytes::from(data),
+            RATE,
+            1,
+            Duration::from_millis(20),
+            1400,
+        ))
+    }
+
+    fn setup(t0: Instant) -> Pacer {
+        let mut p = Pacer::new(
+            WallClock::new(t0, Duration::from_secs(1_700_000_000)),
+            "test".into(),
+        );
+        p.add_track(
+            1,
+            0,
+            TrackConfig {
+                packetizer: clip(),
+                ssrc: 0xabcd,
+                payload_type: 96,
+                first_seq: 65_530,
+                first_rtptime: u32::MAX - 100,
+                rtp_dest: "127.0.0.1:5000".parse().unwrap(),
+                rtcp_dest: "127.0.0.1:5001".parse().unwrap(),
+            },
+        );
+        p
+    }
+
+    fn play(p: &mut Pacer, start: Option<f64>, now: Instant) -> PlayInfo {
+        p.play(1, PlayRequest { start, end: None }, now).unwrap()
+    }
+
+    /// Every datagram due at `now`, split into RTP packets and RTCP.
+    fn drain(p: &mut Pacer, now: Instant) -> (Vec<rtp_rs::RtpReader<'static>>, Vec<Vec<Packet>>) {
+        let (mut rtp, mut rtcp) = (Vec::new(), Vec::new());
+        while let Some(t) = p.poll_transmit(now) {
+            let data: &'static [u8] = Box::leak(t.data.to_vec().into_boxed_slice());
+            if t.rtcp {
+                rtcp.push(parse_compound(data).unwrap());
+            } else {
+                rtp.push(rtp_rs::RtpReader::new(data).unwrap());
+            }
+        }
+        (rtp, rtcp)
+    }
+
+    fn sample0(r: &rtp_rs::RtpReader<'_>) -> u16 {
+        u16::from_be_bytes([r.payload()[0], r.payload()[1]])
+    }
+
+    #[test]
+    fn first_packet_matches_rtp_info_and_sr_comes_first() {
+        let t0 = Instant::now();
+        let mut p = setup(t0);
+        let info = play(&mut p, None, t0);
+        assert_eq!(info.tracks, vec![(0, 65_530, u32::MAX - 100)]);
+        assert_eq!((info.start, info.end), (0.0, 5.0));
+        let first = p.poll_transmit(t0).unwrap();
+        assert!(first.rtcp, "the SR goes out before the first RTP packet");
+        let (rtp, _) = drain(&mut p, t0);
+        assert_eq!(rtp.len(), 1, "only the first packet is due at once");
+        assert_eq!(u16::from(rtp[0].sequence_number()), 65_530);
+        assert_eq!(rtp[0].timestamp(), u32::MAX - 100);
+        assert!(rtp[0].mark(), "marker on the first packet of a run");
+        // The next is due exactly 20 ms later, not before.
+        assert!(drain(&mut p, t0 + Duration::from_micros(19_999))
+            .0
+            .is_empty());
+        let (rtp, _) = drain(&mut p, t0 + Duration::from_millis(20));
+        assert_eq!(u16::from(rtp[0].sequence_number()), 65_531);
+        assert_eq!(rtp[0].timestamp(), (u32::MAX - 100).wrapping_add(160));
+        assert_eq!(sample0(&rtp[0]), 160);
+        assert_eq!(p.poll_timeout(), Some(t0 + Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn deadlines_do_not_drift_and_packets_tile_the_clip() {
+        let t0 = Instant::now();
+        let mut p = setup(t0);
+        play(&mut p, None, t0);
+        let mut n = 0u32;
+        let mut byes = 0;
+        // Poll late every time (a busy loop): still exactly one packet per 20 ms.
+        while let Some(at) = p.poll_timeout() {
+            let (rtp, rtcp) = drain(&mut p, at + Duration::from_micros(700));
+            for r in &rtp {
+                assert_eq!(sample0(r), (n * 160) as u16);
+                n += 1;
+            }
+            byes += rtcp
+                .iter()
+                .filter(|c| c.iter().any(|x| matches!(x, Packet::Goodbye { .. })))
+                .count();
+        }
+        assert_eq!(n, 250, "5 s at 50 packets/s");
+        assert_eq!(byes, 1, "one BYE at the end of the clip");
+        assert_eq!(p.poll_event(), Some(Event::Ended(1)));
+    }
+
+    #[test]
+    fn seek_starts_at_the_exact_sample() {
+        let t0 = Instant::now();
+        let mut p = setup(t0);
+        let info = play(&mut p, Some(2.5), t0);
+        assert_eq!(info.start, 2.5);
+        let (rtp, _) = drain(&mut p, t0);
+        assert_eq!(sample0(&rtp[0]), 20_000);
+        assert_eq!(rtp[0].timestamp(), info.tracks[0].2);
+    }
+
+    #[test]
+    fn pause_and_resume_continue_seq_and_timestamps() {
+        let t0 = Instant::now();
+        let mut p = setup(t0);
+        play(&mut p, None, t0);
+        let mut last = None;
+        for k in 0..5 {
+            let (rtp, _) = drain(&mut p, t0 + Duration::from_millis(20 * k));
+            last = rtp
+                .last()
+                .map(|r| (u16::from(r.sequence_number()), r.timestamp()));
+        }
+        let (seq, ts) = last.unwrap();
+        assert_eq!(p.pause(1), Some(0.1));
+        assert!(
+            drain(&mut p, t0 + Duration::from_secs(3)).0.is_empty(),
+            "nothing while paused"
+        );
+        let t1 = t0 + Duration::from_secs(10);
+        let info = play(&mut p, None, t1);
+        assert_eq!(info.start, 0.1);
+        assert_eq!(info.tracks[0].1, seq.wrapping_add(1));
+        assert_eq!(
+            info.tracks[0].2,
+            ts.wrapping_add(160),
+            "no jump beyond the paused media time"
+        );
+        let (rtp, _) = drain(&mut p, t1);
+        assert_eq!(u16::from(rtp[0].sequence_number()), seq.wrapping_add(1));
+        assert_eq!(sample0(&rtp[0]), 800);
+    }
+
+    #[test]
+    fn sender_reports_map_ntp_to_rtp_on_one_timeline() {
+        let t0 = Instant::now();
+        let mut p = setup(t0);
+        let info = play(&mut p, None, t0);
+        let sr_at = |c: &Vec<Packet>| match &c[0] {
+            Packet::SenderReport { info, .. } => Some(*info),
+            _ => None,
+        };
+        let (_, rtcp) = drain(&mut p, t0);
+        let first = sr_at(&rtcp[0]).unwrap();
+        assert_eq!(first.rtp_time, info.tracks[0].2);
+        let mut later = None;
+        let mut t = t0;
+        while later.is_none() {
+            t += Duration::from_millis(20);
+            let (_, rtcp) = drain(&mut p, t);
+            later = rtcp.first().and_then(sr_at);
+        }
+        let later = later.unwrap();
+        let dt = later.ntp.to_unix() - first.ntp.to_unix();
+        assert_eq!(dt, Duration::from_secs(5));
+        assert_eq!(later.rtp_time.wrapping_sub(first.rtp_time), 5 * RATE);
+        assert_eq!(later.packet_count, 250);
+        assert_eq!(later.octet_count, 250 * 320);
+    }
+
+    #[test]
+    fn teardown_says_bye_and_forgets() {
+        let t0 = Instant::now();
+        let mut p = setup(t0);
+        play(&mut p, None, t0);
+        drain(&mut p, t0);
+        p.remove(1, t0);
+        let (rtp, rtcp) = drain(&mut p, t0 + Duration::from_secs(1));
+        assert!(rtp.is_empty());
+        assert!(matches!(rtcp[0].last(), Some(Packet::Goodbye { .. })));
+        assert_eq!(p.group_count(), 0);
+        assert!(p
+            .play(
+                1,
+                PlayRequest {
+                    start: None,
+                    end: None
+                },
+                t0
+            )
+            .is_err());
     }
 }

@@ -66,7 +66,24 @@ mod tests {
         let p = s.packet(0xdead_beef, true, &[1, 2, 3, 4]);
         assert_eq!(
             &p[..],
-            &[0x80, 0x80 | 96, 0xff, 0xff, 0xde, 0xad, 0xbe, 0xef, 0x11, 0x22, 0x33, 0x44, 1, 2, 3, 4]
+            &[
+                0x80,
+                0x80 | 96,
+                0xff,
+                0xff,
+                0xde,
+                0xad,
+                0xbe,
+                0xef,
+                0x11,
+                0x22,
+                0x33,
+                0x44,
+                1,
+                2,
+                3,
+                4
+            ]
         );
         let q = s.packet(1, false, &[]);
         assert_eq!(&q[..4], &[0x80, 96, 0, 0], "seq wraps to 0");

@@ -42,7 +42,11 @@ fn attr(name: &str, value: impl Into<String>) -> Attribute {
 
 /// Writes the SDP text for `desc`, served from `server_ip`.
 pub fn describe(desc: &PresentationDescription, server_ip: IpAddr, session_id: u64) -> String {
-    let addrtype = if server_ip.is_ipv4() { AddrType::Ip4 } else { AddrType::Ip6 };
+    let addrtype = if server_ip.is_ipv4() {
+        AddrType::Ip4
+    } else {
+        AddrType::Ip6
+    };
     let range = match desc.duration {
         Some(d) => format!("npt=0-{d:.3}"),
         None => "npt=now-".to_owned(),

@@ -84,7 +84,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: String, client_ip: IpAddr, presentation: String, timeout: Duration, now: Instant) -> Self {
+    pub fn new(
+        id: String,
+        client_ip: IpAddr,
+        presentation: String,
+        timeout: Duration,
+        now: Instant,
+    ) -> Self {
         Self {
             id,
             client_ip,
@@ -130,9 +136,16 @@ impl Session {
     /// SETUP of `track` of `presentation`. A repeated SETUP of a track
     /// changes its transport (never a second sender); returns whether the
     /// track is new.
-    pub fn setup(&mut self, presentation: &str, track: usize, transport: TrackTransport) -> Result<bool, Error> {
+    pub fn setup(
+        &mut self,
+        presentation: &str,
+        track: usize,
+        transport: TrackTransport,
+    ) -> Result<bool, Error> {
         if presentation != self.presentation {
-            return Err(Error::InvalidState("session belongs to another presentation"));
+            return Err(Error::InvalidState(
+                "session belongs to another presentation",
+            ));
         }
         if self.state == State::Playing {
             return Err(Error::InvalidState(self.state.name()));
@@ -143,13 +156,21 @@ impl Session {
     }
 
     /// PLAY. `duration` is `None` for live sources.
-    pub fn play(&mut self, scope: Scope, range: Option<&NptRange>, duration: Option<f64>) -> Result<PlayRequest, Error> {
+    pub fn play(
+        &mut self,
+        scope: Scope,
+        range: Option<&NptRange>,
+        duration: Option<f64>,
+    ) -> Result<PlayRequest, Error> {
         if self.state == State::Init {
             return Err(Error::InvalidState(self.state.name()));
         }
         self.check_scope(scope)?;
         let req = match range {
-            None => PlayRequest { start: None, end: None },
+            None => PlayRequest {
+                start: None,
+                end: None,
+            },
             Some(r) => {
                 let start = match r.start {
                     NptTime::Now => None,
@@ -161,7 +182,9 @@ impl Session {
         if let Some(d) = duration {
             if let Some(s) = req.start {
                 if s >= d {
-                    return Err(Error::InvalidRange(format!("start {s:.3} is not before the end {d:.3}")));
+                    return Err(Error::InvalidRange(format!(
+                        "start {s:.3} is not before the end {d:.3}"
+                    )));
                 }
             }
         }
@@ -226,7 +249,13 @@ mod tests {
     }
 
     fn session(now: Instant) -> Session {
-        Session::new("abc".into(), [127, 0, 0, 1].into(), "a.wav".into(), Duration::from_secs(60), now)
+        Session::new(
+            "abc".into(),
+            [127, 0, 0, 1].into(),
+            "a.wav".into(),
+            Duration::from_secs(60),
+            now,
+        )
     }
 
     fn npt(start: f64, end: Option<f64>) -> NptRange {
@@ -240,17 +269,38 @@ mod tests {
     fn lifecycle() {
         let now = Instant::now();
         let mut s = session(now);
-        assert_eq!(s.play(Scope::Aggregate, None, Some(5.0)), Err(Error::InvalidState("Init")));
+        assert_eq!(
+            s.play(Scope::Aggregate, None, Some(5.0)),
+            Err(Error::InvalidState("Init"))
+        );
         assert_eq!(s.pause(Scope::Aggregate), Err(Error::InvalidState("Init")));
         assert_eq!(s.setup("a.wav", 0, tt(5000)), Ok(true));
         assert_eq!(s.state(), State::Ready);
-        assert_eq!(s.pause(Scope::Aggregate), Ok(false), "PAUSE in Ready is a no-op");
-        let p = s.play(Scope::Aggregate, Some(&npt(2.5, Some(9.0))), Some(5.0)).unwrap();
-        assert_eq!(p, PlayRequest { start: Some(2.5), end: Some(5.0) });
+        assert_eq!(
+            s.pause(Scope::Aggregate),
+            Ok(false),
+            "PAUSE in Ready is a no-op"
+        );
+        let p = s
+            .play(Scope::Aggregate, Some(&npt(2.5, Some(9.0))), Some(5.0))
+            .unwrap();
+        assert_eq!(
+            p,
+            PlayRequest {
+                start: Some(2.5),
+                end: Some(5.0)
+            }
+        );
         assert_eq!(s.state(), State::Playing);
-        assert!(s.setup("a.wav", 0, tt(5002)).is_err(), "SETUP while playing is 455");
+        assert!(
+            s.setup("a.wav", 0, tt(5002)).is_err(),
+            "SETUP while playing is 455"
+        );
         assert_eq!(s.pause(Scope::Aggregate), Ok(true));
-        assert_eq!(s.play(Scope::Track(0), None, Some(5.0)).unwrap().start, None);
+        assert_eq!(
+            s.play(Scope::Track(0), None, Some(5.0)).unwrap().start,
+            None
+        );
         s.ended();
         assert_eq!(s.state(), State::Ready);
         assert_eq!(s.teardown(Scope::Aggregate), Teardown::All);
@@ -261,22 +311,43 @@ mod tests {
         let mut s = session(Instant::now());
         s.setup("a.wav", 0, tt(5000)).unwrap();
         for start in [5.0, 3600.0] {
-            assert!(matches!(s.play(Scope::Aggregate, Some(&npt(start, None)), Some(5.0)), Err(Error::InvalidRange(_))));
+            assert!(matches!(
+                s.play(Scope::Aggregate, Some(&npt(start, None)), Some(5.0)),
+                Err(Error::InvalidRange(_))
+            ));
         }
         assert_eq!(s.state(), State::Ready, "a refused PLAY changes nothing");
-        let now_range = NptRange { start: NptTime::Now, end: None };
-        assert_eq!(s.play(Scope::Aggregate, Some(&now_range), None).unwrap().start, None);
+        let now_range = NptRange {
+            start: NptTime::Now,
+            end: None,
+        };
+        assert_eq!(
+            s.play(Scope::Aggregate, Some(&now_range), None)
+                .unwrap()
+                .start,
+            None
+        );
     }
 
     #[test]
     fn setup_rules() {
         let mut s = session(Instant::now());
-        assert!(s.setup("b.wav", 0, tt(5000)).is_err(), "different presentation");
+        assert!(
+            s.setup("b.wav", 0, tt(5000)).is_err(),
+            "different presentation"
+        );
         s.setup("a.wav", 0, tt(5000)).unwrap();
-        assert_eq!(s.setup("a.wav", 0, tt(5002)), Ok(false), "repeat SETUP changes transport");
+        assert_eq!(
+            s.setup("a.wav", 0, tt(5002)),
+            Ok(false),
+            "repeat SETUP changes transport"
+        );
         assert_eq!(s.tracks().count(), 1);
         s.setup("a.wav", 1, tt(5004)).unwrap();
-        assert_eq!(s.play(Scope::Track(0), None, None), Err(Error::OnlyAggregate));
+        assert_eq!(
+            s.play(Scope::Track(0), None, None),
+            Err(Error::OnlyAggregate)
+        );
         assert_eq!(s.teardown(Scope::Track(1)), Teardown::Track(1));
         assert_eq!(s.teardown(Scope::Track(0)), Teardown::All);
     }
@@ -285,7 +356,10 @@ mod tests {
     fn ownership_and_expiry() {
         let t0 = Instant::now();
         let mut s = session(t0);
-        assert_eq!(s.authorize([127, 0, 0, 2].into()), Err(Error::SessionNotFound));
+        assert_eq!(
+            s.authorize([127, 0, 0, 2].into()),
+            Err(Error::SessionNotFound)
+        );
         assert!(s.authorize([127, 0, 0, 1].into()).is_ok());
         assert!(!s.expired(t0 + Duration::from_secs(59)));
         s.touch(t0 + Duration::from_secs(30));

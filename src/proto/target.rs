@@ -31,7 +31,8 @@ pub fn parse_target(uri: &str, max_uri: usize) -> Result<Target, Error> {
             track: None,
         });
     }
-    let url = url::Url::parse(uri).map_err(|_| Error::BadRequest("Request-URI is not an absolute URL"))?;
+    let url = url::Url::parse(uri)
+        .map_err(|_| Error::BadRequest("Request-URI is not an absolute URL"))?;
     if !matches!(url.scheme(), "rtsp" | "rtspu" | "rtsps") {
         return Err(Error::BadRequest("Request-URI scheme is not rtsp"));
     }
@@ -121,9 +122,15 @@ mod tests {
         // url normalises dot segments away before we see them: still under root.
         assert_eq!(t("rtsp://h/../../etc/passwd").unwrap().path, "etc/passwd");
         assert_eq!(t("rtsp://h//etc/passwd").unwrap().path, "etc/passwd");
-        assert_eq!(t("rtsp://h/%2e%2e/%2e%2e/etc/passwd").unwrap().path, "etc/passwd");
+        assert_eq!(
+            t("rtsp://h/%2e%2e/%2e%2e/etc/passwd").unwrap().path,
+            "etc/passwd"
+        );
         assert!(matches!(t("http://h/a"), Err(Error::BadRequest(_))));
         assert!(matches!(t("/a.wav"), Err(Error::BadRequest(_))));
-        assert_eq!(parse_target(&format!("rtsp://h/{}", "a".repeat(4096)), 2048), Err(Error::UriTooLong));
+        assert_eq!(
+            parse_target(&format!("rtsp://h/{}", "a".repeat(4096)), 2048),
+            Err(Error::UriTooLong)
+        );
     }
 }

@@ -46,7 +46,9 @@ pub(crate) async fn serve(
         loop {
             match parse(&buf, &limits) {
                 Ok(Parsed::Incomplete) => break,
-                Ok(Parsed::Interleaved { channel, consumed, .. }) => {
+                Ok(Parsed::Interleaved {
+                    channel, consumed, ..
+                }) => {
                     // No interleaved transport is set up on this server yet:
                     // the frame is skipped, never read as a request.
                     trace!(channel, "interleaved frame ignored");
@@ -70,8 +72,21 @@ pub(crate) async fn serve(
                 }
             }
         }
-        partial_since = if buf.is_empty() { None } else { partial_since.or(Some(Instant::now())) };
-        match read(&shared, &mut stream, &mut buf, partial_since, conn_id, &cancel).await {
+        partial_since = if buf.is_empty() {
+            None
+        } else {
+            partial_since.or(Some(Instant::now()))
+        };
+        match read(
+            &shared,
+            &mut stream,
+            &mut buf,
+            partial_since,
+            conn_id,
+            &cancel,
+        )
+        .await
+        {
             Read::More => {}
             Read::Closed => {
                 debug!("connection closed");
@@ -105,7 +120,12 @@ async fn read(
             Ok(Ok(_)) => return Read::More,
             Err(_) if partial_since.is_some() => {
                 debug!("request not completed within the read timeout");
-                let _ = write(shared, stream, &base_response(StatusCode::REQUEST_TIMEOUT, None)).await;
+                let _ = write(
+                    shared,
+                    stream,
+                    &base_response(StatusCode::REQUEST_TIMEOUT, None),
+                )
+                .await;
                 return Read::Closed;
             }
             Err(_) if shared.sessions.owned_by_conn(conn_id) => continue,

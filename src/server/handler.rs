@@ -26,7 +26,8 @@ use crate::proto::session::{Scope, Session, Teardown, TrackTransport};
 use crate::proto::target::{parse_target, Target};
 
 /// The methods this server implements, for `Public:` and `Allow:`.
-pub(crate) const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+pub(crate) const PUBLIC: &str =
+    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
 
 /// A response with the headers every response carries.
 pub(crate) fn base_response(status: StatusCode, cseq: Option<u32>) -> Response {
@@ -38,14 +39,20 @@ pub(crate) fn base_response(status: StatusCode, cseq: Option<u32>) -> Response {
 }
 
 /// Answers one request.
-pub(crate) async fn handle(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, conn: u64) -> Response {
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    req: &Request,
+    peer: SocketAddr,
+    conn: u64,
+) -> Response {
     let cseq = req.cseq();
     let Some(cseq) = cseq else {
         return base_response(StatusCode::BAD_REQUEST, None);
     };
     debug!(method = %req.method, uri = %req.uri, cseq, "request");
     if let Some(tags) = req.headers.get("Require") {
-        return base_response(StatusCode::OPTION_NOT_SUPPORTED, Some(cseq)).header("Unsupported", tags);
+        return base_response(StatusCode::OPTION_NOT_SUPPORTED, Some(cseq))
+            .header("Unsupported", tags);
     }
     let ok = base_response(StatusCode::OK, Some(cseq));
     let result = match req.method {
@@ -60,7 +67,8 @@ pub(crate) async fn handle(shared: &Arc<Shared>, req: &Request, peer: SocketAddr
         Method::Teardown => teardown(shared, req, peer, ok).await,
         Method::GetParameter | Method::SetParameter => parameter(shared, req, peer, ok),
         Method::Announce | Method::Record | Method::Redirect => {
-            return base_response(StatusCode::METHOD_NOT_ALLOWED, Some(cseq)).header("Allow", PUBLIC);
+            return base_response(StatusCode::METHOD_NOT_ALLOWED, Some(cseq))
+                .header("Allow", PUBLIC);
         }
         Method::Other(_) => Err(Error::NotImplemented),
     };
@@ -105,7 +113,12 @@ fn aggregate_url(req: &Request) -> String {
     }
 }
 
-async fn describe(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+async fn describe(
+    shared: &Arc<Shared>,
+    req: &Request,
+    peer: SocketAddr,
+    ok: Response,
+) -> Result<Response, Error> {
     let t = target(shared, req)?;
     if t.track.is_some() {
         return Err(Error::NotFound);
@@ -113,7 +126,9 @@ async fn describe(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Res
     let clip = open_clip(shared, &t.path).await?;
     let server_ip = local_ip_for(peer.ip());
     let sdp = sdp::describe(&clip.description(), server_ip, session_version());
-    Ok(ok.header("Content-Base", format!("{}/", aggregate_url(req))).body("application/sdp", sdp))
+    Ok(ok
+        .header("Content-Base", format!("{}/", aggregate_url(req)))
+        .body("application/sdp", sdp))
 }
 
 fn local_ip_for(peer: IpAddr) -> IpAddr {
@@ -205,7 +220,13 @@ fn session_header(s: &Session) -> String {
     .to_string()
 }
 
-async fn setup(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, conn: u64, ok: Response) -> Result<Response, Error> {
+async fn setup(
+    shared: &Arc<Shared>,
+    req: &Request,
+    peer: SocketAddr,
+    conn: u64,
+    ok: Response,
+) -> Result<Response, Error> {
     let t = target(shared, req)?;
     let clip = open_clip(shared, &t.path).await?;
     let track = match t.track {
@@ -233,18 +254,30 @@ async fn setup(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, conn: u64,
     let (group, header, ssrc) = match existing {
         Some(id) => {
             let (group, header, ssrc) = shared.sessions.with(&id, peer.ip(), now, |e| {
-                e.session.setup(&t.path, track, dest).map(|_| (e.group, session_header(&e.session), cfg.ssrc))
+                e.session
+                    .setup(&t.path, track, dest)
+                    .map(|_| (e.group, session_header(&e.session), cfg.ssrc))
             })??;
             (group, header, ssrc)
         }
         None => {
             shared.sessions.admit(peer.ip())?;
-            let id: String = random_bytes::<16>()?.iter().map(|b| format!("{b:02x}")).collect();
-            let mut session = Session::new(id.clone(), peer.ip(), t.path.clone(), shared.config.session_timeout, now);
+            let id: String = random_bytes::<16>()?
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let mut session = Session::new(
+                id.clone(),
+                peer.ip(),
+                t.path.clone(),
+                shared.config.session_timeout,
+                now,
+            );
             session.setup(&t.path, track, dest)?;
             let group = shared.next_group.fetch_add(1, Ordering::Relaxed);
             let header = session_header(&session);
-            info_span!("session", %id).in_scope(|| info!(clip = %t.path, client = %peer, "session created"));
+            info_span!("session", %id)
+                .in_scope(|| info!(clip = %t.path, client = %peer, "session created"));
             shared.sessions.insert(Entry {
                 session,
                 group,
@@ -277,7 +310,9 @@ async fn setup(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, conn: u64,
         mode: None,
     };
     let _ = offered;
-    Ok(ok.header("Transport", reply.to_string()).header("Session", header))
+    Ok(ok
+        .header("Transport", reply.to_string())
+        .header("Session", header))
 }
 
 /// Resolves the session a request names, for the session-scoped methods.
@@ -288,7 +323,12 @@ fn scoped(shared: &Shared, req: &Request) -> Result<(String, Scope, String), Err
     Ok((id, scope, t.path))
 }
 
-async fn play(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+async fn play(
+    shared: &Arc<Shared>,
+    req: &Request,
+    peer: SocketAddr,
+    ok: Response,
+) -> Result<Response, Error> {
     let (id, scope, path) = scoped(shared, req)?;
     let mut ranges = req.headers.get_all("Range");
     let range: Option<NptRange> = match (ranges.next(), ranges.next()) {
@@ -296,21 +336,30 @@ async fn play(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Respons
         (Some(v), None) => Some(v.parse().map_err(|e| Error::InvalidRange(format!("{e}")))?),
         (Some(_), Some(_)) => return Err(Error::BadRequest("two Range headers")),
     };
-    let (group, play, header, tracks) = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
-        if path != e.session.presentation {
-            return Err(Error::InvalidState("URL names another presentation"));
-        }
-        let play = e.session.play(scope, range.as_ref(), Some(e.clip.duration))?;
-        let tracks: Vec<usize> = e.session.tracks().map(|(t, _)| t).collect();
-        Ok((e.group, play, session_header(&e.session), tracks))
-    })??;
+    let (group, play, header, tracks) =
+        shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
+            if path != e.session.presentation {
+                return Err(Error::InvalidState("URL names another presentation"));
+            }
+            let play = e
+                .session
+                .play(scope, range.as_ref(), Some(e.clip.duration))?;
+            let tracks: Vec<usize> = e.session.tracks().map(|(t, _)| t).collect();
+            Ok((e.group, play, session_header(&e.session), tracks))
+        })??;
     let (reply, rx) = oneshot::channel();
     shared
         .pacer
-        .send(Command::Play { group, req: play, reply })
+        .send(Command::Play {
+            group,
+            req: play,
+            reply,
+        })
         .await
         .map_err(|_| Error::Unavailable("shutting down"))?;
-    let info = rx.await.map_err(|_| Error::Unavailable("shutting down"))??;
+    let info = rx
+        .await
+        .map_err(|_| Error::Unavailable("shutting down"))??;
     let base = aggregate_url(req);
     let infos: Vec<RtpInfo> = info
         .tracks
@@ -333,25 +382,47 @@ async fn play(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Respons
         .header("RTP-Info", format_rtp_info(&infos)))
 }
 
-async fn pause(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+async fn pause(
+    shared: &Arc<Shared>,
+    req: &Request,
+    peer: SocketAddr,
+    ok: Response,
+) -> Result<Response, Error> {
     let (id, scope, _) = scoped(shared, req)?;
-    let (group, was_playing, header) = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
-        e.session.pause(scope).map(|p| (e.group, p, session_header(&e.session)))
-    })??;
+    let (group, was_playing, header) =
+        shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
+            e.session
+                .pause(scope)
+                .map(|p| (e.group, p, session_header(&e.session)))
+        })??;
     if was_playing {
         // Wait for the pacer so nothing is sent after the reply.
         let (reply, rx) = oneshot::channel();
-        if shared.pacer.send(Command::Pause { group, reply }).await.is_ok() {
+        if shared
+            .pacer
+            .send(Command::Pause { group, reply })
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }
     Ok(ok.header("Session", header))
 }
 
-async fn teardown(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+async fn teardown(
+    shared: &Arc<Shared>,
+    req: &Request,
+    peer: SocketAddr,
+    ok: Response,
+) -> Result<Response, Error> {
     let (id, scope, _) = scoped(shared, req)?;
     let (group, what, header) = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
-        (e.group, e.session.teardown(scope), session_header(&e.session))
+        (
+            e.group,
+            e.session.teardown(scope),
+            session_header(&e.session),
+        )
     })?;
     let cmd = match what {
         Teardown::All => {
@@ -368,10 +439,17 @@ async fn teardown(shared: &Arc<Shared>, req: &Request, peer: SocketAddr, ok: Res
 /// GET_PARAMETER / SET_PARAMETER. With an empty body they are keepalives
 /// (ffmpeg, VLC and GStreamer use them so); no parameters are defined, so
 /// any body gets 451.
-fn parameter(shared: &Shared, req: &Request, peer: SocketAddr, ok: Response) -> Result<Response, Error> {
+fn parameter(
+    shared: &Shared,
+    req: &Request,
+    peer: SocketAddr,
+    ok: Response,
+) -> Result<Response, Error> {
     let ok = match session_id(req)? {
         Some(id) => {
-            let header = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| session_header(&e.session))?;
+            let header = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
+                session_header(&e.session)
+            })?;
             ok.header("Session", header)
         }
         None => ok,

@@ -142,7 +142,11 @@ pub(crate) struct ConnSlot {
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.shared.conns.fetch_sub(1, Ordering::Relaxed);
-        let mut m = self.shared.conns_per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self
+            .shared
+            .conns_per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = m.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -196,12 +200,30 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let pacer = Pacer::new(WallClock::new(Instant::now(), unix), format!("rtspd@{}", rtsp_addr.ip()));
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let pacer = Pacer::new(
+        WallClock::new(Instant::now(), unix),
+        format!("rtspd@{}", rtsp_addr.ip()),
+    );
     let rtp = Arc::new(listeners.rtp);
     let rtcp = Arc::new(listeners.rtcp);
-    tracker.spawn(udp::run_pacer(pacer, rx, rtp.clone(), rtcp.clone(), sessions.clone(), udp_stats.clone(), cancel.clone()));
-    tracker.spawn(udp::run_rtcp_receiver(rtcp, sessions.clone(), udp_stats.clone(), cancel.clone()));
+    tracker.spawn(udp::run_pacer(
+        pacer,
+        rx,
+        rtp.clone(),
+        rtcp.clone(),
+        sessions.clone(),
+        udp_stats.clone(),
+        cancel.clone(),
+    ));
+    tracker.spawn(udp::run_rtcp_receiver(
+        rtcp,
+        sessions.clone(),
+        udp_stats.clone(),
+        cancel.clone(),
+    ));
     tracker.spawn(udp::run_rtp_drain(rtp, cancel.clone()));
 
     let shared = Arc::new(Shared {
@@ -222,20 +244,33 @@ pub async fn run(
         udp_stats,
     });
 
-    let accept = accept_loop(shared.clone(), listeners.rtsp, tracker.clone(), cancel.clone());
+    let accept = accept_loop(
+        shared.clone(),
+        listeners.rtsp,
+        tracker.clone(),
+        cancel.clone(),
+    );
     tokio::select! {
         _ = accept => {}
         _ = shutdown => info!("shutting down"),
     }
     cancel.cancel();
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
         warn!("some tasks did not finish within 5 s of shutdown");
     }
     Ok(())
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: TaskTracker, cancel: CancellationToken) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+) {
     let mut next_conn = 0u64;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -251,13 +286,17 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: TaskTr
         let conn_id = next_conn;
         let slot = shared.admit(peer.ip());
         let span = info_span!("conn", id = conn_id, %peer);
-        tracker.spawn(conn::serve(shared.clone(), stream, peer, conn_id, slot, cancel.clone()).instrument(span));
+        tracker.spawn(
+            conn::serve(shared.clone(), stream, peer, conn_id, slot, cancel.clone())
+                .instrument(span),
+        );
     }
 }
 
 /// Frees sessions that timed out, and says why.
 async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
-    let period = (shared.config.session_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let period = (shared.config.session_timeout / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {

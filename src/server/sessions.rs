@@ -90,7 +90,13 @@ impl SessionTable {
     }
 
     /// Runs `f` on the session `id` if `peer` owns it, refreshing it first.
-    pub fn with<R>(&self, id: &str, peer: IpAddr, now: Instant, f: impl FnOnce(&mut Entry) -> R) -> Result<R, Error> {
+    pub fn with<R>(
+        &self,
+        id: &str,
+        peer: IpAddr,
+        now: Instant,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Result<R, Error> {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let entry = inner.by_id.get_mut(id).ok_or(Error::SessionNotFound)?;
@@ -132,7 +138,11 @@ impl SessionTable {
     pub fn ended(&self, group: GroupId) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        if let Some(e) = inner.by_group.get(&group).and_then(|id| inner.by_id.get_mut(id)) {
+        if let Some(e) = inner
+            .by_group
+            .get(&group)
+            .and_then(|id| inner.by_id.get_mut(id))
+        {
             e.session.ended();
         }
     }
@@ -146,7 +156,12 @@ impl SessionTable {
     pub fn take_expired(&self, now: Instant) -> Vec<Entry> {
         let ids: Vec<String> = {
             let inner = self.lock();
-            inner.by_id.values().filter(|e| e.session.expired(now)).map(|e| e.session.id.clone()).collect()
+            inner
+                .by_id
+                .values()
+                .filter(|e| e.session.expired(now))
+                .map(|e| e.session.id.clone())
+                .collect()
         };
         ids.iter().filter_map(|id| self.remove(id)).collect()
     }

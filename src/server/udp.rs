@@ -26,11 +26,27 @@ use crate::proto::session::PlayRequest;
 /// Commands for the pacing loop.
 #[derive(Debug)]
 pub enum Command {
-    AddTrack { group: GroupId, track: usize, cfg: TrackConfig },
-    Play { group: GroupId, req: PlayRequest, reply: oneshot::Sender<Result<PlayInfo, Error>> },
-    Pause { group: GroupId, reply: oneshot::Sender<Option<f64>> },
-    Remove { group: GroupId },
-    RemoveTrack { group: GroupId, track: usize },
+    AddTrack {
+        group: GroupId,
+        track: usize,
+        cfg: TrackConfig,
+    },
+    Play {
+        group: GroupId,
+        req: PlayRequest,
+        reply: oneshot::Sender<Result<PlayInfo, Error>>,
+    },
+    Pause {
+        group: GroupId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
+    Remove {
+        group: GroupId,
+    },
+    RemoveTrack {
+        group: GroupId,
+        track: usize,
+    },
 }
 
 /// Counters of the UDP side, readable while running.
@@ -48,7 +64,10 @@ pub struct UdpStats {
 pub async fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
     if port != 0 {
         if port % 2 != 0 || port == u16::MAX {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the RTP port must be even"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the RTP port must be even",
+            ));
         }
         let rtp = UdpSocket::bind((ip, port)).await?;
         let rtcp = UdpSocket::bind((ip, port + 1)).await?;
@@ -64,7 +83,10 @@ pub async fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocke
             return Ok((rtp, rtcp));
         }
     }
-    Err(io::Error::new(io::ErrorKind::AddrInUse, "no free RTP/RTCP port pair"))
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free RTP/RTCP port pair",
+    ))
 }
 
 fn send(socket: &UdpSocket, t: &Transmit, stats: &UdpStats) {
@@ -148,7 +170,14 @@ fn apply(pacer: &mut Pacer, cmd: Command) {
 }
 
 /// Collects every datagram due at `now`, then sends them back to back.
-fn flush(pacer: &mut Pacer, now: Instant, batch: &mut Vec<Transmit>, rtp: &UdpSocket, rtcp: &UdpSocket, stats: &UdpStats) {
+fn flush(
+    pacer: &mut Pacer,
+    now: Instant,
+    batch: &mut Vec<Transmit>,
+    rtp: &UdpSocket,
+    rtcp: &UdpSocket,
+    stats: &UdpStats,
+) {
     batch.clear();
     while let Some(t) = pacer.poll_transmit(now) {
         batch.push(t);
@@ -160,7 +189,12 @@ fn flush(pacer: &mut Pacer, now: Instant, batch: &mut Vec<Transmit>, rtp: &UdpSo
 
 /// Receives RTCP from clients: validates it (RFC 3550 A.2), refreshes the
 /// session it comes from, and logs receiver reports at debug level.
-pub async fn run_rtcp_receiver(socket: Arc<UdpSocket>, sessions: Arc<SessionTable>, stats: Arc<UdpStats>, cancel: CancellationToken) {
+pub async fn run_rtcp_receiver(
+    socket: Arc<UdpSocket>,
+    sessions: Arc<SessionTable>,
+    stats: Arc<UdpStats>,
+    cancel: CancellationToken,
+) {
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, from) = tokio::select! {
@@ -185,7 +219,8 @@ pub async fn run_rtcp_receiver(socket: Arc<UdpSocket>, sessions: Arc<SessionTabl
             continue;
         };
         for p in packets {
-            if let Packet::ReceiverReport { reports, .. } | Packet::SenderReport { reports, .. } = p {
+            if let Packet::ReceiverReport { reports, .. } | Packet::SenderReport { reports, .. } = p
+            {
                 for r in reports {
                     debug!(
                         %session,

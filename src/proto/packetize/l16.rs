@@ -86,8 +86,16 @@ mod tests {
 
     #[test]
     fn chunks_tile_the_clip_exactly() {
-        let data: Vec<u8> = (0..1000u32).flat_map(|i| (i as u16).to_be_bytes()).collect();
-        let p = L16::new(Bytes::from(data.clone()), 8000, 1, Duration::from_millis(20), 1400);
+        let data: Vec<u8> = (0..1000u32)
+            .flat_map(|i| (i as u16).to_be_bytes())
+            .collect();
+        let p = L16::new(
+            Bytes::from(data.clone()),
+            8000,
+            1,
+            Duration::from_millis(20),
+            1400,
+        );
         let mut pos = 0;
         let mut out = Vec::new();
         while let Some(c) = p.chunk(pos, u64::MAX) {

@@ -1,0 +1,288 @@
+//! Test harness: starts the built `rtspd` binary on ephemeral ports in a temp
+//! media folder, and speaks raw RTSP and RTP to it over loopback.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server process, killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub rtp_port: u16,
+    pub media: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The bundled sample clips.
+pub fn bundled_media() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("media")
+}
+
+impl Server {
+    /// Serves the bundled `media/`.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_in(bundled_media(), None, extra)
+    }
+
+    /// Serves a fresh temp folder filled by `fill`.
+    pub fn start_with(fill: impl FnOnce(&Path), extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fill(dir.path());
+        Self::start_in(dir.path().to_path_buf(), Some(dir), extra)
+    }
+
+    fn start_in(media: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rtspd"))
+            .args(["--bind", "127.0.0.1", "--port", "0", "--rtp-port", "0", "--media"])
+            .arg(&media)
+            .args(extra)
+            .env("RUST_LOG", std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn rtspd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().expect("a first line").expect("utf-8");
+        // "rtspd listening on rtsp://127.0.0.1:PORT/ (RTP/RTCP on UDP A-B)"
+        let port = first
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|s| s.split('/').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        let rtp_port = first
+            .split("UDP ")
+            .nth(1)
+            .and_then(|s| s.split('-').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no RTP port in {first:?}"));
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            port,
+            rtp_port,
+            media,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{}", self.port, path)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// A parsed RTSP response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn session(&self) -> String {
+        self.header("Session").expect("Session header").split(';').next().unwrap_or("").to_owned()
+    }
+
+    /// `(seq, rtptime)` of each RTP-Info entry.
+    pub fn rtp_info(&self) -> Vec<(u16, u32)> {
+        self.header("RTP-Info")
+            .expect("RTP-Info")
+            .split(',')
+            .map(|e| {
+                let field = |k: &str| {
+                    e.split(';')
+                        .find_map(|p| p.trim().strip_prefix(k))
+                        .unwrap_or_else(|| panic!("{k} in {e}"))
+                        .to_owned()
+                };
+                (field("seq=").parse().unwrap(), field("rtptime=").parse().unwrap())
+            })
+            .collect()
+    }
+}
+
+/// A raw RTSP control connection.
+pub struct Rtsp {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    cseq: u32,
+}
+
+impl Rtsp {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Self { stream, reader, cseq: 0 }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Sends `METHOD url` with the given extra header lines and a fresh CSeq.
+    pub fn request(&mut self, method: &str, url: &str, headers: &[&str]) -> Reply {
+        self.cseq += 1;
+        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        self.send_raw(req.as_bytes());
+        let reply = self.read_reply().expect("a reply");
+        assert_eq!(reply.header("CSeq"), Some(self.cseq.to_string().as_str()), "CSeq echoed");
+        reply
+    }
+
+    /// Reads one response; `None` when the server closed the connection.
+    pub fn read_reply(&mut self) -> Option<Reply> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let status = line.split(' ').nth(1)?.parse().ok()?;
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h).ok()?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (n, v) = h.split_once(':')?;
+            headers.push((n.trim().to_owned(), v.trim().to_owned()));
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+            .map_or(0, |(_, v)| v.parse().unwrap_or(0));
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).ok()?;
+        Some(Reply { status, headers, body })
+    }
+
+    /// Whether the server closed the connection (EOF within `wait`).
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        self.stream.set_read_timeout(Some(wait)).unwrap();
+        let mut b = [0u8; 1];
+        let r = matches!(self.reader.read(&mut b), Ok(0) | Err(_));
+        self.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        r
+    }
+}
+
+/// A client RTP/RTCP socket pair on an even port.
+pub struct UdpPair {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+}
+
+impl UdpPair {
+    pub fn bind() -> Self {
+        for _ in 0..100 {
+            let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let p = rtp.local_addr().unwrap().port();
+            if p % 2 != 0 {
+                continue;
+            }
+            if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", p + 1)) {
+                rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                rtcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                return Self { rtp, rtcp };
+            }
+        }
+        panic!("no even UDP port pair");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.rtp.local_addr().unwrap().port()
+    }
+
+    pub fn transport(&self) -> String {
+        format!("Transport: RTP/AVP;unicast;client_port={}-{}", self.port(), self.port() + 1)
+    }
+
+    /// Receives one RTP datagram, with its arrival time.
+    pub fn recv_rtp(&self) -> Option<(Vec<u8>, Instant)> {
+        let mut buf = vec![0u8; 2048];
+        let n = self.rtp.recv(&mut buf).ok()?;
+        buf.truncate(n);
+        Some((buf, Instant::now()))
+    }
+
+    /// Receives RTP until `dur` has passed with nothing arriving.
+    pub fn recv_rtp_until_quiet(&self, dur: Duration) -> Vec<(Vec<u8>, Instant)> {
+        self.rtp.set_read_timeout(Some(dur)).unwrap();
+        let mut out = Vec::new();
+        while let Some(p) = self.recv_rtp() {
+            out.push(p);
+        }
+        self.rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        out
+    }
+}
+
+/// Fields of an RTP packet.
+pub fn rtp_seq(p: &[u8]) -> u16 {
+    u16::from_be_bytes([p[2], p[3]])
+}
+pub fn rtp_ts(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[4], p[5], p[6], p[7]])
+}
+pub fn rtp_ssrc(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[8], p[9], p[10], p[11]])
+}
+pub fn rtp_payload(p: &[u8]) -> &[u8] {
+    &p[12..]
+}
+
+/// The samples of a WAV file as big-endian 16-bit bytes (what L16 carries).
+pub fn wav_l16(path: &Path) -> (Vec<u8>, u32, u16) {
+    let mut r = hound::WavReader::open(path).expect("open wav");
+    let spec = r.spec();
+    let data = r.samples::<i16>().flat_map(|s| s.expect("sample").to_be_bytes()).collect();
+    (data, spec.sample_rate, spec.channels)
+}
+
+/// Runs DESCRIBE, SETUP (UDP to `pair`) and returns the session id.
+pub fn setup_udp(c: &mut Rtsp, url: &str, pair: &UdpPair) -> String {
+    let d = c.request("DESCRIBE", url, &["Accept: application/sdp"]);
+    assert_eq!(d.status, 200, "DESCRIBE {url}");
+    let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
+    assert_eq!(s.status, 200, "SETUP {url}");
+    s.session()
+}
+
+/// Whether `tool` runs (`tool -version`).
+pub fn have(tool: &str) -> bool {
+    Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
