@@ -154,7 +154,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
 /// Picks the first acceptable transport-spec (ROBUSTNESS B5): RTP/AVP over
 /// unicast UDP, a valid client port pair, and no destination other than the
 /// client itself (RFC 2326 §12.39: no third-party delivery).
-fn choose_transport(req: &Request, peer: IpAddr) -> Result<(Transport, TrackTransport), Error> {
+fn choose_transport(req: &Request, peer: IpAddr) -> Result<TrackTransport, Error> {
     let value = req
         .headers
         .get("Transport")
@@ -197,7 +197,7 @@ fn choose_transport(req: &Request, peer: IpAddr) -> Result<(Transport, TrackTran
             rtp: SocketAddr::new(peer, rtp),
             rtcp: SocketAddr::new(peer, rtcp),
         };
-        return Ok((t, tt));
+        return Ok(tt);
     }
     Err(Error::UnsupportedTransport(why))
 }
@@ -236,7 +236,7 @@ async fn setup(
         None => return Err(Error::OnlyAggregate),
     };
     let ct = clip.tracks.get(track).ok_or(Error::NotFound)?;
-    let (offered, dest) = choose_transport(req, peer.ip())?;
+    let dest = choose_transport(req, peer.ip())?;
     let now = Instant::now();
     let existing = session_id(req)?;
 
@@ -252,14 +252,11 @@ async fn setup(
     };
 
     let (group, header, ssrc) = match existing {
-        Some(id) => {
-            let (group, header, ssrc) = shared.sessions.with(&id, peer.ip(), now, |e| {
-                e.session
-                    .setup(&t.path, track, dest)
-                    .map(|_| (e.group, session_header(&e.session), cfg.ssrc))
-            })??;
-            (group, header, ssrc)
-        }
+        Some(id) => shared.sessions.with(&id, peer.ip(), now, |e| {
+            e.session.setup(&t.path, track, dest)?;
+            let ssrc = *e.ssrcs.entry(track).or_insert(cfg.ssrc);
+            Ok::<_, Error>((e.group, session_header(&e.session), ssrc))
+        })??,
         None => {
             shared.sessions.admit(peer.ip())?;
             let id: String = random_bytes::<16>()?
@@ -283,6 +280,7 @@ async fn setup(
                 group,
                 clip: clip.clone(),
                 conn,
+                ssrcs: [(track, cfg.ssrc)].into(),
             });
             (group, header, cfg.ssrc)
         }
@@ -309,7 +307,6 @@ async fn setup(
         ssrc: Some(ssrc),
         mode: None,
     };
-    let _ = offered;
     Ok(ok
         .header("Transport", reply.to_string())
         .header("Session", header))

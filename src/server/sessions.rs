@@ -4,7 +4,7 @@
 //! A std `Mutex`, not a tokio one: it is held only for short, synchronous
 //! lookups and never across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -22,6 +22,8 @@ pub struct Entry {
     pub clip: Arc<Clip>,
     /// The connection that created it.
     pub conn: u64,
+    /// The SSRC of each track set up, kept across repeated SETUPs.
+    pub ssrcs: BTreeMap<usize, u32>,
 }
 
 #[derive(Default)]
