@@ -1,7 +1,7 @@
 //! Test harness: starts the built `rtspd` binary on ephemeral ports in a temp
 //! media folder, and speaks raw RTSP and RTP to it over loopback.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -45,10 +45,21 @@ impl Server {
 
     fn start_in(media: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rtspd"))
-            .args(["--bind", "127.0.0.1", "--port", "0", "--rtp-port", "0", "--media"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--rtp-port",
+                "0",
+                "--media",
+            ])
             .arg(&media)
             .args(extra)
-            .env("RUST_LOG", std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -104,11 +115,19 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn session(&self) -> String {
-        self.header("Session").expect("Session header").split(';').next().unwrap_or("").to_owned()
+        self.header("Session")
+            .expect("Session header")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_owned()
     }
 
     /// `(seq, rtptime)` of each RTP-Info entry.
@@ -123,7 +142,10 @@ impl Reply {
                         .unwrap_or_else(|| panic!("{k} in {e}"))
                         .to_owned()
                 };
-                (field("seq=").parse().unwrap(), field("rtptime=").parse().unwrap())
+                (
+                    field("seq=").parse().unwrap(),
+                    field("rtptime=").parse().unwrap(),
+                )
             })
             .collect()
     }
@@ -139,9 +161,15 @@ pub struct Rtsp {
 impl Rtsp {
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
-        Self { stream, reader, cseq: 0 }
+        Self {
+            stream,
+            reader,
+            cseq: 0,
+        }
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -159,7 +187,11 @@ impl Rtsp {
         req.push_str("\r\n");
         self.send_raw(req.as_bytes());
         let reply = self.read_reply().expect("a reply");
-        assert_eq!(reply.header("CSeq"), Some(self.cseq.to_string().as_str()), "CSeq echoed");
+        assert_eq!(
+            reply.header("CSeq"),
+            Some(self.cseq.to_string().as_str()),
+            "CSeq echoed"
+        );
         reply
     }
 
@@ -187,7 +219,11 @@ impl Rtsp {
             .map_or(0, |(_, v)| v.parse().unwrap_or(0));
         let mut body = vec![0; len];
         self.reader.read_exact(&mut body).ok()?;
-        Some(Reply { status, headers, body })
+        Some(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Whether the server closed the connection (EOF within `wait`).
@@ -195,7 +231,9 @@ impl Rtsp {
         self.stream.set_read_timeout(Some(wait)).unwrap();
         let mut b = [0u8; 1];
         let r = matches!(self.reader.read(&mut b), Ok(0) | Err(_));
-        self.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         r
     }
 }
@@ -228,7 +266,11 @@ impl UdpPair {
     }
 
     pub fn transport(&self) -> String {
-        format!("Transport: RTP/AVP;unicast;client_port={}-{}", self.port(), self.port() + 1)
+        format!(
+            "Transport: RTP/AVP;unicast;client_port={}-{}",
+            self.port(),
+            self.port() + 1
+        )
     }
 
     /// Receives one RTP datagram, with its arrival time.
@@ -246,7 +288,9 @@ impl UdpPair {
         while let Some(p) = self.recv_rtp() {
             out.push(p);
         }
-        self.rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        self.rtp
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         out
     }
 }
@@ -269,7 +313,10 @@ pub fn rtp_payload(p: &[u8]) -> &[u8] {
 pub fn wav_l16(path: &Path) -> (Vec<u8>, u32, u16) {
     let mut r = hound::WavReader::open(path).expect("open wav");
     let spec = r.spec();
-    let data = r.samples::<i16>().flat_map(|s| s.expect("sample").to_be_bytes()).collect();
+    let data = r
+        .samples::<i16>()
+        .flat_map(|s| s.expect("sample").to_be_bytes())
+        .collect();
     (data, spec.sample_rate, spec.channels)
 }
 
@@ -284,5 +331,10 @@ pub fn setup_udp(c: &mut Rtsp, url: &str, pair: &UdpPair) -> String {
 
 /// Whether `tool` runs (`tool -version`).
 pub fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
 }
