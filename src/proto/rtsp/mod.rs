@@ -1,7 +1,7 @@
 //! RTSP/1.0 messages (RFC 2326 §6–§7): requests, responses, methods, status
 //! codes and typed headers.
 //!
-//! This module is sans-IO: [`parse`] turns bytes into [`Request`]s or
+//! This module is sans-IO: [`parse()`] turns bytes into [`Request`]s or
 //! interleaved frames (RFC 2326 §10.12) and [`Response::write_to`] writes to any
 //! [`std::io::Write`]. Nothing here touches a socket or a clock.
 

@@ -776,8 +776,7 @@ mod tests {
             seed ^= seed << 17;
             (seed % n as u64) as usize
         };
-        let mut hist = std::collections::BTreeMap::new();
-        for _ in 0..40000 {
+        for _ in 0..2000 {
             let mut buf = base.as_bytes().to_vec();
             for _ in 0..1 + rand(3) {
                 let at = rand(buf.len());
@@ -789,14 +788,6 @@ mod tests {
             }
             for limits in [L, tiny] {
                 let full = parse(&buf, &limits);
-                *hist
-                    .entry(match &full {
-                        Ok(Parsed::Request { .. }) => "req",
-                        Ok(Parsed::Incomplete) => "inc",
-                        Ok(_) => "frame",
-                        Err(e) => e.kind,
-                    })
-                    .or_insert(0) += 1;
                 for n in 0..buf.len() {
                     match parse(&buf[..n], &limits) {
                         Ok(Parsed::Incomplete) => {}
@@ -805,7 +796,6 @@ mod tests {
                 }
             }
         }
-        eprintln!("{hist:#?}");
     }
 
     #[test]
