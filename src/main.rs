@@ -1,5 +1,6 @@
 //! The `rtspd` command line. All logic lives in the library.
 
+use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
