@@ -258,7 +258,6 @@ async fn setup(
             Ok::<_, Error>((e.group, session_header(&e.session), ssrc))
         })??,
         None => {
-            shared.sessions.admit(peer.ip())?;
             let id: String = random_bytes::<16>()?
                 .iter()
                 .map(|b| format!("{b:02x}"))
@@ -273,15 +272,15 @@ async fn setup(
             session.setup(&t.path, track, dest)?;
             let group = shared.next_group.fetch_add(1, Ordering::Relaxed);
             let header = session_header(&session);
-            info_span!("session", %id)
-                .in_scope(|| info!(clip = %t.path, client = %peer, "session created"));
             shared.sessions.insert(Entry {
                 session,
                 group,
                 clip: clip.clone(),
                 conn,
                 ssrcs: [(track, cfg.ssrc)].into(),
-            });
+            })?;
+            info_span!("session", %id)
+                .in_scope(|| info!(clip = %t.path, client = %peer, "session created"));
             (group, header, cfg.ssrc)
         }
     };

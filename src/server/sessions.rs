@@ -68,27 +68,25 @@ impl SessionTable {
         self.len() == 0
     }
 
-    /// Whether one more session from `ip` fits under the limits.
-    pub fn admit(&self, ip: IpAddr) -> Result<(), Error> {
-        let inner = self.lock();
+    /// Adds a session if it fits under the limits (checked under the same
+    /// lock, so concurrent SETUPs cannot overshoot them).
+    pub fn insert(&self, entry: Entry) -> Result<(), Error> {
+        let mut inner = self.lock();
+        let ip = entry.session.client_ip;
         if inner.by_id.len() >= self.limits.max_sessions {
             return Err(Error::Unavailable("session limit reached"));
         }
         if inner.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_sessions_per_ip {
             return Err(Error::Unavailable("per-client session limit reached"));
         }
-        Ok(())
-    }
-
-    pub fn insert(&self, entry: Entry) {
-        let mut inner = self.lock();
         let id = entry.session.id.clone();
-        *inner.per_ip.entry(entry.session.client_ip).or_default() += 1;
+        *inner.per_ip.entry(ip).or_default() += 1;
         inner.by_group.insert(entry.group, id.clone());
         for (_, t) in entry.session.tracks() {
             inner.by_rtcp.insert(t.rtcp, id.clone());
         }
         inner.by_id.insert(id, entry);
+        Ok(())
     }
 
     /// Runs `f` on the session `id` if `peer` owns it, refreshing it first.
