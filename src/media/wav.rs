@@ -84,7 +84,8 @@ pub fn load<R: Read>(r: R, max_bytes: u64) -> Result<Pcm, MediaError> {
                 } else {
                     0.0
                 };
-                push((v * 32767.0).round() as i16);
+                // In f64, so the product is exact and rounded only once.
+                push((f64::from(v) * 32767.0).round() as i16);
             }
         }
         (SampleFormat::Int, bits) => {

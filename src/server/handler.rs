@@ -45,9 +45,15 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     conn: u64,
 ) -> Response {
-    let cseq = req.cseq();
-    let Some(cseq) = cseq else {
-        return base_response(StatusCode::BAD_REQUEST, None);
+    let Some(cseq) = req.cseq() else {
+        // A method we do not implement at all (an HTTP client's `GET`, say)
+        // is 501 whether or not it carried a CSeq (ROBUSTNESS B1#5).
+        let status = if matches!(req.method, Method::Other(_)) {
+            StatusCode::NOT_IMPLEMENTED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return base_response(status, None);
     };
     debug!(method = %req.method, uri = %req.uri, cseq, "request");
     if let Some(tags) = req.headers.get("Require") {
@@ -178,6 +184,13 @@ fn choose_transport(req: &Request, peer: IpAddr) -> Result<TrackTransport, Error
         }
         if t.multicast {
             why = "multicast is not offered".into();
+            continue;
+        }
+        if t.mode
+            .as_deref()
+            .is_some_and(|m| !m.eq_ignore_ascii_case("play"))
+        {
+            why = "only mode=play is offered on a stored clip".into();
             continue;
         }
         if let Some(d) = &t.destination {

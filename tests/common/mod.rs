@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running server process, killed on drop.
@@ -15,6 +16,8 @@ pub struct Server {
     pub port: u16,
     pub rtp_port: u16,
     pub media: PathBuf,
+    /// The server's stderr lines (the first 10,000), also echoed to ours.
+    log: Arc<Mutex<Vec<String>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -43,6 +46,11 @@ impl Server {
         Self::start_in(dir.path().to_path_buf(), Some(dir), extra)
     }
 
+    /// Serves `media`, a folder the caller owns.
+    pub fn start_at(media: &Path, extra: &[&str]) -> Self {
+        Self::start_in(media.to_path_buf(), None, extra)
+    }
+
     fn start_in(media: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rtspd"))
             .args([
@@ -61,12 +69,28 @@ impl Server {
                 std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn rtspd");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        // Ends at EOF, when the process exits.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("rtspd: {line}");
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                if l.len() < 10_000 {
+                    l.push(line);
+                }
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().expect("a first line").expect("utf-8");
+        let Some(Ok(first)) = lines.next() else {
+            std::thread::sleep(Duration::from_millis(200));
+            panic!("rtspd printed nothing: {:?}", log.lock().unwrap());
+        };
         // "rtspd listening on rtsp://127.0.0.1:PORT/ (RTP/RTCP on UDP A-B)"
         let port = first
             .split("127.0.0.1:")
@@ -87,6 +111,7 @@ impl Server {
             port,
             rtp_port,
             media,
+            log,
             _dir: dir,
         }
     }
@@ -102,6 +127,45 @@ impl Server {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Lines of the server's stderr that report a panic or an abort.
+    pub fn panics(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter()
+            .filter(|l| l.contains("panicked") || l.contains("RUST_BACKTRACE"))
+            .cloned()
+            .collect()
+    }
+
+    /// Open file descriptors of the server (Linux).
+    pub fn fds(&self) -> Option<usize> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .ok()
+            .map(|d| d.count())
+    }
+}
+
+/// Writes a WAV of `spec` holding `samples` (interleaved).
+pub fn write_wav<S: hound::Sample + Copy>(
+    path: &Path,
+    spec: hound::WavSpec,
+    samples: impl IntoIterator<Item = S>,
+) {
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for s in samples {
+        w.write_sample(s).expect("write sample");
+    }
+    w.finalize().expect("finalize wav");
+}
+
+/// A WAV spec for integer samples.
+pub fn int_spec(rate: u32, channels: u16, bits: u16) -> hound::WavSpec {
+    hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: bits,
+        sample_format: hound::SampleFormat::Int,
     }
 }
 
