@@ -6,7 +6,14 @@
 //! - [`media`] reads clips from disk.
 //! - [`server`] is the tokio edge: TCP control connections, the shared UDP
 //!   RTP/RTCP port pair and the one pacing loop.
+//! - [`load`] is `rtspd load`, the load tester and measuring receiver.
+//! - [`net`] wraps the batched UDP system calls both sides use (Linux).
 
+#[cfg(not(target_os = "linux"))]
+compile_error!("rtspd batches UDP with sendmmsg/recvmmsg and builds on Linux only");
+
+pub mod load;
 pub mod media;
+pub mod net;
 pub mod proto;
 pub mod server;

@@ -30,6 +30,37 @@ struct Cli {
 enum Command {
     /// Serve a folder of clips (the default when no command is given).
     Serve(ServeArgs),
+    /// Load-test an RTSP server and measure what arrives.
+    Load(LoadArgs),
+}
+
+/// `rtspd load URL -n SESSIONS -d SECONDS`: opens that many sessions at the
+/// ramp rate, receives for the duration, prints a summary and one JSON line.
+#[derive(Args, Debug)]
+struct LoadArgs {
+    /// The presentation to play, e.g. rtsp://127.0.0.1:8554/tones-8k-mono.wav
+    url: String,
+    /// Concurrent sessions (at most 20000).
+    #[arg(short = 'n', long, default_value_t = 1)]
+    sessions: usize,
+    /// Seconds each session receives after its PLAY (at most 3600).
+    #[arg(short = 'd', long, default_value_t = 10.0)]
+    duration: f64,
+    /// Sessions started per second (at most 5000).
+    #[arg(long, default_value_t = 100.0)]
+    ramp: f64,
+    /// RTP interleaved on the RTSP connection instead of UDP.
+    #[arg(long)]
+    tcp: bool,
+    /// Also write the JSON summary line to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Range header for PLAY, e.g. npt=2.5-
+    #[arg(long)]
+    range: Option<String>,
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 #[derive(Args, Debug)]
@@ -181,13 +212,51 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn load(args: &LoadArgs) -> anyhow::Result<()> {
+    init_logging(args.verbose);
+    if !(args.duration.is_finite() && args.duration > 0.0) {
+        anyhow::bail!("--duration must be a positive number of seconds");
+    }
+    let opts = rtspd::load::Options {
+        url: args.url.clone(),
+        sessions: args.sessions,
+        duration: Duration::from_secs_f64(args.duration.min(1e6)),
+        ramp: args.ramp,
+        tcp: args.tcp,
+        range: args.range.clone(),
+        progress: true,
+    };
+    // One thread for every control connection; the UDP receiver has its own.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = rt.block_on(rtspd::load::run(opts))?;
+    print!("{report}");
+    let json = report.to_json();
+    println!("{json}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match &cli.command {
         Some(Command::Serve(a)) => a,
+        Some(Command::Load(a)) => return load(a),
         None => &cli.serve,
     };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     init_logging(args.verbose);
     let config = args.config();
     let listeners = Listeners::bind(&config)

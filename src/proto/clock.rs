@@ -25,6 +25,11 @@ impl WallClock {
         }
     }
 
+    /// The instant the clock is anchored at.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
     /// The NTP timestamp of `at` (instants before the origin clamp to it).
     pub fn ntp(&self, at: Instant) -> NtpTimestamp {
         NtpTimestamp::from_unix(self.origin_unix + at.saturating_duration_since(self.origin))

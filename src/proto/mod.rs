@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod measure;
 pub mod pacer;
 pub mod packetize;
 pub mod rtcp;

@@ -115,6 +115,84 @@ pub fn describe(desc: &PresentationDescription, server_ip: IpAddr, session_id: u
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A track as a client reads it from someone else's SDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedTrack {
+    /// `audio`, `video`, `application`, ...
+    pub media: String,
+    pub payload_type: u8,
+    /// From `a=rtpmap`, or RFC 3551's table for static payload types.
+    pub clock_rate: u32,
+    /// `a=control`, if any (relative or absolute).
+    pub control: Option<String>,
+}
+
+/// Why an SDP could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    #[error("invalid SDP: {0}")]
+    Syntax(String),
+    #[error("no usable media in the SDP")]
+    NoMedia,
+}
+
+/// Static payload types' clock rates (RFC 3551 §6, table 4 and 5).
+fn static_clock_rate(pt: u8) -> Option<u32> {
+    match pt {
+        0 | 3..=5 | 7..=9 | 12 | 13 | 15 | 18 => Some(8000),
+        6 => Some(16000),
+        10 | 11 => Some(44100),
+        14 | 25 | 26 | 28 | 31..=34 => Some(90000),
+        16 => Some(11025),
+        17 => Some(22050),
+        _ => None,
+    }
+}
+
+/// Reads the tracks of an SDP (RFC 8866) for SETUP: each `m=` line's first
+/// format, its clock rate and `a=control`. Media without a known clock rate
+/// are skipped.
+pub fn parse_offer(sdp: &[u8]) -> Result<Vec<OfferedTrack>, SdpError> {
+    let session = Session::parse(sdp).map_err(|e| SdpError::Syntax(e.to_string()))?;
+    let mut tracks = Vec::new();
+    for m in &session.medias {
+        let Some(pt) = m
+            .fmt
+            .split_whitespace()
+            .next()
+            .and_then(|f| f.parse::<u8>().ok())
+        else {
+            continue;
+        };
+        let from_rtpmap = m.get_attribute_values("rtpmap").find_map(|v| {
+            let (p, enc) = v?.split_once(' ')?;
+            if p.trim().parse::<u8>().ok()? != pt {
+                return None;
+            }
+            enc.split('/').nth(1)?.trim().parse::<u32>().ok()
+        });
+        let Some(clock_rate) = from_rtpmap
+            .or_else(|| static_clock_rate(pt))
+            .filter(|&r| r > 0)
+        else {
+            continue;
+        };
+        tracks.push(OfferedTrack {
+            media: m.media.clone(),
+            payload_type: pt,
+            clock_rate,
+            control: m
+                .get_first_attribute_value("control")
+                .flatten()
+                .map(str::to_owned),
+        });
+    }
+    if tracks.is_empty() {
+        return Err(SdpError::NoMedia);
+    }
+    Ok(tracks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +226,29 @@ mod tests {
         // The description parses back.
         let parsed = Session::parse(sdp.as_bytes()).unwrap();
         assert_eq!(parsed.medias.len(), 1);
+    }
+
+    #[test]
+    fn offers_from_other_servers() {
+        // What MediaMTX sends for H.264 + AAC, trimmed; and one from
+        // live555 with a static payload type and no rtpmap.
+        let mediamtx =
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=Stream\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=control:rtsp://h:8554/s/trackID=0\r\na=rtpmap:96 H264/90000\r\n\
+m=audio 0 RTP/AVP 97\r\na=control:trackID=1\r\na=rtpmap:97 mpeg4-generic/48000/2\r\n";
+        let t = parse_offer(mediamtx.as_bytes()).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            (t[0].clock_rate, t[0].control.as_deref()),
+            (90000, Some("rtsp://h:8554/s/trackID=0"))
+        );
+        assert_eq!((t[1].payload_type, t[1].clock_rate), (97, 48000));
+        let live555 = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=control:track1\r\n";
+        let t = parse_offer(live555.as_bytes()).unwrap();
+        assert_eq!(
+            (t[0].clock_rate, t[0].control.as_deref()),
+            (8000, Some("track1"))
+        );
+        assert!(parse_offer(b"garbage").is_err());
     }
 }

@@ -220,7 +220,8 @@ impl ReceiverStats {
         let transit = arrival.wrapping_sub(rtp_time);
         if let Some(previous) = self.transit.replace(transit) {
             let d = u64::from((transit.wrapping_sub(previous) as i32).unsigned_abs());
-            self.jitter_x16 += d - ((self.jitter_x16 + 8) >> 4);
+            // J - J/16 never underflows; adding |D| last keeps it unsigned.
+            self.jitter_x16 = self.jitter_x16 - ((self.jitter_x16 + 8) >> 4) + d;
         }
     }
 }
@@ -376,5 +377,27 @@ mod tests {
             s.jitter_rtp_units()
         );
         assert!(s.jitter().abs_diff(Duration::from_millis(10)) <= Duration::from_micros(125));
+    }
+
+    #[test]
+    fn jitter_decays_after_a_burst() {
+        let mut s = ReceiverStats::new(RATE);
+        // One packet 100 ms late, then 200 on time: J rises, then decays
+        // towards zero (each step J -= J/16) without going below it.
+        for n in 0..201u32 {
+            let late = if n == 1 {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            s.on_packet(n as u16, n * 160, PTIME * n + late);
+        }
+        let peak = 2 * 800 / 16;
+        assert!(
+            s.jitter_rtp_units() < 2,
+            "{} after decay from about {peak}",
+            s.jitter_rtp_units()
+        );
+        assert_eq!(s.lost(), 0);
     }
 }

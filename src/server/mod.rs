@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
@@ -29,7 +28,7 @@ use crate::proto::clock::WallClock;
 use crate::proto::pacer::Pacer;
 use crate::proto::rtsp::Limits;
 use sessions::{SessionLimits, SessionTable};
-use udp::{Command, UdpStats};
+use udp::{Command, PacerHandle, UdpStats};
 
 /// Everything the server can be told. Every limit has a default.
 #[derive(Debug, Clone)]
@@ -126,7 +125,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) catalog: Catalog,
     pub(crate) sessions: Arc<SessionTable>,
-    pub(crate) pacer: mpsc::Sender<Command>,
+    pub(crate) pacer: PacerHandle,
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
     conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -196,7 +195,7 @@ pub async fn run(
     let rtp_port = listeners.rtp.local_addr()?.port();
     let sessions = Arc::new(SessionTable::new(config.sessions));
     let udp_stats = Arc::new(UdpStats::default());
-    let (tx, rx) = mpsc::channel(config.command_queue);
+    let (tx, rx) = PacerHandle::new(config.command_queue);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
@@ -209,15 +208,18 @@ pub async fn run(
     );
     let rtp = Arc::new(listeners.rtp);
     let rtcp = Arc::new(listeners.rtcp);
-    tracker.spawn(udp::run_pacer(
-        pacer,
-        rx,
-        rtp.clone(),
-        rtcp.clone(),
-        sessions.clone(),
-        udp_stats.clone(),
-        cancel.clone(),
-    ));
+    {
+        let (rtp, rtcp, sessions, stats, cancel) = (
+            rtp.clone(),
+            rtcp.clone(),
+            sessions.clone(),
+            udp_stats.clone(),
+            cancel.clone(),
+        );
+        tracker.spawn_blocking(move || {
+            udp::run_pacer(pacer, rx, rtp, rtcp, sessions, stats, cancel);
+        });
+    }
     tracker.spawn(udp::run_rtcp_receiver(
         rtcp,
         sessions.clone(),
@@ -241,7 +243,7 @@ pub async fn run(
         rtsp_addr,
         rtp_port,
         sessions,
-        udp_stats,
+        udp_stats: udp_stats.clone(),
     });
 
     let accept = accept_loop(
@@ -262,6 +264,17 @@ pub async fn run(
     {
         warn!("some tasks did not finish within 5 s of shutdown");
     }
+    let st = &udp_stats;
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    info!(
+        datagrams_sent = n(&st.sent),
+        sendmmsg_calls = n(&st.send_calls),
+        dropped_full_buffer = n(&st.send_dropped),
+        send_errors = n(&st.send_errors),
+        rtcp_received = n(&st.rtcp_received),
+        rtcp_invalid = n(&st.rtcp_invalid),
+        "stopped"
+    );
     Ok(())
 }
 

@@ -1,23 +1,27 @@
 //! The shared RTP/RTCP UDP port pair (one for all sessions, as MediaMTX
 //! does), the pacing loop that sends from it, and the RTCP receiver.
 //!
-//! Sends are non-blocking: a full socket buffer (`EAGAIN`, `ENOBUFS`) drops
-//! that one datagram for that one client, and ICMP-driven errors such as
+//! Every datagram due in one tick goes out in `sendmmsg` batches
+//! ([`crate::net::mmsg`]). Sends are non-blocking: a full socket buffer
+//! (`EAGAIN`, `ENOBUFS`) drops that one datagram for that one client, and ICMP-driven errors such as
 //! `ECONNREFUSED` are counted and ignored, so no client can stall or kill
 //! the loop (ROBUSTNESS B11 #78, #80).
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
 use super::sessions::SessionTable;
+use crate::net::mmsg;
 use crate::proto::error::Error;
 use crate::proto::pacer::{Event, GroupId, Pacer, PlayInfo, TrackConfig, Transmit};
 use crate::proto::rtcp::{self, Packet};
@@ -53,6 +57,8 @@ pub enum Command {
 #[derive(Debug, Default)]
 pub struct UdpStats {
     pub sent: AtomicU64,
+    /// `sendmmsg` calls made.
+    pub send_calls: AtomicU64,
     pub send_dropped: AtomicU64,
     pub send_errors: AtomicU64,
     pub rtcp_received: AtomicU64,
@@ -89,28 +95,77 @@ pub async fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocke
     ))
 }
 
-fn send(socket: &UdpSocket, t: &Transmit, stats: &UdpStats) {
-    match socket.try_send_to(&t.data, t.dest) {
-        Ok(_) => {
-            stats.sent.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            stats.send_dropped.fetch_add(1, Ordering::Relaxed);
-            trace!(dest = %t.dest, "socket buffer full, packet dropped");
-        }
-        Err(e) => {
-            stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            trace!(dest = %t.dest, error = %e, "send failed");
+/// Sends `datagrams` from `socket` in `sendmmsg` batches and counts the
+/// outcome.
+fn send_all(socket: &UdpSocket, datagrams: &[(SocketAddr, &[u8])], stats: &UdpStats) {
+    if datagrams.is_empty() {
+        return;
+    }
+    let out = mmsg::send_batch(socket.as_fd(), datagrams);
+    stats.sent.fetch_add(out.sent as u64, Ordering::Relaxed);
+    stats
+        .send_calls
+        .fetch_add(out.calls as u64, Ordering::Relaxed);
+    if out.dropped + out.failed > 0 {
+        stats
+            .send_dropped
+            .fetch_add(out.dropped as u64, Ordering::Relaxed);
+        stats
+            .send_errors
+            .fetch_add(out.failed as u64, Ordering::Relaxed);
+        trace!(
+            dropped = out.dropped,
+            failed = out.failed,
+            "datagrams refused"
+        );
+    }
+}
+
+/// How the async side reaches the pacing thread: a bounded queue.
+#[derive(Debug, Clone)]
+pub struct PacerHandle {
+    tx: std_mpsc::SyncSender<Command>,
+}
+
+/// The pacing thread is gone (shutting down).
+#[derive(Debug, Clone, Copy)]
+pub struct PacerGone;
+
+impl PacerHandle {
+    /// A handle and the receiving end for [`run_pacer`], holding at most
+    /// `capacity` commands.
+    pub fn new(capacity: usize) -> (Self, std_mpsc::Receiver<Command>) {
+        let (tx, rx) = std_mpsc::sync_channel(capacity.max(1));
+        (Self { tx }, rx)
+    }
+
+    /// Queues `cmd`; while the queue is full, waits a millisecond at a time
+    /// without blocking the runtime.
+    pub async fn send(&self, mut cmd: Command) -> Result<(), PacerGone> {
+        loop {
+            match self.tx.try_send(cmd) {
+                Ok(()) => return Ok(()),
+                Err(std_mpsc::TrySendError::Full(c)) => {
+                    cmd = c;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(PacerGone),
+            }
         }
     }
 }
 
-/// The one pacing loop: owns the [`Pacer`], applies commands, and sends
-/// every due datagram. Ends when `cancel` fires (saying BYE to every
-/// session first) or when every command sender is gone.
-pub async fn run_pacer(
+/// Longest the pacing thread sleeps without looking at `cancel`.
+const IDLE_WAKE: Duration = Duration::from_millis(50);
+
+/// The one pacing loop, on its own thread: owns the [`Pacer`], applies
+/// commands, and sends every due datagram. It sleeps in `recv_timeout` until
+/// the next deadline, which wakes within tens of microseconds (tokio's timer
+/// rounds up to the millisecond). Ends when `cancel` fires (saying BYE to
+/// every session first) or when every [`PacerHandle`] is gone.
+pub fn run_pacer(
     mut pacer: Pacer,
-    mut commands: mpsc::Receiver<Command>,
+    commands: std_mpsc::Receiver<Command>,
     rtp: Arc<UdpSocket>,
     rtcp: Arc<UdpSocket>,
     sessions: Arc<SessionTable>,
@@ -119,38 +174,33 @@ pub async fn run_pacer(
 ) {
     let mut batch: Vec<Transmit> = Vec::with_capacity(256);
     loop {
-        let deadline = pacer.poll_timeout().map(tokio::time::Instant::from_std);
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => {
-                for e in sessions.drain() {
-                    pacer.remove(e.group, Instant::now());
-                }
-                flush(&mut pacer, Instant::now(), &mut batch, &rtp, &rtcp, &stats);
-                return;
+        if cancel.is_cancelled() {
+            for e in sessions.drain() {
+                pacer.remove(e.group, Instant::now());
             }
-            cmd = commands.recv() => {
-                let Some(cmd) = cmd else { return };
+            flush(&mut pacer, Instant::now(), &mut batch, &rtp, &rtcp, &stats);
+            return;
+        }
+        let now = Instant::now();
+        let wait = pacer.poll_timeout().map_or(IDLE_WAKE, |d| {
+            d.saturating_duration_since(now).min(IDLE_WAKE)
+        });
+        match commands.recv_timeout(wait) {
+            Ok(cmd) => {
                 apply(&mut pacer, cmd);
                 // Take whatever else is queued before sending.
                 while let Ok(cmd) = commands.try_recv() {
                     apply(&mut pacer, cmd);
                 }
             }
-            _ = sleep_until(deadline) => {}
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
         }
         flush(&mut pacer, Instant::now(), &mut batch, &rtp, &rtcp, &stats);
         while let Some(Event::Ended(group)) = pacer.poll_event() {
             debug!(group, "end of media");
             sessions.ended(group);
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -169,7 +219,8 @@ fn apply(pacer: &mut Pacer, cmd: Command) {
     }
 }
 
-/// Collects every datagram due at `now`, then sends them back to back.
+/// Collects every datagram due at `now`, then sends them in batches: one
+/// `sendmmsg` per [`mmsg::MAX_BATCH`] datagrams.
 fn flush(
     pacer: &mut Pacer,
     now: Instant,
@@ -182,11 +233,21 @@ fn flush(
     while let Some(t) = pacer.poll_transmit(now) {
         batch.push(t);
     }
-    for t in batch.iter() {
-        send(if t.rtcp { rtcp } else { rtp }, t, stats);
+    if batch.is_empty() {
+        return;
     }
+    let (mut on_rtp, mut on_rtcp) = (Vec::with_capacity(batch.len()), Vec::new());
+    for t in batch.iter() {
+        let d = (t.dest, &t.data[..]);
+        if t.rtcp {
+            on_rtcp.push(d);
+        } else {
+            on_rtp.push(d);
+        }
+    }
+    send_all(rtp, &on_rtp, stats);
+    send_all(rtcp, &on_rtcp, stats);
 }
-
 /// Receives RTCP from clients: validates it (RFC 3550 A.2), refreshes the
 /// session it comes from, and logs receiver reports at debug level.
 pub async fn run_rtcp_receiver(

@@ -101,6 +101,16 @@ impl Headers {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The CSeq (§12.17): `None` when absent, invalid or given twice.
+    pub fn cseq(&self) -> Option<u32> {
+        let mut all = self.get_all("CSeq");
+        let first = all.next()?;
+        if all.next().is_some() {
+            return None;
+        }
+        parse_cseq(first)
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -127,12 +137,7 @@ pub struct Request {
 impl Request {
     /// The CSeq when it is present exactly once and is a plain decimal u32.
     pub fn cseq(&self) -> Option<u32> {
-        let mut all = self.headers.get_all("CSeq");
-        let first = all.next()?;
-        if all.next().is_some() {
-            return None;
-        }
-        parse_cseq(first)
+        self.headers.cseq()
     }
 }
 

@@ -14,5 +14,5 @@ pub mod status;
 pub mod transport;
 
 pub use message::{parse_cseq, Headers, Method, Request, Response};
-pub use parse::{parse, Limits, ParseError, Parsed};
+pub use parse::{parse, parse_response, Limits, ParseError, Parsed, ParsedResponse};
 pub use status::StatusCode;

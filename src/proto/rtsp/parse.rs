@@ -15,7 +15,7 @@ use std::str::{self, FromStr};
 
 use bytes::Bytes;
 
-use super::{Headers, Method, Request, StatusCode};
+use super::{Headers, Method, Request, Response, StatusCode};
 
 /// Caps on what one request may occupy. Every one has a default and a CLI knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,20 +151,38 @@ fn interleaved(buf: &[u8], start: usize) -> Parsed {
 
 fn request(buf: &[u8], start: usize, limits: &Limits) -> Result<Parsed, ParseError> {
     let line_cap = (limits.max_request_line, "request line too long");
-    let Some(((method, uri), mut pos)) = line(buf, start, line_cap, |c, complete| {
+    let Some(((method, uri), pos)) = line(buf, start, line_cap, |c, complete| {
         request_line(c, complete, limits)
     })?
     else {
         return Ok(Parsed::Incomplete);
     };
-    let mut req = Request {
-        method,
-        uri: uri.to_owned(),
-        headers: Headers::new(),
-        body: Bytes::new(),
-    };
-    let with_cseq = |e: ParseError, req: &Request| ParseError {
-        cseq: req.cseq(),
+    Ok(match head_and_body(buf, start, pos, limits)? {
+        None => Parsed::Incomplete,
+        Some((headers, body, consumed)) => Parsed::Request {
+            request: Request {
+                method,
+                uri: uri.to_owned(),
+                headers,
+                body,
+            },
+            consumed,
+        },
+    })
+}
+
+/// The header lines from `pos` up to the blank line, and the body they
+/// announce, of a message whose start line began at `start`. Returns the
+/// end of the message too; `None` when more bytes are needed.
+fn head_and_body(
+    buf: &[u8],
+    start: usize,
+    mut pos: usize,
+    limits: &Limits,
+) -> Result<Option<(Headers, Bytes, usize)>, ParseError> {
+    let mut headers = Headers::new();
+    let with_cseq = |e: ParseError, headers: &Headers| ParseError {
+        cseq: headers.cseq(),
         ..e
     };
     loop {
@@ -174,37 +192,111 @@ fn request(buf: &[u8], start: usize, limits: &Limits) -> Result<Parsed, ParseErr
         } else {
             (limits.max_header_line, "header line too long")
         };
-        if req.headers.len() >= limits.max_headers
+        if headers.len() >= limits.max_headers
             && buf.get(pos).is_some_and(|b| !matches!(b, b'\r' | b'\n'))
         {
-            return Err(with_cseq(bad(pos, "too many headers"), &req));
+            return Err(with_cseq(bad(pos, "too many headers"), &headers));
         }
         let Some((field, next)) =
-            line(buf, pos, cap, header_line).map_err(|e| with_cseq(e, &req))?
+            line(buf, pos, cap, header_line).map_err(|e| with_cseq(e, &headers))?
         else {
-            return Ok(Parsed::Incomplete);
+            return Ok(None);
         };
         pos = next;
         match field {
-            Some((name, value)) => req.headers.push(name, value),
+            Some((name, value)) => headers.push(name, value),
             None => break,
         }
     }
     if pos - start > limits.max_head {
         return Err(with_cseq(
             bad(start + limits.max_head, "head too long"),
-            &req,
+            &headers,
         ));
     }
-    let len = content_length(&req.headers, limits).map_err(|e| with_cseq(e.at(pos), &req))?;
+    let len = content_length(&headers, limits).map_err(|e| with_cseq(e.at(pos), &headers))?;
     let Some(body) = buf.get(pos..pos + len) else {
-        return Ok(Parsed::Incomplete);
+        return Ok(None);
     };
-    req.body = Bytes::copy_from_slice(body);
-    Ok(Parsed::Request {
-        request: req,
-        consumed: pos + len,
+    Ok(Some((headers, Bytes::copy_from_slice(body), pos + len)))
+}
+
+/// What [`parse_response`] found at the start of a client's input buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedResponse {
+    /// More bytes are needed; nothing was consumed.
+    Incomplete,
+    /// A whole response occupying the first `consumed` bytes.
+    Response { response: Response, consumed: usize },
+    /// A `$` interleaved frame (RFC 2326 §10.12).
+    Interleaved {
+        channel: u8,
+        payload: Bytes,
+        consumed: usize,
+    },
+}
+
+/// Parses one response (§7) or interleaved frame from the start of `buf`,
+/// for the client side ([`crate::load`]), under the same [`Limits`] as
+/// requests. A server's request to the client (rare: ANNOUNCE, GET_PARAMETER
+/// keepalives from some servers) is an error here.
+pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<ParsedResponse, ParseError> {
+    let start = skip_empty_lines(buf, limits)?;
+    match buf.get(start) {
+        None => return Ok(ParsedResponse::Incomplete),
+        Some(b'$') => {
+            return Ok(match interleaved(buf, start) {
+                Parsed::Interleaved {
+                    channel,
+                    payload,
+                    consumed,
+                } => ParsedResponse::Interleaved {
+                    channel,
+                    payload,
+                    consumed,
+                },
+                _ => ParsedResponse::Incomplete,
+            })
+        }
+        Some(_) => {}
+    }
+    let cap = (limits.max_request_line, "status line too long");
+    let Some((status, pos)) = line(buf, start, cap, status_line)? else {
+        return Ok(ParsedResponse::Incomplete);
+    };
+    Ok(match head_and_body(buf, start, pos, limits)? {
+        None => ParsedResponse::Incomplete,
+        Some((headers, body, consumed)) => ParsedResponse::Response {
+            response: Response {
+                status,
+                headers,
+                body,
+            },
+            consumed,
+        },
     })
+}
+
+/// `RTSP-Version SP Status-Code SP Reason-Phrase` (§7.1).
+fn status_line(c: &[u8], complete: bool) -> Result<Option<StatusCode>, ParseError> {
+    const VERSION: &[u8] = b"RTSP/1.0 ";
+    let n = c.len().min(VERSION.len());
+    if c[..n] != VERSION[..n] {
+        return Err(bad(0, "not an RTSP/1.0 status line"));
+    }
+    if !complete {
+        return Ok(None);
+    }
+    let code = c
+        .get(VERSION.len()..VERSION.len() + 3)
+        .and_then(|d| str::from_utf8(d).ok())
+        .and_then(digits::<u16>)
+        .filter(|n| (100..600).contains(n))
+        .ok_or_else(|| bad(VERSION.len(), "invalid status code"))?;
+    match c.get(VERSION.len() + 3) {
+        None | Some(b' ') => Ok(Some(StatusCode(code))),
+        Some(_) => Err(bad(VERSION.len() + 3, "invalid status code")),
+    }
 }
 
 /// Finds the line starting at `from` (its content is at most `cap.0` bytes
@@ -806,6 +898,54 @@ mod tests {
         assert_eq!((e.pos, e.cseq), (32, Some(2)));
         assert_eq!(e.to_string(), "invalid header name at byte 32");
         assert_eq!(L, Limits::default());
+    }
+
+    #[test]
+    fn responses_at_every_split() {
+        let buf = b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 3\r\n\r\nv=0\
+$\x01\x00\x02ab";
+        let Ok(ParsedResponse::Response { response, consumed }) = parse_response(buf, &L) else {
+            panic!("a response");
+        };
+        assert_eq!((response.status, consumed), (StatusCode::OK, 50));
+        assert_eq!(
+            (response.headers.cseq(), &response.body[..]),
+            (Some(2), &b"v=0"[..])
+        );
+        let frame = parse_response(&buf[consumed..], &L).unwrap();
+        assert_eq!(
+            frame,
+            ParsedResponse::Interleaved {
+                channel: 1,
+                payload: Bytes::from_static(b"ab"),
+                consumed: 6
+            }
+        );
+        for n in 0..consumed {
+            assert_eq!(
+                parse_response(&buf[..n], &L),
+                Ok(ParsedResponse::Incomplete),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_status_lines() {
+        for line in [
+            "HTTP/1.1 200 OK",
+            "RTSP/1.0 2000 OK",
+            "RTSP/1.0 99 Low",
+            "RTSP/1.0 abc Nope",
+            "OPTIONS * RTSP/1.0",
+        ] {
+            let buf = format!("{line}\r\nCSeq: 1\r\n\r\n");
+            assert!(parse_response(buf.as_bytes(), &L).is_err(), "{line}");
+        }
+        let ok = parse_response(b"RTSP/1.0 454\r\n\r\n", &L).unwrap();
+        assert!(
+            matches!(ok, ParsedResponse::Response { response, .. } if response.status.0 == 454)
+        );
     }
 
     #[test]

@@ -1,0 +1,161 @@
+//! One RTSP/1.0 control connection of the load tester (RFC 2326 §6–§7,
+//! §10.12): writes requests with a fresh CSeq, reads responses with
+//! [`parse_response`], and hands every interleaved `$` frame that arrives on
+//! the way to the caller.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+
+use super::LoadError;
+use crate::proto::rtsp::{parse_response, Limits, ParsedResponse, Response};
+
+/// How long one request may wait for its response.
+pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest read buffer a connection keeps (a response body over the parser's
+/// limit is refused before this).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A control connection.
+pub(super) struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+    cseq: u32,
+    limits: Limits,
+    /// The `Session` header value to send, once SETUP gave one.
+    pub(super) session: Option<String>,
+}
+
+impl Conn {
+    pub(super) async fn connect(addr: SocketAddr) -> Result<Self, LoadError> {
+        let stream = timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| LoadError::Timeout("connect"))?
+            .map_err(|e| LoadError::Connect(e.kind()))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Self {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            cseq: 0,
+            limits: Limits {
+                max_body: 1 << 20,
+                ..Limits::default()
+            },
+            session: None,
+        })
+    }
+
+    pub(super) fn local_addr(&self) -> Result<SocketAddr, LoadError> {
+        self.stream
+            .local_addr()
+            .map_err(|e| LoadError::Connect(e.kind()))
+    }
+
+    pub(super) fn peer_addr(&self) -> Result<SocketAddr, LoadError> {
+        self.stream
+            .peer_addr()
+            .map_err(|e| LoadError::Connect(e.kind()))
+    }
+
+    /// Sends `method url` with `headers` and waits for its response; frames
+    /// read meanwhile go to `on_frame`. A non-2xx status is an error.
+    pub(super) async fn request(
+        &mut self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        on_frame: &mut (dyn FnMut(u8, Bytes) + Send),
+    ) -> Result<Response, LoadError> {
+        self.cseq += 1;
+        let mut req = format!(
+            "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: rtspd-load/{}\r\n",
+            self.cseq,
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some(s) = &self.session {
+            req.push_str(&format!("Session: {s}\r\n"));
+        }
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        timeout(REPLY_TIMEOUT, self.stream.write_all(req.as_bytes()))
+            .await
+            .map_err(|_| LoadError::Timeout(method))?
+            .map_err(|e| LoadError::Connect(e.kind()))?;
+        loop {
+            let Some(resp) = self.next_response(deadline, on_frame).await? else {
+                return Err(LoadError::Timeout(method));
+            };
+            if resp.headers.cseq() != Some(self.cseq) {
+                // A late reply to an earlier request (a keepalive whose
+                // answer came after a timeout): skip it.
+                continue;
+            }
+            if !(200..300).contains(&resp.status.0) {
+                return Err(LoadError::Status {
+                    method,
+                    status: resp.status.0,
+                });
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// Sends an interleaved frame (RTCP receiver reports in TCP mode).
+    pub(super) async fn send_frame(&mut self, channel: u8, data: &[u8]) -> Result<(), LoadError> {
+        let len =
+            u16::try_from(data.len()).map_err(|_| LoadError::Protocol("frame too long".into()))?;
+        let mut f = Vec::with_capacity(4 + data.len());
+        f.extend_from_slice(&[b'$', channel]);
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(data);
+        timeout(REPLY_TIMEOUT, self.stream.write_all(&f))
+            .await
+            .map_err(|_| LoadError::Timeout("interleaved write"))?
+            .map_err(|e| LoadError::Connect(e.kind()))
+    }
+
+    /// Reads until a response arrives (returned) or `deadline` passes
+    /// (`None`), passing frames to `on_frame`.
+    pub(super) async fn next_response(
+        &mut self,
+        deadline: Instant,
+        on_frame: &mut (dyn FnMut(u8, Bytes) + Send),
+    ) -> Result<Option<Response>, LoadError> {
+        loop {
+            match parse_response(&self.buf, &self.limits)
+                .map_err(|e| LoadError::Protocol(e.to_string()))?
+            {
+                ParsedResponse::Response { response, consumed } => {
+                    self.buf.advance(consumed);
+                    return Ok(Some(response));
+                }
+                ParsedResponse::Interleaved {
+                    channel,
+                    payload,
+                    consumed,
+                } => {
+                    self.buf.advance(consumed);
+                    on_frame(channel, payload);
+                    continue;
+                }
+                ParsedResponse::Incomplete => {}
+            }
+            self.buf.reserve(READ_CHUNK);
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await;
+            match read {
+                Err(_) => return Ok(None),
+                Ok(Ok(0)) => return Err(LoadError::Closed),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(LoadError::Connect(e.kind())),
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! `rtspd load`: an RTSP/RTP load tester and measuring receiver that works
+//! against any RTSP/1.0 server.
+//!
+//! It opens N sessions at a bounded ramp (each its own control connection,
+//! [`session`]), receives their RTP and RTCP over UDP on one receiver thread
+//! ([`udp`]) or interleaved on each connection (`--tcp`), measures every
+//! packet with the sans-IO [`crate::proto::measure`], and summarises
+//! ([`report`]). Every limit is capped ([`MAX_SESSIONS`], [`MAX_DURATION`],
+//! [`MAX_RAMP`]) and the run stops by itself.
+
+mod conn;
+pub mod report;
+mod session;
+mod udp;
+
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::proto::clock::WallClock;
+pub use report::Report;
+
+/// Most sessions one run opens.
+pub const MAX_SESSIONS: usize = 20_000;
+/// Longest receive phase of a session.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Fastest ramp, sessions per second.
+pub const MAX_RAMP: f64 = 5_000.0;
+
+/// Why a session failed. `kind` strings group failures in the report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("connect: {0}")]
+    Connect(std::io::ErrorKind),
+    #[error("binding UDP ports: {0}")]
+    Bind(std::io::ErrorKind),
+    #[error("timeout waiting for {0}")]
+    Timeout(&'static str),
+    #[error("{method} answered {status}")]
+    Status { method: &'static str, status: u16 },
+    #[error("server closed the connection")]
+    Closed,
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("bad options: {0}")]
+    Options(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub url: String,
+    pub sessions: usize,
+    /// How long each session receives after its PLAY.
+    pub duration: Duration,
+    /// Sessions started per second.
+    pub ramp: f64,
+    /// RTP over the RTSP connection (interleaved) instead of UDP.
+    pub tcp: bool,
+    /// A `Range` header value for PLAY, e.g. `npt=2.5-`.
+    pub range: Option<String>,
+    /// Show a progress bar (only drawn when stdout is a terminal).
+    pub progress: bool,
+}
+
+/// Shared by every session task.
+struct Ctx {
+    url: Url,
+    server: SocketAddr,
+    opts: Options,
+    clock: WallClock,
+    receiver: udp::Receiver,
+    progress: Progress,
+    stop: CancellationToken,
+}
+
+/// Live counts for the progress display.
+#[derive(Debug, Default)]
+struct Progress {
+    established: AtomicU64,
+    finished: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Progress {
+    fn established(&self) {
+        self.established.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Options {
+    fn check(&self) -> Result<(Url, SocketAddr), LoadError> {
+        let bad = |s: String| Err(LoadError::Options(s));
+        if self.sessions == 0 || self.sessions > MAX_SESSIONS {
+            return bad(format!("sessions must be 1 to {MAX_SESSIONS}"));
+        }
+        if self.duration.is_zero() || self.duration > MAX_DURATION {
+            return bad(format!(
+                "duration must be 1 s to {} s",
+                MAX_DURATION.as_secs()
+            ));
+        }
+        if !(self.ramp.is_finite() && self.ramp > 0.0 && self.ramp <= MAX_RAMP) {
+            return bad(format!("ramp must be above 0 and at most {MAX_RAMP}/s"));
+        }
+        let url = Url::parse(&self.url).map_err(|e| LoadError::Options(format!("URL: {e}")))?;
+        if url.scheme() != "rtsp" {
+            return bad("only rtsp:// URLs".into());
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| LoadError::Options("URL without host".into()))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port().unwrap_or(554);
+        let server = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| LoadError::Options(format!("resolving {host}: {e}")))?
+            .next()
+            .ok_or_else(|| LoadError::Options(format!("{host} has no address")))?;
+        Ok((url, server))
+    }
+}
+
+/// Raises the open-file limit to what `sessions` need (three descriptors
+/// each over UDP, one over TCP). Returns a warning when it cannot.
+fn raise_fd_limit(sessions: usize, tcp: bool) -> Option<String> {
+    let need = (sessions * if tcp { 1 } else { 3 } + 64) as libc::rlim_t;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer for getrlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Some("cannot read the open-file limit".into());
+    }
+    if lim.rlim_cur >= need {
+        return None;
+    }
+    let want = libc::rlimit {
+        rlim_cur: need.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: `want` is a valid rlimit.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0;
+    if ok && want.rlim_cur >= need {
+        return None;
+    }
+    Some(format!(
+        "open-file limit is {} (hard {}), {} sessions need about {need}: some will fail \
+         (raise it with `ulimit -n {need}` as root)",
+        if ok { want.rlim_cur } else { lim.rlim_cur },
+        lim.rlim_max,
+        sessions
+    ))
+}
+
+/// CPU time this process has used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: an all-zero rusage is valid and getrusage only writes it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv =
+        |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Runs the load test; call it inside a tokio runtime.
+pub async fn run(opts: Options) -> Result<Report, LoadError> {
+    let (url, server) = opts.check()?;
+    let mut warnings = Vec::new();
+    if let Some(w) = raise_fd_limit(opts.sessions, opts.tcp) {
+        warnings.push(w);
+    }
+    let totals = Arc::new(udp::Totals::default());
+    let (receiver, rx_thread) =
+        udp::Receiver::spawn(totals.clone()).map_err(|e| LoadError::Bind(e.kind()))?;
+    let unix_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let t0 = Instant::now();
+    let ctx = Arc::new(Ctx {
+        url,
+        server,
+        clock: WallClock::new(t0, unix_now),
+        receiver,
+        progress: Progress::default(),
+        stop: CancellationToken::new(),
+        opts: opts.clone(),
+    });
+    let cpu0 = cpu_time();
+    let bar = progress_bar(&opts);
+    let ramp_time = Duration::from_secs_f64(opts.sessions as f64 / opts.ramp);
+    // Hard stop: ramp, receive, and a minute for setup and teardown.
+    let hard_stop = t0 + ramp_time + opts.duration + Duration::from_secs(60);
+
+    let spawner = {
+        let ctx = ctx.clone();
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..ctx.opts.sessions {
+                let at = t0 + Duration::from_secs_f64(i as f64 / ctx.opts.ramp);
+                tokio::time::sleep_until(at.into()).await;
+                let ctx = ctx.clone();
+                tasks.spawn(async move {
+                    let r = session::run(ctx.clone(), i).await;
+                    let p = &ctx.progress;
+                    let c = if r.outcome.is_ok() {
+                        &p.finished
+                    } else {
+                        &p.failed
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    r
+                });
+            }
+            tasks
+        }
+    };
+    let ticker = tokio::spawn(show_progress(ctx.clone(), totals.clone(), bar.clone()));
+    let mut sessions = spawner.await;
+    let mut results = Vec::with_capacity(opts.sessions);
+    loop {
+        tokio::select! {
+            r = sessions.join_next() => match r {
+                Some(Ok(r)) => results.push(r),
+                Some(Err(_)) => {}
+                None => break,
+            },
+            // Past the hard stop every session is told to end now.
+            _ = tokio::time::sleep_until(hard_stop.into()), if !ctx.stop.is_cancelled() => {
+                ctx.stop.cancel();
+            }
+        }
+    }
+    ticker.abort();
+    let wall = t0.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu0);
+    bar.finish_and_clear();
+    drop(ctx);
+    let _ = tokio::task::spawn_blocking(move || rx_thread.join()).await;
+    Ok(Report::build(&opts, &results, wall, cpu, warnings))
+}
+
+async fn show_progress(ctx: Arc<Ctx>, totals: Arc<udp::Totals>, bar: indicatif::ProgressBar) {
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let p = totals.packets.load(Ordering::Relaxed);
+        let now = Instant::now();
+        let rate = (p - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
+        last = (now, p);
+        let pr = &ctx.progress;
+        let (est, fin, fail) = (
+            pr.established.load(Ordering::Relaxed),
+            pr.finished.load(Ordering::Relaxed),
+            pr.failed.load(Ordering::Relaxed),
+        );
+        bar.set_position(fin + fail);
+        bar.set_message(format!(
+            "playing {} | failed {fail} | {rate:.0} pkt/s",
+            est.saturating_sub(fin)
+        ));
+    }
+}
+
+fn progress_bar(opts: &Options) -> indicatif::ProgressBar {
+    if !opts.progress || !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(opts.sessions as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} sessions done | {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}

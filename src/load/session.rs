@@ -1,0 +1,360 @@
+//! One load-test session (RFC 2326 §A.2 client flow): OPTIONS, DESCRIBE,
+//! SETUP of every track against the Content-Base, PLAY, keepalives at half
+//! the session timeout while receiving, then TEARDOWN.
+//!
+//! Over UDP the packets go to the shared receiver thread ([`super::udp`]);
+//! over TCP they arrive interleaved on this session's own connection and
+//! are measured here, and receiver reports go back the same way.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+use url::Url;
+
+use super::conn::Conn;
+use super::udp::{RxTrack, MAX_TRACKS};
+use super::{Ctx, LoadError};
+use crate::proto::measure::TrackMeasure;
+use crate::proto::rtcp;
+use crate::proto::rtsp::session_header::SessionHeader;
+use crate::proto::rtsp::transport::parse_transports;
+use crate::proto::sdp::{parse_offer, OfferedTrack};
+
+/// Session timeout assumed when the server gives none (RFC 2326 §12.37).
+const DEFAULT_TIMEOUT: u32 = 60;
+/// How long to keep listening for the BYE after TEARDOWN.
+const BYE_LINGER: Duration = Duration::from_millis(300);
+const RR_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What one session reports.
+#[derive(Debug)]
+pub(super) struct SessionResult {
+    pub(super) outcome: Result<(), LoadError>,
+    /// Connect to PLAY reply.
+    pub(super) setup: Option<Duration>,
+    /// Connect to the first RTP packet of any track.
+    pub(super) first_packet: Option<Duration>,
+    pub(super) tracks: Vec<TrackMeasure>,
+}
+
+struct Track {
+    offer: OfferedTrack,
+    url: String,
+    ssrc: Option<u32>,
+    server_rtcp: Option<SocketAddr>,
+}
+
+/// Runs session `id` to the end; never panics on what the server sends.
+pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
+    let started = Instant::now();
+    let mut result = SessionResult {
+        outcome: Ok(()),
+        setup: None,
+        first_packet: None,
+        tracks: Vec::new(),
+    };
+    let mut conn = match Conn::connect(ctx.server).await {
+        Ok(c) => c,
+        Err(e) => {
+            result.outcome = Err(e);
+            return result;
+        }
+    };
+    let mut registered = false;
+    let mut tcp_tracks: Vec<TrackMeasure> = Vec::new();
+    let flow = flow(
+        &ctx,
+        id,
+        &mut conn,
+        started,
+        &mut result,
+        &mut registered,
+        &mut tcp_tracks,
+    )
+    .await;
+    if let Err(e) = flow {
+        result.outcome = Err(e);
+    }
+    if conn.session.is_some() {
+        let url = ctx.url.as_str().to_owned();
+        let mut sink = |ch: u8, data: Bytes| on_tcp_frame(&mut tcp_tracks, ch, &data);
+        let teardown = conn.request("TEARDOWN", &url, &[], &mut sink).await;
+        if let (Err(e), Ok(())) = (teardown, &result.outcome) {
+            result.outcome = Err(e);
+        }
+        if ctx.opts.tcp {
+            // The BYE follows the reply on the same connection.
+            let until = Instant::now() + BYE_LINGER;
+            while Instant::now() < until && !tcp_tracks.iter().all(|t| t.bye) {
+                let mut sink = |ch: u8, data: Bytes| on_tcp_frame(&mut tcp_tracks, ch, &data);
+                match conn.next_response(until, &mut sink).await {
+                    Ok(None) | Err(_) => break,
+                    Ok(Some(_)) => {}
+                }
+            }
+        }
+    }
+    result.tracks = if registered {
+        ctx.receiver.finish(id, BYE_LINGER).await
+    } else {
+        tcp_tracks
+    };
+    let started_std = started.into_std();
+    result.first_packet = result
+        .tracks
+        .iter()
+        .filter_map(|t| t.first_arrival)
+        .min()
+        .map(|f| f.saturating_duration_since(started_std));
+    result
+}
+
+fn on_tcp_frame(tracks: &mut [TrackMeasure], channel: u8, data: &[u8]) {
+    let now = std::time::Instant::now();
+    let Some(t) = tracks.get_mut(usize::from(channel / 2)) else {
+        return;
+    };
+    if channel % 2 == 0 {
+        let _ = t.on_rtp(data, now);
+    } else if let Ok(packets) = rtcp::parse_compound(data) {
+        t.on_rtcp(&packets, now);
+    }
+}
+
+/// Resolves a track's `a=control` against the base URL (RFC 2326 §C.1.1).
+fn control_url(base: &Url, control: Option<&str>) -> Result<String, LoadError> {
+    match control {
+        None | Some("*") => Ok(base.as_str().trim_end_matches('/').to_owned()),
+        Some(c) if c.starts_with("rtsp://") || c.starts_with("rtsps://") => Ok(c.to_owned()),
+        Some(c) => base
+            .join(c)
+            .map(|u| u.to_string())
+            .map_err(|e| LoadError::Protocol(format!("control {c:?}: {e}"))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn flow(
+    ctx: &Ctx,
+    id: usize,
+    conn: &mut Conn,
+    started: Instant,
+    result: &mut SessionResult,
+    registered: &mut bool,
+    tcp_tracks: &mut Vec<TrackMeasure>,
+) -> Result<(), LoadError> {
+    let url = ctx.url.as_str().to_owned();
+    let mut ignore = |_: u8, _: Bytes| {};
+    let options = conn.request("OPTIONS", &url, &[], &mut ignore).await?;
+    let keepalive_method = match options.headers.get("Public") {
+        Some(p) if p.split(',').any(|m| m.trim() == "GET_PARAMETER") => "GET_PARAMETER",
+        _ => "OPTIONS",
+    };
+    let describe = conn
+        .request(
+            "DESCRIBE",
+            &url,
+            &[("Accept", "application/sdp")],
+            &mut ignore,
+        )
+        .await?;
+    let base_str = describe
+        .headers
+        .get("Content-Base")
+        .or_else(|| describe.headers.get("Content-Location"))
+        .unwrap_or(&url);
+    let mut base =
+        Url::parse(base_str).map_err(|e| LoadError::Protocol(format!("Content-Base: {e}")))?;
+    if !base.path().ends_with('/') {
+        let p = format!("{}/", base.path());
+        base.set_path(&p);
+    }
+    let offers = parse_offer(&describe.body).map_err(|e| LoadError::Protocol(e.to_string()))?;
+    let mut tracks = Vec::new();
+    for offer in offers.into_iter().take(MAX_TRACKS) {
+        let url = control_url(&base, offer.control.as_deref())?;
+        tracks.push(Track {
+            offer,
+            url,
+            ssrc: None,
+            server_rtcp: None,
+        });
+    }
+    let local_ip = conn.local_addr()?.ip();
+    let server_ip = conn.peer_addr()?.ip();
+    let mut sockets = Vec::new();
+    let mut timeout = DEFAULT_TIMEOUT;
+    for (i, t) in tracks.iter_mut().enumerate() {
+        let transport = if ctx.opts.tcp {
+            format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * i, 2 * i + 1)
+        } else {
+            let (rtp, rtcp) = bind_pair(local_ip).map_err(|e| LoadError::Bind(e.kind()))?;
+            let port = rtp
+                .local_addr()
+                .map_err(|e| LoadError::Bind(e.kind()))?
+                .port();
+            sockets.push((rtp, rtcp));
+            format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1)
+        };
+        let reply = conn
+            .request("SETUP", &t.url, &[("Transport", &transport)], &mut ignore)
+            .await?;
+        let session = reply
+            .headers
+            .get("Session")
+            .ok_or_else(|| LoadError::Protocol("SETUP reply without Session".into()))?;
+        let session: SessionHeader = session
+            .parse()
+            .map_err(|e| LoadError::Protocol(format!("Session: {e}")))?;
+        timeout = session.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        conn.session = Some(session.id);
+        let chosen = reply
+            .headers
+            .get("Transport")
+            .and_then(|v| parse_transports(v).into_iter().find_map(Result::ok));
+        if let Some(tr) = chosen {
+            t.ssrc = tr.ssrc;
+            t.server_rtcp = tr
+                .server_port
+                .map(|(_, rtcp)| SocketAddr::new(server_ip, rtcp));
+        }
+    }
+    let measures: Vec<TrackMeasure> = tracks
+        .iter()
+        .map(|t| TrackMeasure::new(t.offer.clock_rate, t.ssrc, ctx.clock))
+        .collect();
+    if ctx.opts.tcp {
+        *tcp_tracks = measures;
+    } else {
+        let rx: Vec<RxTrack> = sockets
+            .into_iter()
+            .zip(measures)
+            .zip(&tracks)
+            .map(|(((rtp, rtcp), measure), t)| RxTrack {
+                rtp,
+                rtcp,
+                measure,
+                server_rtcp: t.server_rtcp,
+            })
+            .collect();
+        if !ctx.receiver.register(id, rx).await {
+            return Err(LoadError::Protocol("receiver stopped".into()));
+        }
+        *registered = true;
+    }
+    let mut play_headers = Vec::new();
+    if let Some(r) = &ctx.opts.range {
+        play_headers.push(("Range", r.as_str()));
+    }
+    let mut sink = |ch: u8, data: Bytes| on_tcp_frame(tcp_tracks, ch, &data);
+    conn.request("PLAY", &url, &play_headers, &mut sink).await?;
+    result.setup = Some(started.elapsed());
+    ctx.progress.established();
+
+    // Receive until the end, keeping the session alive.
+    let end = Instant::now() + ctx.opts.duration;
+    let keepalive_every = Duration::from_secs(u64::from(timeout.max(2) / 2));
+    let mut next_keepalive = Instant::now() + keepalive_every;
+    let mut next_rr = Instant::now() + Duration::from_secs(1);
+    let mut rr = BytesMut::new();
+    let mut our_ssrc = [0u8; 4];
+    let _ = getrandom::fill(&mut our_ssrc);
+    loop {
+        let now = Instant::now();
+        if now >= end || ctx.stop.is_cancelled() {
+            return Ok(());
+        }
+        if now >= next_keepalive {
+            next_keepalive = now + keepalive_every;
+            let mut sink = |ch: u8, data: Bytes| on_tcp_frame(tcp_tracks, ch, &data);
+            conn.request(keepalive_method, &url, &[], &mut sink).await?;
+        }
+        if ctx.opts.tcp && now >= next_rr {
+            next_rr = now + RR_INTERVAL;
+            for (i, t) in tcp_tracks.iter_mut().enumerate() {
+                if let Some(block) = t.report_block(now.into_std()) {
+                    rr.clear();
+                    rtcp::write_receiver_report(
+                        &mut rr,
+                        u32::from_be_bytes(our_ssrc),
+                        &[block],
+                        "rtspd-load",
+                    );
+                    conn.send_frame((2 * i + 1) as u8, &rr).await?;
+                }
+            }
+        }
+        let wake = end
+            .min(next_keepalive)
+            .min(if ctx.opts.tcp { next_rr } else { end });
+        if ctx.opts.tcp {
+            let mut sink = |ch: u8, data: Bytes| on_tcp_frame(tcp_tracks, ch, &data);
+            tokio::select! {
+                r = conn.next_response(wake, &mut sink) => {
+                    // A response nobody waits for (a server-sent request is an
+                    // error in the parser) is ignored.
+                    r?;
+                }
+                _ = ctx.stop.cancelled() => return Ok(()),
+            }
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = ctx.stop.cancelled() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Binds an even RTP port and the next one for RTCP on `ip`.
+fn bind_pair(ip: IpAddr) -> std::io::Result<(mio::net::UdpSocket, mio::net::UdpSocket)> {
+    for _ in 0..64 {
+        let rtp = std::net::UdpSocket::bind((ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        let Ok(rtcp) = std::net::UdpSocket::bind((ip, port + 1)) else {
+            continue;
+        };
+        rtp.set_nonblocking(true)?;
+        rtcp.set_nonblocking(true)?;
+        return Ok((
+            mio::net::UdpSocket::from_std(rtp),
+            mio::net::UdpSocket::from_std(rtcp),
+        ));
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free even/odd UDP port pair",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_urls_resolve_against_the_base() {
+        let base = Url::parse("rtsp://h:8554/a/clip.wav/").unwrap();
+        assert_eq!(
+            control_url(&base, Some("trackID=0")).unwrap(),
+            "rtsp://h:8554/a/clip.wav/trackID=0"
+        );
+        assert_eq!(
+            control_url(&base, Some("*")).unwrap(),
+            "rtsp://h:8554/a/clip.wav"
+        );
+        assert_eq!(
+            control_url(&base, None).unwrap(),
+            "rtsp://h:8554/a/clip.wav"
+        );
+        assert_eq!(
+            control_url(&base, Some("rtsp://other/x/track1")).unwrap(),
+            "rtsp://other/x/track1"
+        );
+    }
+}

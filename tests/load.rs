@@ -1,0 +1,333 @@
+//! `rtspd load` end to end: against rtspd itself (its counts must agree with
+//! the server's RTCP packet counts), and against a deliberately faulty
+//! in-test RTSP server whose losses, duplicates, reordering and send-time
+//! jitter are known exactly, which is what shows the tester measures
+//! honestly.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::Value;
+
+/// Every key the issue names for the JSON line.
+const KEYS: [&str; 12] = [
+    "sessions_ok",
+    "sessions_failed",
+    "loss_pct",
+    "jitter_p99_ms",
+    "pacing_p99_ms",
+    "setup_p99_ms",
+    "ttfp_p99_ms",
+    "pkts_per_s",
+    "mbit_per_s",
+    "sr_per_session",
+    "av_sync_max_ms",
+    "tester_cpu_pct",
+];
+
+/// Runs `rtspd load` with `args`; returns the JSON line it printed last
+/// (checked against the `--json` file's copy).
+fn load(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("out.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_rtspd"))
+        .arg("load")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run rtspd load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rtspd load failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().expect("a JSON line");
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("--json file"))
+        .expect("the file is JSON");
+    assert_eq!(v, file, "stdout and --json agree");
+    for k in KEYS {
+        assert!(v.get(k).is_some(), "key {k} missing from {line}");
+    }
+    eprintln!("{stdout}");
+    v
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64()
+        .unwrap_or_else(|| panic!("{k} is not a number: {v}"))
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} is not a count: {v}"))
+}
+
+#[test]
+fn load_against_rtspd_over_udp() {
+    let server = Server::start(&[]);
+    let url = server.url("tones-8k-mono.wav");
+    let v = load(&[&url, "-n", "20", "-d", "3", "--ramp", "100"]);
+    assert_eq!(
+        (u(&v, "sessions_ok"), u(&v, "sessions_failed")),
+        (20, 0),
+        "{v}"
+    );
+    assert_eq!(f(&v, "loss_pct"), 0.0);
+    let received = u(&v, "packets_received");
+    // 20 sessions x 3 s x 50 packets/s, give or take the edges.
+    assert!((2700..=3300).contains(&received), "{received} packets");
+    assert_eq!(
+        received,
+        u(&v, "server_packets_sent"),
+        "the tester counts what the server's last SR (BYE) says it sent"
+    );
+    assert!(f(&v, "sr_per_session") >= 1.0, "an SR at PLAY at least");
+    assert!(v["av_sync_max_ms"].is_null(), "single track");
+    assert!(f(&v, "setup_p99_ms") > 0.0 && f(&v, "ttfp_p99_ms") > 0.0);
+}
+
+#[test]
+fn refused_sessions_are_counted_not_fatal() {
+    let server = Server::start(&[]);
+    let v = load(&[
+        &server.url("no-such.wav"),
+        "-n",
+        "3",
+        "-d",
+        "1",
+        "--ramp",
+        "100",
+    ]);
+    assert_eq!((u(&v, "sessions_ok"), u(&v, "sessions_failed")), (0, 3));
+    assert_eq!(v["failures"]["DESCRIBE answered 404"], 3, "{v}");
+}
+
+// ---------------------------------------------------------------------------
+// The faulty server
+
+/// What the faulty server does to the stream of one session.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Every 10th packet is never sent.
+    DropTenth,
+    /// Every 10th packet is sent twice.
+    DuplicateTenth,
+    /// Packets 10k+4 and 10k+5 are sent in swapped order.
+    SwapPairs,
+    /// Odd packets are sent `JITTER` late.
+    Jitter,
+}
+
+/// Packets per session: 8 kHz, 20 ms, 101 of them (seq 0..=100, so the
+/// last packet is never one that a fault removes).
+const PACKETS: u16 = 101;
+const SPP: u32 = 160;
+const JITTER: Duration = Duration::from_millis(4);
+
+/// The send plan: `(index, extra delay)` in send order.
+fn plan(fault: Fault) -> Vec<(u16, Duration)> {
+    let mut p = Vec::new();
+    for i in 0..PACKETS {
+        match fault {
+            Fault::DropTenth if i % 10 == 9 => {}
+            Fault::DuplicateTenth if i % 10 == 9 => {
+                p.push((i, Duration::ZERO));
+                p.push((i, Duration::ZERO));
+            }
+            Fault::Jitter if i % 2 == 1 => p.push((i, JITTER)),
+            _ => p.push((i, Duration::ZERO)),
+        }
+    }
+    if let Fault::SwapPairs = fault {
+        for k in (4..p.len() - 1).step_by(10) {
+            p.swap(k, k + 1);
+        }
+    }
+    p
+}
+
+/// A minimal RTSP server on loopback: answers the play flow, then sends the
+/// planned packets of the fault named by the URL path, paced on absolute
+/// deadlines. It serves sessions until the test ends.
+fn faulty_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(conn) = conn else { continue };
+            thread::spawn(move || serve_one(conn, n as u32));
+        }
+    });
+    addr
+}
+
+fn serve_one(conn: TcpStream, n: u32) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut conn = conn;
+    let ssrc = 0x1000_0000 + n;
+    let mut client: Option<SocketAddr> = None;
+    let mut fault = Fault::DropTenth;
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push(line.trim_end().to_owned());
+        }
+        let Some(request_line) = head.first() else {
+            return;
+        };
+        let mut parts = request_line.split(' ');
+        let (method, url) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let header = |name: &str| {
+            head.iter()
+                .find_map(|h| h.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
+                .unwrap_or("")
+                .to_owned()
+        };
+        let cseq = header("CSeq");
+        let mut extra = String::new();
+        let mut body = String::new();
+        match method {
+            "OPTIONS" => extra
+                .push_str("Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER\r\n"),
+            "DESCRIBE" => {
+                fault = match url.rsplit('/').next() {
+                    Some("dup") => Fault::DuplicateTenth,
+                    Some("reorder") => Fault::SwapPairs,
+                    Some("jitter") => Fault::Jitter,
+                    _ => Fault::DropTenth,
+                };
+                extra.push_str(&format!(
+                    "Content-Base: {url}/\r\nContent-Type: application/sdp\r\n"
+                ));
+                body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=faulty\r\nt=0 0\r\na=control:*\r\n\
+                        m=audio 0 RTP/AVP 96\r\na=rtpmap:96 L16/8000\r\na=control:trackID=0\r\n"
+                    .to_owned();
+            }
+            "SETUP" => {
+                let t = header("Transport");
+                let port: u16 = t
+                    .split("client_port=")
+                    .nth(1)
+                    .and_then(|p| p.split('-').next())
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                client = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+                extra.push_str(&format!(
+                    "Session: F{n};timeout=60\r\nTransport: RTP/AVP;unicast;client_port={port}-{};ssrc={ssrc:08X}\r\n",
+                    port + 1
+                ));
+            }
+            "PLAY" => {
+                extra.push_str(&format!("Session: F{n}\r\n"));
+                if let Some(dest) = client {
+                    thread::spawn(move || send_plan(dest, ssrc, plan(fault)));
+                }
+            }
+            _ => extra.push_str(&format!("Session: F{n}\r\n")),
+        }
+        let resp = format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if conn.write_all(resp.as_bytes()).is_err() || method == "TEARDOWN" {
+            return;
+        }
+    }
+}
+
+fn send_plan(dest: SocketAddr, ssrc: u32, plan: Vec<(u16, Duration)>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let start = Instant::now() + Duration::from_millis(5);
+    for (i, late) in plan {
+        let due = start + Duration::from_millis(20 * u64::from(i)) + late;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let mut p = vec![0x80, 96];
+        p.extend_from_slice(&(1000 + i).to_be_bytes());
+        p.extend_from_slice(&(5000 + u32::from(i) * SPP).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0; 320]);
+        let _ = sock.send_to(&p, dest);
+    }
+}
+
+fn run_fault(server: SocketAddr, name: &str) -> Value {
+    let url = format!("rtsp://{server}/clip/{name}");
+    load(&[&url, "-n", "3", "-d", "2.5", "--ramp", "50"])
+}
+
+#[test]
+fn faults_are_measured_as_injected() {
+    let server = faulty_server();
+    let names = ["loss", "dup", "reorder", "jitter"];
+    let results: Vec<Value> = thread::scope(|s| {
+        let hs: Vec<_> = names
+            .iter()
+            .map(|n| s.spawn(move || run_fault(server, n)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("load run"))
+            .collect()
+    });
+    let [loss, dup, reorder, jitter] = &results[..] else {
+        unreachable!()
+    };
+    for (name, v) in names.iter().zip(&results) {
+        assert_eq!(u(v, "sessions_ok"), 3, "{name}: {v}");
+        assert_eq!(u(v, "packets_expected"), 3 * u64::from(PACKETS), "{name}");
+    }
+    // Loss: 10 of 101 per session, exactly.
+    assert_eq!(u(loss, "packets_lost"), 30);
+    assert!(
+        (f(loss, "loss_pct") - 1000.0 / 101.0).abs() < 1e-6,
+        "{loss}"
+    );
+    assert_eq!(
+        u(loss, "packets_duplicated") + u(loss, "packets_reordered"),
+        0
+    );
+    // Duplicates: 10 per session, nothing lost.
+    assert_eq!(
+        (u(dup, "packets_duplicated"), u(dup, "packets_lost")),
+        (30, 0)
+    );
+    // Reordering: one late packet per swapped pair, 10 per session.
+    assert_eq!(
+        (u(reorder, "packets_reordered"), u(reorder, "packets_lost")),
+        (30, 0)
+    );
+    // Jitter: |D| is 4 ms between every two packets, so the A.8 estimate
+    // converges on 4 ms; the pacing error of the late packets is 4 ms too.
+    // Tolerances cover scheduling noise on a busy machine.
+    let j = f(jitter, "jitter_p99_ms");
+    assert!(
+        (3.0..=5.0).contains(&j),
+        "jitter {j} ms, injected 4 ms: {jitter}"
+    );
+    let p = f(jitter, "pacing_p99_ms");
+    assert!((3.5..=6.0).contains(&p), "pacing p99 {p} ms, injected 4 ms");
+    // (A swapped packet really is 20 ms late, so reordering shows jitter.)
+    for v in [loss, dup] {
+        assert!(f(v, "jitter_p99_ms") < 1.5, "no jitter injected: {v}");
+    }
+}
