@@ -36,7 +36,7 @@ use rtspd::proto::pacer::{Pacer, TrackConfig, Transmit};
 use rtspd::proto::packetize::{Packetizer, L16};
 use rtspd::proto::rtp::Stamper;
 use rtspd::proto::rtsp::{parse, Limits, Parsed};
-use rtspd::proto::session::PlayRequest;
+use rtspd::proto::session::{Dest, PlayRequest};
 
 const PTIME: Duration = Duration::from_millis(20);
 const MTU_PAYLOAD: usize = 1400;
@@ -187,8 +187,8 @@ impl PacerRig {
                     payload_type: 96,
                     first_seq: (g * 7919) as u16,
                     first_rtptime: (g * 104_729) as u32,
-                    rtp_dest: SocketAddr::from(([127, 0, 0, 1], port)),
-                    rtcp_dest: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+                    rtp_dest: Dest::Udp(SocketAddr::from(([127, 0, 0, 1], port))),
+                    rtcp_dest: Dest::Udp(SocketAddr::from(([127, 0, 0, 1], port + 1))),
                 },
             );
         }

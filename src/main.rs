@@ -118,6 +118,10 @@ struct ServeArgs {
     /// Seconds before a silent connection that owns no session is closed.
     #[arg(long, default_value_t = 60)]
     idle_timeout: u64,
+    /// RTP/RTCP frames queued per connection for interleaved (TCP) clients;
+    /// a client that reads slower loses frames instead of stalling others.
+    #[arg(long, default_value_t = 512)]
+    max_client_queue: usize,
     /// Largest clip held in memory, in MiB of 16-bit samples.
     #[arg(long, default_value_t = 512)]
     max_clip_mib: u64,
@@ -156,6 +160,7 @@ impl ServeArgs {
             read_timeout: Duration::from_secs(self.read_timeout.max(1)),
             write_timeout: Duration::from_secs(self.write_timeout.max(1)),
             idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
+            client_queue: self.max_client_queue.max(1),
             ..Config::default()
         }
     }

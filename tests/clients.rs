@@ -509,6 +509,30 @@ fn ffmpeg_decodes_bit_exact_pcm() {
     );
 }
 
+/// RTP interleaved on the RTSP connection (RFC 2326 §10.12), as ffmpeg
+/// does with `-rtsp_transport tcp`: the same samples arrive.
+#[test]
+fn ffmpeg_decodes_bit_exact_pcm_over_tcp() {
+    require("ffmpeg");
+    let server = Server::start(&[]);
+    let jobs: Vec<_> = CLIPS[..2].to_vec();
+    par(
+        &jobs,
+        |j| j.0.to_owned(),
+        |&(path, rate, channels, secs)| {
+            let (expected, _, _) = wav_l16(&bundled_media().join(path));
+            let (decoded, _) = ffmpeg_decode(&server.url(path), &["-rtsp_transport", "tcp"], secs);
+            assert_pcm_eq(
+                &format!("ffmpeg over TCP {path}"),
+                &decoded,
+                &expected,
+                channels,
+                rate,
+            );
+        },
+    );
+}
+
 #[test]
 fn ffmpeg_decodes_float_wav_rounded_once() {
     // 32-bit float must be scaled by 32767 and rounded once: a product

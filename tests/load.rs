@@ -75,9 +75,20 @@ fn u(v: &Value, k: &str) -> u64 {
 
 #[test]
 fn load_against_rtspd_over_udp() {
+    against_rtspd(&[]);
+}
+
+#[test]
+fn load_against_rtspd_over_tcp() {
+    against_rtspd(&["--tcp"]);
+}
+
+fn against_rtspd(extra: &[&str]) {
     let server = Server::start(&[]);
     let url = server.url("tones-8k-mono.wav");
-    let v = load(&[&url, "-n", "20", "-d", "3", "--ramp", "100"]);
+    let mut args = vec![url.as_str(), "-n", "20", "-d", "3", "--ramp", "100"];
+    args.extend_from_slice(extra);
+    let v = load(&args);
     assert_eq!(
         (u(&v, "sessions_ok"), u(&v, "sessions_failed")),
         (20, 0),

@@ -1532,13 +1532,18 @@ fn table(fx: &Fixture) -> Vec<Case> {
             StatusThenClose(400),
         ),
         case(
-            "B5#47 RTP/AVP/TCP interleaved=0-1 (not supported yet)",
+            "B5#47 RTP/AVP/TCP interleaved=0-1",
             setup("Transport: RTP/AVP/TCP;unicast;interleaved=0-1"),
-            Status(461),
+            Status(200),
         ),
         case(
-            "B5#47 interleaved=254-255",
+            "B5#47 interleaved=254-255 (the last pair)",
             setup("Transport: RTP/AVP/TCP;unicast;interleaved=254-255"),
+            Status(200),
+        ),
+        case(
+            "B5#47 interleaved=255-256 (no such channel)",
+            setup("Transport: RTP/AVP/TCP;unicast;interleaved=255-256"),
             Status(461),
         ),
         case(
@@ -2279,7 +2284,7 @@ fn b5_transport_choice_and_destination() {
     );
     // Unusable alternatives first, then a usable one: the first usable wins.
     let offer = format!(
-        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1, RTP/SAVP;unicast;client_port=50000-50001, RTP/AVP;unicast;destination=127.0.0.3;client_port={tp}-{}, RTP/AVP;unicast;destination=127.0.0.1;client_port={}-{}, RTP/AVP;unicast;client_port=50002-50003",
+        "Transport: RAW/RAW/UDP;unicast;client_port=50004-50005, RTP/SAVP;unicast;client_port=50000-50001, RTP/AVP;unicast;destination=127.0.0.3;client_port={tp}-{}, RTP/AVP;unicast;destination=127.0.0.1;client_port={}-{}, RTP/AVP;unicast;client_port=50002-50003",
         tp + 1,
         mine.port(),
         mine.port() + 1

@@ -71,8 +71,9 @@ pub struct Report {
     pub pkts_per_s: f64,
     pub mbit_per_s: f64,
     pub sr_per_session: f64,
-    /// Largest |least-squares slope| of the pacing error of any track: how
-    /// far the sender's media clock drifts from ours, ms per minute.
+    /// Largest |least-squares slope| of the pacing error of any track that
+    /// received for 30 s or more: how far the sender's media clock drifts
+    /// from ours, ms per minute.
     pub drift_max_ms_per_min: Option<f64>,
     /// Worst spread of the SR-mapped sync offsets of one session's tracks;
     /// `null` when no session had two tracks with SRs.
@@ -126,7 +127,15 @@ impl Report {
                 srs += u64::from(t.sender_reports);
                 bytes += t.bytes;
                 let _ = pacing.add(&t.pacing);
-                if let Some(d) = t.drift_ms_per_min().filter(|_| s.received() >= 100) {
+                // Over less than 30 s the slope is mostly scheduling noise.
+                let span = match (t.first_arrival, t.last_arrival) {
+                    (Some(a), Some(b)) => b.saturating_duration_since(a),
+                    _ => Duration::ZERO,
+                };
+                if let Some(d) = t
+                    .drift_ms_per_min()
+                    .filter(|_| span >= Duration::from_secs(30))
+                {
                     drift = Some(drift.map_or(d.abs(), |m: f64| m.max(d.abs())));
                 }
                 if s.received() > 1 {

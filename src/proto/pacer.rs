@@ -18,7 +18,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
+
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -28,7 +28,7 @@ use super::error::Error;
 use super::packetize::Packetizer;
 use super::rtcp::{self, SenderInfo};
 use super::rtp::Stamper;
-use super::session::PlayRequest;
+use super::session::{Dest, PlayRequest};
 
 /// Identifies one session's group of tracks.
 pub type GroupId = u64;
@@ -44,14 +44,14 @@ pub struct TrackConfig {
     pub payload_type: u8,
     pub first_seq: u16,
     pub first_rtptime: u32,
-    pub rtp_dest: SocketAddr,
-    pub rtcp_dest: SocketAddr,
+    pub rtp_dest: Dest,
+    pub rtcp_dest: Dest,
 }
 
 /// One datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
-    pub dest: SocketAddr,
+    pub dest: Dest,
     pub data: Bytes,
     /// Sent from the RTCP socket rather than the RTP one.
     pub rtcp: bool,
@@ -102,8 +102,8 @@ struct Entry {
 struct Track {
     pkt: Packetizer,
     stamper: Stamper,
-    rtp_dest: SocketAddr,
-    rtcp_dest: SocketAddr,
+    rtp_dest: Dest,
+    rtcp_dest: Dest,
     /// Next position to send, in clock ticks.
     pos: u64,
     end: u64,
@@ -481,8 +481,8 @@ mod tests {
                 payload_type: 96,
                 first_seq: 65_530,
                 first_rtptime: u32::MAX - 100,
-                rtp_dest: "127.0.0.1:5000".parse().unwrap(),
-                rtcp_dest: "127.0.0.1:5001".parse().unwrap(),
+                rtp_dest: Dest::Udp("127.0.0.1:5000".parse().unwrap()),
+                rtcp_dest: Dest::Udp("127.0.0.1:5001".parse().unwrap()),
             },
         );
         p

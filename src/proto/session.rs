@@ -40,11 +40,29 @@ impl State {
     }
 }
 
+/// Where one packet stream goes: a client's UDP port, or a channel
+/// interleaved on one of the server's RTSP connections (RFC 2326 §10.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dest {
+    Udp(SocketAddr),
+    Interleaved { conn: u64, channel: u8 },
+}
+
+impl Dest {
+    /// The UDP address, if this is one.
+    pub fn udp(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Udp(a) => Some(*a),
+            Self::Interleaved { .. } => None,
+        }
+    }
+}
+
 /// Where one track's packets go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackTransport {
-    pub rtp: SocketAddr,
-    pub rtcp: SocketAddr,
+    pub rtp: Dest,
+    pub rtcp: Dest,
 }
 
 /// Which part of the presentation a request addresses.
@@ -150,6 +168,27 @@ impl Session {
         if self.state == State::Playing {
             return Err(Error::InvalidState(self.state.name()));
         }
+        // One lower transport per session, and never two tracks on one
+        // interleaved channel (ROBUSTNESS B4#28, B5#47).
+        for (&other, t) in &self.tracks {
+            if t.rtp.udp().is_some() != transport.rtp.udp().is_some() {
+                return Err(Error::UnsupportedTransport(
+                    "the session already uses another lower transport".into(),
+                ));
+            }
+            if other == track {
+                continue;
+            }
+            let mine = [transport.rtp, transport.rtcp];
+            if mine
+                .iter()
+                .any(|d| d.udp().is_none() && (*d == t.rtp || *d == t.rtcp))
+            {
+                return Err(Error::UnsupportedTransport(format!(
+                    "interleaved channel already used by track {other}"
+                )));
+            }
+        }
         let new = self.tracks.insert(track, transport).is_none();
         self.state = State::Ready;
         Ok(new)
@@ -243,9 +282,33 @@ mod tests {
 
     fn tt(port: u16) -> TrackTransport {
         TrackTransport {
-            rtp: SocketAddr::from(([127, 0, 0, 1], port)),
-            rtcp: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+            rtp: Dest::Udp(SocketAddr::from(([127, 0, 0, 1], port))),
+            rtcp: Dest::Udp(SocketAddr::from(([127, 0, 0, 1], port + 1))),
         }
+    }
+
+    fn tcp(channel: u8) -> TrackTransport {
+        TrackTransport {
+            rtp: Dest::Interleaved { conn: 1, channel },
+            rtcp: Dest::Interleaved {
+                conn: 1,
+                channel: channel + 1,
+            },
+        }
+    }
+
+    #[test]
+    fn one_lower_transport_and_distinct_channels() {
+        let now = Instant::now();
+        let mut s = session(now);
+        s.setup("a.wav", 0, tcp(0)).unwrap();
+        let e = s.setup("a.wav", 1, tt(5000)).unwrap_err();
+        assert_eq!(e.status().0, 461, "UDP track in a TCP session");
+        let e = s.setup("a.wav", 1, tcp(1)).unwrap_err();
+        assert_eq!(e.status().0, 461, "channel 1 is track 0's RTCP");
+        s.setup("a.wav", 1, tcp(2)).unwrap();
+        // Track 0 may move to other channels on a repeated SETUP.
+        s.setup("a.wav", 0, tcp(4)).unwrap();
     }
 
     fn session(now: Instant) -> Session {

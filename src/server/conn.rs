@@ -15,11 +15,15 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, trace};
+use tracing::{debug, info, info_span, trace};
 
 use super::handler::{self, base_response};
+use super::interleave::{write_frame, Frame};
+use super::udp::Command;
 use super::{ConnSlot, Shared};
+use crate::proto::rtcp;
 use crate::proto::rtsp::{parse, Parsed, Response, StatusCode};
 
 /// What to do after a read attempt.
@@ -30,13 +34,34 @@ enum Read {
 
 pub(crate) async fn serve(
     shared: Arc<Shared>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     conn_id: u64,
     slot: Option<ConnSlot>,
     cancel: CancellationToken,
 ) {
+    let frames = shared.sinks.open(conn_id, shared.config.client_queue);
+    serve_requests(&shared, stream, peer, conn_id, slot, frames, &cancel).await;
+    shared.sinks.close(conn_id);
+    // Sessions streaming over this connection have lost their transport.
+    for e in shared.sessions.remove_interleaved_on(conn_id) {
+        info_span!("session", id = %e.session.id)
+            .in_scope(|| info!("session closed with its interleaved connection"));
+        let _ = shared.pacer.send(Command::Remove { group: e.group }).await;
+    }
+}
+
+async fn serve_requests(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    conn_id: u64,
+    slot: Option<ConnSlot>,
+    mut frames: mpsc::Receiver<Frame>,
+    cancel: &CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
+    let shared = shared.clone();
     let limits = shared.config.limits;
     let mut buf = BytesMut::with_capacity(4096);
     let mut partial_since: Option<Instant> = None;
@@ -47,11 +72,17 @@ pub(crate) async fn serve(
             match parse(&buf, &limits) {
                 Ok(Parsed::Incomplete) => break,
                 Ok(Parsed::Interleaved {
-                    channel, consumed, ..
+                    channel,
+                    payload,
+                    consumed,
                 }) => {
-                    // No interleaved transport is set up on this server yet:
-                    // the frame is skipped, never read as a request.
-                    trace!(channel, "interleaved frame ignored");
+                    // RTCP from an interleaved client keeps its sessions
+                    // alive; anything else on the channels is skipped.
+                    if rtcp::parse_compound(&payload).is_ok() {
+                        shared.sessions.touch_by_conn(conn_id, Instant::now());
+                    } else {
+                        trace!(channel, "interleaved frame ignored");
+                    }
                     buf.advance(consumed);
                 }
                 Ok(Parsed::Request { request, consumed }) => {
@@ -83,7 +114,8 @@ pub(crate) async fn serve(
             &mut buf,
             partial_since,
             conn_id,
-            &cancel,
+            &mut frames,
+            cancel,
         )
         .await
         {
@@ -96,23 +128,45 @@ pub(crate) async fn serve(
     }
 }
 
+/// Frames written per `write` call at most.
+const FRAMES_PER_WRITE: usize = 64;
+
+/// Reads more request bytes; meanwhile writes the interleaved frames the
+/// pacing thread queues for this connection.
 async fn read(
     shared: &Shared,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     partial_since: Option<Instant>,
     conn_id: u64,
+    frames: &mut mpsc::Receiver<Frame>,
     cancel: &CancellationToken,
 ) -> Read {
     let cfg = &shared.config;
+    let mut out = Vec::new();
+    let mut idle_deadline = Instant::now() + cfg.idle_timeout;
     loop {
         let deadline = match partial_since {
             Some(t) => t + cfg.read_timeout,
-            None => Instant::now() + cfg.idle_timeout,
+            None => idle_deadline,
         };
         buf.reserve(4096);
         let r = tokio::select! {
             _ = cancel.cancelled() => return Read::Closed,
+            Some((channel, data)) = frames.recv() => {
+                out.clear();
+                write_frame(&mut out, channel, &data);
+                for _ in 1..FRAMES_PER_WRITE {
+                    let Ok((channel, data)) = frames.try_recv() else { break };
+                    write_frame(&mut out, channel, &data);
+                }
+                let written = tokio::time::timeout(cfg.write_timeout, stream.write_all(&out)).await;
+                if !matches!(written, Ok(Ok(()))) {
+                    debug!("interleaved client not reading; closing");
+                    return Read::Closed;
+                }
+                continue;
+            }
             r = tokio::time::timeout_at(deadline.into(), stream.read_buf(buf)) => r,
         };
         match r {
@@ -128,7 +182,10 @@ async fn read(
                 .await;
                 return Read::Closed;
             }
-            Err(_) if shared.sessions.owned_by_conn(conn_id) => continue,
+            Err(_) if shared.sessions.owned_by_conn(conn_id) => {
+                idle_deadline = Instant::now() + cfg.idle_timeout;
+                continue;
+            }
             Err(_) => {
                 debug!("idle connection closed");
                 return Read::Closed;

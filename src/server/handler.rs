@@ -22,7 +22,7 @@ use crate::proto::rtsp::session_header::SessionHeader;
 use crate::proto::rtsp::transport::{parse_transports, LowerTransport, Transport};
 use crate::proto::rtsp::{Method, Request, Response, StatusCode};
 use crate::proto::sdp;
-use crate::proto::session::{Scope, Session, Teardown, TrackTransport};
+use crate::proto::session::{Dest, Scope, Session, Teardown, TrackTransport};
 use crate::proto::target::{parse_target, Target};
 
 /// The methods this server implements, for `Public:` and `Allow:`.
@@ -63,15 +63,15 @@ pub(crate) async fn handle(
     let ok = base_response(StatusCode::OK, Some(cseq));
     let result = match req.method {
         Method::Options => {
-            keepalive(shared, req, peer.ip());
+            keepalive(shared, req, peer.ip(), conn);
             Ok(ok.header("Public", PUBLIC))
         }
         Method::Describe => describe(shared, req, peer, ok).await,
         Method::Setup => setup(shared, req, peer, conn, ok).await,
-        Method::Play => play(shared, req, peer, ok).await,
-        Method::Pause => pause(shared, req, peer, ok).await,
-        Method::Teardown => teardown(shared, req, peer, ok).await,
-        Method::GetParameter | Method::SetParameter => parameter(shared, req, peer, ok),
+        Method::Play => play(shared, req, peer, conn, ok).await,
+        Method::Pause => pause(shared, req, peer, conn, ok).await,
+        Method::Teardown => teardown(shared, req, peer, conn, ok).await,
+        Method::GetParameter | Method::SetParameter => parameter(shared, req, peer, conn, ok),
         Method::Announce | Method::Record | Method::Redirect => {
             return base_response(StatusCode::METHOD_NOT_ALLOWED, Some(cseq))
                 .header("Allow", PUBLIC);
@@ -158,9 +158,16 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
 }
 
 /// Picks the first acceptable transport-spec (ROBUSTNESS B5): RTP/AVP over
-/// unicast UDP, a valid client port pair, and no destination other than the
-/// client itself (RFC 2326 §12.39: no third-party delivery).
-fn choose_transport(req: &Request, peer: IpAddr) -> Result<TrackTransport, Error> {
+/// unicast UDP with a valid client port pair, or interleaved on this
+/// connection (RFC 2326 §10.12; channels `2 * track` and the next when the
+/// client names none), and no destination other than the client itself
+/// (§12.39: no third-party delivery).
+fn choose_transport(
+    req: &Request,
+    peer: IpAddr,
+    conn: u64,
+    track: usize,
+) -> Result<TrackTransport, Error> {
     let value = req
         .headers
         .get("Transport")
@@ -176,10 +183,6 @@ fn choose_transport(req: &Request, peer: IpAddr) -> Result<TrackTransport, Error
         };
         if t.protocol != "RTP" || t.profile != "AVP" {
             why = format!("{}/{} is not supported", t.protocol, t.profile);
-            continue;
-        }
-        if t.lower == LowerTransport::Tcp {
-            why = "RTP over TCP (interleaved) is not supported yet".into();
             continue;
         }
         if t.multicast {
@@ -199,6 +202,21 @@ fn choose_transport(req: &Request, peer: IpAddr) -> Result<TrackTransport, Error
                 continue;
             }
         }
+        if t.lower == LowerTransport::Tcp {
+            let first = u8::try_from(track * 2).unwrap_or(254).min(254);
+            let (rtp, rtcp) = t.interleaved.unwrap_or((first, first + 1));
+            if rtp.checked_add(1) != Some(rtcp) {
+                why = "interleaved channels must be a pair n-(n+1)".into();
+                continue;
+            }
+            return Ok(TrackTransport {
+                rtp: Dest::Interleaved { conn, channel: rtp },
+                rtcp: Dest::Interleaved {
+                    conn,
+                    channel: rtcp,
+                },
+            });
+        }
         let (rtp, rtcp) = match t.validate_client_ports() {
             Ok(p) => p,
             Err(e) => {
@@ -206,11 +224,10 @@ fn choose_transport(req: &Request, peer: IpAddr) -> Result<TrackTransport, Error
                 continue;
             }
         };
-        let tt = TrackTransport {
-            rtp: SocketAddr::new(peer, rtp),
-            rtcp: SocketAddr::new(peer, rtcp),
-        };
-        return Ok(tt);
+        return Ok(TrackTransport {
+            rtp: Dest::Udp(SocketAddr::new(peer, rtp)),
+            rtcp: Dest::Udp(SocketAddr::new(peer, rtcp)),
+        });
     }
     Err(Error::UnsupportedTransport(why))
 }
@@ -249,7 +266,7 @@ async fn setup(
         None => return Err(Error::OnlyAggregate),
     };
     let ct = clip.tracks.get(track).ok_or(Error::NotFound)?;
-    let dest = choose_transport(req, peer.ip())?;
+    let dest = choose_transport(req, peer.ip(), conn, track)?;
     let now = Instant::now();
     let existing = session_id(req)?;
 
@@ -265,11 +282,17 @@ async fn setup(
     };
 
     let (group, header, ssrc) = match existing {
-        Some(id) => shared.sessions.with(&id, peer.ip(), now, |e| {
+        Some(id) => shared.sessions.with(&id, peer.ip(), conn, now, |e| {
             e.session.setup(&t.path, track, dest)?;
             let ssrc = *e.ssrcs.entry(track).or_insert(cfg.ssrc);
             Ok::<_, Error>((e.group, session_header(&e.session), ssrc))
         })??,
+        None if dest.rtp.udp().is_none() && shared.sessions.interleaved_on(conn) => {
+            // One interleaved session per connection (ROBUSTNESS B4#32).
+            return Err(Error::InvalidState(
+                "this connection already streams an interleaved session",
+            ));
+        }
         None => {
             let id: String = random_bytes::<16>()?
                 .iter()
@@ -304,21 +327,24 @@ async fn setup(
         .send(Command::AddTrack { group, track, cfg })
         .await
         .map_err(|_| Error::Unavailable("shutting down"))?;
-    let reply = Transport {
+    let mut reply = Transport {
         protocol: "RTP".into(),
         profile: "AVP".into(),
-        lower: LowerTransport::Udp,
-        multicast: false,
-        destination: None,
-        source: None,
-        client_port: Some((dest.rtp.port(), dest.rtcp.port())),
-        server_port: Some((shared.rtp_port, shared.rtp_port + 1)),
-        port: None,
-        interleaved: None,
-        ttl: None,
         ssrc: Some(ssrc),
-        mode: None,
+        ..Transport::default()
     };
+    match (dest.rtp, dest.rtcp) {
+        (Dest::Udp(rtp), Dest::Udp(rtcp)) => {
+            reply.lower = LowerTransport::Udp;
+            reply.client_port = Some((rtp.port(), rtcp.port()));
+            reply.server_port = Some((shared.rtp_port, shared.rtp_port + 1));
+        }
+        (Dest::Interleaved { channel: a, .. }, Dest::Interleaved { channel: b, .. }) => {
+            reply.lower = LowerTransport::Tcp;
+            reply.interleaved = Some((a, b));
+        }
+        _ => return Err(Error::Internal("mixed transport".into())),
+    }
     Ok(ok
         .header("Transport", reply.to_string())
         .header("Session", header))
@@ -336,6 +362,7 @@ async fn play(
     shared: &Arc<Shared>,
     req: &Request,
     peer: SocketAddr,
+    conn: u64,
     ok: Response,
 ) -> Result<Response, Error> {
     let (id, scope, path) = scoped(shared, req)?;
@@ -346,16 +373,18 @@ async fn play(
         (Some(_), Some(_)) => return Err(Error::BadRequest("two Range headers")),
     };
     let (group, play, header, tracks) =
-        shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
-            if path != e.session.presentation {
-                return Err(Error::InvalidState("URL names another presentation"));
-            }
-            let play = e
-                .session
-                .play(scope, range.as_ref(), Some(e.clip.duration))?;
-            let tracks: Vec<usize> = e.session.tracks().map(|(t, _)| t).collect();
-            Ok((e.group, play, session_header(&e.session), tracks))
-        })??;
+        shared
+            .sessions
+            .with(&id, peer.ip(), conn, Instant::now(), |e| {
+                if path != e.session.presentation {
+                    return Err(Error::InvalidState("URL names another presentation"));
+                }
+                let play = e
+                    .session
+                    .play(scope, range.as_ref(), Some(e.clip.duration))?;
+                let tracks: Vec<usize> = e.session.tracks().map(|(t, _)| t).collect();
+                Ok((e.group, play, session_header(&e.session), tracks))
+            })??;
     let (reply, rx) = oneshot::channel();
     shared
         .pacer
@@ -395,15 +424,18 @@ async fn pause(
     shared: &Arc<Shared>,
     req: &Request,
     peer: SocketAddr,
+    conn: u64,
     ok: Response,
 ) -> Result<Response, Error> {
     let (id, scope, _) = scoped(shared, req)?;
     let (group, was_playing, header) =
-        shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
-            e.session
-                .pause(scope)
-                .map(|p| (e.group, p, session_header(&e.session)))
-        })??;
+        shared
+            .sessions
+            .with(&id, peer.ip(), conn, Instant::now(), |e| {
+                e.session
+                    .pause(scope)
+                    .map(|p| (e.group, p, session_header(&e.session)))
+            })??;
     if was_playing {
         // Wait for the pacer so nothing is sent after the reply.
         let (reply, rx) = oneshot::channel();
@@ -423,16 +455,20 @@ async fn teardown(
     shared: &Arc<Shared>,
     req: &Request,
     peer: SocketAddr,
+    conn: u64,
     ok: Response,
 ) -> Result<Response, Error> {
     let (id, scope, _) = scoped(shared, req)?;
-    let (group, what, header) = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
-        (
-            e.group,
-            e.session.teardown(scope),
-            session_header(&e.session),
-        )
-    })?;
+    let (group, what, header) =
+        shared
+            .sessions
+            .with(&id, peer.ip(), conn, Instant::now(), |e| {
+                (
+                    e.group,
+                    e.session.teardown(scope),
+                    session_header(&e.session),
+                )
+            })?;
     let cmd = match what {
         Teardown::All => {
             shared.sessions.remove(&id);
@@ -452,13 +488,16 @@ fn parameter(
     shared: &Shared,
     req: &Request,
     peer: SocketAddr,
+    conn: u64,
     ok: Response,
 ) -> Result<Response, Error> {
     let ok = match session_id(req)? {
         Some(id) => {
-            let header = shared.sessions.with(&id, peer.ip(), Instant::now(), |e| {
-                session_header(&e.session)
-            })?;
+            let header = shared
+                .sessions
+                .with(&id, peer.ip(), conn, Instant::now(), |e| {
+                    session_header(&e.session)
+                })?;
             ok.header("Session", header)
         }
         None => ok,
@@ -471,8 +510,10 @@ fn parameter(
 }
 
 /// OPTIONS carrying a Session header is a keepalive too (VLC, GStreamer).
-fn keepalive(shared: &Shared, req: &Request, peer: IpAddr) {
+fn keepalive(shared: &Shared, req: &Request, peer: IpAddr, conn: u64) {
     if let Ok(Some(id)) = session_id(req) {
-        let _ = shared.sessions.with(&id, peer, Instant::now(), |_| ());
+        let _ = shared
+            .sessions
+            .with(&id, peer, conn, Instant::now(), |_| ());
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod conn;
 mod handler;
+mod interleave;
 pub mod sessions;
 pub mod udp;
 
@@ -27,6 +28,7 @@ use crate::media::catalog::{Catalog, ClipOptions};
 use crate::proto::clock::WallClock;
 use crate::proto::pacer::Pacer;
 use crate::proto::rtsp::Limits;
+use interleave::Sinks;
 use sessions::{SessionLimits, SessionTable};
 use udp::{Command, PacerHandle, UdpStats};
 
@@ -53,6 +55,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Depth of the pacing loop's command queue.
     pub command_queue: usize,
+    /// Frames queued per connection for interleaved (RTP over TCP) delivery;
+    /// beyond it a slow reader loses frames.
+    pub client_queue: usize,
 }
 
 impl Default for Config {
@@ -75,6 +80,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             command_queue: 1024,
+            client_queue: 512,
         }
     }
 }
@@ -126,6 +132,7 @@ pub(crate) struct Shared {
     pub(crate) catalog: Catalog,
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) pacer: PacerHandle,
+    pub(crate) sinks: Arc<Sinks>,
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
     conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -208,17 +215,16 @@ pub async fn run(
     );
     let rtp = Arc::new(listeners.rtp);
     let rtcp = Arc::new(listeners.rtcp);
+    let sinks = Arc::new(Sinks::default());
     {
-        let (rtp, rtcp, sessions, stats, cancel) = (
-            rtp.clone(),
-            rtcp.clone(),
-            sessions.clone(),
-            udp_stats.clone(),
-            cancel.clone(),
-        );
-        tracker.spawn_blocking(move || {
-            udp::run_pacer(pacer, rx, rtp, rtcp, sessions, stats, cancel);
-        });
+        let out = udp::Outputs {
+            rtp: rtp.clone(),
+            rtcp: rtcp.clone(),
+            sinks: sinks.clone(),
+            stats: udp_stats.clone(),
+        };
+        let (sessions, cancel) = (sessions.clone(), cancel.clone());
+        tracker.spawn_blocking(move || udp::run_pacer(pacer, rx, out, sessions, cancel));
     }
     tracker.spawn(udp::run_rtcp_receiver(
         rtcp,
@@ -233,6 +239,7 @@ pub async fn run(
         catalog,
         sessions: sessions.clone(),
         pacer: tx,
+        sinks,
         rtp_port,
         next_group: AtomicU64::new(1),
         conns_per_ip: Mutex::new(HashMap::new()),
@@ -271,6 +278,8 @@ pub async fn run(
         sendmmsg_calls = n(&st.send_calls),
         dropped_full_buffer = n(&st.send_dropped),
         send_errors = n(&st.send_errors),
+        interleaved_queued = n(&st.interleaved_queued),
+        interleaved_dropped = n(&st.interleaved_dropped),
         rtcp_received = n(&st.rtcp_received),
         rtcp_invalid = n(&st.rtcp_invalid),
         "stopped"

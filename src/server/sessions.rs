@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::media::Clip;
 use crate::proto::error::Error;
 use crate::proto::pacer::GroupId;
-use crate::proto::session::Session;
+use crate::proto::session::{Dest, Session};
 
 /// A session and what the server attached to it.
 #[derive(Debug)]
@@ -82,18 +82,21 @@ impl SessionTable {
         let id = entry.session.id.clone();
         *inner.per_ip.entry(ip).or_default() += 1;
         inner.by_group.insert(entry.group, id.clone());
-        for (_, t) in entry.session.tracks() {
-            inner.by_rtcp.insert(t.rtcp, id.clone());
+        for a in entry.session.tracks().filter_map(|(_, t)| t.rtcp.udp()) {
+            inner.by_rtcp.insert(a, id.clone());
         }
         inner.by_id.insert(id, entry);
         Ok(())
     }
 
     /// Runs `f` on the session `id` if `peer` owns it, refreshing it first.
+    /// A session streaming interleaved on one connection answers only there
+    /// (ROBUSTNESS B4#31): elsewhere it does not exist.
     pub fn with<R>(
         &self,
         id: &str,
         peer: IpAddr,
+        conn: u64,
         now: Instant,
         f: impl FnOnce(&mut Entry) -> R,
     ) -> Result<R, Error> {
@@ -101,11 +104,16 @@ impl SessionTable {
         let inner = &mut *inner;
         let entry = inner.by_id.get_mut(id).ok_or(Error::SessionNotFound)?;
         entry.session.authorize(peer)?;
+        if entry.session.tracks().any(|(_, t)| t.rtp.udp().is_none())
+            && !interleaved_on(entry, conn)
+        {
+            return Err(Error::SessionNotFound);
+        }
         entry.session.touch(now);
         let r = f(entry);
         // Keep the RTCP index in step with the session's transports.
-        for (_, t) in entry.session.tracks() {
-            inner.by_rtcp.insert(t.rtcp, id.to_owned());
+        for a in entry.session.tracks().filter_map(|(_, t)| t.rtcp.udp()) {
+            inner.by_rtcp.insert(a, id.to_owned());
         }
         Ok(r)
     }
@@ -132,6 +140,37 @@ impl SessionTable {
         let id = inner.by_rtcp.get(&from)?.clone();
         inner.by_id.get_mut(&id)?.session.touch(now);
         Some(id)
+    }
+
+    /// RTCP arrived interleaved on connection `conn`: refresh the sessions
+    /// whose tracks are interleaved there.
+    pub fn touch_by_conn(&self, conn: u64, now: Instant) {
+        let mut inner = self.lock();
+        for e in inner.by_id.values_mut() {
+            if interleaved_on(e, conn) {
+                e.session.touch(now);
+            }
+        }
+    }
+
+    /// Whether a session streams interleaved on connection `conn`.
+    pub fn interleaved_on(&self, conn: u64) -> bool {
+        self.lock().by_id.values().any(|e| interleaved_on(e, conn))
+    }
+
+    /// Connection `conn` closed: removes the sessions that streamed over it
+    /// (their packets have nowhere to go).
+    pub fn remove_interleaved_on(&self, conn: u64) -> Vec<Entry> {
+        let ids: Vec<String> = {
+            let inner = self.lock();
+            inner
+                .by_id
+                .iter()
+                .filter(|(_, e)| interleaved_on(e, conn))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        ids.iter().filter_map(|id| self.remove(id)).collect()
     }
 
     /// The streams of `group` ran to their end.
@@ -171,4 +210,10 @@ impl SessionTable {
         let ids: Vec<String> = self.lock().by_id.keys().cloned().collect();
         ids.iter().filter_map(|id| self.remove(id)).collect()
     }
+}
+
+fn interleaved_on(e: &Entry, conn: u64) -> bool {
+    e.session
+        .tracks()
+        .any(|(_, t)| matches!(t.rtp, Dest::Interleaved { conn: c, .. } if c == conn))
 }

@@ -20,12 +20,13 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
+use super::interleave::Sinks;
 use super::sessions::SessionTable;
 use crate::net::mmsg;
 use crate::proto::error::Error;
 use crate::proto::pacer::{Event, GroupId, Pacer, PlayInfo, TrackConfig, Transmit};
 use crate::proto::rtcp::{self, Packet};
-use crate::proto::session::PlayRequest;
+use crate::proto::session::{Dest, PlayRequest};
 
 /// Commands for the pacing loop.
 #[derive(Debug)]
@@ -59,6 +60,10 @@ pub struct UdpStats {
     pub sent: AtomicU64,
     /// `sendmmsg` calls made.
     pub send_calls: AtomicU64,
+    /// Frames queued on RTSP connections (interleaved transport).
+    pub interleaved_queued: AtomicU64,
+    /// Frames dropped because a connection's queue was full.
+    pub interleaved_dropped: AtomicU64,
     pub send_dropped: AtomicU64,
     pub send_errors: AtomicU64,
     pub rtcp_received: AtomicU64,
@@ -166,10 +171,8 @@ const IDLE_WAKE: Duration = Duration::from_millis(50);
 pub fn run_pacer(
     mut pacer: Pacer,
     commands: std_mpsc::Receiver<Command>,
-    rtp: Arc<UdpSocket>,
-    rtcp: Arc<UdpSocket>,
+    out: Outputs,
     sessions: Arc<SessionTable>,
-    stats: Arc<UdpStats>,
     cancel: CancellationToken,
 ) {
     let mut batch: Vec<Transmit> = Vec::with_capacity(256);
@@ -178,7 +181,7 @@ pub fn run_pacer(
             for e in sessions.drain() {
                 pacer.remove(e.group, Instant::now());
             }
-            flush(&mut pacer, Instant::now(), &mut batch, &rtp, &rtcp, &stats);
+            flush(&mut pacer, Instant::now(), &mut batch, &out);
             return;
         }
         let now = Instant::now();
@@ -196,7 +199,7 @@ pub fn run_pacer(
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        flush(&mut pacer, Instant::now(), &mut batch, &rtp, &rtcp, &stats);
+        flush(&mut pacer, Instant::now(), &mut batch, &out);
         while let Some(Event::Ended(group)) = pacer.poll_event() {
             debug!(group, "end of media");
             sessions.ended(group);
@@ -219,16 +222,10 @@ fn apply(pacer: &mut Pacer, cmd: Command) {
     }
 }
 
-/// Collects every datagram due at `now`, then sends them in batches: one
-/// `sendmmsg` per [`mmsg::MAX_BATCH`] datagrams.
-fn flush(
-    pacer: &mut Pacer,
-    now: Instant,
-    batch: &mut Vec<Transmit>,
-    rtp: &UdpSocket,
-    rtcp: &UdpSocket,
-    stats: &UdpStats,
-) {
+/// Collects every datagram due at `now`, then sends the UDP ones in
+/// batches (one `sendmmsg` per [`mmsg::MAX_BATCH`]) and queues the
+/// interleaved ones on their connections.
+fn flush(pacer: &mut Pacer, now: Instant, batch: &mut Vec<Transmit>, out: &Outputs) {
     batch.clear();
     while let Some(t) = pacer.poll_transmit(now) {
         batch.push(t);
@@ -237,17 +234,35 @@ fn flush(
         return;
     }
     let (mut on_rtp, mut on_rtcp) = (Vec::with_capacity(batch.len()), Vec::new());
+    let mut interleaved = Vec::new();
     for t in batch.iter() {
-        let d = (t.dest, &t.data[..]);
-        if t.rtcp {
-            on_rtcp.push(d);
-        } else {
-            on_rtp.push(d);
+        match t.dest {
+            Dest::Udp(a) if t.rtcp => on_rtcp.push((a, &t.data[..])),
+            Dest::Udp(a) => on_rtp.push((a, &t.data[..])),
+            Dest::Interleaved { conn, channel } => interleaved.push((conn, channel, &t.data)),
         }
     }
-    send_all(rtp, &on_rtp, stats);
-    send_all(rtcp, &on_rtcp, stats);
+    send_all(&out.rtp, &on_rtp, &out.stats);
+    send_all(&out.rtcp, &on_rtcp, &out.stats);
+    if !interleaved.is_empty() {
+        let d = out.sinks.deliver(interleaved);
+        out.stats
+            .interleaved_queued
+            .fetch_add(d.queued as u64, Ordering::Relaxed);
+        out.stats
+            .interleaved_dropped
+            .fetch_add(d.dropped as u64, Ordering::Relaxed);
+    }
 }
+
+/// Where the pacing thread's packets go.
+pub struct Outputs {
+    pub rtp: Arc<UdpSocket>,
+    pub rtcp: Arc<UdpSocket>,
+    pub(crate) sinks: Arc<Sinks>,
+    pub stats: Arc<UdpStats>,
+}
+
 /// Receives RTCP from clients: validates it (RFC 3550 A.2), refreshes the
 /// session it comes from, and logs receiver reports at debug level.
 pub async fn run_rtcp_receiver(
