@@ -122,6 +122,11 @@ struct ServeArgs {
     /// a client that reads slower loses frames instead of stalling others.
     #[arg(long, default_value_t = 512)]
     max_client_queue: usize,
+    /// Microseconds a packet may be sent before its deadline, so one wake-up
+    /// of the pacing thread serves many sessions (more: less CPU, coarser
+    /// pacing).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    send_ahead_us: u64,
     /// Largest clip held in memory, in MiB of 16-bit samples.
     #[arg(long, default_value_t = 512)]
     max_clip_mib: u64,
@@ -161,6 +166,7 @@ impl ServeArgs {
             write_timeout: Duration::from_secs(self.write_timeout.max(1)),
             idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
             client_queue: self.max_client_queue.max(1),
+            send_ahead: Duration::from_micros(self.send_ahead_us),
             ..Config::default()
         }
     }

@@ -311,25 +311,10 @@ async fn flow(
 
 /// Binds an even RTP port and the next one for RTCP on `ip`.
 fn bind_pair(ip: IpAddr) -> std::io::Result<(mio::net::UdpSocket, mio::net::UdpSocket)> {
-    for _ in 0..64 {
-        let rtp = std::net::UdpSocket::bind((ip, 0))?;
-        let port = rtp.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX {
-            continue;
-        }
-        let Ok(rtcp) = std::net::UdpSocket::bind((ip, port + 1)) else {
-            continue;
-        };
-        rtp.set_nonblocking(true)?;
-        rtcp.set_nonblocking(true)?;
-        return Ok((
-            mio::net::UdpSocket::from_std(rtp),
-            mio::net::UdpSocket::from_std(rtcp),
-        ));
-    }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::AddrInUse,
-        "no free even/odd UDP port pair",
+    let (rtp, rtcp) = crate::net::bind_pair(ip, 0)?;
+    Ok((
+        mio::net::UdpSocket::from_std(rtp),
+        mio::net::UdpSocket::from_std(rtcp),
     ))
 }
 

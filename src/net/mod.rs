@@ -2,3 +2,42 @@
 //! standard library and tokio do not offer.
 
 pub mod mmsg;
+
+use std::io;
+use std::net::{IpAddr, UdpSocket};
+
+/// Binds an RTP socket on an even port and RTCP on the next one (RFC 3550
+/// §11), both non-blocking. With `port == 0`, picks a free pair.
+pub fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
+    let ready = |rtp: UdpSocket, rtcp: UdpSocket| -> io::Result<(UdpSocket, UdpSocket)> {
+        rtp.set_nonblocking(true)?;
+        rtcp.set_nonblocking(true)?;
+        Ok((rtp, rtcp))
+    };
+    if port != 0 {
+        if port % 2 != 0 || port == u16::MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the RTP port must be even",
+            ));
+        }
+        return ready(
+            UdpSocket::bind((ip, port))?,
+            UdpSocket::bind((ip, port + 1))?,
+        );
+    }
+    for _ in 0..64 {
+        let rtp = UdpSocket::bind((ip, 0))?;
+        let p = rtp.local_addr()?.port();
+        if p % 2 != 0 || p == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind((ip, p + 1)) {
+            return ready(rtp, rtcp);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free even/odd UDP port pair",
+    ))
+}

@@ -13,18 +13,19 @@ pub mod udp;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::media::catalog::{Catalog, ClipOptions};
+use crate::net::bind_pair;
 use crate::proto::clock::WallClock;
 use crate::proto::pacer::Pacer;
 use crate::proto::rtsp::Limits;
@@ -58,6 +59,9 @@ pub struct Config {
     /// Frames queued per connection for interleaved (RTP over TCP) delivery;
     /// beyond it a slow reader loses frames.
     pub client_queue: usize,
+    /// The pacing loop sends packets up to this much before their deadline,
+    /// to batch wake-ups (error bound against CPU).
+    pub send_ahead: Duration,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             command_queue: 1024,
             client_queue: 512,
+            send_ahead: Duration::from_micros(500),
         }
     }
 }
@@ -106,11 +111,11 @@ impl Listeners {
                 }
             },
         };
-        let (rtp, rtcp) = match udp::bind_pair(config.bind, config.rtp_port).await {
+        let (rtp, rtcp) = match bind_pair(config.bind, config.rtp_port) {
             Ok(pair) => pair,
             Err(e) if config.rtp_port != 0 => {
                 warn!(port = config.rtp_port, error = %e, "cannot bind the RTP port pair, using a free pair");
-                udp::bind_pair(config.bind, 0).await?
+                bind_pair(config.bind, 0)?
             }
             Err(e) => return Err(e),
         };
@@ -224,7 +229,8 @@ pub async fn run(
             stats: udp_stats.clone(),
         };
         let (sessions, cancel) = (sessions.clone(), cancel.clone());
-        tracker.spawn_blocking(move || udp::run_pacer(pacer, rx, out, sessions, cancel));
+        let ahead = config.send_ahead;
+        tracker.spawn_blocking(move || udp::run_pacer(pacer, rx, out, sessions, ahead, cancel));
     }
     tracker.spawn(udp::run_rtcp_receiver(
         rtcp,
@@ -276,6 +282,7 @@ pub async fn run(
     info!(
         datagrams_sent = n(&st.sent),
         sendmmsg_calls = n(&st.send_calls),
+        pacer_wakeups = n(&st.pacer_wakeups),
         dropped_full_buffer = n(&st.send_dropped),
         send_errors = n(&st.send_errors),
         interleaved_queued = n(&st.interleaved_queued),

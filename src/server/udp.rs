@@ -8,14 +8,17 @@
 //! the loop (ROBUSTNESS B11 #78, #80).
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
@@ -58,6 +61,8 @@ pub enum Command {
 #[derive(Debug, Default)]
 pub struct UdpStats {
     pub sent: AtomicU64,
+    /// Times the pacing thread woke up.
+    pub pacer_wakeups: AtomicU64,
     /// `sendmmsg` calls made.
     pub send_calls: AtomicU64,
     /// Frames queued on RTSP connections (interleaved transport).
@@ -68,36 +73,6 @@ pub struct UdpStats {
     pub send_errors: AtomicU64,
     pub rtcp_received: AtomicU64,
     pub rtcp_invalid: AtomicU64,
-}
-
-/// Binds an RTP socket on an even port and RTCP on the next one. With
-/// `port == 0`, picks a free pair.
-pub async fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
-    if port != 0 {
-        if port % 2 != 0 || port == u16::MAX {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the RTP port must be even",
-            ));
-        }
-        let rtp = UdpSocket::bind((ip, port)).await?;
-        let rtcp = UdpSocket::bind((ip, port + 1)).await?;
-        return Ok((rtp, rtcp));
-    }
-    for _ in 0..64 {
-        let rtp = UdpSocket::bind((ip, 0)).await?;
-        let p = rtp.local_addr()?.port();
-        if p % 2 != 0 || p == u16::MAX {
-            continue;
-        }
-        if let Ok(rtcp) = UdpSocket::bind((ip, p + 1)).await {
-            return Ok((rtp, rtcp));
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AddrInUse,
-        "no free RTP/RTCP port pair",
-    ))
 }
 
 /// Sends `datagrams` from `socket` in `sendmmsg` batches and counts the
@@ -166,13 +141,17 @@ const IDLE_WAKE: Duration = Duration::from_millis(50);
 /// The one pacing loop, on its own thread: owns the [`Pacer`], applies
 /// commands, and sends every due datagram. It sleeps in `recv_timeout` until
 /// the next deadline, which wakes within tens of microseconds (tokio's timer
-/// rounds up to the millisecond). Ends when `cancel` fires (saying BYE to
-/// every session first) or when every [`PacerHandle`] is gone.
+/// rounds up to the millisecond). Each wake-up sends everything due within
+/// `send_ahead` too, so thousands of sessions whose deadlines are spread
+/// over a packet interval cost a few thousand wake-ups per second, not one
+/// per packet. Ends when `cancel` fires (saying BYE to every session first)
+/// or when every [`PacerHandle`] is gone.
 pub fn run_pacer(
     mut pacer: Pacer,
     commands: std_mpsc::Receiver<Command>,
     out: Outputs,
     sessions: Arc<SessionTable>,
+    send_ahead: Duration,
     cancel: CancellationToken,
 ) {
     let mut batch: Vec<Transmit> = Vec::with_capacity(256);
@@ -199,7 +178,8 @@ pub fn run_pacer(
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        flush(&mut pacer, Instant::now(), &mut batch, &out);
+        out.stats.pacer_wakeups.fetch_add(1, Ordering::Relaxed);
+        flush(&mut pacer, Instant::now() + send_ahead, &mut batch, &out);
         while let Some(Event::Ended(group)) = pacer.poll_event() {
             debug!(group, "end of media");
             sessions.ended(group);
@@ -271,11 +251,12 @@ pub async fn run_rtcp_receiver(
     stats: Arc<UdpStats>,
     cancel: CancellationToken,
 ) {
+    let Ok(fd) = readable(&socket) else { return };
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, from) = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
+            r = fd.async_io(Interest::READABLE, |s| s.recv_from(&mut buf)) => match r {
                 Ok(v) => v,
                 // ICMP errors surface here on Linux: never fatal.
                 Err(e) => { trace!(error = %e, "rtcp recv error"); continue; }
@@ -315,11 +296,26 @@ pub async fn run_rtcp_receiver(
 /// Drains the RTP socket: clients send NAT-opening packets to it (ffmpeg
 /// does); they carry nothing for a play-only server.
 pub async fn run_rtp_drain(socket: Arc<UdpSocket>, cancel: CancellationToken) {
+    let Ok(fd) = readable(&socket) else { return };
     let mut buf = vec![0u8; 2048];
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            r = socket.recv_from(&mut buf) => if let Err(e) = r { trace!(error = %e, "rtp recv error") },
+            r = fd.async_io(Interest::READABLE, |s| s.recv_from(&mut buf)) => if let Err(e) = r { trace!(error = %e, "rtp recv error") },
         }
     }
+}
+
+/// Watches a socket that the pacing thread sends from for readability
+/// only. A tokio `UdpSocket` would also wake the runtime at every change of
+/// write space, which at tens of thousands of datagrams a second costs more
+/// than the sending.
+fn readable(socket: &Arc<UdpSocket>) -> io::Result<AsyncFd<Arc<UdpSocket>>> {
+    // SAFETY: the `Arc` keeps the socket, so its descriptor stays open and
+    // the same for as long as the `AsyncFd` holds this clone.
+    unsafe { AsyncFd::register_with_interest(socket.clone(), Interest::READABLE) }.map_err(|e| {
+        let e = io::Error::from(e);
+        tracing::error!(error = %e, "cannot watch a UDP socket");
+        e
+    })
 }
