@@ -15,15 +15,18 @@
 //!   `now` by 20 ms and drains `poll_transmit` (about 1,000 packets), as the
 //!   server's pacing loop does. Throughput is per packet.
 //! * `send`: 1,000 datagrams of 172 bytes (a 20 ms G.711 packet; 332 is a
-//!   20 ms 8 kHz L16 one) sent with `UdpSocket::send_to` over loopback to a
-//!   socket that a thread drains: a real syscall, to set the pacer's
-//!   per-packet cost against.
+//!   20 ms 8 kHz L16 one) sent over loopback to a socket that a thread
+//!   drains, once with one `UdpSocket::send_to` each and once in `sendmmsg`
+//!   batches of 64 (`rtspd::net::mmsg::send_batch`, what the pacing thread
+//!   uses): the real system calls, to set the pacer's per-packet cost
+//!   against and to show what batching saves.
 //!
 //! Every group keeps a short measurement time so the whole run takes about a
 //! minute on two cores; under `cargo test --all-targets` each runs once.
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -31,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use rtspd::net::mmsg;
 use rtspd::proto::clock::WallClock;
 use rtspd::proto::pacer::{Pacer, TrackConfig, Transmit};
 use rtspd::proto::packetize::{Packetizer, L16};
@@ -306,7 +310,24 @@ fn bench_send(c: &mut Criterion) {
             })
         });
     }
+    // The same datagrams through `sendmmsg`, as the pacing thread sends
+    // them (a non-blocking socket; a refused datagram would be counted).
+    let txm = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    txm.set_nonblocking(true).expect("non-blocking");
+    let mut refused = 0;
+    for size in [172usize, 332] {
+        let datagram = vec![0x80u8; size];
+        let batch: Vec<(SocketAddr, &[u8])> = (0..BATCH).map(|_| (dest, &datagram[..])).collect();
+        g.bench_function(format!("sendmmsg_{BATCH}x{size}B_loopback"), |b| {
+            b.iter(|| {
+                let out = mmsg::send_batch(txm.as_fd(), black_box(&batch));
+                refused += out.dropped + out.failed;
+                sent += out.sent as u64;
+            })
+        });
+    }
     g.finish();
+    eprintln!("sendmmsg: {refused} datagrams refused by the kernel");
     // Let the drain catch up (bounded), then stop it.
     let wait = Instant::now();
     while received.load(Ordering::Relaxed) < sent && wait.elapsed() < Duration::from_millis(500) {

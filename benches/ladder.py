@@ -43,11 +43,14 @@ def rss_kib(pid):
     return int(m.group(1)) if m else 0
 
 
+RTSPD_ARGS = []
+
+
 def start_server(kind, media, clip, port, rtp_port):
     if kind == "rtspd":
         cmd = [RTSPD, "--bind", "127.0.0.1", "--port", str(port), "--rtp-port", str(rtp_port),
                "--media", media, "--max-sessions-per-ip", "20000",
-               "--max-connections-per-ip", "20000"]
+               "--max-connections-per-ip", "20000"] + RTSPD_ARGS
         url = f"rtsp://127.0.0.1:{port}/clip.wav"
     else:
         cmd = ["/usr/bin/python3", GST, clip, str(port)] + (["--shared"] if kind == "gst-shared" else [])
@@ -87,7 +90,11 @@ def one(kind, n, duration, ramp, media, clip, port):
         runner.join()
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     j = result["json"]
     return {
         "server": kind, "n": n, "json": j, "cmd": result["cmd"],
@@ -120,7 +127,9 @@ def main():
     ap.add_argument("--ramp", type=float, default=200)
     ap.add_argument("--servers", default="rtspd,gst")
     ap.add_argument("--out")
+    ap.add_argument("--rtspd-args", default="", help="extra rtspd flags, space-separated")
     a = ap.parse_args()
+    RTSPD_ARGS.extend(a.rtspd_args.split())
     media = tempfile.mkdtemp()
     clip = os.path.join(media, "clip.wav")
     sizes = [int(s) for s in a.sizes.split(",")]

@@ -58,6 +58,10 @@ struct LoadArgs {
     /// Range header for PLAY, e.g. npt=2.5-
     #[arg(long)]
     range: Option<String>,
+    /// Write loss and pacing error over time and a setup-latency histogram
+    /// to this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -242,7 +246,11 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let report = rt.block_on(rtspd::load::run(opts))?;
+    let run = rt.block_on(rtspd::load::run(opts))?;
+    if let Some(path) = &args.plot {
+        std::fs::write(path, run.svg()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let report = &run.report;
     print!("{report}");
     let json = report.to_json();
     println!("{json}");

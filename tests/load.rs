@@ -109,6 +109,41 @@ fn against_rtspd(extra: &[&str]) {
 }
 
 #[test]
+fn plot_shows_the_injected_loss() {
+    let server = faulty_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svg = dir.path().join("run.svg");
+    let url = format!("rtsp://{server}/clip/loss");
+    let svg_arg = svg.to_str().expect("utf-8 path");
+    let v = load(&[
+        &url, "-n", "2", "-d", "2.5", "--ramp", "50", "--plot", svg_arg,
+    ]);
+    assert_eq!(u(&v, "packets_lost"), 20);
+    let text = std::fs::read_to_string(&svg).expect("the SVG was written");
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        text.matches("<polyline").count(),
+        3,
+        "loss, max and mean error"
+    );
+    // The loss line is not flat at zero: some second lost 10% or so.
+    let loss_line = text
+        .split("<polyline")
+        .nth(1)
+        .and_then(|p| p.split("points=\"").nth(1))
+        .and_then(|p| p.split('"').next())
+        .expect("loss points");
+    let ys: Vec<f64> = loss_line
+        .split(' ')
+        .filter_map(|xy| xy.split(',').nth(1)?.parse().ok())
+        .collect();
+    let (lo, hi) = ys
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &y| (a.min(y), b.max(y)));
+    assert!(hi - lo > 50.0, "the loss line moves: {loss_line}");
+}
+
+#[test]
 fn refused_sessions_are_counted_not_fatal() {
     let server = Server::start(&[]);
     let v = load(&[

@@ -9,6 +9,7 @@
 //! [`MAX_RAMP`]) and the run stops by itself.
 
 mod conn;
+pub mod plot;
 pub mod report;
 mod session;
 mod udp;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::proto::clock::WallClock;
+use crate::proto::measure::Timeline;
 pub use report::Report;
 
 /// Most sessions one run opens.
@@ -173,19 +175,19 @@ fn cpu_time() -> Duration {
 }
 
 /// Runs the load test; call it inside a tokio runtime.
-pub async fn run(opts: Options) -> Result<Report, LoadError> {
+pub async fn run(opts: Options) -> Result<Run, LoadError> {
     let (url, server) = opts.check()?;
     let mut warnings = Vec::new();
     if let Some(w) = raise_fd_limit(opts.sessions, opts.tcp) {
         warnings.push(w);
     }
     let totals = Arc::new(udp::Totals::default());
-    let (receiver, rx_thread) =
-        udp::Receiver::spawn(totals.clone()).map_err(|e| LoadError::Bind(e.kind()))?;
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let t0 = Instant::now();
+    let (receiver, rx_thread) =
+        udp::Receiver::spawn(totals.clone(), t0).map_err(|e| LoadError::Bind(e.kind()))?;
     let ctx = Arc::new(Ctx {
         url,
         server,
@@ -245,8 +247,43 @@ pub async fn run(opts: Options) -> Result<Report, LoadError> {
     let cpu = cpu_time().saturating_sub(cpu0);
     bar.finish_and_clear();
     drop(ctx);
-    let _ = tokio::task::spawn_blocking(move || rx_thread.join()).await;
-    Ok(Report::build(&opts, &results, wall, cpu, warnings))
+    let mut timeline = match tokio::task::spawn_blocking(move || rx_thread.join()).await {
+        Ok(Ok(t)) => t,
+        _ => {
+            warnings.push("the UDP receiver thread failed; its per-second totals are lost".into());
+            Timeline::default()
+        }
+    };
+    for r in &results {
+        timeline.merge(&r.timeline);
+    }
+    let (report, setup_us) = Report::build(&opts, &results, wall, cpu, warnings);
+    Ok(Run {
+        report,
+        timeline,
+        setup_us,
+    })
+}
+
+/// A finished run: the summary, and what the plot is drawn from.
+pub struct Run {
+    pub report: Report,
+    /// Per-second totals over every session.
+    pub timeline: Timeline,
+    /// Setup latencies, µs.
+    pub setup_us: hdrhistogram::Histogram<u64>,
+}
+
+impl Run {
+    /// The `--plot` picture.
+    pub fn svg(&self) -> String {
+        let r = &self.report;
+        let title = format!(
+            "rtspd load {} -n {} over {}: {} ok, {:.3}% lost, pacing p99 {:.2} ms",
+            r.url, r.sessions_attempted, r.transport, r.sessions_ok, r.loss_pct, r.pacing_p99_ms
+        );
+        plot::render(&title, &self.timeline, &self.setup_us)
+    }
 }
 
 async fn show_progress(ctx: Arc<Ctx>, totals: Arc<udp::Totals>, bar: indicatif::ProgressBar) {

@@ -91,7 +91,7 @@ impl Report {
         wall: Duration,
         cpu: Duration,
         warnings: Vec<String>,
-    ) -> Self {
+    ) -> (Self, Histogram<u64>) {
         let mut failures = BTreeMap::new();
         let (mut setup, mut ttfp, mut jitter, mut pacing) = (
             micros_histogram(),
@@ -165,7 +165,7 @@ impl Report {
             Spread::of(&setup),
             Spread::of(&ttfp),
         );
-        Self {
+        let report = Self {
             url: opts.url.clone(),
             transport: if opts.tcp { "tcp" } else { "udp" },
             sessions_attempted: opts.sessions,
@@ -203,7 +203,8 @@ impl Report {
             tester_cpu_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
             wall_s: wall.as_secs_f64(),
             warnings,
-        }
+        };
+        (report, setup)
     }
 
     /// The one-line JSON form.

@@ -17,7 +17,7 @@ use url::Url;
 use super::conn::Conn;
 use super::udp::{RxTrack, MAX_TRACKS};
 use super::{Ctx, LoadError};
-use crate::proto::measure::TrackMeasure;
+use crate::proto::measure::{Timeline, TrackMeasure};
 use crate::proto::rtcp;
 use crate::proto::rtsp::session_header::SessionHeader;
 use crate::proto::rtsp::transport::parse_transports;
@@ -38,6 +38,9 @@ pub(super) struct SessionResult {
     /// Connect to the first RTP packet of any track.
     pub(super) first_packet: Option<Duration>,
     pub(super) tracks: Vec<TrackMeasure>,
+    /// Per-second totals of what arrived on this session's connection
+    /// (TCP only; UDP packets are counted by the receiver thread).
+    pub(super) timeline: Timeline,
 }
 
 struct Track {
@@ -55,7 +58,9 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
         setup: None,
         first_packet: None,
         tracks: Vec::new(),
+        timeline: Timeline::default(),
     };
+    let origin = ctx.clock.origin();
     let mut conn = match Conn::connect(ctx.server).await {
         Ok(c) => c,
         Err(e) => {
@@ -64,7 +69,11 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
         }
     };
     let mut registered = false;
-    let mut tcp_tracks: Vec<TrackMeasure> = Vec::new();
+    let mut tcp = TcpTracks {
+        tracks: Vec::new(),
+        timeline: Timeline::default(),
+        origin,
+    };
     let flow = flow(
         &ctx,
         id,
@@ -72,7 +81,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
         started,
         &mut result,
         &mut registered,
-        &mut tcp_tracks,
+        &mut tcp,
     )
     .await;
     if let Err(e) = flow {
@@ -80,7 +89,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
     }
     if conn.session.is_some() {
         let url = ctx.url.as_str().to_owned();
-        let mut sink = |ch: u8, data: Bytes| on_tcp_frame(&mut tcp_tracks, ch, &data);
+        let mut sink = |ch: u8, data: Bytes| tcp.on_frame(ch, &data);
         let teardown = conn.request("TEARDOWN", &url, &[], &mut sink).await;
         if let (Err(e), Ok(())) = (teardown, &result.outcome) {
             result.outcome = Err(e);
@@ -88,8 +97,8 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
         if ctx.opts.tcp {
             // The BYE follows the reply on the same connection.
             let until = Instant::now() + BYE_LINGER;
-            while Instant::now() < until && !tcp_tracks.iter().all(|t| t.bye) {
-                let mut sink = |ch: u8, data: Bytes| on_tcp_frame(&mut tcp_tracks, ch, &data);
+            while Instant::now() < until && !tcp.tracks.iter().all(|t| t.bye) {
+                let mut sink = |ch: u8, data: Bytes| tcp.on_frame(ch, &data);
                 match conn.next_response(until, &mut sink).await {
                     Ok(None) | Err(_) => break,
                     Ok(Some(_)) => {}
@@ -100,8 +109,9 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
     result.tracks = if registered {
         ctx.receiver.finish(id, BYE_LINGER).await
     } else {
-        tcp_tracks
+        tcp.tracks
     };
+    result.timeline = tcp.timeline;
     let started_std = started.into_std();
     result.first_packet = result
         .tracks
@@ -112,15 +122,28 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
     result
 }
 
-fn on_tcp_frame(tracks: &mut [TrackMeasure], channel: u8, data: &[u8]) {
-    let now = std::time::Instant::now();
-    let Some(t) = tracks.get_mut(usize::from(channel / 2)) else {
-        return;
-    };
-    if channel % 2 == 0 {
-        let _ = t.on_rtp(data, now);
-    } else if let Ok(packets) = rtcp::parse_compound(data) {
-        t.on_rtcp(&packets, now);
+/// The measurements of a session whose packets arrive interleaved on its
+/// own connection (channel `2k` is track `k`'s RTP, `2k + 1` its RTCP).
+struct TcpTracks {
+    tracks: Vec<TrackMeasure>,
+    timeline: Timeline,
+    origin: std::time::Instant,
+}
+
+impl TcpTracks {
+    fn on_frame(&mut self, channel: u8, data: &[u8]) {
+        let now = std::time::Instant::now();
+        let Some(t) = self.tracks.get_mut(usize::from(channel / 2)) else {
+            return;
+        };
+        if channel % 2 == 0 {
+            if let Ok(a) = t.on_rtp(data, now) {
+                self.timeline
+                    .record(now.saturating_duration_since(self.origin), a);
+            }
+        } else if let Ok(packets) = rtcp::parse_compound(data) {
+            t.on_rtcp(&packets, now);
+        }
     }
 }
 
@@ -144,7 +167,7 @@ async fn flow(
     started: Instant,
     result: &mut SessionResult,
     registered: &mut bool,
-    tcp_tracks: &mut Vec<TrackMeasure>,
+    tcp: &mut TcpTracks,
 ) -> Result<(), LoadError> {
     let url = ctx.url.as_str().to_owned();
     let mut ignore = |_: u8, _: Bytes| {};
@@ -227,7 +250,7 @@ async fn flow(
         .map(|t| TrackMeasure::new(t.offer.clock_rate, t.ssrc, ctx.clock))
         .collect();
     if ctx.opts.tcp {
-        *tcp_tracks = measures;
+        tcp.tracks = measures;
     } else {
         let rx: Vec<RxTrack> = sockets
             .into_iter()
@@ -249,7 +272,7 @@ async fn flow(
     if let Some(r) = &ctx.opts.range {
         play_headers.push(("Range", r.as_str()));
     }
-    let mut sink = |ch: u8, data: Bytes| on_tcp_frame(tcp_tracks, ch, &data);
+    let mut sink = |ch: u8, data: Bytes| tcp.on_frame(ch, &data);
     conn.request("PLAY", &url, &play_headers, &mut sink).await?;
     result.setup = Some(started.elapsed());
     ctx.progress.established();
@@ -269,12 +292,12 @@ async fn flow(
         }
         if now >= next_keepalive {
             next_keepalive = now + keepalive_every;
-            let mut sink = |ch: u8, data: Bytes| on_tcp_frame(tcp_tracks, ch, &data);
+            let mut sink = |ch: u8, data: Bytes| tcp.on_frame(ch, &data);
             conn.request(keepalive_method, &url, &[], &mut sink).await?;
         }
         if ctx.opts.tcp && now >= next_rr {
             next_rr = now + RR_INTERVAL;
-            for (i, t) in tcp_tracks.iter_mut().enumerate() {
+            for (i, t) in tcp.tracks.iter_mut().enumerate() {
                 if let Some(block) = t.report_block(now.into_std()) {
                     rr.clear();
                     rtcp::write_receiver_report(
@@ -291,7 +314,7 @@ async fn flow(
             .min(next_keepalive)
             .min(if ctx.opts.tcp { next_rr } else { end });
         if ctx.opts.tcp {
-            let mut sink = |ch: u8, data: Bytes| on_tcp_frame(tcp_tracks, ch, &data);
+            let mut sink = |ch: u8, data: Bytes| tcp.on_frame(ch, &data);
             tokio::select! {
                 r = conn.next_response(wake, &mut sink) => {
                     // A response nobody waits for (a server-sent request is an

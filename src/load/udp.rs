@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace};
 
 use crate::net::mmsg::{self, RecvBufs};
-use crate::proto::measure::TrackMeasure;
+use crate::proto::measure::{Timeline, TrackMeasure};
 use crate::proto::rtcp;
 
 /// Receiver reports go out this often per session (RFC 3550's minimum
@@ -79,13 +79,18 @@ pub(super) struct Receiver {
 
 impl Receiver {
     /// Starts the thread.
-    pub(super) fn spawn(totals: Arc<Totals>) -> io::Result<(Self, JoinHandle<()>)> {
+    /// Starts the thread; it returns the per-second totals of every packet
+    /// it read, counted from `origin`.
+    pub(super) fn spawn(
+        totals: Arc<Totals>,
+        origin: Instant,
+    ) -> io::Result<(Self, JoinHandle<Timeline>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = mpsc::channel(1024);
         let thread = std::thread::Builder::new()
             .name("load-udp-rx".into())
-            .spawn(move || run(poll, rx, totals))?;
+            .spawn(move || run(poll, rx, totals, origin))?;
         Ok((Self { tx, waker }, thread))
     }
 
@@ -126,7 +131,13 @@ fn untoken(t: Token) -> (usize, usize, bool) {
     (k / MAX_TRACKS, k % MAX_TRACKS, rtcp)
 }
 
-fn run(mut poll: Poll, mut rx: mpsc::Receiver<Cmd>, totals: Arc<Totals>) {
+fn run(
+    mut poll: Poll,
+    mut rx: mpsc::Receiver<Cmd>,
+    totals: Arc<Totals>,
+    origin: Instant,
+) -> Timeline {
+    let mut timeline = Timeline::default();
     let mut events = Events::with_capacity(1024);
     let mut sessions: HashMap<usize, Session> = HashMap::new();
     let mut bufs = RecvBufs::new(32, 2048);
@@ -134,7 +145,7 @@ fn run(mut poll: Poll, mut rx: mpsc::Receiver<Cmd>, totals: Arc<Totals>) {
     let mut commands_open = true;
     loop {
         if !commands_open && sessions.is_empty() {
-            return;
+            return timeline;
         }
         let now = Instant::now();
         let next = sessions
@@ -152,7 +163,7 @@ fn run(mut poll: Poll, mut rx: mpsc::Receiver<Cmd>, totals: Arc<Totals>) {
         if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 debug!(error = %e, "poll failed; receiver stops");
-                return;
+                return timeline;
             }
         }
         for ev in &events {
@@ -166,7 +177,7 @@ fn run(mut poll: Poll, mut rx: mpsc::Receiver<Cmd>, totals: Arc<Totals>) {
             if is_rtcp {
                 drain_rtcp(s, track, &mut bufs);
             } else if let Some(t) = s.tracks.get_mut(track) {
-                drain_rtp(t, &mut bufs, &totals);
+                drain_rtp(t, &mut bufs, &totals, origin, &mut timeline);
             }
         }
         while commands_open {
@@ -252,7 +263,13 @@ fn register(
     );
 }
 
-fn drain_rtp(t: &mut RxTrack, bufs: &mut RecvBufs, totals: &Totals) {
+fn drain_rtp(
+    t: &mut RxTrack,
+    bufs: &mut RecvBufs,
+    totals: &Totals,
+    origin: Instant,
+    timeline: &mut Timeline,
+) {
     loop {
         let n = match mmsg::recv_batch(t.rtp.as_fd(), bufs) {
             Ok(n) => n,
@@ -266,8 +283,9 @@ fn drain_rtp(t: &mut RxTrack, bufs: &mut RecvBufs, totals: &Totals) {
         for i in 0..n {
             let (d, _) = bufs.get(i);
             bytes += d.len() as u64;
-            if let Err(e) = t.measure.on_rtp(d, now) {
-                trace!(error = %e, "datagram not counted");
+            match t.measure.on_rtp(d, now) {
+                Ok(a) => timeline.record(now.saturating_duration_since(origin), a),
+                Err(e) => trace!(error = %e, "datagram not counted"),
             }
         }
         totals.packets.fetch_add(n as u64, Ordering::Relaxed);

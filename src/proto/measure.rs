@@ -50,6 +50,66 @@ pub enum NotRtp {
     OtherSource(u32),
 }
 
+/// What one packet showed, for the [`Timeline`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Arrival {
+    /// Sequence numbers it skipped (packets lost before it, so far).
+    pub newly_lost: u64,
+    /// Its |pacing error|.
+    pub error: Duration,
+}
+
+/// Most seconds a [`Timeline`] holds (the tester's longest run plus slack).
+const MAX_SECONDS: usize = 3_700;
+
+/// Per-second totals over a run, for the load tester's plot: packets
+/// received and lost, and the pacing error's mean and maximum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    pub seconds: Vec<Second>,
+}
+
+/// One second of a [`Timeline`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Second {
+    pub received: u64,
+    pub lost: u64,
+    pub error_sum_us: u64,
+    pub error_max_us: u64,
+}
+
+impl Timeline {
+    /// Adds `a`, which arrived `since_start` into the run.
+    pub fn record(&mut self, since_start: Duration, a: Arrival) {
+        let i = since_start.as_secs() as usize;
+        if i >= MAX_SECONDS {
+            return;
+        }
+        if self.seconds.len() <= i {
+            self.seconds.resize(i + 1, Second::default());
+        }
+        let s = &mut self.seconds[i];
+        let us = u64::try_from(a.error.as_micros()).unwrap_or(u64::MAX);
+        s.received += 1;
+        s.lost += a.newly_lost;
+        s.error_sum_us = s.error_sum_us.saturating_add(us);
+        s.error_max_us = s.error_max_us.max(us);
+    }
+
+    /// Adds another timeline of the same run into this one.
+    pub fn merge(&mut self, other: &Self) {
+        if self.seconds.len() < other.seconds.len() {
+            self.seconds.resize(other.seconds.len(), Second::default());
+        }
+        for (a, b) in self.seconds.iter_mut().zip(&other.seconds) {
+            a.received += b.received;
+            a.lost += b.lost;
+            a.error_sum_us = a.error_sum_us.saturating_add(b.error_sum_us);
+            a.error_max_us = a.error_max_us.max(b.error_max_us);
+        }
+    }
+}
+
 /// Everything measured of one track of one session.
 #[derive(Debug, Clone)]
 pub struct TrackMeasure {
@@ -112,7 +172,7 @@ impl TrackMeasure {
     }
 
     /// Counts one RTP datagram read at `now`.
-    pub fn on_rtp(&mut self, datagram: &[u8], now: Instant) -> Result<(), NotRtp> {
+    pub fn on_rtp(&mut self, datagram: &[u8], now: Instant) -> Result<Arrival, NotRtp> {
         let pkt = rtp_rs::RtpReader::new(datagram).map_err(|_| NotRtp::Malformed)?;
         let ssrc = pkt.ssrc();
         match self.ssrc {
@@ -122,7 +182,9 @@ impl TrackMeasure {
         }
         let (seq, ts) = (u16::from(pkt.sequence_number()), pkt.timestamp());
         let since_epoch = now.saturating_duration_since(self.clock.origin());
+        let expected_before = self.stats.expected();
         self.stats.on_packet(seq, ts, since_epoch);
+        let newly_lost = (self.stats.expected() - expected_before).saturating_sub(1);
         self.octets += pkt.payload().len() as u64;
         self.bytes += datagram.len() as u64;
         self.first_arrival.get_or_insert(now);
@@ -153,7 +215,10 @@ impl TrackMeasure {
             let off = arrived - mapped;
             self.sync_offset = Some(self.sync_offset.map_or(off, |o| o.min(off)));
         }
-        Ok(())
+        Ok(Arrival {
+            newly_lost,
+            error: Duration::from_secs_f64(e.abs()),
+        })
     }
 
     /// Takes what concerns this track from a compound RTCP packet read at
@@ -279,6 +344,34 @@ mod tests {
             "another SSRC is not counted"
         );
         assert_eq!(m.on_rtp(&[0x80, 1, 2], t0), Err(NotRtp::Malformed));
+    }
+
+    #[test]
+    fn timeline_counts_losses_when_the_gap_shows() {
+        let t0 = Instant::now();
+        let mut m = TrackMeasure::new(RATE, None, clock(t0));
+        let mut tl = Timeline::default();
+        // Seq 0, 1, then 5 (3 lost) in the next second.
+        for (seq, ms) in [(0u16, 0u64), (1, 20), (5, 1100)] {
+            let at = t0 + Duration::from_millis(ms);
+            let a = m.on_rtp(&rtp(seq, u32::from(seq) * 160, 1), at).unwrap();
+            tl.record(at - t0, a);
+        }
+        assert_eq!(tl.seconds.len(), 2);
+        assert_eq!((tl.seconds[0].received, tl.seconds[0].lost), (2, 0));
+        assert_eq!((tl.seconds[1].received, tl.seconds[1].lost), (1, 3));
+        // Packet 5 is due at 100 ms and came at 1100 ms: 1 s late.
+        assert_eq!(tl.seconds[1].error_max_us / 1000, 1000);
+        let mut sum = Timeline::default();
+        sum.merge(&tl);
+        sum.merge(&tl);
+        assert_eq!((sum.seconds[1].received, sum.seconds[1].lost), (2, 6));
+        let far = Arrival {
+            newly_lost: 0,
+            error: Duration::ZERO,
+        };
+        sum.record(Duration::from_secs(1_000_000), far);
+        assert_eq!(sum.seconds.len(), 2, "bounded");
     }
 
     #[test]
