@@ -63,6 +63,10 @@ fn load(args: &[&str]) -> Value {
     v
 }
 
+fn v_is_null(v: &Value, k: &str) -> bool {
+    v.get(k).is_some_and(Value::is_null)
+}
+
 fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64()
         .unwrap_or_else(|| panic!("{k} is not a number: {v}"))
@@ -173,7 +177,12 @@ enum Fault {
     SwapPairs,
     /// Odd packets are sent `JITTER` late.
     Jitter,
+    /// Two tracks (8 kHz audio, 90 kHz video) sent in step, but the video
+    /// SR maps its media time `AV_SKEW` later than the audio's.
+    AvSkew,
 }
+
+const AV_SKEW: Duration = Duration::from_millis(40);
 
 /// Packets per session: 8 kHz, 20 ms, 101 of them (seq 0..=100, so the
 /// last packet is never one that a fault removes).
@@ -224,6 +233,7 @@ fn serve_one(conn: TcpStream, n: u32) {
     let mut conn = conn;
     let ssrc = 0x1000_0000 + n;
     let mut client: Option<SocketAddr> = None;
+    let mut video: Option<SocketAddr> = None;
     let mut fault = Fault::DropTenth;
     loop {
         let mut head = Vec::new();
@@ -259,6 +269,7 @@ fn serve_one(conn: TcpStream, n: u32) {
                     Some("dup") => Fault::DuplicateTenth,
                     Some("reorder") => Fault::SwapPairs,
                     Some("jitter") => Fault::Jitter,
+                    Some("av") => Fault::AvSkew,
                     _ => Fault::DropTenth,
                 };
                 extra.push_str(&format!(
@@ -267,6 +278,11 @@ fn serve_one(conn: TcpStream, n: u32) {
                 body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=faulty\r\nt=0 0\r\na=control:*\r\n\
                         m=audio 0 RTP/AVP 96\r\na=rtpmap:96 L16/8000\r\na=control:trackID=0\r\n"
                     .to_owned();
+                if let Fault::AvSkew = fault {
+                    body.push_str(
+                        "m=video 0 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=control:trackID=1\r\n",
+                    );
+                }
             }
             "SETUP" => {
                 let t = header("Transport");
@@ -276,16 +292,29 @@ fn serve_one(conn: TcpStream, n: u32) {
                     .and_then(|p| p.split('-').next())
                     .and_then(|p| p.parse().ok())
                     .unwrap_or(0);
-                client = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+                let dest = SocketAddr::from(([127, 0, 0, 1], port));
+                let track_ssrc = if url.ends_with("trackID=1") {
+                    video = Some(dest);
+                    ssrc + 0x100
+                } else {
+                    client = Some(dest);
+                    ssrc
+                };
                 extra.push_str(&format!(
-                    "Session: F{n};timeout=60\r\nTransport: RTP/AVP;unicast;client_port={port}-{};ssrc={ssrc:08X}\r\n",
+                    "Session: F{n};timeout=60\r\nTransport: RTP/AVP;unicast;client_port={port}-{};ssrc={track_ssrc:08X}\r\n",
                     port + 1
                 ));
             }
             "PLAY" => {
                 extra.push_str(&format!("Session: F{n}\r\n"));
-                if let Some(dest) = client {
-                    thread::spawn(move || send_plan(dest, ssrc, plan(fault)));
+                match (fault, client, video) {
+                    (Fault::AvSkew, Some(a), Some(v)) => {
+                        thread::spawn(move || send_av(a, v, ssrc));
+                    }
+                    (_, Some(dest), _) => {
+                        thread::spawn(move || send_plan(dest, ssrc, plan(fault)));
+                    }
+                    _ => {}
                 }
             }
             _ => extra.push_str(&format!("Session: F{n}\r\n")),
@@ -317,6 +346,56 @@ fn send_plan(dest: SocketAddr, ssrc: u32, plan: Vec<(u16, Duration)>) {
     }
 }
 
+/// Audio every 20 ms and video every 40 ms for 2 s, both on the same
+/// clock; an SR for each at the start, the video one claiming its media
+/// time is `AV_SKEW` later than it is.
+fn send_av(audio: SocketAddr, video: SocketAddr, ssrc: u32) {
+    use rtspd::proto::rtcp::{write_sender_report, NtpTimestamp, SenderInfo};
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let start = Instant::now() + Duration::from_millis(5);
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        + Duration::from_millis(5);
+    let (vssrc, ats0, vts0) = (ssrc + 0x100, 1000u32, 9000u32);
+    let rtcp = |dest: SocketAddr| SocketAddr::from(([127, 0, 0, 1], dest.port() + 1));
+    thread::sleep(start.saturating_duration_since(Instant::now()));
+    for (dest, s, ntp, ts) in [
+        (audio, ssrc, unix, ats0),
+        (video, vssrc, unix + AV_SKEW, vts0),
+    ] {
+        let mut buf = bytes::BytesMut::new();
+        let info = SenderInfo {
+            ntp: NtpTimestamp::from_unix(ntp),
+            rtp_time: ts,
+            packet_count: 0,
+            octet_count: 0,
+        };
+        write_sender_report(&mut buf, s, &info, "faulty");
+        let _ = sock.send_to(&buf, rtcp(dest));
+    }
+    for i in 0..100u32 {
+        thread::sleep(
+            (start + Duration::from_millis(20 * u64::from(i)))
+                .saturating_duration_since(Instant::now()),
+        );
+        let mut p = vec![0x80, 96];
+        p.extend_from_slice(&(i as u16).to_be_bytes());
+        p.extend_from_slice(&(ats0 + i * SPP).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0; 320]);
+        let _ = sock.send_to(&p, audio);
+        if i % 2 == 0 {
+            let mut v = vec![0x80, 97];
+            v.extend_from_slice(&((i / 2) as u16).to_be_bytes());
+            v.extend_from_slice(&(vts0 + i * 1800).to_be_bytes());
+            v.extend_from_slice(&vssrc.to_be_bytes());
+            v.extend_from_slice(&[0; 100]);
+            let _ = sock.send_to(&v, video);
+        }
+    }
+}
+
 fn run_fault(server: SocketAddr, name: &str) -> Value {
     let url = format!("rtsp://{server}/clip/{name}");
     load(&[&url, "-n", "3", "-d", "2.5", "--ramp", "50"])
@@ -325,7 +404,7 @@ fn run_fault(server: SocketAddr, name: &str) -> Value {
 #[test]
 fn faults_are_measured_as_injected() {
     let server = faulty_server();
-    let names = ["loss", "dup", "reorder", "jitter"];
+    let names = ["loss", "dup", "reorder", "jitter", "av"];
     let results: Vec<Value> = thread::scope(|s| {
         let hs: Vec<_> = names
             .iter()
@@ -335,10 +414,22 @@ fn faults_are_measured_as_injected() {
             .map(|h| h.join().expect("load run"))
             .collect()
     });
-    let [loss, dup, reorder, jitter] = &results[..] else {
-        unreachable!()
+    let [loss, dup, reorder, jitter, av] = &results[..] else {
+        unreachable!("one result per run")
     };
-    for (name, v) in names.iter().zip(&results) {
+    // A/V sync: the video SR is 40 ms off the audio one, and the tester
+    // says so (loopback adds well under a millisecond).
+    assert_eq!(u(av, "sessions_ok"), 3, "{av}");
+    let skew = f(av, "av_sync_max_ms");
+    assert!(
+        (38.0..=42.0).contains(&skew),
+        "A/V sync {skew} ms, injected 40 ms: {av}"
+    );
+    assert!(
+        v_is_null(loss, "av_sync_max_ms"),
+        "one track: no A/V figure"
+    );
+    for (name, v) in names[..4].iter().zip(&results) {
         assert_eq!(u(v, "sessions_ok"), 3, "{name}: {v}");
         assert_eq!(u(v, "packets_expected"), 3 * u64::from(PACKETS), "{name}");
     }
