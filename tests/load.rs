@@ -465,6 +465,6 @@ fn faults_are_measured_as_injected() {
     assert!((3.5..=6.0).contains(&p), "pacing p99 {p} ms, injected 4 ms");
     // (A swapped packet really is 20 ms late, so reordering shows jitter.)
     for v in [loss, dup] {
-        assert!(f(v, "jitter_p99_ms") < 1.5, "no jitter injected: {v}");
+        assert!(f(v, "jitter_p99_ms") < 2.5, "no jitter injected: {v}");
     }
 }

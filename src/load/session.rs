@@ -25,8 +25,9 @@ use crate::proto::sdp::{parse_offer, OfferedTrack};
 
 /// Session timeout assumed when the server gives none (RFC 2326 §12.37).
 const DEFAULT_TIMEOUT: u32 = 60;
-/// How long to keep listening for the BYE after TEARDOWN.
-const BYE_LINGER: Duration = Duration::from_millis(300);
+/// Longest wait for the BYE after TEARDOWN (it ends as soon as every track
+/// said BYE).
+const BYE_LINGER: Duration = Duration::from_secs(1);
 const RR_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What one session reports.
