@@ -148,6 +148,17 @@ fn plot_shows_the_injected_loss() {
 }
 
 #[test]
+fn range_starts_play_there() {
+    let server = Server::start(&[]);
+    let url = server.url("tones-8k-mono.wav");
+    // 5 s clip from 3.5 s: 1.5 s = 75 packets of 20 ms each, then the BYE.
+    let v = load(&[&url, "-n", "2", "-d", "3", "--range", "npt=3.5-"]);
+    assert_eq!(u(&v, "sessions_ok"), 2, "{v}");
+    assert_eq!(u(&v, "packets_received"), 150, "{v}");
+    assert_eq!(u(&v, "server_packets_sent"), 150);
+}
+
+#[test]
 fn refused_sessions_are_counted_not_fatal() {
     let server = Server::start(&[]);
     let v = load(&[
