@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod live;
 pub mod measure;
 pub mod pacer;
 pub mod packetize;

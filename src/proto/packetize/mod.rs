@@ -6,6 +6,7 @@
 //! and gets back the next position; the packetizer holds only shared,
 //! immutable media data, so one instance serves every session of a clip.
 
+pub mod g711;
 pub mod l16;
 
 use bytes::Bytes;

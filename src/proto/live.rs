@@ -1,0 +1,425 @@
+//! A live channel: one timeline that runs whether or not anyone listens,
+//! packetized once per packet and fanned out to every listener (RFC 3550
+//! §5.1 timing; RFC 2326 §C.1.5 live presentations).
+//!
+//! The source here is a clip played in a loop: position wraps to the start
+//! with no gap, and the RTP timestamp and sequence number simply continue,
+//! so a listener across the loop boundary sees one continuous stream.
+//! Packet `k` is due at `anchor + k × samples_per_packet / rate` (absolute,
+//! no accumulated error). Each packet is encoded once; every listener gets a
+//! clone of the same [`Bytes`].
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::clock::{ticks_to_duration, WallClock};
+use super::packetize::g711::{linear_to_alaw, linear_to_ulaw};
+use super::pacer::{Transmit, SR_INTERVAL};
+use super::rtcp::{self, SenderInfo};
+use super::rtp::Stamper;
+use super::session::Dest;
+
+/// How a channel's audio is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// 16-bit linear PCM, any rate and channel count (RFC 3551 §4.5.11).
+    L16,
+    /// G.711 µ-law, 8 kHz mono (payload type 0).
+    Pcmu,
+    /// G.711 A-law, 8 kHz mono (payload type 8).
+    Pcma,
+}
+
+impl Codec {
+    /// Bytes per sample on the wire.
+    fn sample_bytes(self) -> usize {
+        match self {
+            Self::L16 => 2,
+            Self::Pcmu | Self::Pcma => 1,
+        }
+    }
+
+    /// The payload type and `a=rtpmap` encoding name.
+    pub fn payload(self, rate: u32, channels: u16) -> (u8, String) {
+        match self {
+            Self::Pcmu => (0, "PCMU/8000".into()),
+            Self::Pcma => (8, "PCMA/8000".into()),
+            Self::L16 => {
+                let pt = match (rate, channels) {
+                    (44_100, 2) => 10,
+                    (44_100, 1) => 11,
+                    _ => 96,
+                };
+                let map = if channels == 1 {
+                    format!("L16/{rate}")
+                } else {
+                    format!("L16/{rate}/{channels}")
+                };
+                (pt, map)
+            }
+        }
+    }
+}
+
+/// Why a channel cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    #[error("G.711 needs 8 kHz mono audio; this source is {rate} Hz with {channels} channels")]
+    NotNarrowband { rate: u32, channels: u16 },
+    #[error("the source has no audio")]
+    Empty,
+}
+
+/// Where a new listener's stream starts: the next packet it will get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinInfo {
+    pub seq: u16,
+    pub rtptime: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Listener {
+    rtp: Dest,
+    rtcp: Dest,
+}
+
+/// A live channel fed by a looping clip.
+#[derive(Debug)]
+pub struct Channel {
+    /// Interleaved big-endian 16-bit samples.
+    pcm: Bytes,
+    rate: u32,
+    channels: u16,
+    codec: Codec,
+    stamper: Stamper,
+    frames_per_packet: u64,
+    /// Sample frame of the source the next packet starts at.
+    cursor: u64,
+    /// RTP timestamp of the next packet.
+    rtptime: u32,
+    anchor: Instant,
+    /// Packets produced so far (the next one's index).
+    index: u64,
+    next_report: Instant,
+    packets: u32,
+    octets: u32,
+    listeners: BTreeMap<u64, Listener>,
+    cname: String,
+    wallclock: WallClock,
+}
+
+/// How a channel is set up.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub pcm: Bytes,
+    pub rate: u32,
+    pub channels: u16,
+    pub codec: Codec,
+    pub ptime: Duration,
+    pub max_payload: usize,
+    pub ssrc: u32,
+    pub first_seq: u16,
+    pub first_rtptime: u32,
+    pub cname: String,
+    pub clock: WallClock,
+}
+
+impl Channel {
+    /// A channel whose first packet is due at `now`.
+    pub fn new(cfg: ChannelConfig, now: Instant) -> Result<Self, LiveError> {
+        let channels = cfg.channels.max(1);
+        if cfg.codec != Codec::L16 && (cfg.rate != 8000 || channels != 1) {
+            return Err(LiveError::NotNarrowband {
+                rate: cfg.rate,
+                channels,
+            });
+        }
+        let frame_in = 2 * usize::from(channels);
+        if cfg.pcm.len() < frame_in {
+            return Err(LiveError::Empty);
+        }
+        let frame_out = cfg.codec.sample_bytes() * usize::from(channels);
+        let by_time = super::clock::duration_to_ticks(cfg.ptime, cfg.rate).max(1);
+        let by_mtu = (cfg.max_payload / frame_out).max(1) as u64;
+        let (pt, _) = cfg.codec.payload(cfg.rate, channels);
+        Ok(Self {
+            pcm: cfg.pcm,
+            rate: cfg.rate,
+            channels,
+            codec: cfg.codec,
+            stamper: Stamper::new(cfg.ssrc, pt, cfg.first_seq),
+            frames_per_packet: by_time.min(by_mtu),
+            cursor: 0,
+            rtptime: cfg.first_rtptime,
+            anchor: now,
+            index: 0,
+            next_report: now + SR_INTERVAL,
+            packets: 0,
+            octets: 0,
+            listeners: BTreeMap::new(),
+            cname: cfg.cname,
+            wallclock: cfg.clock,
+        })
+    }
+
+    pub fn clock_rate(&self) -> u32 {
+        self.rate
+    }
+
+    pub fn listener_count(&self) -> usize {
+        self.listeners.len()
+    }
+
+    fn frames(&self) -> u64 {
+        (self.pcm.len() / (2 * usize::from(self.channels))) as u64
+    }
+
+    /// When the next packet is due.
+    pub fn next_deadline(&self) -> Instant {
+        let due = self.anchor + ticks_to_duration(self.index * self.frames_per_packet, self.rate);
+        due.min(self.next_report)
+    }
+
+    /// Adds listener `id` (a session's pacer group) at the live edge: it
+    /// gets the next packet. An SR goes to it at once so it can sync.
+    pub fn subscribe(&mut self, id: u64, rtp: Dest, rtcp: Dest, now: Instant, out: &mut Vec<Transmit>) -> JoinInfo {
+        let l = Listener { rtp, rtcp };
+        self.listeners.insert(id, l);
+        out.push(self.report(l.rtcp, now, false));
+        JoinInfo {
+            seq: self.stamper.next_seq,
+            rtptime: self.rtptime,
+        }
+    }
+
+    /// Removes listener `id`; with `bye`, tells it the stream ended for it.
+    pub fn unsubscribe(&mut self, id: u64, bye: bool, now: Instant, out: &mut Vec<Transmit>) {
+        if let Some(l) = self.listeners.remove(&id) {
+            if bye {
+                out.push(self.report(l.rtcp, now, true));
+            }
+        }
+    }
+
+    /// Every packet (and report) due at `now`, for every listener.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        loop {
+            let due = self.anchor + ticks_to_duration(self.index * self.frames_per_packet, self.rate);
+            if due > now {
+                break;
+            }
+            let data = self.next_packet();
+            for l in self.listeners.values() {
+                out.push(Transmit {
+                    dest: l.rtp,
+                    data: data.clone(),
+                    rtcp: false,
+                });
+            }
+        }
+        if now >= self.next_report {
+            self.next_report += SR_INTERVAL;
+            if self.next_report <= now {
+                self.next_report = now + SR_INTERVAL;
+            }
+            // One report, encoded once, to every listener.
+            if let Some(first) = self.listeners.values().next() {
+                let sr = self.report(first.rtcp, now, false);
+                for l in self.listeners.values() {
+                    out.push(Transmit {
+                        dest: l.rtcp,
+                        data: sr.data.clone(),
+                        rtcp: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Cuts, encodes and stamps the next packet, wrapping the source.
+    fn next_packet(&mut self) -> Bytes {
+        let n = self.frames_per_packet;
+        let frame = 2 * usize::from(self.channels);
+        let total = self.frames();
+        let mut payload = BytesMut::with_capacity(n as usize * self.codec.sample_bytes() * usize::from(self.channels));
+        let mut left = n;
+        while left > 0 {
+            let start = self.cursor % total;
+            let take = left.min(total - start);
+            let bytes = &self.pcm[start as usize * frame..(start + take) as usize * frame];
+            match self.codec {
+                Codec::L16 => payload.extend_from_slice(bytes),
+                Codec::Pcmu | Codec::Pcma => {
+                    let enc = if self.codec == Codec::Pcmu { linear_to_ulaw } else { linear_to_alaw };
+                    payload.extend(bytes.chunks_exact(2).map(|b| enc(i16::from_be_bytes([b[0], b[1]]))));
+                }
+            }
+            self.cursor = (start + take) % total;
+            left -= take;
+        }
+        let data = self.stamper.packet(self.rtptime, false, &payload);
+        self.rtptime = self.rtptime.wrapping_add(n as u32);
+        self.index += 1;
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload.len() as u32);
+        data
+    }
+
+    /// An SR (or BYE) whose RTP time is the channel's timeline at `now`.
+    fn report(&self, dest: Dest, now: Instant, bye: bool) -> Transmit {
+        // The next packet's timestamp belongs to its due time; `now` is
+        // that minus (due - now).
+        let due = self.anchor + ticks_to_duration(self.index * self.frames_per_packet, self.rate);
+        let ahead = super::clock::duration_to_ticks(due.saturating_duration_since(now), self.rate);
+        let behind = super::clock::duration_to_ticks(now.saturating_duration_since(due), self.rate);
+        let info = SenderInfo {
+            ntp: self.wallclock.ntp(now),
+            rtp_time: self.rtptime.wrapping_sub(ahead as u32).wrapping_add(behind as u32),
+            packet_count: self.packets,
+            octet_count: self.octets,
+        };
+        let mut out = BytesMut::with_capacity(128);
+        if bye {
+            rtcp::write_goodbye(&mut out, self.stamper.ssrc, &info, &self.cname);
+        } else {
+            rtcp::write_sender_report(&mut out, self.stamper.ssrc, &info, &self.cname);
+        }
+        Transmit {
+            dest,
+            data: out.freeze(),
+            rtcp: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::packetize::g711::ulaw_to_linear;
+    use crate::proto::rtcp::{parse_compound, Packet};
+
+    /// 1 s of 8 kHz mono: sample i is i (so the loop point is visible).
+    fn pcm() -> Bytes {
+        (0..8000u32).flat_map(|i| (i as i16).to_be_bytes()).collect()
+    }
+
+    fn channel(codec: Codec, t0: Instant) -> Channel {
+        Channel::new(
+            ChannelConfig {
+                pcm: pcm(),
+                rate: 8000,
+                channels: 1,
+                codec,
+                ptime: Duration::from_millis(20),
+                max_payload: 1400,
+                ssrc: 0xABCD,
+                first_seq: 65_500,
+                first_rtptime: u32::MAX - 1000,
+                cname: "test".into(),
+                clock: WallClock::new(t0, Duration::from_secs(1_700_000_000)),
+            },
+            t0,
+        )
+        .unwrap()
+    }
+
+    fn udp(port: u16) -> Dest {
+        Dest::Udp(([127, 0, 0, 1], port).into())
+    }
+
+    fn rtp(t: &Transmit) -> (u16, u32, &[u8]) {
+        let d = &t.data;
+        (
+            u16::from_be_bytes([d[2], d[3]]),
+            u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+            &d[12..],
+        )
+    }
+
+    #[test]
+    fn loops_without_gaps_and_fans_out_one_encoding() {
+        let t0 = Instant::now();
+        let mut c = channel(Codec::L16, t0);
+        let mut out = Vec::new();
+        let join = c.subscribe(1, udp(5000), udp(5001), t0, &mut out);
+        c.subscribe(2, udp(6000), udp(6001), t0, &mut out);
+        assert_eq!(out.len(), 2, "an SR for each new listener");
+        assert_eq!((join.seq, join.rtptime), (65_500, u32::MAX - 1000));
+        out.clear();
+        // 2.5 s: 125 packets, crossing the 1 s loop point twice, seq and
+        // timestamp wrapping too.
+        c.poll(t0 + Duration::from_millis(2490), &mut out);
+        let rtps: Vec<&Transmit> = out.iter().filter(|t| !t.rtcp).collect();
+        assert_eq!(rtps.len(), 2 * 125);
+        let mut sample = 0u32;
+        for (k, pair) in rtps.chunks(2).enumerate() {
+            assert_eq!(pair[0].data, pair[1].data, "the same bytes for both listeners");
+            assert_eq!(pair[0].data.as_ptr(), pair[1].data.as_ptr(), "encoded once");
+            let (seq, ts, payload) = rtp(pair[0]);
+            assert_eq!(seq, 65_500u16.wrapping_add(k as u16));
+            assert_eq!(ts, (u32::MAX - 1000).wrapping_add(160 * k as u32));
+            for b in payload.chunks_exact(2) {
+                assert_eq!(i16::from_be_bytes([b[0], b[1]]), (sample % 8000) as i16);
+                sample += 1;
+            }
+        }
+        assert!(!out.iter().any(|t| t.rtcp), "no periodic SR before 5 s");
+        out.clear();
+        c.poll(t0 + Duration::from_secs(5), &mut out);
+        let srs: Vec<&Transmit> = out.iter().filter(|t| t.rtcp).collect();
+        assert_eq!(srs.len(), 2, "one SR to each listener");
+        assert_eq!(srs[0].data.as_ptr(), srs[1].data.as_ptr(), "encoded once");
+    }
+
+    #[test]
+    fn late_joiner_gets_the_next_packet_and_pcmu_is_encoded() {
+        let t0 = Instant::now();
+        let mut c = channel(Codec::Pcmu, t0);
+        let mut out = Vec::new();
+        c.poll(t0 + Duration::from_millis(1000), &mut out);
+        assert!(out.is_empty(), "nobody listens, but the timeline runs");
+        let join = c.subscribe(7, udp(5000), udp(5001), t0 + Duration::from_millis(1005), &mut out);
+        assert_eq!(join.seq, 65_500u16.wrapping_add(51), "51 packets went by (0..=1000 ms)");
+        let sr = parse_compound(&out[0].data).unwrap();
+        let Packet::SenderReport { info, .. } = &sr[0] else { panic!("an SR") };
+        // 5 ms after packet 50 was due: its timestamp + 40 ticks.
+        assert_eq!(info.rtp_time, (u32::MAX - 1000).wrapping_add(51 * 160).wrapping_sub(160 - 40));
+        out.clear();
+        c.poll(t0 + Duration::from_millis(1020), &mut out);
+        let (seq, ts, payload) = rtp(&out[0]);
+        assert_eq!((seq, ts), (join.seq, join.rtptime));
+        assert_eq!(payload.len(), 160, "one byte per sample");
+        // Source samples 51*160.. (mod 8000) through µ-law and back.
+        let first = (51 * 160) % 8000;
+        let back: Vec<i16> = payload.iter().map(|&b| ulaw_to_linear(b)).collect();
+        assert!((i32::from(back[0]) - first as i32).abs() <= 8, "{} vs {first}", back[0]);
+        let mut out = Vec::new();
+        c.unsubscribe(7, true, t0 + Duration::from_millis(1030), &mut out);
+        assert!(matches!(parse_compound(&out[0].data).unwrap().last(), Some(Packet::Goodbye { .. })));
+    }
+
+    #[test]
+    fn g711_needs_narrowband() {
+        let t0 = Instant::now();
+        let e = Channel::new(
+            ChannelConfig {
+                pcm: pcm(),
+                rate: 16_000,
+                channels: 1,
+                codec: Codec::Pcma,
+                ptime: Duration::from_millis(20),
+                max_payload: 1400,
+                ssrc: 1,
+                first_seq: 0,
+                first_rtptime: 0,
+                cname: "x".into(),
+                clock: WallClock::new(t0, Duration::ZERO),
+            },
+            t0,
+        )
+        .unwrap_err();
+        assert_eq!(e, LiveError::NotNarrowband { rate: 16_000, channels: 1 });
+    }
+}
