@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rtspd::media::catalog::ClipOptions;
 use rtspd::proto::rtsp::Limits;
+use rtspd::server::live::LiveSpec;
 use rtspd::server::sessions::SessionLimits;
 use rtspd::server::{self, Config, Listeners};
 
@@ -134,6 +135,10 @@ struct ServeArgs {
     /// Largest clip held in memory, in MiB of 16-bit samples.
     #[arg(long, default_value_t = 512)]
     max_clip_mib: u64,
+    /// A live channel at /live/NAME, running from start (repeatable):
+    /// NAME=file:PATH.wav (played in a loop) with codec=l16|pcmu|pcma.
+    #[arg(long = "live", value_name = "NAME=SOURCE[,codec=C]")]
+    live: Vec<LiveSpec>,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -171,6 +176,7 @@ impl ServeArgs {
             idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
             client_queue: self.max_client_queue.max(1),
             send_ahead: Duration::from_micros(self.send_ahead_us),
+            live: self.live.clone(),
             ..Config::default()
         }
     }
@@ -296,25 +302,34 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         host
     };
     let rtp_port = listeners.rtp_port()?;
-    println!(
-        "rtspd listening on rtsp://{host}:{}/ (RTP/RTCP on UDP {rtp_port}-{})",
-        addr.port(),
-        rtp_port + 1
-    );
-    if clips.is_empty() {
-        println!("no playable .wav clips under {}", config.media.display());
-    }
-    for clip in &clips {
-        println!("rtsp://{host}:{}/{}", addr.port(), url_path(clip));
-    }
-    if let Some(first) = clips.first() {
-        println!(
-            "play one with: ffplay rtsp://{host}:{}/{}",
-            addr.port(),
-            url_path(first)
-        );
-    }
+    let live: Vec<String> = config.live.iter().map(|l| l.name.clone()).collect();
+    let media = config.media.display().to_string();
     drop(catalog);
-    server::run(config, listeners, shutdown_signal(), |_| {}).await?;
+    // Printed once everything runs (live sources are open), so a script
+    // that waits for the first line can use the server at once.
+    let started = move |_: &server::Running| {
+        println!(
+            "rtspd listening on rtsp://{host}:{}/ (RTP/RTCP on UDP {rtp_port}-{})",
+            addr.port(),
+            rtp_port + 1
+        );
+        if clips.is_empty() {
+            println!("no playable .wav clips under {media}");
+        }
+        for clip in &clips {
+            println!("rtsp://{host}:{}/{}", addr.port(), url_path(clip));
+        }
+        for name in &live {
+            println!("rtsp://{host}:{}/live/{name} (live)", addr.port());
+        }
+        if let Some(first) = clips.first() {
+            println!(
+                "play one with: ffplay rtsp://{host}:{}/{}",
+                addr.port(),
+                url_path(first)
+            );
+        }
+    };
+    server::run(config, listeners, shutdown_signal(), started).await?;
     Ok(())
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::clock::{ticks_to_duration, WallClock};
-use super::packetize::g711::{linear_to_alaw, linear_to_ulaw};
 use super::pacer::{Transmit, SR_INTERVAL};
+use super::packetize::g711::{linear_to_alaw, linear_to_ulaw};
 use super::rtcp::{self, SenderInfo};
 use super::rtp::Stamper;
 use super::session::Dest;
@@ -184,7 +184,14 @@ impl Channel {
 
     /// Adds listener `id` (a session's pacer group) at the live edge: it
     /// gets the next packet. An SR goes to it at once so it can sync.
-    pub fn subscribe(&mut self, id: u64, rtp: Dest, rtcp: Dest, now: Instant, out: &mut Vec<Transmit>) -> JoinInfo {
+    pub fn subscribe(
+        &mut self,
+        id: u64,
+        rtp: Dest,
+        rtcp: Dest,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) -> JoinInfo {
         let l = Listener { rtp, rtcp };
         self.listeners.insert(id, l);
         out.push(self.report(l.rtcp, now, false));
@@ -206,7 +213,8 @@ impl Channel {
     /// Every packet (and report) due at `now`, for every listener.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         loop {
-            let due = self.anchor + ticks_to_duration(self.index * self.frames_per_packet, self.rate);
+            let due =
+                self.anchor + ticks_to_duration(self.index * self.frames_per_packet, self.rate);
             if due > now {
                 break;
             }
@@ -243,7 +251,9 @@ impl Channel {
         let n = self.frames_per_packet;
         let frame = 2 * usize::from(self.channels);
         let total = self.frames();
-        let mut payload = BytesMut::with_capacity(n as usize * self.codec.sample_bytes() * usize::from(self.channels));
+        let mut payload = BytesMut::with_capacity(
+            n as usize * self.codec.sample_bytes() * usize::from(self.channels),
+        );
         let mut left = n;
         while left > 0 {
             let start = self.cursor % total;
@@ -252,8 +262,16 @@ impl Channel {
             match self.codec {
                 Codec::L16 => payload.extend_from_slice(bytes),
                 Codec::Pcmu | Codec::Pcma => {
-                    let enc = if self.codec == Codec::Pcmu { linear_to_ulaw } else { linear_to_alaw };
-                    payload.extend(bytes.chunks_exact(2).map(|b| enc(i16::from_be_bytes([b[0], b[1]]))));
+                    let enc = if self.codec == Codec::Pcmu {
+                        linear_to_ulaw
+                    } else {
+                        linear_to_alaw
+                    };
+                    payload.extend(
+                        bytes
+                            .chunks_exact(2)
+                            .map(|b| enc(i16::from_be_bytes([b[0], b[1]]))),
+                    );
                 }
             }
             self.cursor = (start + take) % total;
@@ -276,7 +294,10 @@ impl Channel {
         let behind = super::clock::duration_to_ticks(now.saturating_duration_since(due), self.rate);
         let info = SenderInfo {
             ntp: self.wallclock.ntp(now),
-            rtp_time: self.rtptime.wrapping_sub(ahead as u32).wrapping_add(behind as u32),
+            rtp_time: self
+                .rtptime
+                .wrapping_sub(ahead as u32)
+                .wrapping_add(behind as u32),
             packet_count: self.packets,
             octet_count: self.octets,
         };
@@ -302,7 +323,9 @@ mod tests {
 
     /// 1 s of 8 kHz mono: sample i is i (so the loop point is visible).
     fn pcm() -> Bytes {
-        (0..8000u32).flat_map(|i| (i as i16).to_be_bytes()).collect()
+        (0..8000u32)
+            .flat_map(|i| (i as i16).to_be_bytes())
+            .collect()
     }
 
     fn channel(codec: Codec, t0: Instant) -> Channel {
@@ -355,7 +378,10 @@ mod tests {
         assert_eq!(rtps.len(), 2 * 125);
         let mut sample = 0u32;
         for (k, pair) in rtps.chunks(2).enumerate() {
-            assert_eq!(pair[0].data, pair[1].data, "the same bytes for both listeners");
+            assert_eq!(
+                pair[0].data, pair[1].data,
+                "the same bytes for both listeners"
+            );
             assert_eq!(pair[0].data.as_ptr(), pair[1].data.as_ptr(), "encoded once");
             let (seq, ts, payload) = rtp(pair[0]);
             assert_eq!(seq, 65_500u16.wrapping_add(k as u16));
@@ -380,12 +406,29 @@ mod tests {
         let mut out = Vec::new();
         c.poll(t0 + Duration::from_millis(1000), &mut out);
         assert!(out.is_empty(), "nobody listens, but the timeline runs");
-        let join = c.subscribe(7, udp(5000), udp(5001), t0 + Duration::from_millis(1005), &mut out);
-        assert_eq!(join.seq, 65_500u16.wrapping_add(51), "51 packets went by (0..=1000 ms)");
+        let join = c.subscribe(
+            7,
+            udp(5000),
+            udp(5001),
+            t0 + Duration::from_millis(1005),
+            &mut out,
+        );
+        assert_eq!(
+            join.seq,
+            65_500u16.wrapping_add(51),
+            "51 packets went by (0..=1000 ms)"
+        );
         let sr = parse_compound(&out[0].data).unwrap();
-        let Packet::SenderReport { info, .. } = &sr[0] else { panic!("an SR") };
+        let Packet::SenderReport { info, .. } = &sr[0] else {
+            panic!("an SR")
+        };
         // 5 ms after packet 50 was due: its timestamp + 40 ticks.
-        assert_eq!(info.rtp_time, (u32::MAX - 1000).wrapping_add(51 * 160).wrapping_sub(160 - 40));
+        assert_eq!(
+            info.rtp_time,
+            (u32::MAX - 1000)
+                .wrapping_add(51 * 160)
+                .wrapping_sub(160 - 40)
+        );
         out.clear();
         c.poll(t0 + Duration::from_millis(1020), &mut out);
         let (seq, ts, payload) = rtp(&out[0]);
@@ -394,10 +437,17 @@ mod tests {
         // Source samples 51*160.. (mod 8000) through µ-law and back.
         let first = (51 * 160) % 8000;
         let back: Vec<i16> = payload.iter().map(|&b| ulaw_to_linear(b)).collect();
-        assert!((i32::from(back[0]) - first as i32).abs() <= 8, "{} vs {first}", back[0]);
+        assert!(
+            (i32::from(back[0]) - first).abs() <= 8,
+            "{} vs {first}",
+            back[0]
+        );
         let mut out = Vec::new();
         c.unsubscribe(7, true, t0 + Duration::from_millis(1030), &mut out);
-        assert!(matches!(parse_compound(&out[0].data).unwrap().last(), Some(Packet::Goodbye { .. })));
+        assert!(matches!(
+            parse_compound(&out[0].data).unwrap().last(),
+            Some(Packet::Goodbye { .. })
+        ));
     }
 
     #[test]
@@ -420,6 +470,12 @@ mod tests {
             t0,
         )
         .unwrap_err();
-        assert_eq!(e, LiveError::NotNarrowband { rate: 16_000, channels: 1 });
+        assert_eq!(
+            e,
+            LiveError::NotNarrowband {
+                rate: 16_000,
+                channels: 1
+            }
+        );
     }
 }

@@ -10,12 +10,13 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 use tracing::{debug, info, info_span};
 
-use super::sessions::Entry;
+use super::live::{self, LiveInfo};
+use super::sessions::{Entry, Presentation};
 use super::udp::Command;
 use super::Shared;
 use crate::media::Clip;
 use crate::proto::error::Error;
-use crate::proto::pacer::TrackConfig;
+use crate::proto::pacer::{GroupId, TrackConfig};
 use crate::proto::rtsp::range::NptRange;
 use crate::proto::rtsp::rtp_info::{format_rtp_info, RtpInfo};
 use crate::proto::rtsp::session_header::SessionHeader;
@@ -93,6 +94,19 @@ fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {
     parse_target(&req.uri, shared.config.limits.max_uri)
 }
 
+/// The clip or live channel a path names.
+async fn open_presentation(shared: &Arc<Shared>, path: &str) -> Result<Presentation, Error> {
+    match path.strip_prefix(live::PREFIX) {
+        Some(name) => shared
+            .live
+            .get(name)
+            .cloned()
+            .map(Presentation::Live)
+            .ok_or(Error::NotFound),
+        None => open_clip(shared, path).await.map(Presentation::Clip),
+    }
+}
+
 async fn open_clip(shared: &Arc<Shared>, path: &str) -> Result<Arc<Clip>, Error> {
     if path.is_empty() {
         return Err(Error::NotFound);
@@ -129,9 +143,9 @@ async fn describe(
     if t.track.is_some() {
         return Err(Error::NotFound);
     }
-    let clip = open_clip(shared, &t.path).await?;
+    let source = open_presentation(shared, &t.path).await?;
     let server_ip = local_ip_for(peer.ip());
-    let sdp = sdp::describe(&clip.description(), server_ip, session_version());
+    let sdp = sdp::describe(&source.description(), server_ip, session_version());
     Ok(ok
         .header("Content-Base", format!("{}/", aggregate_url(req)))
         .body("application/sdp", sdp))
@@ -258,33 +272,48 @@ async fn setup(
     ok: Response,
 ) -> Result<Response, Error> {
     let t = target(shared, req)?;
-    let clip = open_clip(shared, &t.path).await?;
+    let source = open_presentation(shared, &t.path).await?;
     let track = match t.track {
         Some(n) => n,
         // A SETUP on the aggregate URL of a one-track clip means that track.
-        None if clip.tracks.len() == 1 => 0,
+        None if source.track_count() == 1 => 0,
         None => return Err(Error::OnlyAggregate),
     };
-    let ct = clip.tracks.get(track).ok_or(Error::NotFound)?;
+    if track >= source.track_count() {
+        return Err(Error::NotFound);
+    }
     let dest = choose_transport(req, peer.ip(), conn, track)?;
     let now = Instant::now();
     let existing = session_id(req)?;
 
+    // An on-demand track gets its own sender; a live one shares the
+    // channel's.
     let [a, b, c, d, e, f, g, h, i, j] = random_bytes::<10>()?;
-    let cfg = TrackConfig {
-        packetizer: ct.packetizer.clone(),
-        ssrc: u32::from_be_bytes([a, b, c, d]),
-        payload_type: ct.description.payload_type,
-        first_seq: u16::from_be_bytes([e, f]),
-        first_rtptime: u32::from_be_bytes([g, h, i, j]),
-        rtp_dest: dest.rtp,
-        rtcp_dest: dest.rtcp,
+    let cfg = match &source {
+        Presentation::Clip(clip) => {
+            let ct = clip.tracks.get(track).ok_or(Error::NotFound)?;
+            Some(TrackConfig {
+                packetizer: ct.packetizer.clone(),
+                ssrc: u32::from_be_bytes([a, b, c, d]),
+                payload_type: ct.description.payload_type,
+                first_seq: u16::from_be_bytes([e, f]),
+                first_rtptime: u32::from_be_bytes([g, h, i, j]),
+                rtp_dest: dest.rtp,
+                rtcp_dest: dest.rtcp,
+            })
+        }
+        Presentation::Live(_) => None,
+    };
+    let new_ssrc = match (&source, &cfg) {
+        (Presentation::Live(l), _) => l.ssrc,
+        (_, Some(cfg)) => cfg.ssrc,
+        (_, None) => return Err(Error::Internal("no sender".into())),
     };
 
     let (group, header, ssrc) = match existing {
         Some(id) => shared.sessions.with(&id, peer.ip(), conn, now, |e| {
             e.session.setup(&t.path, track, dest)?;
-            let ssrc = *e.ssrcs.entry(track).or_insert(cfg.ssrc);
+            let ssrc = *e.ssrcs.entry(track).or_insert(new_ssrc);
             Ok::<_, Error>((e.group, session_header(&e.session), ssrc))
         })??,
         None if dest.rtp.udp().is_none() && shared.sessions.interleaved_on(conn) => {
@@ -311,22 +340,24 @@ async fn setup(
             shared.sessions.insert(Entry {
                 session,
                 group,
-                clip: clip.clone(),
+                source: source.clone(),
                 conn,
-                ssrcs: [(track, cfg.ssrc)].into(),
+                ssrcs: [(track, new_ssrc)].into(),
             })?;
             info_span!("session", %id)
                 .in_scope(|| info!(clip = %t.path, client = %peer, "session created"));
-            (group, header, cfg.ssrc)
+            (group, header, new_ssrc)
         }
     };
     // A repeated SETUP keeps the existing sender (and its SSRC); the pacer
     // only moves its destination.
-    shared
-        .pacer
-        .send(Command::AddTrack { group, track, cfg })
-        .await
-        .map_err(|_| Error::Unavailable("shutting down"))?;
+    if let Some(cfg) = cfg {
+        shared
+            .pacer
+            .send(Command::AddTrack { group, track, cfg })
+            .await
+            .map_err(|_| Error::Unavailable("shutting down"))?;
+    }
     let mut reply = Transport {
         protocol: "RTP".into(),
         profile: "AVP".into(),
@@ -372,19 +403,31 @@ async fn play(
         (Some(v), None) => Some(v.parse().map_err(|e| Error::InvalidRange(format!("{e}")))?),
         (Some(_), Some(_)) => return Err(Error::BadRequest("two Range headers")),
     };
-    let (group, play, header, tracks) =
+    let (group, play, header, tracks, source, transports) =
         shared
             .sessions
             .with(&id, peer.ip(), conn, Instant::now(), |e| {
                 if path != e.session.presentation {
                     return Err(Error::InvalidState("URL names another presentation"));
                 }
-                let play = e
-                    .session
-                    .play(scope, range.as_ref(), Some(e.clip.duration))?;
+                let play = e.session.play(scope, range.as_ref(), e.source.duration())?;
                 let tracks: Vec<usize> = e.session.tracks().map(|(t, _)| t).collect();
-                Ok((e.group, play, session_header(&e.session), tracks))
+                let transports: Vec<_> = e.session.tracks().map(|(_, t)| *t).collect();
+                Ok((
+                    e.group,
+                    play,
+                    session_header(&e.session),
+                    tracks,
+                    e.source.clone(),
+                    transports,
+                ))
             })??;
+    if let Presentation::Live(live) = &source {
+        let tt = transports
+            .first()
+            .ok_or(Error::InvalidState("no track set up"))?;
+        return play_live(shared, req, live, group, *tt, ok.header("Session", header)).await;
+    }
     let (reply, rx) = oneshot::channel();
     shared
         .pacer
@@ -420,6 +463,41 @@ async fn play(
         .header("RTP-Info", format_rtp_info(&infos)))
 }
 
+/// PLAY on a live channel: join at the live edge (RFC 2326 §C.1.5).
+async fn play_live(
+    shared: &Arc<Shared>,
+    req: &Request,
+    live: &LiveInfo,
+    group: GroupId,
+    tt: TrackTransport,
+    ok: Response,
+) -> Result<Response, Error> {
+    let (reply, rx) = oneshot::channel();
+    shared
+        .pacer
+        .send(Command::Subscribe {
+            channel: live.name.clone(),
+            group,
+            rtp: tt.rtp,
+            rtcp: tt.rtcp,
+            reply,
+        })
+        .await
+        .map_err(|_| Error::Unavailable("shutting down"))?;
+    let join = rx
+        .await
+        .map_err(|_| Error::Unavailable("shutting down"))?
+        .ok_or(Error::NotFound)?;
+    let info = RtpInfo {
+        url: format!("{}/trackID=0", aggregate_url(req)),
+        seq: Some(join.seq),
+        rtptime: Some(join.rtptime),
+    };
+    Ok(ok
+        .header("Range", "npt=now-")
+        .header("RTP-Info", format_rtp_info(&[info])))
+}
+
 async fn pause(
     shared: &Arc<Shared>,
     req: &Request,
@@ -428,15 +506,23 @@ async fn pause(
     ok: Response,
 ) -> Result<Response, Error> {
     let (id, scope, _) = scoped(shared, req)?;
-    let (group, was_playing, header) =
+    let (group, was_playing, header, source) =
         shared
             .sessions
             .with(&id, peer.ip(), conn, Instant::now(), |e| {
                 e.session
                     .pause(scope)
-                    .map(|p| (e.group, p, session_header(&e.session)))
+                    .map(|p| (e.group, p, session_header(&e.session), e.source.clone()))
             })??;
-    if was_playing {
+    if let (true, Presentation::Live(live)) = (was_playing, &source) {
+        let _ = shared
+            .pacer
+            .send(Command::Unsubscribe {
+                channel: live.name.clone(),
+                group,
+            })
+            .await;
+    } else if was_playing {
         // Wait for the pacer so nothing is sent after the reply.
         let (reply, rx) = oneshot::channel();
         if shared

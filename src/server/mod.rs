@@ -8,6 +8,7 @@
 pub mod conn;
 mod handler;
 mod interleave;
+pub mod live;
 pub mod sessions;
 pub mod udp;
 
@@ -30,6 +31,7 @@ use crate::proto::clock::WallClock;
 use crate::proto::pacer::Pacer;
 use crate::proto::rtsp::Limits;
 use interleave::Sinks;
+use live::{LiveInfo, LiveSpec};
 use sessions::{SessionLimits, SessionTable};
 use udp::{Command, PacerHandle, UdpStats};
 
@@ -62,6 +64,8 @@ pub struct Config {
     /// The pacing loop sends packets up to this much before their deadline,
     /// to batch wake-ups (error bound against CPU).
     pub send_ahead: Duration,
+    /// Live channels, running from start.
+    pub live: Vec<LiveSpec>,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             command_queue: 1024,
             client_queue: 512,
             send_ahead: Duration::from_micros(500),
+            live: Vec::new(),
         }
     }
 }
@@ -138,6 +143,7 @@ pub(crate) struct Shared {
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) pacer: PacerHandle,
     pub(crate) sinks: Arc<Sinks>,
+    pub(crate) live: HashMap<String, Arc<LiveInfo>>,
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
     conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -214,10 +220,23 @@ pub async fn run(
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let pacer = Pacer::new(
-        WallClock::new(Instant::now(), unix),
-        format!("rtspd@{}", rtsp_addr.ip()),
-    );
+    let now = Instant::now();
+    let clock = WallClock::new(now, unix);
+    let cname = format!("rtspd@{}", rtsp_addr.ip());
+    let (live_infos, channels) = live::build(
+        &config.live,
+        config.clip.ptime,
+        config.clip.max_payload,
+        config.clip.max_clip_bytes,
+        clock,
+        &cname,
+        now,
+    )
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    for name in live_infos.keys() {
+        info!(channel = %name, "live channel running");
+    }
+    let pacer = Pacer::new(clock, cname);
     let rtp = Arc::new(listeners.rtp);
     let rtcp = Arc::new(listeners.rtcp);
     let sinks = Arc::new(Sinks::default());
@@ -230,7 +249,9 @@ pub async fn run(
         };
         let (sessions, cancel) = (sessions.clone(), cancel.clone());
         let ahead = config.send_ahead;
-        tracker.spawn_blocking(move || udp::run_pacer(pacer, rx, out, sessions, ahead, cancel));
+        tracker.spawn_blocking(move || {
+            udp::run_pacer(pacer, channels, rx, out, sessions, ahead, cancel);
+        });
     }
     tracker.spawn(udp::run_rtcp_receiver(
         rtcp,
@@ -246,6 +267,7 @@ pub async fn run(
         sessions: sessions.clone(),
         pacer: tx,
         sinks,
+        live: live_infos,
         rtp_port,
         next_group: AtomicU64::new(1),
         conns_per_ip: Mutex::new(HashMap::new()),

@@ -9,9 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use super::live::LiveInfo;
 use crate::media::Clip;
 use crate::proto::error::Error;
 use crate::proto::pacer::GroupId;
+use crate::proto::sdp::PresentationDescription;
 use crate::proto::session::{Dest, Session};
 
 /// A session and what the server attached to it.
@@ -19,11 +21,42 @@ use crate::proto::session::{Dest, Session};
 pub struct Entry {
     pub session: Session,
     pub group: GroupId,
-    pub clip: Arc<Clip>,
+    pub source: Presentation,
     /// The connection that created it.
     pub conn: u64,
     /// The SSRC of each track set up, kept across repeated SETUPs.
     pub ssrcs: BTreeMap<usize, u32>,
+}
+
+/// What a session plays.
+#[derive(Debug, Clone)]
+pub enum Presentation {
+    Clip(Arc<Clip>),
+    Live(Arc<LiveInfo>),
+}
+
+impl Presentation {
+    pub fn description(&self) -> PresentationDescription {
+        match self {
+            Self::Clip(c) => c.description(),
+            Self::Live(l) => l.description.clone(),
+        }
+    }
+
+    pub fn track_count(&self) -> usize {
+        match self {
+            Self::Clip(c) => c.tracks.len(),
+            Self::Live(l) => l.description.tracks.len(),
+        }
+    }
+
+    /// The duration; `None` for live.
+    pub fn duration(&self) -> Option<f64> {
+        match self {
+            Self::Clip(c) => Some(c.duration),
+            Self::Live(_) => None,
+        }
+    }
 }
 
 #[derive(Default)]

@@ -7,6 +7,7 @@
 //! `ECONNREFUSED` are counted and ignored, so no client can stall or kill
 //! the loop (ROBUSTNESS B11 #78, #80).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -27,6 +28,7 @@ use super::interleave::Sinks;
 use super::sessions::SessionTable;
 use crate::net::mmsg;
 use crate::proto::error::Error;
+use crate::proto::live::{Channel, JoinInfo};
 use crate::proto::pacer::{Event, GroupId, Pacer, PlayInfo, TrackConfig, Transmit};
 use crate::proto::rtcp::{self, Packet};
 use crate::proto::session::{Dest, PlayRequest};
@@ -49,6 +51,19 @@ pub enum Command {
         reply: oneshot::Sender<Option<f64>>,
     },
     Remove {
+        group: GroupId,
+    },
+    /// A listener joins live channel `channel` at the live edge.
+    Subscribe {
+        channel: String,
+        group: GroupId,
+        rtp: Dest,
+        rtcp: Dest,
+        reply: oneshot::Sender<Option<JoinInfo>>,
+    },
+    /// A listener leaves (PAUSE); it can subscribe again.
+    Unsubscribe {
+        channel: String,
         group: GroupId,
     },
     RemoveTrack {
@@ -146,8 +161,10 @@ const IDLE_WAKE: Duration = Duration::from_millis(50);
 /// over a packet interval cost a few thousand wake-ups per second, not one
 /// per packet. Ends when `cancel` fires (saying BYE to every session first)
 /// or when every [`PacerHandle`] is gone.
+#[allow(clippy::too_many_arguments)]
 pub fn run_pacer(
     mut pacer: Pacer,
+    mut live: HashMap<String, Channel>,
     commands: std_mpsc::Receiver<Command>,
     out: Outputs,
     sessions: Arc<SessionTable>,
@@ -157,29 +174,39 @@ pub fn run_pacer(
     let mut batch: Vec<Transmit> = Vec::with_capacity(256);
     loop {
         if cancel.is_cancelled() {
+            let now = Instant::now();
             for e in sessions.drain() {
-                pacer.remove(e.group, Instant::now());
+                pacer.remove(e.group, now);
+                for c in live.values_mut() {
+                    c.unsubscribe(e.group, true, now, &mut batch);
+                }
             }
-            flush(&mut pacer, Instant::now(), &mut batch, &out);
+            flush(&mut pacer, &mut live, now, &mut batch, &out);
             return;
         }
         let now = Instant::now();
-        let wait = pacer.poll_timeout().map_or(IDLE_WAKE, |d| {
+        let next = live
+            .values()
+            .map(Channel::next_deadline)
+            .chain(pacer.poll_timeout())
+            .min();
+        let wait = next.map_or(IDLE_WAKE, |d| {
             d.saturating_duration_since(now).min(IDLE_WAKE)
         });
         match commands.recv_timeout(wait) {
             Ok(cmd) => {
-                apply(&mut pacer, cmd);
+                apply(&mut pacer, &mut live, cmd, &mut batch);
                 // Take whatever else is queued before sending.
                 while let Ok(cmd) = commands.try_recv() {
-                    apply(&mut pacer, cmd);
+                    apply(&mut pacer, &mut live, cmd, &mut batch);
                 }
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
         }
         out.stats.pacer_wakeups.fetch_add(1, Ordering::Relaxed);
-        flush(&mut pacer, Instant::now() + send_ahead, &mut batch, &out);
+        let due = Instant::now() + send_ahead;
+        flush(&mut pacer, &mut live, due, &mut batch, &out);
         while let Some(Event::Ended(group)) = pacer.poll_event() {
             debug!(group, "end of media");
             sessions.ended(group);
@@ -187,9 +214,31 @@ pub fn run_pacer(
     }
 }
 
-fn apply(pacer: &mut Pacer, cmd: Command) {
+fn apply(
+    pacer: &mut Pacer,
+    live: &mut HashMap<String, Channel>,
+    cmd: Command,
+    out: &mut Vec<Transmit>,
+) {
     let now = Instant::now();
     match cmd {
+        Command::Subscribe {
+            channel,
+            group,
+            rtp,
+            rtcp,
+            reply,
+        } => {
+            let join = live
+                .get_mut(&channel)
+                .map(|c| c.subscribe(group, rtp, rtcp, now, out));
+            let _ = reply.send(join);
+        }
+        Command::Unsubscribe { channel, group } => {
+            if let Some(c) = live.get_mut(&channel) {
+                c.unsubscribe(group, false, now, out);
+            }
+        }
         Command::AddTrack { group, track, cfg } => pacer.add_track(group, track, cfg),
         Command::Play { group, req, reply } => {
             let _ = reply.send(pacer.play(group, req, now));
@@ -197,7 +246,12 @@ fn apply(pacer: &mut Pacer, cmd: Command) {
         Command::Pause { group, reply } => {
             let _ = reply.send(pacer.pause(group));
         }
-        Command::Remove { group } => pacer.remove(group, now),
+        Command::Remove { group } => {
+            pacer.remove(group, now);
+            for c in live.values_mut() {
+                c.unsubscribe(group, true, now, out);
+            }
+        }
         Command::RemoveTrack { group, track } => pacer.remove_track(group, track, now),
     }
 }
@@ -205,10 +259,20 @@ fn apply(pacer: &mut Pacer, cmd: Command) {
 /// Collects every datagram due at `now`, then sends the UDP ones in
 /// batches (one `sendmmsg` per [`mmsg::MAX_BATCH`]) and queues the
 /// interleaved ones on their connections.
-fn flush(pacer: &mut Pacer, now: Instant, batch: &mut Vec<Transmit>, out: &Outputs) {
-    batch.clear();
+/// `batch` may already hold datagrams that commands produced; it is empty
+/// again afterwards.
+fn flush(
+    pacer: &mut Pacer,
+    live: &mut HashMap<String, Channel>,
+    now: Instant,
+    batch: &mut Vec<Transmit>,
+    out: &Outputs,
+) {
     while let Some(t) = pacer.poll_transmit(now) {
         batch.push(t);
+    }
+    for c in live.values_mut() {
+        c.poll(now, batch);
     }
     if batch.is_empty() {
         return;
@@ -233,6 +297,7 @@ fn flush(pacer: &mut Pacer, now: Instant, batch: &mut Vec<Transmit>, out: &Outpu
             .interleaved_dropped
             .fetch_add(d.dropped as u64, Ordering::Relaxed);
     }
+    batch.clear();
 }
 
 /// Where the pacing thread's packets go.

@@ -24,14 +24,22 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
 pub fn ulaw_to_linear(code: u8) -> i16 {
     let u = !code;
     let t = ((i32::from(u & 0x0F) << 3) + ULAW_BIAS) << ((u & 0x70) >> 4);
-    (if u & 0x80 != 0 { ULAW_BIAS - t } else { t - ULAW_BIAS }) as i16
+    (if u & 0x80 != 0 {
+        ULAW_BIAS - t
+    } else {
+        t - ULAW_BIAS
+    }) as i16
 }
 
 /// One 16-bit linear sample to A-law.
 pub fn linear_to_alaw(sample: i16) -> u8 {
     // A-law works on 13-bit magnitudes.
     let p = i32::from(sample) >> 3;
-    let (mask, mag) = if p >= 0 { (0xD5u8, p) } else { (0x55u8, -p - 1) };
+    let (mask, mag) = if p >= 0 {
+        (0xD5u8, p)
+    } else {
+        (0x55u8, -p - 1)
+    };
     let segment = match mag {
         0..=0x1F => 0,
         0x20..=0x3F => 1,
