@@ -336,6 +336,10 @@ async fn flow(
 /// Binds an even RTP port and the next one for RTCP on `ip`.
 fn bind_pair(ip: IpAddr) -> std::io::Result<(mio::net::UdpSocket, mio::net::UdpSocket)> {
     let (rtp, rtcp) = crate::net::bind_pair(ip, 0)?;
+    // Without kernel stamps arrival falls back to the time of reading.
+    if let Err(e) = crate::net::mmsg::enable_timestamps(std::os::fd::AsFd::as_fd(&rtp)) {
+        tracing::debug!(error = %e, "no kernel receive timestamps");
+    }
     Ok((
         mio::net::UdpSocket::from_std(rtp),
         mio::net::UdpSocket::from_std(rtcp),

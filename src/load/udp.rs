@@ -6,6 +6,8 @@
 //!
 //! No task, timer or wake-up per packet: one `epoll_wait` returns every
 //! socket that became ready, and one `recvmmsg` reads what each holds.
+//! Arrival times are the kernel's (`SO_TIMESTAMPNS`), so the time this
+//! thread takes to get round to a socket is not charged to the sender.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,7 +16,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use mio::net::UdpSocket;
@@ -278,13 +280,20 @@ fn drain_rtp(
                 return;
             }
         };
-        let now = Instant::now();
+        let (now, wall) = (Instant::now(), SystemTime::now());
         let mut bytes = 0;
         for i in 0..n {
             let (d, _) = bufs.get(i);
             bytes += d.len() as u64;
-            match t.measure.on_rtp(d, now) {
-                Ok(a) => timeline.record(now.saturating_duration_since(origin), a),
+            // The kernel's arrival stamp, so this thread's own scheduling
+            // delay is not counted as the sender's pacing error.
+            let at = bufs
+                .stamp(i)
+                .and_then(|s| wall.duration_since(s).ok())
+                .and_then(|ago| now.checked_sub(ago))
+                .unwrap_or(now);
+            match t.measure.on_rtp(d, at) {
+                Ok(a) => timeline.record(at.saturating_duration_since(origin), a),
                 Err(e) => trace!(error = %e, "datagram not counted"),
             }
         }

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most datagrams given to the kernel in one call (Linux's `UIO_MAXIOV` is
 /// 1024; 64 already makes the per-call cost negligible).
@@ -120,7 +121,13 @@ pub struct RecvBufs {
     size: usize,
     lens: Vec<usize>,
     from: Vec<Option<SocketAddr>>,
+    /// Control-message space per datagram, as `u64`s for alignment.
+    control: Vec<u64>,
+    stamps: Vec<Option<SystemTime>>,
 }
+
+/// `u64`s of control-message space per datagram (room for a timestamp).
+const CONTROL_WORDS: usize = 8;
 
 impl RecvBufs {
     pub fn new(count: usize, size: usize) -> Self {
@@ -130,7 +137,15 @@ impl RecvBufs {
             size,
             lens: vec![0; count],
             from: vec![None; count],
+            control: vec![0; count * CONTROL_WORDS],
+            stamps: vec![None; count],
         }
+    }
+
+    /// When the kernel received datagram `i` of the last [`recv_batch`], if
+    /// the socket has [`enable_timestamps`] on.
+    pub fn stamp(&self, i: usize) -> Option<SystemTime> {
+        self.stamps.get(i).copied().flatten()
     }
 
     /// How many datagrams one [`recv_batch`] reads at most.
@@ -162,15 +177,19 @@ pub fn recv_batch(fd: std::os::fd::BorrowedFd<'_>, bufs: &mut RecvBufs) -> io::R
             iov_len: b.len(),
         })
         .collect();
+    let control = bufs.control.as_mut_ptr();
     let mut msgs: Vec<libc::mmsghdr> = (0..count)
         .map(|i| {
-            // SAFETY: as above; the pointers set point into `addrs` and
-            // `iovs`, which outlive the call below.
+            // SAFETY: as above; the pointers set point into `addrs`, `iovs`
+            // and `bufs.control`, which outlive the call below.
             let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
             hdr.msg_name = std::ptr::addr_of_mut!(addrs[i]).cast();
             hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = std::ptr::addr_of_mut!(iovs[i]);
             hdr.msg_iovlen = 1;
+            // SAFETY: `i * CONTROL_WORDS` is inside `bufs.control`.
+            hdr.msg_control = unsafe { control.add(i * CONTROL_WORDS) }.cast();
+            hdr.msg_controllen = CONTROL_WORDS * size_of::<u64>();
             libc::mmsghdr {
                 msg_hdr: hdr,
                 msg_len: 0,
@@ -202,8 +221,56 @@ pub fn recv_batch(fd: std::os::fd::BorrowedFd<'_>, bufs: &mut RecvBufs) -> io::R
     for i in 0..n {
         bufs.lens[i] = (msgs[i].msg_len as usize).min(bufs.size);
         bufs.from[i] = sockaddr::to_std(&addrs[i]);
+        bufs.stamps[i] = timestamp(&msgs[i].msg_hdr);
     }
     Ok(n)
+}
+
+/// The `SCM_TIMESTAMPNS` control message of a received datagram.
+fn timestamp(hdr: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: `hdr` was filled by recvmmsg: its control pointer and length
+    // describe initialised control messages inside our buffer, which the
+    // CMSG_* walkers stay within.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                let d = Duration::new(
+                    ts.tv_sec.max(0) as u64,
+                    ts.tv_nsec.clamp(0, 999_999_999) as u32,
+                );
+                return Some(UNIX_EPOCH + d);
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
+}
+
+/// Asks the kernel to stamp every datagram the socket receives with its
+/// arrival time (`SO_TIMESTAMPNS`), read back with [`RecvBufs::stamp`].
+/// A measuring receiver uses it so its own scheduling delay does not count
+/// as the sender's pacing error.
+pub fn enable_timestamps(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket, option and `c_int` value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            std::ptr::from_ref(&on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 mod sockaddr {
@@ -314,6 +381,19 @@ mod tests {
         }
         assert_eq!(got, payloads);
         assert_eq!(recv_batch(rx.as_fd(), &mut bufs).unwrap(), 0);
+        assert_eq!(bufs.stamp(0), None, "no timestamps unless asked");
+        enable_timestamps(rx.as_fd()).unwrap();
+        // The kernel turns stamping on asynchronously.
+        std::thread::sleep(Duration::from_millis(50));
+        let before = SystemTime::now();
+        send_batch(tx.as_fd(), &batch[..1]);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(recv_batch(rx.as_fd(), &mut bufs).unwrap(), 1);
+        let stamp = bufs.stamp(0).expect("a kernel timestamp");
+        let after = SystemTime::now();
+        assert!(stamp >= before && stamp <= after, "{stamp:?}");
+        // Stamped on arrival, not when read 20 ms later.
+        assert!(after.duration_since(stamp).unwrap() >= Duration::from_millis(15));
     }
 
     #[test]

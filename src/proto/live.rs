@@ -9,7 +9,7 @@
 //! no accumulated error). Each packet is encoded once; every listener gets a
 //! clone of the same [`Bytes`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -83,6 +83,10 @@ pub struct JoinInfo {
 struct Listener {
     rtp: Dest,
     rtcp: Dest,
+    /// When this listener's next SR is due: every `SR_INTERVAL` from its
+    /// join, so the reports of thousands of listeners spread out instead of
+    /// leaving in one burst.
+    next_sr: Instant,
 }
 
 /// A live channel fed by a looping clip.
@@ -102,13 +106,27 @@ pub struct Channel {
     anchor: Instant,
     /// Packets produced so far (the next one's index).
     index: u64,
-    next_report: Instant,
     packets: u32,
     octets: u32,
-    listeners: BTreeMap<u64, Listener>,
+    /// Listeners by send slot; each slot's listeners get every packet
+    /// `slot × slot_len` after its due time.
+    slots: Vec<BTreeMap<u64, Listener>>,
+    /// Which slot each listener is in.
+    slot_of: HashMap<u64, usize>,
+    slot_len: Duration,
+    /// The packet being sent slot by slot: (index, seq, rtptime, bytes).
+    current: Option<(u64, u16, u32, Bytes)>,
+    /// The next (packet, slot) to serve.
+    next: (u64, usize),
     cname: String,
     wallclock: WallClock,
 }
+
+/// Send slots per packet interval. A listener keeps its slot, so its
+/// packets leave at the same offset after their due time whoever else joins
+/// or leaves; and the sending of one packet to thousands of listeners is
+/// spread over the interval instead of leaving in one burst.
+const SLOTS: usize = 16;
 
 /// How a channel is set up.
 #[derive(Debug, Clone)]
@@ -155,10 +173,13 @@ impl Channel {
             rtptime: cfg.first_rtptime,
             anchor: now,
             index: 0,
-            next_report: now + SR_INTERVAL,
             packets: 0,
             octets: 0,
-            listeners: BTreeMap::new(),
+            slots: vec![BTreeMap::new(); SLOTS],
+            slot_of: HashMap::new(),
+            slot_len: ticks_to_duration(by_time.min(by_mtu), cfg.rate) / SLOTS as u32,
+            current: None,
+            next: (0, 0),
             cname: cfg.cname,
             wallclock: cfg.clock,
         })
@@ -169,21 +190,34 @@ impl Channel {
     }
 
     pub fn listener_count(&self) -> usize {
-        self.listeners.len()
+        self.slot_of.len()
+    }
+
+    /// When packet `index` is due.
+    fn due(&self, index: u64) -> Instant {
+        self.anchor + ticks_to_duration(index * self.frames_per_packet, self.rate)
     }
 
     fn frames(&self) -> u64 {
         (self.pcm.len() / (2 * usize::from(self.channels))) as u64
     }
 
-    /// When the next packet is due.
+    /// When [`Channel::poll`] next has work: the next packet to encode, or
+    /// the next slot with listeners.
     pub fn next_deadline(&self) -> Instant {
-        let due = self.anchor + ticks_to_duration(self.index * self.frames_per_packet, self.rate);
-        due.min(self.next_report)
+        let (packet, slot) = self.next;
+        let first_busy = (slot..SLOTS).find(|&s| !self.slots[s].is_empty());
+        match first_busy {
+            // Slot 0 of a packet also encodes it: always a deadline.
+            Some(s) if slot > 0 || s == 0 => self.due(packet) + self.slot_len * s as u32,
+            _ if slot > 0 => self.due(packet + 1),
+            _ => self.due(packet),
+        }
     }
 
-    /// Adds listener `id` (a session's pacer group) at the live edge: it
-    /// gets the next packet. An SR goes to it at once so it can sync.
+    /// Adds listener `id` (a session's pacer group) at the live edge, in the
+    /// least busy slot. Returns the first packet it will get; an SR goes to
+    /// it at once so it can sync.
     pub fn subscribe(
         &mut self,
         id: u64,
@@ -192,56 +226,95 @@ impl Channel {
         now: Instant,
         out: &mut Vec<Transmit>,
     ) -> JoinInfo {
-        let l = Listener { rtp, rtcp };
-        self.listeners.insert(id, l);
-        out.push(self.report(l.rtcp, now, false));
-        JoinInfo {
-            seq: self.stamper.next_seq,
-            rtptime: self.rtptime,
+        self.remove(id);
+        let slot = (0..SLOTS)
+            .min_by_key(|&s| (self.slots[s].len(), s))
+            .unwrap_or(0);
+        let l = Listener {
+            rtp,
+            rtcp,
+            next_sr: now + SR_INTERVAL,
+        };
+        self.slots[slot].insert(id, l);
+        self.slot_of.insert(id, slot);
+        out.push(self.report(rtcp, now, false));
+        // The packet in flight, if its turn at this slot is still to come.
+        match &self.current {
+            Some((k, seq, ts, _)) if (self.next.0, self.next.1) <= (*k, slot) => JoinInfo {
+                seq: *seq,
+                rtptime: *ts,
+            },
+            _ => JoinInfo {
+                seq: self.stamper.next_seq,
+                rtptime: self.rtptime,
+            },
         }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Listener> {
+        let slot = self.slot_of.remove(&id)?;
+        self.slots[slot].remove(&id)
     }
 
     /// Removes listener `id`; with `bye`, tells it the stream ended for it.
     pub fn unsubscribe(&mut self, id: u64, bye: bool, now: Instant, out: &mut Vec<Transmit>) {
-        if let Some(l) = self.listeners.remove(&id) {
+        if let Some(l) = self.remove(id) {
             if bye {
                 out.push(self.report(l.rtcp, now, true));
             }
         }
     }
 
-    /// Every packet (and report) due at `now`, for every listener.
+    /// Every packet, slot by slot, and every report due at `now`. A
+    /// listener's SR goes out with its first packet at or after its SR time,
+    /// encoded once for all listeners due in that slot.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         loop {
-            let due =
-                self.anchor + ticks_to_duration(self.index * self.frames_per_packet, self.rate);
-            if due > now {
+            let (packet, slot) = self.next;
+            let at = self.due(packet) + self.slot_len * slot as u32;
+            if at > now {
                 break;
             }
-            let data = self.next_packet();
-            for l in self.listeners.values() {
+            if slot == 0 {
+                // The timeline runs whether or not anyone listens.
+                let (seq, ts) = (self.stamper.next_seq, self.rtptime);
+                let data = self.next_packet();
+                self.current = Some((packet, seq, ts, data));
+            }
+            self.next = if slot + 1 == SLOTS {
+                (packet + 1, 0)
+            } else {
+                (packet, slot + 1)
+            };
+            let Some((_, _, _, data)) = &self.current else {
+                continue;
+            };
+            let mut srs_due = false;
+            for l in self.slots[slot].values() {
                 out.push(Transmit {
                     dest: l.rtp,
                     data: data.clone(),
                     rtcp: false,
                 });
+                srs_due |= l.next_sr <= at;
             }
-        }
-        if now >= self.next_report {
-            self.next_report += SR_INTERVAL;
-            if self.next_report <= now {
-                self.next_report = now + SR_INTERVAL;
+            if !srs_due {
+                continue;
             }
-            // One report, encoded once, to every listener.
-            if let Some(first) = self.listeners.values().next() {
-                let sr = self.report(first.rtcp, now, false);
-                for l in self.listeners.values() {
-                    out.push(Transmit {
-                        dest: l.rtcp,
-                        data: sr.data.clone(),
-                        rtcp: true,
-                    });
+            let sr = self.report_data(now, false);
+            for l in self.slots[slot].values_mut() {
+                if l.next_sr > at {
+                    continue;
                 }
+                l.next_sr += SR_INTERVAL;
+                if l.next_sr <= at {
+                    l.next_sr = at + SR_INTERVAL;
+                }
+                out.push(Transmit {
+                    dest: l.rtcp,
+                    data: sr.clone(),
+                    rtcp: true,
+                });
             }
         }
     }
@@ -287,9 +360,17 @@ impl Channel {
 
     /// An SR (or BYE) whose RTP time is the channel's timeline at `now`.
     fn report(&self, dest: Dest, now: Instant, bye: bool) -> Transmit {
+        Transmit {
+            dest,
+            data: self.report_data(now, bye),
+            rtcp: true,
+        }
+    }
+
+    fn report_data(&self, now: Instant, bye: bool) -> Bytes {
         // The next packet's timestamp belongs to its due time; `now` is
         // that minus (due - now).
-        let due = self.anchor + ticks_to_duration(self.index * self.frames_per_packet, self.rate);
+        let due = self.due(self.index);
         let ahead = super::clock::duration_to_ticks(due.saturating_duration_since(now), self.rate);
         let behind = super::clock::duration_to_ticks(now.saturating_duration_since(due), self.rate);
         let info = SenderInfo {
@@ -307,11 +388,7 @@ impl Channel {
         } else {
             rtcp::write_sender_report(&mut out, self.stamper.ssrc, &info, &self.cname);
         }
-        Transmit {
-            dest,
-            data: out.freeze(),
-            rtcp: true,
-        }
+        out.freeze()
     }
 }
 
@@ -393,10 +470,9 @@ mod tests {
         }
         assert!(!out.iter().any(|t| t.rtcp), "no periodic SR before 5 s");
         out.clear();
-        c.poll(t0 + Duration::from_secs(5), &mut out);
+        c.poll(t0 + Duration::from_millis(5010), &mut out);
         let srs: Vec<&Transmit> = out.iter().filter(|t| t.rtcp).collect();
         assert_eq!(srs.len(), 2, "one SR to each listener");
-        assert_eq!(srs[0].data.as_ptr(), srs[1].data.as_ptr(), "encoded once");
     }
 
     #[test]
@@ -448,6 +524,79 @@ mod tests {
             parse_compound(&out[0].data).unwrap().last(),
             Some(Packet::Goodbye { .. })
         ));
+    }
+
+    #[test]
+    fn reports_are_staggered_by_join_time() {
+        let t0 = Instant::now();
+        let mut c = channel(Codec::L16, t0);
+        let mut out = Vec::new();
+        c.subscribe(1, udp(5000), udp(5001), t0, &mut out);
+        c.subscribe(
+            2,
+            udp(6000),
+            udp(6001),
+            t0 + Duration::from_millis(2000),
+            &mut out,
+        );
+        out.clear();
+        let srs_to = |out: &[Transmit], port: u16| {
+            out.iter().filter(|t| t.rtcp && t.dest == udp(port)).count()
+        };
+        c.poll(t0 + Duration::from_millis(5010), &mut out);
+        assert_eq!((srs_to(&out, 5001), srs_to(&out, 6001)), (1, 0));
+        out.clear();
+        c.poll(t0 + Duration::from_millis(7010), &mut out);
+        assert_eq!((srs_to(&out, 5001), srs_to(&out, 6001)), (0, 1));
+    }
+
+    #[test]
+    fn listeners_keep_their_slot_whoever_leaves() {
+        let t0 = Instant::now();
+        let mut c = channel(Codec::L16, t0);
+        let mut out = Vec::new();
+        for id in 0..40 {
+            c.subscribe(
+                id,
+                udp(5000 + 2 * id as u16),
+                udp(5001 + 2 * id as u16),
+                t0,
+                &mut out,
+            );
+        }
+        let counts: Vec<usize> = c.slots.iter().map(BTreeMap::len).collect();
+        assert!(
+            counts
+                .iter()
+                .all(|&n| n == 40 / SLOTS || n == 40 / SLOTS + 1),
+            "{counts:?}"
+        );
+        // Listener 39 is served 1.25 ms × its slot after each due time, and
+        // still after half the others leave.
+        let slot = c.slot_of[&39];
+        let sent_at = |c: &mut Channel, k: u64| {
+            let due = t0 + Duration::from_millis(20 * k);
+            let mut out = Vec::new();
+            let mut t = due;
+            loop {
+                c.poll(t, &mut out);
+                if out.iter().any(|x| x.dest == udp(5000 + 78)) {
+                    return t - due;
+                }
+                t += Duration::from_micros(50);
+            }
+        };
+        c.poll(t0 + Duration::from_millis(19), &mut out);
+        let before = sent_at(&mut c, 1);
+        for id in 0..20 {
+            c.unsubscribe(id, false, t0, &mut out);
+        }
+        let after = sent_at(&mut c, 2);
+        assert_eq!(before, after, "slot {slot}: same offset");
+        assert!(
+            before >= c.slot_len * slot as u32
+                && before < c.slot_len * slot as u32 + Duration::from_micros(60)
+        );
     }
 
     #[test]

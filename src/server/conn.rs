@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,7 @@ async fn serve_requests(
     let _ = stream.set_nodelay(true);
     let shared = shared.clone();
     let limits = shared.config.limits;
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::new();
     let mut partial_since: Option<Instant> = None;
     debug!("connection opened");
     loop {
@@ -90,7 +90,9 @@ async fn serve_requests(
                     let response = if slot.is_none() {
                         base_response(StatusCode::SERVICE_UNAVAILABLE, request.cseq())
                     } else {
-                        handler::handle(&shared, &request, peer, conn_id).await
+                        // Boxed: the handler future is large and exists only during a
+                        // request, so idle connections stay small.
+                        Box::pin(handler::handle(&shared, &request, peer, conn_id)).await
                     };
                     if !write(&shared, &mut stream, &response).await || slot.is_none() {
                         return;
@@ -104,6 +106,9 @@ async fn serve_requests(
             }
         }
         partial_since = if buf.is_empty() {
+            // An idle connection holds no read buffer (thousands of
+            // listeners each sit idle between keepalives).
+            buf = BytesMut::new();
             None
         } else {
             partial_since.or(Some(Instant::now()))
@@ -150,7 +155,6 @@ async fn read(
             Some(t) => t + cfg.read_timeout,
             None => idle_deadline,
         };
-        buf.reserve(4096);
         let r = tokio::select! {
             _ = cancel.cancelled() => return Read::Closed,
             Some((channel, data)) = frames.recv() => {
@@ -167,7 +171,18 @@ async fn read(
                 }
                 continue;
             }
-            r = tokio::time::timeout_at(deadline.into(), stream.read_buf(buf)) => r,
+            r = tokio::time::timeout_at(deadline.into(), stream.readable()) => match r {
+                // Buffer space only once there is something to read.
+                Ok(Ok(())) => {
+                    buf.reserve(4096);
+                    match stream.try_read_buf(buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        other => Ok(other),
+                    }
+                }
+                Ok(Err(e)) => Ok(Err(e)),
+                Err(elapsed) => Err(elapsed),
+            },
         };
         match r {
             Ok(Ok(0)) | Ok(Err(_)) => return Read::Closed,
