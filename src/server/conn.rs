@@ -40,8 +40,7 @@ pub(crate) async fn serve(
     slot: Option<ConnSlot>,
     cancel: CancellationToken,
 ) {
-    let frames = shared.sinks.open(conn_id, shared.config.client_queue);
-    serve_requests(&shared, stream, peer, conn_id, slot, frames, &cancel).await;
+    serve_requests(&shared, stream, peer, conn_id, slot, &cancel).await;
     shared.sinks.close(conn_id);
     // Sessions streaming over this connection have lost their transport.
     for e in shared.sessions.remove_interleaved_on(conn_id) {
@@ -57,9 +56,10 @@ async fn serve_requests(
     peer: SocketAddr,
     conn_id: u64,
     slot: Option<ConnSlot>,
-    mut frames: mpsc::Receiver<Frame>,
     cancel: &CancellationToken,
 ) {
+    // The interleaved frame queue, once a SETUP asked for one.
+    let mut frames: Option<mpsc::Receiver<Frame>> = None;
     let _ = stream.set_nodelay(true);
     let shared = shared.clone();
     let limits = shared.config.limits;
@@ -97,6 +97,9 @@ async fn serve_requests(
                     if !write(&shared, &mut stream, &response).await || slot.is_none() {
                         return;
                     }
+                    if frames.is_none() {
+                        frames = shared.sinks.take_receiver(conn_id);
+                    }
                 }
                 Err(e) => {
                     debug!(error = %e, "unparseable request, closing");
@@ -133,6 +136,14 @@ async fn serve_requests(
     }
 }
 
+/// The next queued frame; never resolves for a connection without a queue.
+async fn next_frame(frames: &mut Option<mpsc::Receiver<Frame>>) -> Option<Frame> {
+    match frames {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Frames written per `write` call at most.
 const FRAMES_PER_WRITE: usize = 64;
 
@@ -144,7 +155,7 @@ async fn read(
     buf: &mut BytesMut,
     partial_since: Option<Instant>,
     conn_id: u64,
-    frames: &mut mpsc::Receiver<Frame>,
+    frames: &mut Option<mpsc::Receiver<Frame>>,
     cancel: &CancellationToken,
 ) -> Read {
     let cfg = &shared.config;
@@ -157,11 +168,11 @@ async fn read(
         };
         let r = tokio::select! {
             _ = cancel.cancelled() => return Read::Closed,
-            Some((channel, data)) = frames.recv() => {
+            Some((channel, data)) = next_frame(frames) => {
                 out.clear();
                 write_frame(&mut out, channel, &data);
                 for _ in 1..FRAMES_PER_WRITE {
-                    let Ok((channel, data)) = frames.try_recv() else { break };
+                    let Some(Ok((channel, data))) = frames.as_mut().map(mpsc::Receiver::try_recv) else { break };
                     write_frame(&mut out, channel, &data);
                 }
                 let written = tokio::time::timeout(cfg.write_timeout, stream.write_all(&out)).await;
@@ -176,7 +187,13 @@ async fn read(
                 Ok(Ok(())) => {
                     buf.reserve(4096);
                     match stream.try_read_buf(buf) {
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            // A stale readiness: give the space back.
+                            if buf.is_empty() {
+                                *buf = BytesMut::new();
+                            }
+                            continue;
+                        }
                         other => Ok(other),
                     }
                 }

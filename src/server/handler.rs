@@ -283,6 +283,9 @@ async fn setup(
         return Err(Error::NotFound);
     }
     let dest = choose_transport(req, peer.ip(), conn, track)?;
+    if dest.rtp.udp().is_none() {
+        shared.sinks.open(conn, shared.config.client_queue);
+    }
     let now = Instant::now();
     let existing = session_id(req)?;
 

@@ -15,10 +15,19 @@ use tokio::sync::mpsc;
 /// One frame to write: channel and packet.
 pub(crate) type Frame = (u8, Bytes);
 
-/// The queues of every open connection.
+/// The queues of the connections that stream interleaved; a connection
+/// gets one at its first interleaved SETUP (UDP-only connections, the
+/// many, pay nothing).
 #[derive(Debug, Default)]
 pub(crate) struct Sinks {
-    queues: Mutex<HashMap<u64, mpsc::Sender<Frame>>>,
+    queues: Mutex<HashMap<u64, Sink>>,
+}
+
+#[derive(Debug)]
+struct Sink {
+    tx: mpsc::Sender<Frame>,
+    /// Until the connection's task takes it.
+    rx: Option<mpsc::Receiver<Frame>>,
 }
 
 /// What happened to a batch of frames.
@@ -30,11 +39,18 @@ pub(crate) struct Delivered {
 }
 
 impl Sinks {
-    /// Opens the queue of connection `conn`, holding `capacity` frames.
-    pub(crate) fn open(&self, conn: u64, capacity: usize) -> mpsc::Receiver<Frame> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        self.lock().insert(conn, tx);
-        rx
+    /// Opens the queue of connection `conn`, holding `capacity` frames, if
+    /// it has none yet.
+    pub(crate) fn open(&self, conn: u64, capacity: usize) {
+        self.lock().entry(conn).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(capacity.max(1));
+            Sink { tx, rx: Some(rx) }
+        });
+    }
+
+    /// The receiving end of `conn`'s queue, once, for its task.
+    pub(crate) fn take_receiver(&self, conn: u64) -> Option<mpsc::Receiver<Frame>> {
+        self.lock().get_mut(&conn)?.rx.take()
     }
 
     pub(crate) fn close(&self, conn: u64) {
@@ -51,7 +67,7 @@ impl Sinks {
         let queues = self.lock();
         for (conn, channel, data) in frames {
             let Some(q) = queues.get(&conn) else { continue };
-            match q.try_send((channel, data.clone())) {
+            match q.tx.try_send((channel, data.clone())) {
                 Ok(()) => d.queued += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => d.dropped += 1,
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -60,7 +76,7 @@ impl Sinks {
         d
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<Frame>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sink>> {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -83,7 +99,14 @@ mod tests {
     #[test]
     fn full_queue_drops_and_closed_is_skipped() {
         let sinks = Sinks::default();
-        let mut rx = sinks.open(1, 2);
+        assert!(
+            sinks.take_receiver(1).is_none(),
+            "no queue before it is opened"
+        );
+        sinks.open(1, 2);
+        sinks.open(1, 2);
+        let mut rx = sinks.take_receiver(1).unwrap();
+        assert!(sinks.take_receiver(1).is_none(), "taken once");
         let p = Bytes::from_static(b"rtp");
         let d = sinks.deliver([(1, 0, &p), (1, 1, &p), (1, 0, &p), (9, 0, &p)]);
         assert_eq!(
