@@ -241,3 +241,158 @@ fn ffmpeg_plays_pcmu_channel_over_udp_and_tcp() {
         }
     }
 }
+
+/// An interleaved (TCP) listener: SETUP with `interleaved=0-1`, PLAY, and
+/// the stream positioned at the first frame. With `rcvbuf`, the socket's
+/// receive buffer is made that small before connecting.
+fn tcp_listener(server: &Server, url: &str, rcvbuf: Option<i32>) -> (std::net::TcpStream, Vec<u8>) {
+    use std::io::{BufRead, BufReader, Write};
+    let sock = std::net::TcpStream::connect(server.addr()).expect("connect");
+    if let Some(size) = rcvbuf {
+        // Set after connect, it still caps the window the server sees from
+        // here on.
+        let fd = std::os::fd::AsFd::as_fd(&sock);
+        rtspd::net::set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size).expect("SO_RCVBUF");
+    }
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut w = sock.try_clone().unwrap();
+    let mut r = BufReader::new(sock.try_clone().unwrap());
+    let mut ask = |req: String| -> Vec<String> {
+        w.write_all(req.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                return head;
+            }
+            head.push(line.trim_end().to_owned());
+        }
+    };
+    let h = ask(format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"));
+    assert!(h[0].contains("200"), "{h:?}");
+    let session = h
+        .iter()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .expect("Session")
+        .to_owned();
+    let h = ask(format!(
+        "PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"
+    ));
+    assert!(h[0].contains("200"), "{h:?}");
+    assert!(
+        r.buffer().is_empty() || r.buffer()[0] == b'$',
+        "frames follow the reply"
+    );
+    // Frame bytes already read past the reply go back with the stream.
+    (sock, r.buffer().to_vec())
+}
+
+/// Reads interleaved frames for `dur`; returns the RTP sequence numbers
+/// seen on channel 0.
+fn read_frames(mut sock: std::net::TcpStream, mut buf: Vec<u8>, dur: Duration) -> Vec<u16> {
+    use std::io::Read;
+    let end = std::time::Instant::now() + dur;
+    let mut seqs = Vec::new();
+    let mut chunk = [0u8; 8192];
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while std::time::Instant::now() < end {
+        match sock.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => continue,
+        }
+        while buf.len() >= 4 {
+            assert_eq!(buf[0], b'$', "only frames after PLAY");
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            if buf.len() < 4 + len {
+                break;
+            }
+            if buf[1] == 0 {
+                seqs.push(rtp_seq(&buf[4..4 + len]));
+            }
+            buf.drain(..4 + len);
+        }
+    }
+    seqs
+}
+
+fn gaps(seqs: &[u16]) -> usize {
+    seqs.windows(2)
+        .filter(|w| w[1] != w[0].wrapping_add(1))
+        .count()
+}
+
+/// A TCP listener that stops reading loses only its own packets and is
+/// cut off after the write timeout; a UDP and a TCP canary on the same
+/// channel lose nothing meanwhile.
+#[test]
+fn slow_tcp_listener_is_dropped_without_hurting_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 48 kHz stereo L16: 192 kB/s, so a stalled reader fills its buffers fast.
+    let frames: Vec<i16> = (0..48_000 * 2).map(|i| (i % 3000) as i16).collect();
+    common::write_wav(
+        &dir.path().join("hifi.wav"),
+        common::int_spec(48_000, 2, 16),
+        frames,
+    );
+    let spec = format!("hifi=file:{}", dir.path().join("hifi.wav").display());
+    let server = Server::start_with(|_| {}, &["--live", &spec, "--write-timeout", "2"]);
+    let url = server.url("live/hifi");
+
+    let before = server.fds().expect("the server's open descriptors");
+    let (slow, _) = tcp_listener(&server, &url, Some(4096));
+    let (tcp_canary, pending) = tcp_listener(&server, &url, None);
+    let (mut c, udp) = (Rtsp::connect(server.addr()), UdpPair::bind());
+    let s = setup_udp(&mut c, &url, &udp);
+    play(&mut c, &url, &s);
+
+    let reader =
+        std::thread::spawn(move || read_frames(tcp_canary, pending, Duration::from_secs(9)));
+    let udp_pkts = {
+        let mut got = Vec::new();
+        let end = std::time::Instant::now() + Duration::from_secs(8);
+        while std::time::Instant::now() < end {
+            if let Some((p, _)) = udp.recv_rtp() {
+                got.push(rtp_seq(&p));
+            }
+        }
+        got
+    };
+    // At 8 s the stalled connection is gone (its buffers filled within
+    // about 2 s, then the 2 s write timeout): only the two canaries' control
+    // connections are open.
+    let open = server.fds().expect("descriptors");
+    assert_eq!(
+        open,
+        before + 2,
+        "the slow listener's connection was closed"
+    );
+    let tcp_seqs = reader.join().expect("canary reader");
+    // 8 s at 20 ms: 400 packets each, with no gap.
+    assert!(udp_pkts.len() >= 380, "UDP canary got {}", udp_pkts.len());
+    assert_eq!(gaps(&udp_pkts), 0, "UDP canary lost packets");
+    assert!(tcp_seqs.len() >= 380, "TCP canary got {}", tcp_seqs.len());
+    assert_eq!(gaps(&tcp_seqs), 0, "TCP canary lost packets");
+
+    // What the slow listener got is far less than the 8 s it missed.
+    let mut slow = slow;
+    slow.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut total = 0usize;
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = std::io::Read::read(&mut slow, &mut buf) {
+        if n == 0 || total > 8 * 192_000 {
+            break;
+        }
+        total += n;
+    }
+    assert!(
+        total < 8 * 192_000 / 2,
+        "it got {total} bytes, not the whole 8 s"
+    );
+    let mut server = server;
+    assert!(server.alive());
+}

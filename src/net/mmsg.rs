@@ -253,24 +253,7 @@ fn timestamp(hdr: &libc::msghdr) -> Option<SystemTime> {
 /// A measuring receiver uses it so its own scheduling delay does not count
 /// as the sender's pacing error.
 pub fn enable_timestamps(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket, option and `c_int` value of the right size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            std::ptr::from_ref(&on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
 }
 
 mod sockaddr {

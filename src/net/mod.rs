@@ -5,6 +5,31 @@ pub mod mmsg;
 
 use std::io;
 use std::net::{IpAddr, UdpSocket};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `setsockopt` of an `int`-valued socket option.
+pub fn set_int_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a valid descriptor, and a pointer to a `c_int` with its size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(&value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// Binds an RTP socket on an even port and RTCP on the next one (RFC 3550
 /// §11), both non-blocking. With `port == 0`, picks a free pair.

@@ -23,6 +23,7 @@ use super::handler::{self, base_response};
 use super::interleave::{write_frame, Frame};
 use super::udp::Command;
 use super::{ConnSlot, Shared};
+use crate::net;
 use crate::proto::rtcp;
 use crate::proto::rtsp::{parse, Parsed, Response, StatusCode};
 
@@ -99,6 +100,9 @@ async fn serve_requests(
                     }
                     if frames.is_none() {
                         frames = shared.sinks.take_receiver(conn_id);
+                        if frames.is_some() {
+                            limit_send_buffer(&stream);
+                        }
                     }
                 }
                 Err(e) => {
@@ -133,6 +137,20 @@ async fn serve_requests(
                 return;
             }
         }
+    }
+}
+
+/// Kernel send buffer of a connection that streams interleaved. Linux
+/// would grow it to megabytes for a client that stops reading; bounded, the
+/// write timeout notices such a client in seconds and the memory a stuck
+/// client pins stays small.
+const INTERLEAVED_SNDBUF: libc::c_int = 256 * 1024;
+
+fn limit_send_buffer(stream: &TcpStream) {
+    use std::os::fd::AsFd;
+    let fd = stream.as_fd();
+    if let Err(e) = net::set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, INTERLEAVED_SNDBUF) {
+        debug!(error = %e, "send buffer not limited");
     }
 }
 
