@@ -639,13 +639,20 @@ fn gstreamer_plays_to_the_end() {
     // after the clip's duration. The upper time bound below guards that
     // (rtspsrc's own UDP `timeout` is 5 s, so anything else would be slower).
     // rtpL16depay already outputs S16BE; audioconvert passes it through.
+    // Both lower transports: `protocols=tcp` is RTP interleaved on the RTSP
+    // connection.
     require("gst-launch-1.0");
     let server = Server::start(&[]);
-    let clips = [CLIPS[0], CLIPS[1]];
+    let clips = [
+        (CLIPS[0], "protocols=udp"),
+        (CLIPS[1], "protocols=udp"),
+        (CLIPS[0], "protocols=tcp"),
+        (CLIPS[1], "protocols=tcp"),
+    ];
     par(
         &clips,
-        |c| c.0.to_owned(),
-        |&(path, rate, channels, secs)| {
+        |c| format!("{} {}", c.0 .0, c.1),
+        |&((path, rate, channels, secs), protocols)| {
             let dir = tempfile::tempdir().expect("tempdir");
             let out = dir.path().join("out.raw");
             let location = format!("location={}", server.url(path));
@@ -657,7 +664,7 @@ fn gstreamer_plays_to_the_end() {
                     "-e",
                     "rtspsrc",
                     &location,
-                    "protocols=udp",
+                    protocols,
                     "!",
                     "rtpL16depay",
                     "!",
@@ -673,13 +680,13 @@ fn gstreamer_plays_to_the_end() {
             let t = run.elapsed.as_secs_f64();
             assert!(
                 t > secs - 0.5 && t < secs + 3.0,
-                "{path}: gst-launch ended after {t:.2} s for a {secs} s clip (it should end \
-                 on the server's RTCP BYE right after the last packet)"
+                "{path} {protocols}: gst-launch ended after {t:.2} s for a {secs} s clip (it \
+                 should end on the server's RTCP BYE right after the last packet)"
             );
             let (expected, _, _) = wav_l16(&bundled_media().join(path));
             let decoded = std::fs::read(&out).expect("gst output");
             assert_pcm_eq(
-                &format!("gstreamer {path}"),
+                &format!("gstreamer {path} {protocols}"),
                 &decoded,
                 &expected,
                 channels,

@@ -396,3 +396,60 @@ fn slow_tcp_listener_is_dropped_without_hurting_others() {
     let mut server = server;
     assert!(server.alive());
 }
+
+/// GStreamer (`rtspsrc protocols=tcp`) plays a live channel: about 100
+/// buffers (2 s), every sample the file's, from where it joined.
+#[test]
+fn gstreamer_plays_live_channel_over_tcp() {
+    if !common::have("gst-launch-1.0") {
+        panic!("gst-launch-1.0 is required (scripts/test installs it)");
+    }
+    let (server, samples) = serve("l16");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.raw");
+    let mut child = Command::new("gst-launch-1.0")
+        .args(["-q", "-e", "rtspsrc"])
+        .arg(format!("location={}", server.url("live/ch")))
+        .args([
+            "protocols=tcp",
+            "!",
+            "rtpL16depay",
+            "!",
+            "identity",
+            "eos-after=100",
+        ])
+        .args([
+            "!",
+            "audioconvert",
+            "!",
+            "audio/x-raw,format=S16BE",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", out.display()))
+        .spawn()
+        .expect("run gst-launch-1.0");
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            panic!("gst-launch-1.0 did not finish in 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "gst-launch-1.0: {status}");
+    let decoded = l16(&std::fs::read(&out).expect("gst output"));
+    // identity's eos-after=100 lets 99 or 100 buffers through, by version.
+    assert!(
+        [99 * 160, 100 * 160].contains(&decoded.len()),
+        "{} samples: not 99-100 buffers of 20 ms",
+        decoded.len()
+    );
+    let start = offset_in_loop(&samples, &decoded[..160]);
+    for (i, &s) in decoded.iter().enumerate() {
+        assert_eq!(s, samples[(start + i) % samples.len()], "sample {i}");
+    }
+}
