@@ -2,13 +2,15 @@
 """The peer for the load ladder: gst-rtsp-server (Debian's GstRtspServer
 bindings) serving one WAV file as L16 over RTP, the way rtspd serves it.
 
-    benches/gst_rtsp_server.py CLIP.wav PORT [--shared]
+    benches/gst_rtsp_server.py CLIP.wav PORT [--shared] [--pcmu]
 
 Serves rtsp://127.0.0.1:PORT/clip. Without --shared every client gets its
 own pipeline (on-demand, its own timeline, like rtspd); with --shared all
 clients share one pipeline (live-like fan-out). The pipeline reads the file,
 converts to S16BE and packetizes 20 ms L16 packets (rtpL16pay
-min-ptime/max-ptime), so the packet rate matches rtspd's.
+min-ptime/max-ptime), so the packet rate matches rtspd's. With --pcmu it
+sends G.711 µ-law (mulawenc ! rtppcmupay) instead, for the live-channel
+comparison.
 
 Needs: python3-gi, python3-gst-1.0, gir1.2-gst-rtsp-server-1.0,
 gstreamer1.0-plugins-good (wavparse, rtpL16pay).
@@ -31,17 +33,20 @@ def main() -> int:
         return 2
     clip, port = args
     shared = "--shared" in sys.argv
+    pcmu = "--pcmu" in sys.argv
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
     # 20 ms packets: 20,000,000 ns for both bounds.
-    factory.set_launch(
-        f'( filesrc location="{clip}" ! wavparse ! audioconvert ! '
-        "audio/x-raw,format=S16BE ! "
-        "rtpL16pay name=pay0 pt=96 min-ptime=20000000 max-ptime=20000000 )"
-    )
+    if pcmu:
+        tail = ("audioresample ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! "
+                "rtppcmupay name=pay0 pt=0 min-ptime=20000000 max-ptime=20000000")
+    else:
+        tail = ("audio/x-raw,format=S16BE ! "
+                "rtpL16pay name=pay0 pt=96 min-ptime=20000000 max-ptime=20000000")
+    factory.set_launch(f'( filesrc location="{clip}" ! wavparse ! audioconvert ! {tail} )')
     factory.set_shared(shared)
     server.get_mount_points().add_factory("/clip", factory)
     if server.attach(None) == 0:

@@ -4,6 +4,7 @@ the same 8 kHz mono clip, measured by `rtspd load` in one run.
 
     benches/ladder.py [--sizes 100,500,1000,2000,4000] [--duration 20]
                       [--ramp 200] [--servers rtspd,gst,gst-shared] [--out FILE.md]
+                      [--live]
 
 Each server runs pinned to core 0 (taskset), the tester to core 1. For each
 size it starts a fresh server, warms it with one session (so the clip is
@@ -44,6 +45,8 @@ def rss_kib(pid):
 
 
 RTSPD_ARGS = []
+# --live: rtspd serves the clip as a PCMU live channel, gst as shared PCMU.
+LIVE = []
 
 
 def start_server(kind, media, clip, port, rtp_port):
@@ -52,8 +55,12 @@ def start_server(kind, media, clip, port, rtp_port):
                "--media", media, "--max-sessions-per-ip", "20000",
                "--max-connections-per-ip", "20000"] + RTSPD_ARGS
         url = f"rtsp://127.0.0.1:{port}/clip.wav"
+        if LIVE:
+            cmd += ["--live", f"ch=file:{clip},codec=pcmu"]
+            url = f"rtsp://127.0.0.1:{port}/live/ch"
     else:
         cmd = ["/usr/bin/python3", GST, clip, str(port)] + (["--shared"] if kind == "gst-shared" else [])
+        cmd += ["--pcmu"] if LIVE else []
         url = f"rtsp://127.0.0.1:{port}/clip"
     p = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
@@ -128,8 +135,12 @@ def main():
     ap.add_argument("--servers", default="rtspd,gst")
     ap.add_argument("--out")
     ap.add_argument("--rtspd-args", default="", help="extra rtspd flags, space-separated")
+    ap.add_argument("--live", action="store_true",
+                    help="one shared PCMU timeline: rtspd --live against gst shared media")
     a = ap.parse_args()
     RTSPD_ARGS.extend(a.rtspd_args.split())
+    if a.live:
+        LIVE.append(True)
     media = tempfile.mkdtemp()
     clip = os.path.join(media, "clip.wav")
     sizes = [int(s) for s in a.sizes.split(",")]

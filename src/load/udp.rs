@@ -90,9 +90,21 @@ impl Receiver {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = mpsc::channel(1024);
+        // Linux switches receive stamping on for the whole stack, and does
+        // it asynchronously, when the first socket asks; a packet that
+        // arrives before that is stamped when it is read instead, which
+        // would skew the first session's alignment. So ask now, keep the
+        // socket for the run, and give the switch a moment.
+        let stamping = std::net::UdpSocket::bind(("127.0.0.1", 0))?;
+        if mmsg::enable_timestamps(stamping.as_fd()).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let thread = std::thread::Builder::new()
             .name("load-udp-rx".into())
-            .spawn(move || run(poll, rx, totals, origin))?;
+            .spawn(move || {
+                let _stamping = stamping;
+                run(poll, rx, totals, origin)
+            })?;
         Ok((Self { tx, waker }, thread))
     }
 

@@ -87,6 +87,9 @@ struct Listener {
     /// join, so the reports of thousands of listeners spread out instead of
     /// leaving in one burst.
     next_sr: Instant,
+    /// Index of the first packet it gets: the one whose turn at its slot
+    /// had not yet come when it joined.
+    first: u64,
 }
 
 /// A live channel fed by a looping clip.
@@ -230,25 +233,39 @@ impl Channel {
         let slot = (0..SLOTS)
             .min_by_key(|&s| (self.slots[s].len(), s))
             .unwrap_or(0);
+        // The packet in flight, if its time at this slot is still to come
+        // (the loop may not have reached that slot yet even when its time
+        // has passed: it does not wake for empty slots); else the next one.
+        let in_flight = self
+            .current
+            .as_ref()
+            .filter(|(k, ..)| self.due(*k) + self.slot_len * slot as u32 >= now);
+        let (first, join) = match in_flight {
+            Some((k, seq, ts, _)) => (
+                *k,
+                JoinInfo {
+                    seq: *seq,
+                    rtptime: *ts,
+                },
+            ),
+            None => (
+                self.index,
+                JoinInfo {
+                    seq: self.stamper.next_seq,
+                    rtptime: self.rtptime,
+                },
+            ),
+        };
         let l = Listener {
             rtp,
             rtcp,
             next_sr: now + SR_INTERVAL,
+            first,
         };
         self.slots[slot].insert(id, l);
         self.slot_of.insert(id, slot);
         out.push(self.report(rtcp, now, false));
-        // The packet in flight, if its turn at this slot is still to come.
-        match &self.current {
-            Some((k, seq, ts, _)) if (self.next.0, self.next.1) <= (*k, slot) => JoinInfo {
-                seq: *seq,
-                rtptime: *ts,
-            },
-            _ => JoinInfo {
-                seq: self.stamper.next_seq,
-                rtptime: self.rtptime,
-            },
-        }
+        join
     }
 
     fn remove(&mut self, id: u64) -> Option<Listener> {
@@ -290,7 +307,7 @@ impl Channel {
                 continue;
             };
             let mut srs_due = false;
-            for l in self.slots[slot].values() {
+            for l in self.slots[slot].values().filter(|l| l.first <= packet) {
                 out.push(Transmit {
                     dest: l.rtp,
                     data: data.clone(),
@@ -303,7 +320,7 @@ impl Channel {
             }
             let sr = self.report_data(now, false);
             for l in self.slots[slot].values_mut() {
-                if l.next_sr > at {
+                if l.next_sr > at || l.first > packet {
                     continue;
                 }
                 l.next_sr += SR_INTERVAL;
@@ -597,6 +614,36 @@ mod tests {
             before >= c.slot_len * slot as u32
                 && before < c.slot_len * slot as u32 + Duration::from_micros(60)
         );
+    }
+
+    #[test]
+    fn a_listener_never_gets_a_packet_late_for_its_slot() {
+        // The loop only wakes for busy slots: after serving slot 0 at the
+        // due time it sleeps to the next packet. A listener joining 5 ms
+        // later lands in slot 1, whose time for this packet has passed: its
+        // first packet must be the next one, at its slot time, not this one
+        // sent 3.75 ms late.
+        let t0 = Instant::now();
+        let mut c = channel(Codec::L16, t0);
+        let mut out = Vec::new();
+        c.subscribe(1, udp(5000), udp(5001), t0, &mut out);
+        c.poll(t0, &mut out);
+        out.clear();
+        let join_at = t0 + Duration::from_millis(5);
+        let join = c.subscribe(2, udp(6000), udp(6001), join_at, &mut out);
+        out.clear();
+        c.poll(join_at, &mut out);
+        assert!(
+            out.iter().all(|t| t.dest != udp(6000)),
+            "nothing late for slot 1"
+        );
+        let at = t0 + Duration::from_millis(20) + c.slot_len;
+        c.poll(at, &mut out);
+        let first = out
+            .iter()
+            .find(|t| t.dest == udp(6000))
+            .expect("the next packet");
+        assert_eq!((rtp(first).0, rtp(first).1), (join.seq, join.rtptime));
     }
 
     #[test]
