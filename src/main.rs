@@ -127,6 +127,10 @@ struct ServeArgs {
     /// a client that reads slower loses frames instead of stalling others.
     #[arg(long, default_value_t = 512)]
     max_client_queue: usize,
+    /// Interleaved frames (RTCP) a TCP client may send per second before it
+    /// is disconnected.
+    #[arg(long, default_value_t = 1000)]
+    max_client_frames_per_sec: u32,
     /// Microseconds a packet may be sent before its deadline, so one wake-up
     /// of the pacing thread serves many sessions (more: less CPU, coarser
     /// pacing).
@@ -175,6 +179,7 @@ impl ServeArgs {
             write_timeout: Duration::from_secs(self.write_timeout.max(1)),
             idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
             client_queue: self.max_client_queue.max(1),
+            max_client_frames_per_sec: self.max_client_frames_per_sec.max(1),
             send_ahead: Duration::from_micros(self.send_ahead_us),
             live: self.live.clone(),
             ..Config::default()

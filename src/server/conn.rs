@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -66,6 +66,8 @@ async fn serve_requests(
     let limits = shared.config.limits;
     let mut buf = BytesMut::new();
     let mut partial_since: Option<Instant> = None;
+    // Frames received in the current one-second window (ROBUSTNESS B10#74).
+    let mut frame_window = (Instant::now(), 0u32);
     debug!("connection opened");
     loop {
         // Answer everything already buffered, in order.
@@ -77,14 +79,38 @@ async fn serve_requests(
                     payload,
                     consumed,
                 }) => {
-                    // RTCP from an interleaved client keeps its sessions
-                    // alive; anything else on the channels is skipped.
+                    buf.advance(consumed);
+                    // A frame on a connection that set up no interleaved
+                    // transport is a framing error (ROBUSTNESS B10#73).
+                    if frames.is_none() {
+                        debug!(
+                            channel,
+                            "interleaved frame before an interleaved SETUP, closing"
+                        );
+                        let _ = write(
+                            &shared,
+                            &mut stream,
+                            &base_response(StatusCode::BAD_REQUEST, None),
+                        )
+                        .await;
+                        return;
+                    }
+                    let now = Instant::now();
+                    if now.duration_since(frame_window.0) >= Duration::from_secs(1) {
+                        frame_window = (now, 0);
+                    }
+                    frame_window.1 += 1;
+                    if frame_window.1 > shared.config.max_client_frames_per_sec {
+                        info!(channel, "client sends too many interleaved frames, closing");
+                        return;
+                    }
+                    // RTCP keeps the connection's sessions alive; anything
+                    // else, and unknown channels, is skipped (B10#71, #72).
                     if rtcp::parse_compound(&payload).is_ok() {
-                        shared.sessions.touch_by_conn(conn_id, Instant::now());
+                        shared.sessions.touch_by_conn(conn_id, now);
                     } else {
                         trace!(channel, "interleaved frame ignored");
                     }
-                    buf.advance(consumed);
                 }
                 Ok(Parsed::Request { request, consumed }) => {
                     buf.advance(consumed);

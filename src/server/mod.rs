@@ -61,6 +61,9 @@ pub struct Config {
     /// Frames queued per connection for interleaved (RTP over TCP) delivery;
     /// beyond it a slow reader loses frames.
     pub client_queue: usize,
+    /// Interleaved frames a client may send per second (its RTCP); more
+    /// closes the connection.
+    pub max_client_frames_per_sec: u32,
     /// The pacing loop sends packets up to this much before their deadline,
     /// to batch wake-ups (error bound against CPU).
     pub send_ahead: Duration,
@@ -89,6 +92,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             command_queue: 1024,
             client_queue: 512,
+            max_client_frames_per_sec: 1000,
             send_ahead: Duration::from_micros(500),
             live: Vec::new(),
         }
