@@ -453,3 +453,101 @@ fn gstreamer_plays_live_channel_over_tcp() {
         assert_eq!(s, samples[(start + i) % samples.len()], "sample {i}");
     }
 }
+
+/// `pipe:`: raw PCM from a command, paced by the command (`ffmpeg -re`).
+/// A listener gets the command's samples in order, then a BYE when the
+/// command ends.
+#[test]
+fn pipe_source_is_relayed_and_its_end_says_bye() {
+    if !common::have("ffmpeg") {
+        panic!("ffmpeg is required (scripts/test installs it)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let samples = one_second(dir.path());
+    let wav = dir.path().join("loop.wav");
+    let spec = format!(
+        "pipe=pipe:ffmpeg -nostdin -v error -re -stream_loop 2 -i {} -f s16le -ac 1 -ar 8000 -,rate=8000,channels=1,format=s16le",
+        wav.display()
+    );
+    let server = Server::start_with(|_| {}, &["--live", &spec]);
+    let url = server.url("live/pipe");
+    let (mut c, p) = (Rtsp::connect(server.addr()), UdpPair::bind());
+    let s = setup_udp(&mut c, &url, &p);
+    let (seq0, _) = play(&mut c, &url, &s);
+    // Three seconds of audio (the file three times) play out, then the
+    // source ends: a BYE comes.
+    let (got, bye) = collect_until_bye(&p, Duration::from_secs(8));
+    assert!(bye, "a BYE after the source ended");
+    assert!(got.len() >= 20, "{} packets", got.len());
+    assert_eq!(rtp_seq(&got[0]), seq0, "first packet = RTP-Info");
+    let pcm: Vec<i16> = got.iter().flat_map(|p| l16(rtp_payload(p))).collect();
+    let start = offset_in_loop(&samples, &pcm[..160]);
+    for (i, &x) in pcm.iter().enumerate() {
+        assert_eq!(
+            x,
+            samples[(start + i) % samples.len()],
+            "sample {i}: in order, none lost"
+        );
+    }
+    for w in got.windows(2) {
+        assert_eq!(rtp_seq(&w[1]), rtp_seq(&w[0]).wrapping_add(1), "no seq gap");
+    }
+}
+
+/// `stdin`: raw big-endian PCM written to rtspd's standard input plays out
+/// in order; closing stdin ends the channel with a BYE after the buffered
+/// audio.
+#[test]
+fn stdin_source_plays_what_is_written() {
+    use std::io::Write;
+    let mut server = Server::start_with(
+        |_| {},
+        &["--live", "in=stdin,rate=8000,channels=1,format=s16be"],
+    );
+    let mut stdin = server.take_stdin().expect("stdin");
+    let url = server.url("live/in");
+    let (mut c, p) = (Rtsp::connect(server.addr()), UdpPair::bind());
+    let s = setup_udp(&mut c, &url, &p);
+    let (seq0, _) = play(&mut c, &url, &s);
+    // 1.5 s of a ramp, at once (the channel buffers up to 2 s), then EOF.
+    let written: Vec<i16> = (0..12_000).map(|n| (n * 5 - 30_000) as i16).collect();
+    let bytes: Vec<u8> = written.iter().flat_map(|x| x.to_be_bytes()).collect();
+    stdin.write_all(&bytes).expect("write stdin");
+    drop(stdin);
+    let (got, bye) = collect_until_bye(&p, Duration::from_secs(6));
+    assert!(bye, "a BYE after stdin closed and the audio played out");
+    assert_eq!(rtp_seq(&got[0]), seq0, "first packet = RTP-Info");
+    let pcm: Vec<i16> = got.iter().flat_map(|p| l16(rtp_payload(p))).collect();
+    assert_eq!(pcm, written, "every sample written, in order");
+}
+
+/// RTP packets until an RTCP BYE arrives on the pair (or `max` passes);
+/// whether the BYE came.
+fn collect_until_bye(p: &UdpPair, max: Duration) -> (Vec<Vec<u8>>, bool) {
+    p.rtcp
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (mut got, mut bye) = (Vec::new(), false);
+    let end = std::time::Instant::now() + max;
+    let mut buf = [0u8; 2048];
+    while std::time::Instant::now() < end && !bye {
+        got.extend(
+            p.recv_rtp_until_quiet(Duration::from_millis(50))
+                .into_iter()
+                .map(|x| x.0),
+        );
+        if let Ok(n) = p.rtcp.recv(&mut buf) {
+            bye = rtspd::proto::rtcp::parse_compound(&buf[..n]).is_ok_and(|ps| {
+                ps.iter()
+                    .any(|x| matches!(x, rtspd::proto::rtcp::Packet::Goodbye { .. }))
+            });
+        }
+    }
+    // Packets that came with the BYE.
+    got.extend(
+        p.recv_rtp_until_quiet(Duration::from_millis(50))
+            .into_iter()
+            .map(|x| x.0),
+    );
+    (got, bye)
+}

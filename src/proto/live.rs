@@ -9,7 +9,7 @@
 //! no accumulated error). Each packet is encoded once; every listener gets a
 //! clone of the same [`Bytes`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -123,7 +123,22 @@ pub struct Channel {
     next: (u64, usize),
     cname: String,
     wallclock: WallClock,
+    /// For a streamed source: PCM fed but not yet sent, at most
+    /// `MAX_BUFFERED` of it; `None` for a looping clip.
+    fifo: Option<VecDeque<u8>>,
+    /// The streamed source said it ended.
+    input_ended: bool,
+    /// ... and everything it sent is out, and listeners had their BYE.
+    ended: bool,
+    /// Sample frames dropped because the source ran ahead.
+    pub overflowed_frames: u64,
+    /// Packets not sent because the source had not delivered them in time.
+    pub starved_packets: u64,
 }
+
+/// How far a streamed source may run ahead of the channel's clock before
+/// the oldest audio is dropped.
+const MAX_BUFFERED: Duration = Duration::from_secs(2);
 
 /// Send slots per packet interval. A listener keeps its slot, so its
 /// packets leave at the same offset after their due time whoever else joins
@@ -134,7 +149,10 @@ const SLOTS: usize = 16;
 /// How a channel is set up.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
+    /// The clip to loop; ignored when `streamed`.
     pub pcm: Bytes,
+    /// Fed by [`Channel::feed`] instead of looping `pcm` (pipe, stdin).
+    pub streamed: bool,
     pub rate: u32,
     pub channels: u16,
     pub codec: Codec,
@@ -158,7 +176,7 @@ impl Channel {
             });
         }
         let frame_in = 2 * usize::from(channels);
-        if cfg.pcm.len() < frame_in {
+        if !cfg.streamed && cfg.pcm.len() < frame_in {
             return Err(LiveError::Empty);
         }
         let frame_out = cfg.codec.sample_bytes() * usize::from(channels);
@@ -185,6 +203,11 @@ impl Channel {
             next: (0, 0),
             cname: cfg.cname,
             wallclock: cfg.clock,
+            fifo: cfg.streamed.then(VecDeque::new),
+            input_ended: false,
+            ended: false,
+            overflowed_frames: 0,
+            starved_packets: 0,
         })
     }
 
@@ -282,6 +305,41 @@ impl Channel {
         }
     }
 
+    /// Appends big-endian PCM from a streamed source (whole frames; a
+    /// trailing partial frame is dropped). Beyond `MAX_BUFFERED` the oldest
+    /// audio goes.
+    pub fn feed(&mut self, pcm: &[u8]) {
+        let frame = 2 * usize::from(self.channels);
+        let cap = super::clock::duration_to_ticks(MAX_BUFFERED, self.rate) as usize * frame;
+        let Some(fifo) = self.fifo.as_mut() else {
+            return;
+        };
+        fifo.extend(&pcm[..pcm.len() - pcm.len() % frame]);
+        if fifo.len() > cap {
+            let drop = fifo.len() - cap;
+            fifo.drain(..drop);
+            self.overflowed_frames += (drop / frame) as u64;
+        }
+    }
+
+    /// The streamed source ended: what it sent still plays out, then every
+    /// listener gets a BYE and no more packets are sent.
+    pub fn end(&mut self) {
+        self.input_ended = true;
+    }
+
+    fn say_goodbye(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        self.ended = true;
+        let bye = self.report_data(now, true);
+        for l in self.slots.iter().flat_map(BTreeMap::values) {
+            out.push(Transmit {
+                dest: l.rtcp,
+                data: bye.clone(),
+                rtcp: true,
+            });
+        }
+    }
+
     /// Every packet, slot by slot, and every report due at `now`. A
     /// listener's SR goes out with its first packet at or after its SR time,
     /// encoded once for all listeners due in that slot.
@@ -293,10 +351,15 @@ impl Channel {
                 break;
             }
             if slot == 0 {
-                // The timeline runs whether or not anyone listens.
+                // The timeline runs whether or not anyone listens, and
+                // whether or not a streamed source delivered: a packet it
+                // has not is skipped (the timestamp still advances, RFC 3550
+                // §5.1), and listeners wait.
                 let (seq, ts) = (self.stamper.next_seq, self.rtptime);
-                let data = self.next_packet();
-                self.current = Some((packet, seq, ts, data));
+                self.current = self.next_packet().map(|data| (packet, seq, ts, data));
+                if self.current.is_none() && self.input_ended && !self.ended {
+                    self.say_goodbye(now, out);
+                }
             }
             self.next = if slot + 1 == SLOTS {
                 (packet + 1, 0)
@@ -337,42 +400,60 @@ impl Channel {
     }
 
     /// Cuts, encodes and stamps the next packet, wrapping the source.
-    fn next_packet(&mut self) -> Bytes {
+    fn next_packet(&mut self) -> Option<Bytes> {
         let n = self.frames_per_packet;
         let frame = 2 * usize::from(self.channels);
-        let total = self.frames();
         let mut payload = BytesMut::with_capacity(
             n as usize * self.codec.sample_bytes() * usize::from(self.channels),
         );
-        let mut left = n;
-        while left > 0 {
-            let start = self.cursor % total;
-            let take = left.min(total - start);
-            let bytes = &self.pcm[start as usize * frame..(start + take) as usize * frame];
-            match self.codec {
-                Codec::L16 => payload.extend_from_slice(bytes),
-                Codec::Pcmu | Codec::Pcma => {
-                    let enc = if self.codec == Codec::Pcmu {
-                        linear_to_ulaw
-                    } else {
-                        linear_to_alaw
-                    };
-                    payload.extend(
-                        bytes
-                            .chunks_exact(2)
-                            .map(|b| enc(i16::from_be_bytes([b[0], b[1]]))),
-                    );
+        let codec = self.codec;
+        let mut encode = |bytes: &[u8]| match codec {
+            Codec::L16 => payload.extend_from_slice(bytes),
+            Codec::Pcmu | Codec::Pcma => {
+                let enc = if codec == Codec::Pcmu {
+                    linear_to_ulaw
+                } else {
+                    linear_to_alaw
+                };
+                payload.extend(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|b| enc(i16::from_be_bytes([b[0], b[1]]))),
+                );
+            }
+        };
+        match self.fifo.as_mut() {
+            Some(fifo) => {
+                let want = n as usize * frame;
+                if self.ended || fifo.len() < want {
+                    self.rtptime = self.rtptime.wrapping_add(n as u32);
+                    self.index += 1;
+                    if !self.input_ended {
+                        self.starved_packets += 1;
+                    }
+                    return None;
+                }
+                let bytes: Vec<u8> = fifo.drain(..want).collect();
+                encode(&bytes);
+            }
+            None => {
+                let total = self.frames();
+                let mut left = n;
+                while left > 0 {
+                    let start = self.cursor % total;
+                    let take = left.min(total - start);
+                    encode(&self.pcm[start as usize * frame..(start + take) as usize * frame]);
+                    self.cursor = (start + take) % total;
+                    left -= take;
                 }
             }
-            self.cursor = (start + take) % total;
-            left -= take;
         }
         let data = self.stamper.packet(self.rtptime, false, &payload);
         self.rtptime = self.rtptime.wrapping_add(n as u32);
         self.index += 1;
         self.packets = self.packets.wrapping_add(1);
         self.octets = self.octets.wrapping_add(payload.len() as u32);
-        data
+        Some(data)
     }
 
     /// An SR (or BYE) whose RTP time is the channel's timeline at `now`.
@@ -426,6 +507,7 @@ mod tests {
         Channel::new(
             ChannelConfig {
                 pcm: pcm(),
+                streamed: false,
                 rate: 8000,
                 channels: 1,
                 codec,
@@ -647,11 +729,79 @@ mod tests {
     }
 
     #[test]
+    fn streamed_source_starves_overflows_and_ends_with_bye() {
+        let t0 = Instant::now();
+        let mut c = Channel::new(
+            ChannelConfig {
+                pcm: Bytes::new(),
+                streamed: true,
+                rate: 8000,
+                channels: 1,
+                codec: Codec::L16,
+                ptime: Duration::from_millis(20),
+                max_payload: 1400,
+                ssrc: 9,
+                first_seq: 100,
+                first_rtptime: 0,
+                cname: "s".into(),
+                clock: WallClock::new(t0, Duration::ZERO),
+            },
+            t0,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        c.subscribe(1, udp(5000), udp(5001), t0, &mut out);
+        out.clear();
+        // Nothing fed: packets 0 and 1 are skipped, no RTP goes out.
+        c.poll(t0 + Duration::from_millis(39), &mut out);
+        assert!(out.iter().all(|t| t.rtcp));
+        assert_eq!(c.starved_packets, 2);
+        // 1.5 packets fed: packet 2 goes (seq 100: skipped packets took no
+        // sequence number; its timestamp is 2 × 160 on), the half waits.
+        let samples: Vec<u8> = (0..240i16).flat_map(i16::to_be_bytes).collect();
+        c.feed(&samples);
+        c.poll(t0 + Duration::from_millis(59), &mut out);
+        let sent: Vec<&Transmit> = out.iter().filter(|t| !t.rtcp).collect();
+        assert_eq!(sent.len(), 1);
+        let (seq, ts, payload) = rtp(sent[0]);
+        assert_eq!((seq, ts), (100, 320));
+        assert_eq!(payload, &samples[..320]);
+        // 3 s fed at once: only MAX_BUFFERED (2 s) is kept.
+        c.feed(&vec![0u8; 3 * 8000 * 2]);
+        assert_eq!(c.overflowed_frames, 8000 + 80);
+        // The end: the 2 s buffered still play out, then a BYE.
+        c.end();
+        out.clear();
+        c.poll(t0 + Duration::from_millis(2059), &mut out);
+        assert_eq!(
+            out.iter().filter(|t| !t.rtcp).count(),
+            100,
+            "2 s of packets"
+        );
+        let has_bye = |out: &[Transmit]| {
+            out.iter().filter(|t| t.rtcp).any(|t| {
+                parse_compound(&t.data)
+                    .unwrap()
+                    .iter()
+                    .any(|p| matches!(p, Packet::Goodbye { .. }))
+            })
+        };
+        assert!(!has_bye(&out), "no BYE yet");
+        out.clear();
+        c.poll(t0 + Duration::from_millis(2079), &mut out);
+        assert!(has_bye(&out), "a BYE once the buffer ran out");
+        out.clear();
+        c.poll(t0 + Duration::from_millis(3000), &mut out);
+        assert!(out.iter().all(|t| t.rtcp), "no packets after the end");
+    }
+
+    #[test]
     fn g711_needs_narrowband() {
         let t0 = Instant::now();
         let e = Channel::new(
             ChannelConfig {
                 pcm: pcm(),
+                streamed: false,
                 rate: 16_000,
                 channels: 1,
                 codec: Codec::Pcma,

@@ -10,6 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use tracing::{info, warn};
+
+use super::udp::{Command as Command_, PacerHandle};
 use crate::media::wav;
 use crate::proto::clock::WallClock;
 use crate::proto::live::{Channel, ChannelConfig, Codec, LiveError};
@@ -22,8 +28,23 @@ pub const PREFIX: &str = "live/";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveSpec {
     pub name: String,
-    pub file: PathBuf,
+    pub source: Source,
     pub codec: Codec,
+    /// For raw sources: sample rate, channel count, byte order.
+    pub rate: Option<u32>,
+    pub channels: Option<u16>,
+    pub big_endian: bool,
+}
+
+/// Where a channel's audio comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A WAV played in a loop.
+    File(PathBuf),
+    /// Raw PCM from a shell command's standard output.
+    Pipe(String),
+    /// Raw PCM from rtspd's own standard input.
+    Stdin,
 }
 
 /// Why a `--live` option or its source is unusable.
@@ -67,40 +88,71 @@ impl std::str::FromStr for LiveSpec {
             return Err(SpecError::Name(name.into()));
         }
         let mut parts = rest.split(',');
-        let source = parts.next().unwrap_or("");
-        let file = match source.strip_prefix("file:") {
-            Some(p) => p,
-            None if source.contains(':')
-                || source.is_empty()
-                || source == "stdin"
-                || source == "publish" =>
-            {
-                return Err(SpecError::Source {
-                    name: name.into(),
-                    given: source.into(),
-                })
-            }
-            None => source,
-        };
-        let mut codec = Codec::L16;
-        for kv in parts {
-            codec = match kv {
-                "codec=l16" => Codec::L16,
-                "codec=pcmu" => Codec::Pcmu,
-                "codec=pcma" => Codec::Pcma,
-                _ => {
-                    return Err(SpecError::Key {
-                        name: name.into(),
-                        kv: kv.into(),
-                    })
-                }
-            };
-        }
-        Ok(Self {
+        let given = parts.next().unwrap_or("");
+        let unsupported = || SpecError::Source {
             name: name.into(),
-            file: PathBuf::from(file),
-            codec,
-        })
+            given: given.into(),
+        };
+        let source = if let Some(p) = given.strip_prefix("file:") {
+            Source::File(PathBuf::from(p))
+        } else if let Some(cmd) = given.strip_prefix("pipe:") {
+            if cmd.trim().is_empty() {
+                return Err(unsupported());
+            }
+            Source::Pipe(cmd.to_owned())
+        } else if given == "stdin" {
+            Source::Stdin
+        } else if given.contains(':') || given.is_empty() || given == "publish" {
+            return Err(unsupported());
+        } else {
+            Source::File(PathBuf::from(given))
+        };
+        let mut spec = Self {
+            name: name.into(),
+            source,
+            codec: Codec::L16,
+            rate: None,
+            channels: None,
+            big_endian: false,
+        };
+        for kv in parts {
+            let bad = || SpecError::Key {
+                name: name.into(),
+                kv: kv.into(),
+            };
+            match kv.split_once('=').ok_or_else(bad)? {
+                ("codec", "l16") => spec.codec = Codec::L16,
+                ("codec", "pcmu") => spec.codec = Codec::Pcmu,
+                ("codec", "pcma") => spec.codec = Codec::Pcma,
+                ("rate", v) => {
+                    spec.rate = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|r| (1000..=192_000).contains(r))
+                            .ok_or_else(bad)?,
+                    )
+                }
+                ("channels", v) => {
+                    spec.channels = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|c| (1..=8).contains(c))
+                            .ok_or_else(bad)?,
+                    )
+                }
+                ("format", "s16le") => spec.big_endian = false,
+                ("format", "s16be") => spec.big_endian = true,
+                _ => return Err(bad()),
+            }
+        }
+        let raw = !matches!(spec.source, Source::File(_));
+        if raw && (spec.rate.is_none() || spec.channels.is_none()) {
+            return Err(SpecError::Key {
+                name: name.into(),
+                kv: "a pipe or stdin source needs rate= and channels=".into(),
+            });
+        }
+        Ok(spec)
     }
 }
 
@@ -136,15 +188,30 @@ pub fn build(
         }
         let media_err = |error: String| SpecError::Media {
             name: spec.name.clone(),
-            path: spec.file.display().to_string(),
+            path: match &spec.source {
+                Source::File(p) => p.display().to_string(),
+                Source::Pipe(c) => c.clone(),
+                Source::Stdin => "stdin".into(),
+            },
             error,
         };
-        let f = File::open(&spec.file).map_err(|e| media_err(e.to_string()))?;
-        let pcm = wav::load(BufReader::new(f), max_bytes).map_err(|e| media_err(e.to_string()))?;
+        let pcm = match &spec.source {
+            Source::File(path) => {
+                let f = File::open(path).map_err(|e| media_err(e.to_string()))?;
+                wav::load(BufReader::new(f), max_bytes).map_err(|e| media_err(e.to_string()))?
+            }
+            Source::Pipe(_) | Source::Stdin => wav::Pcm {
+                sample_rate: spec.rate.unwrap_or(8000),
+                channels: spec.channels.unwrap_or(1),
+                data: bytes::Bytes::new(),
+            },
+        };
+        let streamed = !matches!(spec.source, Source::File(_));
         let random = random_u64();
         let channel = Channel::new(
             ChannelConfig {
                 pcm: pcm.data,
+                streamed,
                 rate: pcm.sample_rate,
                 channels: pcm.channels,
                 codec: spec.codec,
@@ -187,6 +254,91 @@ pub fn build(
     Ok((infos, channels))
 }
 
+/// Starts a reader thread for every pipe and stdin channel: it feeds the
+/// channel raw PCM as it comes and says when the source ends.
+pub fn spawn_sources(specs: &[LiveSpec], pacer: &PacerHandle) -> Result<(), SpecError> {
+    for spec in specs {
+        let reader: Box<dyn Read + Send> = match &spec.source {
+            Source::File(_) => continue,
+            Source::Stdin => Box::new(std::io::stdin()),
+            Source::Pipe(cmd) => {
+                let child = Command::new("sh")
+                    .arg("-c")
+                    .arg(cmd)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| SpecError::Media {
+                        name: spec.name.clone(),
+                        path: cmd.clone(),
+                        error: e.to_string(),
+                    })?;
+                match child.stdout {
+                    Some(out) => Box::new(out),
+                    None => continue,
+                }
+            }
+        };
+        let (name, pacer) = (spec.name.clone(), pacer.clone());
+        let frame = 2 * usize::from(spec.channels.unwrap_or(1));
+        let chunk = (spec.rate.unwrap_or(8000) as usize / 50).max(1) * frame;
+        let big_endian = spec.big_endian;
+        std::thread::Builder::new()
+            .name(format!("live-{name}"))
+            .spawn(move || read_source(&name, reader, frame, chunk, big_endian, &pacer))
+            .map_err(|e| SpecError::Media {
+                name: spec.name.clone(),
+                path: "reader thread".into(),
+                error: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+/// Reads raw PCM until the end, in about 20 ms pieces of whole frames,
+/// converted to big-endian.
+fn read_source(
+    name: &str,
+    mut r: Box<dyn Read + Send>,
+    frame: usize,
+    chunk: usize,
+    big_endian: bool,
+    pacer: &PacerHandle,
+) {
+    let mut buf = vec![0u8; chunk];
+    let mut carry: Vec<u8> = Vec::with_capacity(chunk + frame);
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                warn!(channel = %name, error = %e, "live source read failed");
+                break;
+            }
+        };
+        carry.extend_from_slice(&buf[..n]);
+        let whole = carry.len() - carry.len() % frame;
+        let mut pcm: Vec<u8> = carry.drain(..whole).collect();
+        if !big_endian {
+            for s in pcm.chunks_exact_mut(2) {
+                s.swap(0, 1);
+            }
+        }
+        let cmd = Command_::Feed {
+            channel: name.to_owned(),
+            pcm: bytes::Bytes::from(pcm),
+        };
+        if pacer.send_blocking(cmd).is_err() {
+            return;
+        }
+    }
+    info!(channel = %name, "live source ended");
+    let _ = pacer.send_blocking(Command_::SourceEnded {
+        channel: name.to_owned(),
+    });
+}
+
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     // A failing OS source leaves zeros: still a valid (if guessable) start.
@@ -202,18 +354,37 @@ mod tests {
     fn specs() {
         let s: LiveSpec = "radio=file:media/tones.wav,codec=pcmu".parse().unwrap();
         assert_eq!(
-            (s.name.as_str(), s.file.to_str(), s.codec),
-            ("radio", Some("media/tones.wav"), Codec::Pcmu)
+            (s.name.as_str(), &s.source, s.codec),
+            (
+                "radio",
+                &Source::File("media/tones.wav".into()),
+                Codec::Pcmu
+            )
         );
         let s: LiveSpec = "a=x.wav".parse().unwrap();
         assert_eq!(s.codec, Codec::L16);
+        let s: LiveSpec = "mic=pipe:arecord -f S16_LE -r 48000,rate=48000,channels=1"
+            .parse()
+            .unwrap();
+        assert_eq!(s.source, Source::Pipe("arecord -f S16_LE -r 48000".into()));
+        assert_eq!(
+            (s.rate, s.channels, s.big_endian),
+            (Some(48000), Some(1), false)
+        );
+        let s: LiveSpec = "in=stdin,rate=8000,channels=2,format=s16be,codec=l16"
+            .parse()
+            .unwrap();
+        assert_eq!((s.source, s.big_endian), (Source::Stdin, true));
         for bad in [
             "radio",
             "=x.wav",
             "a b=x.wav",
             "r=pipe:arecord",
-            "r=stdin",
+            "r=stdin,rate=8000",
+            "r=pipe:,rate=8000,channels=1",
             "r=x.wav,codec=opus",
+            "r=stdin,rate=8000,channels=0",
+            "r=publish",
         ] {
             assert!(bad.parse::<LiveSpec>().is_err(), "{bad}");
         }

@@ -241,6 +241,8 @@ pub async fn run(
         info!(channel = %name, "live channel running");
     }
     let pacer = Pacer::new(clock, cname);
+    live::spawn_sources(&config.live, &tx)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let rtp = Arc::new(listeners.rtp);
     let rtcp = Arc::new(listeners.rtcp);
     let sinks = Arc::new(Sinks::default());

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use std::net::UdpSocket;
 
+use bytes::Bytes;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::oneshot;
@@ -60,6 +61,15 @@ pub enum Command {
         rtp: Dest,
         rtcp: Dest,
         reply: oneshot::Sender<Option<JoinInfo>>,
+    },
+    /// PCM from a live channel's streamed source.
+    Feed {
+        channel: String,
+        pcm: Bytes,
+    },
+    /// A live channel's streamed source ended.
+    SourceEnded {
+        channel: String,
     },
     /// A listener leaves (PAUSE); it can subscribe again.
     Unsubscribe {
@@ -132,6 +142,20 @@ impl PacerHandle {
     pub fn new(capacity: usize) -> (Self, std_mpsc::Receiver<Command>) {
         let (tx, rx) = std_mpsc::sync_channel(capacity.max(1));
         (Self { tx }, rx)
+    }
+
+    /// Queues `cmd` from a plain thread, waiting while the queue is full.
+    pub fn send_blocking(&self, mut cmd: Command) -> Result<(), PacerGone> {
+        loop {
+            match self.tx.try_send(cmd) {
+                Ok(()) => return Ok(()),
+                Err(std_mpsc::TrySendError::Full(c)) => {
+                    cmd = c;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(PacerGone),
+            }
+        }
     }
 
     /// Queues `cmd`; while the queue is full, waits a millisecond at a time
@@ -246,6 +270,16 @@ fn apply(
                 .get_mut(&channel)
                 .map(|c| c.subscribe(group, rtp, rtcp, now, out));
             let _ = reply.send(join);
+        }
+        Command::Feed { channel, pcm } => {
+            if let Some(c) = live.get_mut(&channel) {
+                c.feed(&pcm);
+            }
+        }
+        Command::SourceEnded { channel } => {
+            if let Some(c) = live.get_mut(&channel) {
+                c.end();
+            }
         }
         Command::Unsubscribe { channel, group } => {
             if let Some(c) = live.get_mut(&channel) {

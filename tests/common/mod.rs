@@ -68,6 +68,7 @@ impl Server {
                 "RUST_LOG",
                 std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -127,6 +128,11 @@ impl Server {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The server's standard input (for `--live NAME=stdin`), once.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// Lines of the server's stderr that report a panic or an abort.
