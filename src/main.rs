@@ -136,6 +136,9 @@ struct ServeArgs {
     /// pacing).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     send_ahead_us: u64,
+    /// Datagrams per sendmmsg call (1: one system call per datagram).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    send_batch: u64,
     /// Largest clip held in memory, in MiB of 16-bit samples.
     #[arg(long, default_value_t = 512)]
     max_clip_mib: u64,
@@ -181,6 +184,7 @@ impl ServeArgs {
             client_queue: self.max_client_queue.max(1),
             max_client_frames_per_sec: self.max_client_frames_per_sec.max(1),
             send_ahead: Duration::from_micros(self.send_ahead_us),
+            send_batch: self.send_batch as usize,
             live: self.live.clone(),
             ..Config::default()
         }

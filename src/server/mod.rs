@@ -67,6 +67,8 @@ pub struct Config {
     /// The pacing loop sends packets up to this much before their deadline,
     /// to batch wake-ups (error bound against CPU).
     pub send_ahead: Duration,
+    /// Datagrams per `sendmmsg` call; 1 sends one at a time.
+    pub send_batch: usize,
     /// Live channels, running from start.
     pub live: Vec<LiveSpec>,
 }
@@ -94,6 +96,7 @@ impl Default for Config {
             client_queue: 512,
             max_client_frames_per_sec: 1000,
             send_ahead: Duration::from_micros(500),
+            send_batch: crate::net::mmsg::MAX_BATCH,
             live: Vec::new(),
         }
     }
@@ -248,6 +251,7 @@ pub async fn run(
     let sinks = Arc::new(Sinks::default());
     {
         let out = udp::Outputs {
+            per_call: config.send_batch,
             rtp: rtp.clone(),
             rtcp: rtcp.clone(),
             sinks: sinks.clone(),

@@ -102,11 +102,16 @@ pub struct UdpStats {
 
 /// Sends `datagrams` from `socket` in `sendmmsg` batches and counts the
 /// outcome.
-fn send_all(socket: &UdpSocket, datagrams: &[(SocketAddr, &[u8])], stats: &UdpStats) {
+fn send_all(
+    socket: &UdpSocket,
+    datagrams: &[(SocketAddr, &[u8])],
+    per_call: usize,
+    stats: &UdpStats,
+) {
     if datagrams.is_empty() {
         return;
     }
-    let out = mmsg::send_batch(socket.as_fd(), datagrams);
+    let out = mmsg::send_batch_of(socket.as_fd(), datagrams, per_call);
     stats.sent.fetch_add(out.sent as u64, Ordering::Relaxed);
     stats
         .send_calls
@@ -333,8 +338,8 @@ fn flush(
             Dest::Interleaved { conn, channel } => interleaved.push((conn, channel, &t.data)),
         }
     }
-    send_all(&out.rtp, &on_rtp, &out.stats);
-    send_all(&out.rtcp, &on_rtcp, &out.stats);
+    send_all(&out.rtp, &on_rtp, out.per_call, &out.stats);
+    send_all(&out.rtcp, &on_rtcp, out.per_call, &out.stats);
     if !interleaved.is_empty() {
         let d = out.sinks.deliver(interleaved);
         out.stats
@@ -349,6 +354,8 @@ fn flush(
 
 /// Where the pacing thread's packets go.
 pub struct Outputs {
+    /// Datagrams per `sendmmsg` (`--send-batch`).
+    pub per_call: usize,
     pub rtp: Arc<UdpSocket>,
     pub rtcp: Arc<UdpSocket>,
     pub(crate) sinks: Arc<Sinks>,
