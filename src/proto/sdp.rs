@@ -123,6 +123,10 @@ pub struct OfferedTrack {
     pub payload_type: u8,
     /// From `a=rtpmap`, or RFC 3551's table for static payload types.
     pub clock_rate: u32,
+    /// The `a=rtpmap` encoding name (`L16`, `PCMU`, `H264`, ...), if any.
+    pub encoding: Option<String>,
+    /// The `a=rtpmap` channel count for audio (1 when not given).
+    pub channels: u16,
     /// `a=control`, if any (relative or absolute).
     pub control: Option<String>,
 }
@@ -164,14 +168,27 @@ pub fn parse_offer(sdp: &[u8]) -> Result<Vec<OfferedTrack>, SdpError> {
         else {
             continue;
         };
-        let from_rtpmap = m.get_attribute_values("rtpmap").find_map(|v| {
+        // `a=rtpmap:<pt> <encoding>/<clock rate>[/<channels>]`
+        let rtpmap = m.get_attribute_values("rtpmap").find_map(|v| {
             let (p, enc) = v?.split_once(' ')?;
             if p.trim().parse::<u8>().ok()? != pt {
                 return None;
             }
-            enc.split('/').nth(1)?.trim().parse::<u32>().ok()
+            let mut parts = enc.trim().split('/');
+            let name = parts.next()?.to_owned();
+            let rate = parts.next()?.trim().parse::<u32>().ok()?;
+            let channels = parts
+                .next()
+                .and_then(|c| c.trim().parse::<u16>().ok())
+                .unwrap_or(1);
+            Some((name, rate, channels))
         });
-        let Some(clock_rate) = from_rtpmap
+        let (encoding, channels) = match &rtpmap {
+            Some((name, _, ch)) => (Some(name.clone()), *ch),
+            None => (None, 1),
+        };
+        let Some(clock_rate) = rtpmap
+            .map(|(_, rate, _)| rate)
             .or_else(|| static_clock_rate(pt))
             .filter(|&r| r > 0)
         else {
@@ -181,6 +198,8 @@ pub fn parse_offer(sdp: &[u8]) -> Result<Vec<OfferedTrack>, SdpError> {
             media: m.media.clone(),
             payload_type: pt,
             clock_rate,
+            encoding,
+            channels,
             control: m
                 .get_first_attribute_value("control")
                 .flatten()
@@ -243,6 +262,11 @@ m=audio 0 RTP/AVP 97\r\na=control:trackID=1\r\na=rtpmap:97 mpeg4-generic/48000/2
             (90000, Some("rtsp://h:8554/s/trackID=0"))
         );
         assert_eq!((t[1].payload_type, t[1].clock_rate), (97, 48000));
+        assert_eq!(
+            (t[1].encoding.as_deref(), t[1].channels),
+            (Some("mpeg4-generic"), 2)
+        );
+        assert_eq!((t[0].encoding.as_deref(), t[0].channels), (Some("H264"), 1));
         let live555 = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=control:track1\r\n";
         let t = parse_offer(live555.as_bytes()).unwrap();
         assert_eq!(

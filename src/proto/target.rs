@@ -13,7 +13,7 @@ use super::error::Error;
 pub struct Target {
     /// Decoded, '/'-joined relative path; empty for the server root.
     pub path: String,
-    /// `Some(n)` for a `trackID=n` control URL.
+    /// `Some(n)` for a `trackID=n` (or ffmpeg's `streamid=n`) control URL.
     pub track: Option<usize>,
 }
 
@@ -48,7 +48,12 @@ pub fn parse_target(uri: &str, max_uri: usize) -> Result<Target, Error> {
         }
         segments.push(seg);
     }
-    let track = match segments.last().and_then(|s| s.strip_prefix("trackID=")) {
+    // `trackID=n` is ours; `streamid=n` is what ffmpeg's RTSP muxer names
+    // the streams of the SDP it ANNOUNCEs.
+    let track = match segments.last().and_then(|s| {
+        s.strip_prefix("trackID=")
+            .or_else(|| s.strip_prefix("streamid="))
+    }) {
         Some(n) => {
             let n: usize = n.parse().map_err(|_| Error::NotFound)?;
             if n >= MAX_TRACKS {
@@ -96,6 +101,8 @@ mod tests {
         assert_eq!((a.path.as_str(), a.track), ("speech/count.wav", None));
         let b = t("rtsp://h:8554/speech/count.wav/").unwrap();
         assert_eq!(b, a, "trailing slash is the same presentation");
+        let s = t("rtsp://h/live/studio/streamid=1").unwrap();
+        assert_eq!((s.path.as_str(), s.track), ("live/studio", Some(1)));
         let c = t("rtsp://h/speech/count.wav/trackID=0").unwrap();
         assert_eq!((c.path.as_str(), c.track), ("speech/count.wav", Some(0)));
         let d = t("rtsp://h/with%20space.wav").unwrap();
