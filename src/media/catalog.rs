@@ -79,6 +79,9 @@ pub struct Catalog {
     root: PathBuf,
     opts: ClipOptions,
     cache: Mutex<HashMap<String, Cached>>,
+    /// One lock per clip being loaded, so concurrent first opens of a clip
+    /// decode it once (the others wait, then find it cached).
+    loading: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// Most components followed while resolving one path (links included).
@@ -92,6 +95,7 @@ impl Catalog {
             root: root.canonicalize()?,
             opts,
             cache: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
         })
     }
 
@@ -107,12 +111,41 @@ impl Catalog {
             return Err(MediaError::NotFound);
         }
         let modified = meta.modified().ok();
-        if let Some(c) = self.lock().get(rel) {
-            if c.modified == modified && c.len == meta.len() {
-                return Ok(c.clip.clone());
-            }
+        let cached = || {
+            self.lock()
+                .get(rel)
+                .filter(|c| c.modified == modified && c.len == meta.len())
+                .map(|c| c.clip.clone())
+        };
+        if let Some(clip) = cached() {
+            return Ok(clip);
         }
-        let clip = Arc::new(self.load(rel, &path)?);
+        let gate = self
+            .loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(rel.to_owned())
+            .or_default()
+            .clone();
+        let _loading = gate.lock().unwrap_or_else(|e| e.into_inner());
+        // Someone else may have loaded it while this thread waited.
+        if let Some(clip) = cached() {
+            return Ok(clip);
+        }
+        let loaded = self.load(rel, &path);
+        let done = || {
+            self.loading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(rel);
+        };
+        let clip = match loaded {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                done();
+                return Err(e);
+            }
+        };
         let mut cache = self.lock();
         if cache.len() >= self.opts.max_cached {
             // Evict anything: clips in use stay alive through their Arcs.
@@ -128,6 +161,9 @@ impl Catalog {
                 clip: clip.clone(),
             },
         );
+        drop(cache);
+        // Cached first, then the gate goes: a newcomer finds one or the other.
+        done();
         Ok(clip)
     }
 
@@ -280,6 +316,37 @@ mod tests {
             w.write_sample(i as i16).unwrap();
         }
         w.finalize().unwrap();
+    }
+
+    #[test]
+    fn concurrent_first_opens_load_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(dir.path().join("a.wav"), spec).unwrap();
+        for i in 0..80_000 {
+            w.write_sample(i as i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let cat = Arc::new(Catalog::new(dir.path(), ClipOptions::default()).unwrap());
+        let clips: Vec<Arc<Clip>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| cat.open("a.wav").unwrap()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            clips.iter().all(|c| Arc::ptr_eq(c, &clips[0])),
+            "one load, one clip"
+        );
+        assert!(
+            cat.loading.lock().unwrap().is_empty(),
+            "no gate left behind"
+        );
     }
 
     #[test]
