@@ -277,6 +277,24 @@ fn register(
     );
 }
 
+/// Reads everything queued on `socket`, one `recvmmsg` batch at a time,
+/// handing each batch's datagram count to `batch` (which reads `bufs`).
+fn drain(socket: &UdpSocket, bufs: &mut RecvBufs, mut batch: impl FnMut(&RecvBufs, usize)) {
+    loop {
+        let n = match mmsg::recv_batch(socket.as_fd(), bufs) {
+            Ok(n) => n,
+            Err(e) => {
+                trace!(error = %e, "recv error");
+                return;
+            }
+        };
+        batch(bufs, n);
+        if n < bufs.capacity() {
+            return;
+        }
+    }
+}
+
 fn drain_rtp(
     t: &mut RxTrack,
     bufs: &mut RecvBufs,
@@ -284,14 +302,8 @@ fn drain_rtp(
     origin: Instant,
     timeline: &mut Timeline,
 ) {
-    loop {
-        let n = match mmsg::recv_batch(t.rtp.as_fd(), bufs) {
-            Ok(n) => n,
-            Err(e) => {
-                trace!(error = %e, "rtp recv error");
-                return;
-            }
-        };
+    let measure = &mut t.measure;
+    drain(&t.rtp, bufs, |bufs, n| {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let mut bytes = 0;
         for i in 0..n {
@@ -304,47 +316,35 @@ fn drain_rtp(
                 .and_then(|s| wall.duration_since(s).ok())
                 .and_then(|ago| now.checked_sub(ago))
                 .unwrap_or(now);
-            match t.measure.on_rtp(d, at) {
+            match measure.on_rtp(d, at) {
                 Ok(a) => timeline.record(at.saturating_duration_since(origin), a),
                 Err(e) => trace!(error = %e, "datagram not counted"),
             }
         }
         totals.packets.fetch_add(n as u64, Ordering::Relaxed);
         totals.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if n < bufs.capacity() {
-            return;
-        }
-    }
+    });
 }
 
 fn drain_rtcp(s: &mut Session, track: usize, bufs: &mut RecvBufs) {
     let Some(t) = s.tracks.get_mut(track) else {
         return;
     };
-    loop {
-        let n = match mmsg::recv_batch(t.rtcp.as_fd(), bufs) {
-            Ok(n) => n,
-            Err(e) => {
-                trace!(error = %e, "rtcp recv error");
-                return;
-            }
-        };
+    let (measure, server_rtcp) = (&mut t.measure, &mut t.server_rtcp);
+    drain(&t.rtcp, bufs, |bufs, n| {
         let now = Instant::now();
         for i in 0..n {
             let (d, from) = bufs.get(i);
             if let Ok(packets) = rtcp::parse_compound(d) {
                 // The server's RTCP source is where reports go, if SETUP
                 // did not say.
-                if t.server_rtcp.is_none() {
-                    t.server_rtcp = from;
+                if server_rtcp.is_none() {
+                    *server_rtcp = from;
                 }
-                t.measure.on_rtcp(&packets, now);
+                measure.on_rtcp(&packets, now);
             }
         }
-        if n < bufs.capacity() {
-            return;
-        }
-    }
+    });
 }
 
 fn send_receiver_reports(s: &mut Session, now: Instant, buf: &mut BytesMut) {

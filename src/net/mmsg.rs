@@ -126,8 +126,8 @@ pub fn send_batch_of(
     out
 }
 
-/// Buffers for [`recv_batch`]: `count` datagrams of up to `size` bytes.
-#[derive(Debug)]
+/// Buffers for [`recv_batch`]: `count` datagrams of up to `size` bytes,
+/// and the kernel-facing headers, allocated once and reused by every call.
 pub struct RecvBufs {
     data: Vec<u8>,
     size: usize,
@@ -136,6 +136,32 @@ pub struct RecvBufs {
     /// Control-message space per datagram, as `u64`s for alignment.
     control: Vec<u64>,
     stamps: Vec<Option<SystemTime>>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+impl std::fmt::Debug for RecvBufs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBufs")
+            .field("count", &self.lens.len())
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// C structs for which all-zero bytes are a valid value (null pointers,
+/// zero lengths).
+trait ZeroValid: Sized {}
+impl ZeroValid for libc::sockaddr_storage {}
+impl ZeroValid for libc::iovec {}
+impl ZeroValid for libc::mmsghdr {}
+
+fn zeroed<T: ZeroValid>() -> T {
+    // SAFETY: `ZeroValid` is implemented only for types whose all-zero
+    // representation is valid; `recv_batch` points them at real buffers
+    // before every call.
+    unsafe { std::mem::zeroed() }
 }
 
 /// `u64`s of control-message space per datagram (room for a timestamp).
@@ -144,6 +170,7 @@ const CONTROL_WORDS: usize = 8;
 impl RecvBufs {
     pub fn new(count: usize, size: usize) -> Self {
         let count = count.clamp(1, 1024);
+        let size = size.max(1);
         Self {
             data: vec![0; count * size],
             size,
@@ -151,6 +178,9 @@ impl RecvBufs {
             from: vec![None; count],
             control: vec![0; count * CONTROL_WORDS],
             stamps: vec![None; count],
+            addrs: (0..count).map(|_| zeroed()).collect(),
+            iovs: (0..count).map(|_| zeroed()).collect(),
+            msgs: (0..count).map(|_| zeroed()).collect(),
         }
     }
 
@@ -179,42 +209,29 @@ pub fn recv_batch(fd: std::os::fd::BorrowedFd<'_>, bufs: &mut RecvBufs) -> io::R
     use std::os::fd::AsRawFd;
 
     let count = bufs.lens.len();
-    // SAFETY: all-zero `sockaddr_storage` and `msghdr` are valid values.
-    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; count];
-    let mut iovs: Vec<libc::iovec> = bufs
-        .data
-        .chunks_exact_mut(bufs.size)
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    let control = bufs.control.as_mut_ptr();
-    let mut msgs: Vec<libc::mmsghdr> = (0..count)
-        .map(|i| {
-            // SAFETY: as above; the pointers set point into `addrs`, `iovs`
-            // and `bufs.control`, which outlive the call below.
-            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-            hdr.msg_name = std::ptr::addr_of_mut!(addrs[i]).cast();
-            hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_iov = std::ptr::addr_of_mut!(iovs[i]);
-            hdr.msg_iovlen = 1;
-            // SAFETY: `i * CONTROL_WORDS` is inside `bufs.control`.
-            hdr.msg_control = unsafe { control.add(i * CONTROL_WORDS) }.cast();
-            hdr.msg_controllen = CONTROL_WORDS * size_of::<u64>();
-            libc::mmsghdr {
-                msg_hdr: hdr,
-                msg_len: 0,
-            }
-        })
-        .collect();
+    // (Re)point every header at this set's buffers: the vectors never grow,
+    // so the pointers stay valid for the call below.
+    for i in 0..count {
+        bufs.iovs[i] = libc::iovec {
+            iov_base: bufs.data[i * bufs.size..].as_mut_ptr().cast(),
+            iov_len: bufs.size,
+        };
+        let hdr = &mut bufs.msgs[i].msg_hdr;
+        hdr.msg_name = std::ptr::addr_of_mut!(bufs.addrs[i]).cast();
+        hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdr.msg_iov = std::ptr::addr_of_mut!(bufs.iovs[i]);
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = bufs.control[i * CONTROL_WORDS..].as_mut_ptr().cast();
+        hdr.msg_controllen = CONTROL_WORDS * size_of::<u64>();
+        bufs.msgs[i].msg_len = 0;
+    }
     let n = loop {
-        // SAFETY: `msgs` holds `count` initialised headers whose buffers
-        // (`bufs.data`, `addrs`) outlive the call; a null timeout is allowed.
+        // SAFETY: `bufs.msgs` holds `count` headers pointing into `bufs`'
+        // buffers, which outlive the call; a null timeout is allowed.
         let n = unsafe {
             libc::recvmmsg(
                 fd.as_raw_fd(),
-                msgs.as_mut_ptr(),
+                bufs.msgs.as_mut_ptr(),
                 count as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
@@ -231,9 +248,9 @@ pub fn recv_batch(fd: std::os::fd::BorrowedFd<'_>, bufs: &mut RecvBufs) -> io::R
         }
     };
     for i in 0..n {
-        bufs.lens[i] = (msgs[i].msg_len as usize).min(bufs.size);
-        bufs.from[i] = sockaddr::to_std(&addrs[i]);
-        bufs.stamps[i] = timestamp(&msgs[i].msg_hdr);
+        bufs.lens[i] = (bufs.msgs[i].msg_len as usize).min(bufs.size);
+        bufs.from[i] = sockaddr::to_std(&bufs.addrs[i]);
+        bufs.stamps[i] = timestamp(&bufs.msgs[i].msg_hdr);
     }
     Ok(n)
 }

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::clock::{ticks_to_duration, WallClock};
 use super::pacer::{Transmit, SR_INTERVAL};
+use super::packetize::frames_per_packet;
 use super::packetize::g711::{linear_to_alaw, linear_to_ulaw};
 use super::rtcp::{self, SenderInfo};
 use super::rtp::Stamper;
@@ -180,8 +181,7 @@ impl Channel {
             return Err(LiveError::Empty);
         }
         let frame_out = cfg.codec.sample_bytes() * usize::from(channels);
-        let by_time = super::clock::duration_to_ticks(cfg.ptime, cfg.rate).max(1);
-        let by_mtu = (cfg.max_payload / frame_out).max(1) as u64;
+        let per_packet = frames_per_packet(cfg.rate, frame_out, cfg.ptime, cfg.max_payload);
         let (pt, _) = cfg.codec.payload(cfg.rate, channels);
         Ok(Self {
             pcm: cfg.pcm,
@@ -189,7 +189,7 @@ impl Channel {
             channels,
             codec: cfg.codec,
             stamper: Stamper::new(cfg.ssrc, pt, cfg.first_seq),
-            frames_per_packet: by_time.min(by_mtu),
+            frames_per_packet: per_packet,
             cursor: 0,
             rtptime: cfg.first_rtptime,
             anchor: now,
@@ -198,7 +198,7 @@ impl Channel {
             octets: 0,
             slots: vec![BTreeMap::new(); SLOTS],
             slot_of: HashMap::new(),
-            slot_len: ticks_to_duration(by_time.min(by_mtu), cfg.rate) / SLOTS as u32,
+            slot_len: ticks_to_duration(per_packet, cfg.rate) / SLOTS as u32,
             current: None,
             next: (0, 0),
             cname: cfg.cname,
@@ -481,11 +481,7 @@ impl Channel {
             octet_count: self.octets,
         };
         let mut out = BytesMut::with_capacity(128);
-        if bye {
-            rtcp::write_goodbye(&mut out, self.stamper.ssrc, &info, &self.cname);
-        } else {
-            rtcp::write_sender_report(&mut out, self.stamper.ssrc, &info, &self.cname);
-        }
+        rtcp::write_report(&mut out, self.stamper.ssrc, &info, &self.cname, bye);
         out.freeze()
     }
 }

@@ -433,11 +433,7 @@ fn sender_report(
         octet_count: t.octets,
     };
     let mut out = BytesMut::with_capacity(128);
-    if bye {
-        rtcp::write_goodbye(&mut out, t.stamper.ssrc, &info, cname);
-    } else {
-        rtcp::write_sender_report(&mut out, t.stamper.ssrc, &info, cname);
-    }
+    rtcp::write_report(&mut out, t.stamper.ssrc, &info, cname, bye);
     Transmit {
         dest: t.rtcp_dest,
         data: out.freeze(),

@@ -203,6 +203,16 @@ pub fn write_goodbye(out: &mut BytesMut, ssrc: u32, info: &SenderInfo, cname: &s
     finish(out, start);
 }
 
+/// An SR compound (SR + SDES), or with `bye` the BYE compound of
+/// [`write_goodbye`]: what a sender emits periodically and when it leaves.
+pub fn write_report(out: &mut BytesMut, ssrc: u32, info: &SenderInfo, cname: &str, bye: bool) {
+    if bye {
+        write_goodbye(out, ssrc, info, cname);
+    } else {
+        write_sender_report(out, ssrc, info, cname);
+    }
+}
+
 /// Appends a compound RR + SDES(CNAME). More than 31 blocks are stacked in
 /// further RR packets (§6.4.2).
 pub fn write_receiver_report(out: &mut BytesMut, ssrc: u32, reports: &[ReportBlock], cname: &str) {

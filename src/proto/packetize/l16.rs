@@ -7,15 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::Chunk;
-use crate::proto::clock::duration_to_ticks;
 
-/// Frames per packet: `ptime` worth of frames, cut down to fit `max_payload`
-/// bytes, and at least one frame.
+/// Frames per L16 packet ([`super::frames_per_packet`] for 2-byte samples).
 pub fn frames_per_packet(rate: u32, channels: u16, ptime: Duration, max_payload: usize) -> u64 {
-    let frame_bytes = 2 * u64::from(channels.max(1));
-    let by_time = duration_to_ticks(ptime, rate).max(1);
-    let by_mtu = (max_payload as u64 / frame_bytes).max(1);
-    by_time.min(by_mtu)
+    super::frames_per_packet(rate, 2 * usize::from(channels.max(1)), ptime, max_payload)
 }
 
 /// A whole clip of interleaved big-endian 16-bit samples.

@@ -9,9 +9,26 @@
 pub mod g711;
 pub mod l16;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
+use super::clock::duration_to_ticks;
 pub use l16::L16;
+
+/// Sample frames per packet (RFC 3551 §4.2): `ptime` worth, cut down so
+/// the payload fits `max_payload` bytes, never splitting a frame, and at
+/// least one frame. `frame_bytes` is the encoded size of one frame.
+pub fn frames_per_packet(
+    rate: u32,
+    frame_bytes: usize,
+    ptime: Duration,
+    max_payload: usize,
+) -> u64 {
+    let by_time = duration_to_ticks(ptime, rate).max(1);
+    let by_mtu = (max_payload / frame_bytes.max(1)).max(1) as u64;
+    by_time.min(by_mtu)
+}
 
 /// One RTP payload cut from the media.
 #[derive(Debug, Clone, PartialEq, Eq)]

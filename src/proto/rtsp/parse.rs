@@ -111,7 +111,14 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
     let start = skip_empty_lines(buf, limits)?;
     match buf.get(start) {
         None => Ok(Parsed::Incomplete),
-        Some(b'$') => Ok(interleaved(buf, start)),
+        Some(b'$') => Ok(match interleaved(buf, start) {
+            Some((channel, payload, consumed)) => Parsed::Interleaved {
+                channel,
+                payload,
+                consumed,
+            },
+            None => Parsed::Incomplete,
+        }),
         Some(_) => request(buf, start, limits),
     }
 }
@@ -133,20 +140,15 @@ fn skip_empty_lines(buf: &[u8], limits: &Limits) -> Result<usize, ParseError> {
     }
 }
 
-/// `$`, channel, 16-bit big-endian length, payload.
-fn interleaved(buf: &[u8], start: usize) -> Parsed {
-    let Some(&[_, channel, hi, lo]) = buf.get(start..start + 4) else {
-        return Parsed::Incomplete;
+/// `$`, channel, 16-bit big-endian length, payload: `(channel, payload,
+/// end)`, or `None` until the whole frame is there.
+fn interleaved(buf: &[u8], start: usize) -> Option<(u8, Bytes, usize)> {
+    let &[_, channel, hi, lo] = buf.get(start..start + 4)? else {
+        return None;
     };
     let end = start + 4 + usize::from(u16::from_be_bytes([hi, lo]));
-    match buf.get(start + 4..end) {
-        Some(payload) => Parsed::Interleaved {
-            channel,
-            payload: Bytes::copy_from_slice(payload),
-            consumed: end,
-        },
-        None => Parsed::Incomplete,
-    }
+    let payload = buf.get(start + 4..end)?;
+    Some((channel, Bytes::copy_from_slice(payload), end))
 }
 
 fn request(buf: &[u8], start: usize, limits: &Limits) -> Result<Parsed, ParseError> {
@@ -246,16 +248,12 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<ParsedResponse, Par
         None => return Ok(ParsedResponse::Incomplete),
         Some(b'$') => {
             return Ok(match interleaved(buf, start) {
-                Parsed::Interleaved {
-                    channel,
-                    payload,
-                    consumed,
-                } => ParsedResponse::Interleaved {
+                Some((channel, payload, consumed)) => ParsedResponse::Interleaved {
                     channel,
                     payload,
                     consumed,
                 },
-                _ => ParsedResponse::Incomplete,
+                None => ParsedResponse::Incomplete,
             })
         }
         Some(_) => {}
