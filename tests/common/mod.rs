@@ -408,3 +408,60 @@ pub fn have(tool: &str) -> bool {
         .status()
         .is_ok()
 }
+
+/// gst-launch-1.0 arguments for a pipeline that plays `url` with rtspsrc
+/// over `protocols` (`protocols=udp` or `protocols=tcp`), depayloads L16,
+/// runs it through `middle` (elements with their properties, e.g.
+/// `identity eos-after=100`), and writes
+/// the samples as S16BE to `out`.
+pub fn gst_l16_args(url: &str, protocols: &str, middle: &[&str], out: &Path) -> Vec<String> {
+    let mut args: Vec<String> = ["-q", "-e", "rtspsrc"].map(String::from).to_vec();
+    args.push(format!("location={url}"));
+    args.push(protocols.into());
+    args.extend(["!", "rtpL16depay"].map(String::from));
+    for element in middle {
+        args.push("!".into());
+        args.extend(element.split_whitespace().map(String::from));
+    }
+    args.extend(
+        [
+            "!",
+            "audioconvert",
+            "!",
+            "audio/x-raw,format=S16BE",
+            "!",
+            "filesink",
+        ]
+        .map(String::from),
+    );
+    args.push(format!("location={}", out.display()));
+    args
+}
+
+/// Whether a gst-launch run that exited with 1 failed only in rtspsrc's own
+/// shutdown race, which has nothing to do with the server: at end of stream
+/// gst-launch takes the pipeline down, rtspsrc queues a PAUSE and at once a
+/// CLOSE, and the CLOSE flushes the connection while the PAUSE is being
+/// written. GST_DEBUG=rtspsrc:5 shows `sending cmd CLOSE ... connection
+/// flush busy PAUSE`, then the PAUSE's send failing with "Received
+/// end-of-file" although the server never saw a PAUSE (its log has the
+/// TEARDOWN that follows, answered 200, on the same connection). Seen in
+/// about 1 run in 40 with GStreamer 1.22 on a loaded machine. Only those
+/// exact messages count; anything else is a real failure.
+pub fn gst_shutdown_race_only(status: std::process::ExitStatus, stderr: &str) -> bool {
+    let mut saw_race = false;
+    let all_race = stderr.lines().filter(|l| !l.trim().is_empty()).all(|l| {
+        let ours = l.starts_with(
+            "ERROR: from element /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0: \
+             Could not write to resource.",
+        ) || l == "Additional debug info:"
+            || (l.contains("gstrtspsrc.c(")
+                && (l.contains("gst_rtspsrc_try_send") || l.contains("gst_rtspsrc_pause")));
+        if l == "Could not send message. (Received end-of-file)" {
+            saw_race = true;
+            return true;
+        }
+        ours
+    });
+    status.code() == Some(1) && saw_race && all_race
+}
