@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rtspd::media::catalog::ClipOptions;
 use rtspd::proto::rtsp::Limits;
-use rtspd::server::live::LiveSpec;
+use rtspd::server::live::{LiveSpec, Source};
 use rtspd::server::sessions::SessionLimits;
 use rtspd::server::{self, Config, Listeners};
 
@@ -142,10 +142,24 @@ struct ServeArgs {
     /// Largest clip held in memory, in MiB of 16-bit samples.
     #[arg(long, default_value_t = 512)]
     max_clip_mib: u64,
-    /// A live channel at /live/NAME, running from start (repeatable):
-    /// NAME=file:PATH.wav (played in a loop) with codec=l16|pcmu|pcma.
-    #[arg(long = "live", value_name = "NAME=SOURCE[,codec=C]")]
+    /// A live channel at /live/NAME (repeatable). SOURCE is file:PATH.wav
+    /// (looped), pipe:COMMAND or stdin (raw PCM; give rate=, channels=,
+    /// format=s16le|s16be), or publish (fed by an RTSP publisher: ANNOUNCE
+    /// and RECORD; rate= and channels= fix its format, else the first
+    /// publisher's is used). codec=l16|pcmu|pcma is what listeners get.
+    #[arg(long = "live", value_name = "NAME=SOURCE[,key=value...]")]
     live: Vec<LiveSpec>,
+    /// Let publishers start a channel at any /live/NAME not configured
+    /// (without it, ANNOUNCE to such a name gets 403).
+    #[arg(long)]
+    allow_publish: bool,
+    /// Most channels publishers may start with --allow-publish.
+    #[arg(long, default_value_t = 64)]
+    max_published_channels: usize,
+    /// Milliseconds of audio a pipe, stdin or published channel buffers
+    /// before sending, to ride out its source's jitter (max 1000).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    live_prebuffer_ms: u64,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -186,6 +200,9 @@ impl ServeArgs {
             send_ahead: Duration::from_micros(self.send_ahead_us),
             send_batch: self.send_batch as usize,
             live: self.live.clone(),
+            allow_publish: self.allow_publish,
+            max_published_channels: self.max_published_channels,
+            live_prebuffer: Duration::from_millis(self.live_prebuffer_ms),
             ..Config::default()
         }
     }
@@ -311,7 +328,11 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         host
     };
     let rtp_port = listeners.rtp_port()?;
-    let live: Vec<String> = config.live.iter().map(|l| l.name.clone()).collect();
+    let live: Vec<(String, bool)> = config
+        .live
+        .iter()
+        .map(|l| (l.name.clone(), l.source == Source::Publish))
+        .collect();
     let media = config.media.display().to_string();
     drop(catalog);
     // Printed once everything runs (live sources are open), so a script
@@ -328,8 +349,16 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         for clip in &clips {
             println!("rtsp://{host}:{}/{}", addr.port(), url_path(clip));
         }
-        for name in &live {
-            println!("rtsp://{host}:{}/live/{name} (live)", addr.port());
+        for (name, publish) in &live {
+            let port = addr.port();
+            if *publish {
+                println!(
+                    "rtsp://{host}:{port}/live/{name} (live, fed by publishers: \
+                     ffmpeg -re -i in.wav -c:a pcm_s16be -f rtsp rtsp://{host}:{port}/live/{name})"
+                );
+            } else {
+                println!("rtsp://{host}:{port}/live/{name} (live)");
+            }
         }
         if let Some(first) = clips.first() {
             println!(

@@ -10,6 +10,8 @@ pub enum Error {
     BadRequest(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     #[error("unsupported media: {0}")]
     UnsupportedMedia(String),
     #[error("request URI too long")]
@@ -41,6 +43,7 @@ impl Error {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UriTooLong => StatusCode::REQUEST_URI_TOO_LARGE,
             Self::SessionNotFound => StatusCode::SESSION_NOT_FOUND,

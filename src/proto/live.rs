@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::clock::{ticks_to_duration, WallClock};
+use super::depacketize::{DepacketizeStats, Depacketizer, Outcome, StreamFormat};
 use super::pacer::{Transmit, SR_INTERVAL};
 use super::packetize::frames_per_packet;
 use super::packetize::g711::{linear_to_alaw, linear_to_ulaw};
@@ -34,8 +35,17 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// The RTP encoding name (RFC 3551 table 4).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::L16 => "L16",
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+        }
+    }
+
     /// Bytes per sample on the wire.
-    fn sample_bytes(self) -> usize {
+    pub fn sample_bytes(self) -> usize {
         match self {
             Self::L16 => 2,
             Self::Pcmu | Self::Pcma => 1,
@@ -71,6 +81,8 @@ pub enum LiveError {
     NotNarrowband { rate: u32, channels: u16 },
     #[error("the source has no audio")]
     Empty,
+    #[error("the channel does not take {rate} Hz with {channels} channels")]
+    Mismatch { rate: u32, channels: u16 },
 }
 
 /// Where a new listener's stream starts: the next packet it will get.
@@ -127,6 +139,13 @@ pub struct Channel {
     /// For a streamed source: PCM fed but not yet sent, at most
     /// `MAX_BUFFERED` of it; `None` for a looping clip.
     fifo: Option<VecDeque<u8>>,
+    /// Audio a streamed source must have buffered before sending starts
+    /// (again, after it ran dry): a jitter buffer, in bytes.
+    prebuffer: usize,
+    /// The buffer reached `prebuffer` and has not run dry since.
+    primed: bool,
+    /// The publisher feeding this channel, if any.
+    publisher: Option<Depacketizer>,
     /// The streamed source said it ended.
     input_ended: bool,
     /// ... and everything it sent is out, and listeners had their BYE.
@@ -152,8 +171,12 @@ const SLOTS: usize = 16;
 pub struct ChannelConfig {
     /// The clip to loop; ignored when `streamed`.
     pub pcm: Bytes,
-    /// Fed by [`Channel::feed`] instead of looping `pcm` (pipe, stdin).
+    /// Fed by [`Channel::feed`] instead of looping `pcm` (pipe, stdin,
+    /// publisher).
     pub streamed: bool,
+    /// For a streamed source: how much audio to hold before sending starts,
+    /// to ride out the source's jitter.
+    pub prebuffer: Duration,
     pub rate: u32,
     pub channels: u16,
     pub codec: Codec,
@@ -204,6 +227,13 @@ impl Channel {
             cname: cfg.cname,
             wallclock: cfg.clock,
             fifo: cfg.streamed.then(VecDeque::new),
+            prebuffer: super::clock::duration_to_ticks(
+                cfg.prebuffer.min(MAX_BUFFERED / 2),
+                cfg.rate,
+            ) as usize
+                * frame_in,
+            primed: false,
+            publisher: None,
             input_ended: false,
             ended: false,
             overflowed_frames: 0,
@@ -328,6 +358,43 @@ impl Channel {
         self.input_ended = true;
     }
 
+    /// A publisher starts feeding the channel with RTP in `format`, which
+    /// must have the channel's rate and channel count (the codec may
+    /// differ: it is decoded to PCM). The channel's own SSRC, sequence and
+    /// timeline go on as before.
+    pub fn start_publisher(&mut self, format: StreamFormat) -> Result<(), LiveError> {
+        if self.fifo.is_none() || format.rate != self.rate || format.channels != self.channels {
+            return Err(LiveError::Mismatch {
+                rate: format.rate,
+                channels: format.channels,
+            });
+        }
+        self.publisher = Some(Depacketizer::new(format));
+        Ok(())
+    }
+
+    /// The publisher left: what it sent plays out, then the channel waits
+    /// (listeners stay) for the next one. Returns its counters.
+    pub fn stop_publisher(&mut self) -> Option<DepacketizeStats> {
+        self.publisher.take().map(|d| d.stats)
+    }
+
+    /// One RTP packet from the publisher; ignored when there is none.
+    pub fn publish(&mut self, packet: &[u8]) -> Option<Outcome> {
+        let d = self.publisher.as_mut()?;
+        let mut pcm = Vec::new();
+        let outcome = d.push(packet, &mut pcm);
+        self.feed(&pcm);
+        Some(outcome)
+    }
+
+    /// The channel stops at once: every listener gets a BYE.
+    pub fn end_now(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        if !self.ended {
+            self.say_goodbye(now, out);
+        }
+    }
+
     fn say_goodbye(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         self.ended = true;
         let bye = self.report_data(now, true);
@@ -425,14 +492,23 @@ impl Channel {
         match self.fifo.as_mut() {
             Some(fifo) => {
                 let want = n as usize * frame;
-                if self.ended || fifo.len() < want {
+                // Until primed, wait for the jitter buffer (but never for a
+                // source that ended: the rest plays out).
+                let need = if self.primed || self.input_ended {
+                    want
+                } else {
+                    want.max(self.prebuffer)
+                };
+                if self.ended || fifo.len() < need {
                     self.rtptime = self.rtptime.wrapping_add(n as u32);
                     self.index += 1;
                     if !self.input_ended {
                         self.starved_packets += 1;
                     }
+                    self.primed = false;
                     return None;
                 }
+                self.primed = true;
                 let bytes: Vec<u8> = fifo.drain(..want).collect();
                 encode(&bytes);
             }
@@ -504,6 +580,7 @@ mod tests {
             ChannelConfig {
                 pcm: pcm(),
                 streamed: false,
+                prebuffer: Duration::ZERO,
                 rate: 8000,
                 channels: 1,
                 codec,
@@ -731,6 +808,7 @@ mod tests {
             ChannelConfig {
                 pcm: Bytes::new(),
                 streamed: true,
+                prebuffer: Duration::ZERO,
                 rate: 8000,
                 channels: 1,
                 codec: Codec::L16,
@@ -791,6 +869,126 @@ mod tests {
         assert!(out.iter().all(|t| t.rtcp), "no packets after the end");
     }
 
+    fn streamed(t0: Instant, prebuffer: Duration) -> Channel {
+        Channel::new(
+            ChannelConfig {
+                pcm: Bytes::new(),
+                streamed: true,
+                prebuffer,
+                rate: 8000,
+                channels: 1,
+                codec: Codec::L16,
+                ptime: Duration::from_millis(20),
+                max_payload: 1400,
+                ssrc: 0x5151,
+                first_seq: 7,
+                first_rtptime: 1000,
+                cname: "p".into(),
+                clock: WallClock::new(t0, Duration::ZERO),
+            },
+            t0,
+        )
+        .unwrap()
+    }
+
+    fn sent(out: &mut Vec<Transmit>) -> Vec<(u16, u32, Vec<u8>)> {
+        let r = out
+            .iter()
+            .filter(|t| !t.rtcp)
+            .map(|t| {
+                let (seq, ts, p) = rtp(t);
+                (seq, ts, p.to_vec())
+            })
+            .collect();
+        out.clear();
+        r
+    }
+
+    #[test]
+    fn sending_waits_for_the_jitter_buffer_each_time_it_runs_dry() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = streamed(t0, ms(60));
+        let mut out = Vec::new();
+        c.subscribe(1, udp(5000), udp(5001), t0, &mut out);
+        let packet = vec![1u8; 320];
+        c.feed(&packet);
+        c.feed(&packet);
+        c.poll(t0 + ms(19), &mut out);
+        assert!(sent(&mut out).is_empty(), "40 ms buffered of 60");
+        c.feed(&packet);
+        c.poll(t0 + ms(39), &mut out);
+        assert_eq!(sent(&mut out).len(), 1, "primed: packet 1 goes");
+        c.poll(t0 + ms(79), &mut out);
+        assert_eq!(sent(&mut out).len(), 2, "the buffer drains without waiting");
+        c.poll(t0 + ms(99), &mut out);
+        c.feed(&packet);
+        c.feed(&packet);
+        c.poll(t0 + ms(139), &mut out);
+        assert!(sent(&mut out).is_empty(), "ran dry: waits for 60 ms again");
+        c.feed(&packet);
+        c.poll(t0 + ms(159), &mut out);
+        assert_eq!(sent(&mut out).len(), 1);
+    }
+
+    #[test]
+    fn publishers_hand_over_on_one_timeline() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = streamed(t0, Duration::ZERO);
+        let mut out = Vec::new();
+        c.subscribe(1, udp(5000), udp(5001), t0, &mut out);
+        let l16 = StreamFormat {
+            codec: Codec::L16,
+            payload_type: 96,
+            rate: 8000,
+            channels: 1,
+        };
+        assert!(c.publish(&[0x80; 20]).is_none(), "no publisher yet");
+        assert!(matches!(
+            c.start_publisher(StreamFormat { rate: 16000, ..l16 }),
+            Err(LiveError::Mismatch { rate: 16000, .. })
+        ));
+        c.start_publisher(l16).unwrap();
+        // The first publisher: its own SSRC, sequence and clock.
+        let mut a = Stamper::new(0xAAAA, 96, 40_000);
+        let samples = |k: i16| -> Vec<u8> {
+            (0..160)
+                .flat_map(|i| (k * 1000 + i).to_be_bytes())
+                .collect()
+        };
+        for k in 0..2 {
+            c.publish(&a.packet(90_000 + 160 * k as u32, false, &samples(k)));
+        }
+        c.poll(t0 + ms(39), &mut out);
+        let first = sent(&mut out);
+        assert_eq!(
+            first.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
+            [(7, 1000), (8, 1160)],
+            "the channel's sequence and timestamps, not the publisher's"
+        );
+        assert_eq!(first[1].2, samples(1));
+        assert_eq!(c.stop_publisher().map(|s| s.packets), Some(2));
+        // Nobody publishes for 60 ms: nothing is sent, the clock runs.
+        c.poll(t0 + ms(99), &mut out);
+        assert!(sent(&mut out).is_empty());
+        // The next publisher, another SSRC and sequence: the listener's
+        // stream goes on with the next sequence number, and a timestamp
+        // that counts the silent time.
+        c.start_publisher(StreamFormat {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            ..l16
+        })
+        .unwrap();
+        let mut b = Stamper::new(0xBBBB, 0, 3);
+        c.publish(&b.packet(5, false, &[0xFF; 160]));
+        c.poll(t0 + ms(119), &mut out);
+        let next = sent(&mut out);
+        assert_eq!((next[0].0, next[0].1), (9, 1000 + 5 * 160));
+        assert_eq!(next[0].2, vec![0; 320], "µ-law silence decoded");
+    }
+
     #[test]
     fn g711_needs_narrowband() {
         let t0 = Instant::now();
@@ -798,6 +996,7 @@ mod tests {
             ChannelConfig {
                 pcm: pcm(),
                 streamed: false,
+                prebuffer: Duration::ZERO,
                 rate: 16_000,
                 channels: 1,
                 codec: Codec::Pcma,

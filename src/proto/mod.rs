@@ -2,6 +2,7 @@
 //! returns responses, packets and deadlines. Nothing here imports tokio.
 
 pub mod clock;
+pub mod depacketize;
 pub mod error;
 pub mod live;
 pub mod measure;

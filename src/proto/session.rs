@@ -1,4 +1,6 @@
-//! The RTSP session state machine (RFC 2326 §A.1): Init → Ready → Playing.
+//! The RTSP session state machine (RFC 2326 §A.1): Init → Ready → Playing
+//! for a client that plays, Init → Ready → Recording for one that publishes
+//! (§A.2; a session's mode is fixed by its first SETUP).
 //!
 //! ```text
 //!            SETUP            PLAY
@@ -28,6 +30,15 @@ pub enum State {
     Init,
     Ready,
     Playing,
+    Recording,
+}
+
+/// Whether a session receives streams or sends them (RFC 2326 §12.39
+/// `mode=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Play,
+    Record,
 }
 
 impl State {
@@ -36,6 +47,7 @@ impl State {
             Self::Init => "Init",
             Self::Ready => "Ready",
             Self::Playing => "Playing",
+            Self::Recording => "Recording",
         }
     }
 }
@@ -97,6 +109,7 @@ pub struct Session {
     pub presentation: String,
     tracks: BTreeMap<usize, TrackTransport>,
     state: State,
+    mode: Mode,
     timeout: Duration,
     last_seen: Instant,
 }
@@ -115,13 +128,24 @@ impl Session {
             presentation,
             tracks: BTreeMap::new(),
             state: State::Init,
+            mode: Mode::Play,
             timeout,
             last_seen: now,
         }
     }
 
+    /// The same session, for a publisher (SETUP with `mode=record`).
+    pub fn recording(mut self) -> Self {
+        self.mode = Mode::Record;
+        self
+    }
+
     pub fn state(&self) -> State {
         self.state
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     pub fn timeout(&self) -> Duration {
@@ -165,7 +189,7 @@ impl Session {
                 "session belongs to another presentation",
             ));
         }
-        if self.state == State::Playing {
+        if matches!(self.state, State::Playing | State::Recording) {
             return Err(Error::InvalidState(self.state.name()));
         }
         // One lower transport per session, and never two tracks on one
@@ -203,6 +227,9 @@ impl Session {
     ) -> Result<PlayRequest, Error> {
         if self.state == State::Init {
             return Err(Error::InvalidState(self.state.name()));
+        }
+        if self.mode == Mode::Record {
+            return Err(Error::InvalidState("a recording session cannot PLAY"));
         }
         self.check_scope(scope)?;
         let req = match range {
@@ -242,9 +269,24 @@ impl Session {
             return Err(Error::InvalidState(self.state.name()));
         }
         self.check_scope(scope)?;
-        let was_playing = self.state == State::Playing;
+        let was_playing = matches!(self.state, State::Playing | State::Recording);
         self.state = State::Ready;
         Ok(was_playing)
+    }
+
+    /// RECORD (RFC 2326 §10.11): a publishing session starts (or resumes)
+    /// sending. Returns whether it was already recording.
+    pub fn record(&mut self, scope: Scope) -> Result<bool, Error> {
+        if self.mode != Mode::Record {
+            return Err(Error::InvalidState("the session was set up to play"));
+        }
+        if self.state == State::Init {
+            return Err(Error::InvalidState(self.state.name()));
+        }
+        self.check_scope(scope)?;
+        let was = self.state == State::Recording;
+        self.state = State::Recording;
+        Ok(was)
     }
 
     /// The streams ran to their end: back to Ready so the client may PLAY again.
@@ -295,6 +337,47 @@ mod tests {
                 channel: channel + 1,
             },
         }
+    }
+
+    #[test]
+    fn recording_sessions_record_and_never_play() {
+        let now = Instant::now();
+        let mut r = session(now).recording();
+        assert_eq!(r.mode(), Mode::Record);
+        assert!(
+            matches!(r.record(Scope::Aggregate), Err(Error::InvalidState(_))),
+            "before SETUP"
+        );
+        r.setup("a.wav", 0, tt(5000)).unwrap();
+        assert!(matches!(
+            r.play(Scope::Aggregate, None, None),
+            Err(Error::InvalidState(_))
+        ));
+        assert_eq!(r.record(Scope::Aggregate), Ok(false));
+        assert_eq!(r.state(), State::Recording);
+        assert_eq!(
+            r.record(Scope::Track(0)),
+            Ok(true),
+            "one track: its URL is the aggregate"
+        );
+        assert!(matches!(
+            r.setup("a.wav", 0, tt(5002)),
+            Err(Error::InvalidState("Recording"))
+        ));
+        r.ended();
+        assert_eq!(
+            r.state(),
+            State::Recording,
+            "only played streams end by themselves"
+        );
+        assert_eq!(r.pause(Scope::Aggregate), Ok(true));
+        assert_eq!(r.state(), State::Ready);
+        let mut p = session(now);
+        p.setup("a.wav", 0, tt(5000)).unwrap();
+        assert!(matches!(
+            p.record(Scope::Aggregate),
+            Err(Error::InvalidState(_))
+        ));
     }
 
     #[test]

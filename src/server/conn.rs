@@ -47,7 +47,20 @@ pub(crate) async fn serve(
     for e in shared.sessions.remove_interleaved_on(conn_id) {
         info_span!("session", id = %e.session.id)
             .in_scope(|| info!("session closed with its interleaved connection"));
-        let _ = shared.pacer.send(Command::Remove { group: e.group }).await;
+        super::forget(&shared, &e).await;
+    }
+    // A publisher's session ends with its connection, over UDP too, so the
+    // channel is free for the next publisher at once.
+    for r in shared.channels.release_conn(conn_id) {
+        if let Some(e) = r.session.and_then(|id| shared.sessions.remove(&id)) {
+            info_span!("session", id = %e.session.id)
+                .in_scope(|| info!("publishing session closed with its connection"));
+            let _ = shared.pacer.send(Command::Remove { group: e.group }).await;
+        }
+        if let Some(key) = r.stopped {
+            info!(channel = %key, "publisher left; listeners stay");
+            let _ = shared.pacer.send(Command::StopPublisher { key }).await;
+        }
     }
 }
 
@@ -104,9 +117,21 @@ async fn serve_requests(
                         info!(channel, "client sends too many interleaved frames, closing");
                         return;
                     }
-                    // RTCP keeps the connection's sessions alive; anything
-                    // else, and unknown channels, is skipped (B10#71, #72).
-                    if rtcp::parse_compound(&payload).is_ok() {
+                    // A publisher's RTP goes to its channel; RTCP keeps the
+                    // connection's sessions alive; anything else, and
+                    // unknown channels, is skipped (B10#71, #72).
+                    if let Some(d) = shared.channels.interleaved_packet(conn_id, channel, now) {
+                        if let Some(id) = d.touch {
+                            shared.sessions.touch(&id, now);
+                        }
+                        let cmd = Command::Publish {
+                            key: d.key,
+                            packet: payload,
+                        };
+                        if shared.pacer.send(cmd).await.is_err() {
+                            return;
+                        }
+                    } else if rtcp::parse_compound(&payload).is_ok() {
                         shared.sessions.touch_by_conn(conn_id, now);
                     } else {
                         trace!(channel, "interleaved frame ignored");

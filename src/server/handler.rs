@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, info_span};
 
 use super::live::{self, LiveInfo};
+use super::publish;
 use super::sessions::{Entry, Presentation};
 use super::udp::Command;
 use super::Shared;
@@ -23,12 +24,23 @@ use crate::proto::rtsp::session_header::SessionHeader;
 use crate::proto::rtsp::transport::{parse_transports, LowerTransport, Transport};
 use crate::proto::rtsp::{Method, Request, Response, StatusCode};
 use crate::proto::sdp;
-use crate::proto::session::{Dest, Scope, Session, Teardown, TrackTransport};
+use crate::proto::session::{Dest, Mode, Scope, Session, Teardown, TrackTransport};
 use crate::proto::target::{parse_target, Target};
 
-/// The methods this server implements, for `Public:` and `Allow:`.
-pub(crate) const PUBLIC: &str =
+const PUBLIC_PLAY: &str =
     "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+const PUBLIC_PUBLISH: &str = "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, PAUSE, \
+                              TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+/// The methods this server implements, for `Public:` and `Allow:`:
+/// ANNOUNCE and RECORD only when a channel takes publishers.
+fn public(shared: &Shared) -> &'static str {
+    if shared.channels.takes_publishers() {
+        PUBLIC_PUBLISH
+    } else {
+        PUBLIC_PLAY
+    }
+}
 
 /// A response with the headers every response carries.
 pub(crate) fn base_response(status: StatusCode, cseq: Option<u32>) -> Response {
@@ -65,7 +77,7 @@ pub(crate) async fn handle(
     let result = match req.method {
         Method::Options => {
             keepalive(shared, req, peer.ip(), conn);
-            Ok(ok.header("Public", PUBLIC))
+            Ok(ok.header("Public", public(shared)))
         }
         Method::Describe => describe(shared, req, peer, ok).await,
         Method::Setup => setup(shared, req, peer, conn, ok).await,
@@ -73,9 +85,16 @@ pub(crate) async fn handle(
         Method::Pause => pause(shared, req, peer, conn, ok).await,
         Method::Teardown => teardown(shared, req, peer, conn, ok).await,
         Method::GetParameter | Method::SetParameter => parameter(shared, req, peer, conn, ok),
+        Method::Announce if shared.channels.takes_publishers() => {
+            publish::announce(shared, req, conn, ok).await
+        }
+        Method::Record if shared.channels.takes_publishers() => {
+            publish::record(shared, req, peer, conn, ok).await
+        }
+        // A play-only server (ROBUSTNESS B4#36).
         Method::Announce | Method::Record | Method::Redirect => {
             return base_response(StatusCode::METHOD_NOT_ALLOWED, Some(cseq))
-                .header("Allow", PUBLIC);
+                .header("Allow", public(shared));
         }
         Method::Other(_) => Err(Error::NotImplemented),
     };
@@ -83,14 +102,14 @@ pub(crate) async fn handle(
         debug!(method = %req.method, error = %e, "request refused");
         let r = base_response(e.status(), Some(cseq));
         if matches!(e, Error::NotImplemented) {
-            r.header("Public", PUBLIC)
+            r.header("Public", public(shared))
         } else {
             r
         }
     })
 }
 
-fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {
+pub(super) fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {
     parse_target(&req.uri, shared.config.limits.max_uri)
 }
 
@@ -98,9 +117,8 @@ fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {
 async fn open_presentation(shared: &Arc<Shared>, path: &str) -> Result<Presentation, Error> {
     match path.strip_prefix(live::PREFIX) {
         Some(name) => shared
-            .live
+            .channels
             .get(name)
-            .cloned()
             .map(Presentation::Live)
             .ok_or(Error::NotFound),
         None => open_clip(shared, path).await.map(Presentation::Clip),
@@ -165,6 +183,14 @@ fn session_version() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A new session id: 128 random bits from the OS, in hex.
+pub(super) fn new_session_id() -> Result<String, Error> {
+    Ok(random_bytes::<16>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("OS random source: {e}")))?;
@@ -176,12 +202,12 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
 /// connection (RFC 2326 §10.12; channels `2 * track` and the next when the
 /// client names none), and no destination other than the client itself
 /// (§12.39: no third-party delivery).
-fn choose_transport(
+pub(super) fn choose_transport(
     req: &Request,
     peer: IpAddr,
     conn: u64,
     track: usize,
-) -> Result<TrackTransport, Error> {
+) -> Result<(TrackTransport, Mode), Error> {
     let value = req
         .headers
         .get("Transport")
@@ -203,13 +229,15 @@ fn choose_transport(
             why = "multicast is not offered".into();
             continue;
         }
-        if t.mode
-            .as_deref()
-            .is_some_and(|m| !m.eq_ignore_ascii_case("play"))
-        {
-            why = "only mode=play is offered on a stored clip".into();
-            continue;
-        }
+        let mode = match t.mode.as_deref() {
+            None => Mode::Play,
+            Some(m) if m.eq_ignore_ascii_case("play") => Mode::Play,
+            Some(m) if m.eq_ignore_ascii_case("record") => Mode::Record,
+            Some(m) => {
+                why = format!("mode={m} is not offered");
+                continue;
+            }
+        };
         if let Some(d) = &t.destination {
             if d.parse::<IpAddr>().ok() != Some(peer) {
                 why = format!("destination {d} is not the client");
@@ -223,13 +251,14 @@ fn choose_transport(
                 why = "interleaved channels must be a pair n-(n+1)".into();
                 continue;
             }
-            return Ok(TrackTransport {
+            let tt = TrackTransport {
                 rtp: Dest::Interleaved { conn, channel: rtp },
                 rtcp: Dest::Interleaved {
                     conn,
                     channel: rtcp,
                 },
-            });
+            };
+            return Ok((tt, mode));
         }
         let (rtp, rtcp) = match t.validate_client_ports() {
             Ok(p) => p,
@@ -238,15 +267,16 @@ fn choose_transport(
                 continue;
             }
         };
-        return Ok(TrackTransport {
+        let tt = TrackTransport {
             rtp: Dest::Udp(SocketAddr::new(peer, rtp)),
             rtcp: Dest::Udp(SocketAddr::new(peer, rtcp)),
-        });
+        };
+        return Ok((tt, mode));
     }
     Err(Error::UnsupportedTransport(why))
 }
 
-fn session_id(req: &Request) -> Result<Option<String>, Error> {
+pub(super) fn session_id(req: &Request) -> Result<Option<String>, Error> {
     let mut all = req.headers.get_all("Session");
     let Some(v) = all.next() else { return Ok(None) };
     if all.next().is_some() {
@@ -256,7 +286,7 @@ fn session_id(req: &Request) -> Result<Option<String>, Error> {
     Ok(Some(h.id))
 }
 
-fn session_header(s: &Session) -> String {
+pub(super) fn session_header(s: &Session) -> String {
     SessionHeader {
         id: s.id.clone(),
         timeout: Some(s.timeout().as_secs().clamp(1, 86_400) as u32),
@@ -272,6 +302,15 @@ async fn setup(
     ok: Response,
 ) -> Result<Response, Error> {
     let t = target(shared, req)?;
+    let (dest, mode) = choose_transport(req, peer.ip(), conn, t.track.unwrap_or(0))?;
+    if mode == Mode::Record {
+        if !shared.channels.takes_publishers() {
+            return Err(Error::UnsupportedTransport(
+                "mode=record: this server takes no publishers".into(),
+            ));
+        }
+        return publish::setup(shared, req, &t, dest, peer, conn, ok);
+    }
     let source = open_presentation(shared, &t.path).await?;
     let track = match t.track {
         Some(n) => n,
@@ -282,7 +321,6 @@ async fn setup(
     if track >= source.track_count() {
         return Err(Error::NotFound);
     }
-    let dest = choose_transport(req, peer.ip(), conn, track)?;
     if dest.rtp.udp().is_none() {
         shared.sinks.open(conn, shared.config.client_queue);
     }
@@ -326,10 +364,7 @@ async fn setup(
             ));
         }
         None => {
-            let id: String = random_bytes::<16>()?
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let id = new_session_id()?;
             let mut session = Session::new(
                 id.clone(),
                 peer.ip(),
@@ -361,10 +396,22 @@ async fn setup(
             .await
             .map_err(|_| Error::Unavailable("shutting down"))?;
     }
+    setup_reply(shared, dest, Some(ssrc), ok, header)
+}
+
+/// A SETUP's 200: the transport chosen (with the shared server ports for
+/// UDP) and the session.
+pub(super) fn setup_reply(
+    shared: &Shared,
+    dest: TrackTransport,
+    ssrc: Option<u32>,
+    ok: Response,
+    session: String,
+) -> Result<Response, Error> {
     let mut reply = Transport {
         protocol: "RTP".into(),
         profile: "AVP".into(),
-        ssrc: Some(ssrc),
+        ssrc,
         ..Transport::default()
     };
     match (dest.rtp, dest.rtcp) {
@@ -381,11 +428,11 @@ async fn setup(
     }
     Ok(ok
         .header("Transport", reply.to_string())
-        .header("Session", header))
+        .header("Session", session))
 }
 
 /// Resolves the session a request names, for the session-scoped methods.
-fn scoped(shared: &Shared, req: &Request) -> Result<(String, Scope, String), Error> {
+pub(super) fn scoped(shared: &Shared, req: &Request) -> Result<(String, Scope, String), Error> {
     let id = session_id(req)?.ok_or(Error::SessionNotFound)?;
     let t = target(shared, req)?;
     let scope = t.track.map_or(Scope::Aggregate, Scope::Track);
@@ -479,7 +526,7 @@ async fn play_live(
     shared
         .pacer
         .send(Command::Subscribe {
-            channel: live.name.clone(),
+            channel: live.key.clone(),
             group,
             rtp: tt.rtp,
             rtcp: tt.rtcp,
@@ -509,19 +556,28 @@ async fn pause(
     ok: Response,
 ) -> Result<Response, Error> {
     let (id, scope, _) = scoped(shared, req)?;
-    let (group, was_playing, header, source) =
+    let (group, was_playing, header, source, mode) =
         shared
             .sessions
             .with(&id, peer.ip(), conn, Instant::now(), |e| {
-                e.session
-                    .pause(scope)
-                    .map(|p| (e.group, p, session_header(&e.session), e.source.clone()))
+                e.session.pause(scope).map(|p| {
+                    (
+                        e.group,
+                        p,
+                        session_header(&e.session),
+                        e.source.clone(),
+                        e.session.mode(),
+                    )
+                })
             })??;
-    if let (true, Presentation::Live(live)) = (was_playing, &source) {
+    if let (true, Presentation::Live(live), Mode::Record) = (was_playing, &source, mode) {
+        let key = live.key.clone();
+        let _ = shared.pacer.send(Command::StopPublisher { key }).await;
+    } else if let (true, Presentation::Live(live)) = (was_playing, &source) {
         let _ = shared
             .pacer
             .send(Command::Unsubscribe {
-                channel: live.name.clone(),
+                channel: live.key.clone(),
                 group,
             })
             .await;
@@ -558,15 +614,20 @@ async fn teardown(
                     session_header(&e.session),
                 )
             })?;
-    let cmd = match what {
+    match what {
         Teardown::All => {
-            shared.sessions.remove(&id);
-            info_span!("session", %id).in_scope(|| info!("session torn down"));
-            Command::Remove { group }
+            if let Some(e) = shared.sessions.remove(&id) {
+                info_span!("session", %id).in_scope(|| info!("session torn down"));
+                super::forget(shared, &e).await;
+            }
         }
-        Teardown::Track(track) => Command::RemoveTrack { group, track },
-    };
-    let _ = shared.pacer.send(cmd).await;
+        Teardown::Track(track) => {
+            let _ = shared
+                .pacer
+                .send(Command::RemoveTrack { group, track })
+                .await;
+        }
+    }
     Ok(ok.header("Session", header))
 }
 

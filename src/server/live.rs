@@ -1,13 +1,13 @@
 //! Live channels configured with `--live NAME=SOURCE[,key=value...]`,
 //! served at `rtsp://HOST:PORT/live/NAME` (RFC 2326 §C.1.5: no duration,
 //! `Range: npt=now-`). Each runs on the pacing thread from server start,
-//! whether or not anyone listens ([`crate::proto::live`]).
+//! whether or not anyone listens ([`crate::proto::live`]); a `publish`
+//! channel whose format is not declared starts with its first publisher
+//! ([`super::channels`]).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use std::io::Read;
@@ -29,7 +29,9 @@ pub const PREFIX: &str = "live/";
 pub struct LiveSpec {
     pub name: String,
     pub source: Source,
-    pub codec: Codec,
+    /// What listeners get; `None`: L16, or for `publish` what the
+    /// publisher sends.
+    pub codec: Option<Codec>,
     /// For raw sources: sample rate, channel count, byte order.
     pub rate: Option<u32>,
     pub channels: Option<u16>,
@@ -45,6 +47,8 @@ pub enum Source {
     Pipe(String),
     /// Raw PCM from rtspd's own standard input.
     Stdin,
+    /// Audio from an RTSP publisher (ANNOUNCE/RECORD).
+    Publish,
 }
 
 /// Why a `--live` option or its source is unusable.
@@ -55,7 +59,7 @@ pub enum SpecError {
     #[error("--live {0}: channel names are letters, digits, '-', '_' and '.'")]
     Name(String),
     #[error(
-        "--live {name}: source {given:?} is not supported yet (only file:PATH or a path to a WAV)"
+        "--live {name}: source {given:?} is not one of file:PATH (or a WAV's path), pipe:COMMAND, stdin, publish"
     )]
     Source { name: String, given: String },
     #[error("--live {name}: unknown key or value {kv:?}")]
@@ -79,12 +83,7 @@ impl std::str::FromStr for LiveSpec {
         let (name, rest) = s
             .split_once('=')
             .ok_or_else(|| SpecError::Syntax(s.into()))?;
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
+        if !valid_name(name) {
             return Err(SpecError::Name(name.into()));
         }
         let mut parts = rest.split(',');
@@ -102,7 +101,9 @@ impl std::str::FromStr for LiveSpec {
             Source::Pipe(cmd.to_owned())
         } else if given == "stdin" {
             Source::Stdin
-        } else if given.contains(':') || given.is_empty() || given == "publish" {
+        } else if given == "publish" {
+            Source::Publish
+        } else if given.contains(':') || given.is_empty() {
             return Err(unsupported());
         } else {
             Source::File(PathBuf::from(given))
@@ -110,7 +111,7 @@ impl std::str::FromStr for LiveSpec {
         let mut spec = Self {
             name: name.into(),
             source,
-            codec: Codec::L16,
+            codec: None,
             rate: None,
             channels: None,
             big_endian: false,
@@ -121,9 +122,9 @@ impl std::str::FromStr for LiveSpec {
                 kv: kv.into(),
             };
             match kv.split_once('=').ok_or_else(bad)? {
-                ("codec", "l16") => spec.codec = Codec::L16,
-                ("codec", "pcmu") => spec.codec = Codec::Pcmu,
-                ("codec", "pcma") => spec.codec = Codec::Pcma,
+                ("codec", "l16") => spec.codec = Some(Codec::L16),
+                ("codec", "pcmu") => spec.codec = Some(Codec::Pcmu),
+                ("codec", "pcma") => spec.codec = Some(Codec::Pcma),
                 ("rate", v) => {
                     spec.rate = Some(
                         v.parse()
@@ -145,113 +146,158 @@ impl std::str::FromStr for LiveSpec {
                 _ => return Err(bad()),
             }
         }
-        let raw = !matches!(spec.source, Source::File(_));
+        let raw = matches!(spec.source, Source::Pipe(_) | Source::Stdin);
         if raw && (spec.rate.is_none() || spec.channels.is_none()) {
             return Err(SpecError::Key {
                 name: name.into(),
                 kv: "a pipe or stdin source needs rate= and channels=".into(),
             });
         }
+        if spec.source == Source::Publish && spec.rate.is_some() != spec.channels.is_some() {
+            return Err(SpecError::Key {
+                name: name.into(),
+                kv: "a publish channel declares both rate= and channels=, or neither".into(),
+            });
+        }
         Ok(spec)
     }
 }
 
-/// What handlers need to know of a channel: its SDP.
+/// Whether `name` may name a channel: 1 to 64 letters, digits, `-`, `_`
+/// and `.`, so it is one path segment that needs no escaping.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// What handlers need to know of a running channel: its SDP.
 #[derive(Debug)]
 pub struct LiveInfo {
     pub name: String,
+    /// The pacing thread's name for this channel: the name, plus a number
+    /// for one a publisher started (a later one under the same name is
+    /// another channel).
+    pub key: String,
     pub description: PresentationDescription,
     /// The channel's one SSRC, the same for every listener.
     pub ssrc: u32,
+    pub rate: u32,
+    pub channels: u16,
 }
 
-/// Every channel's description (for handlers) and the channels themselves
-/// (for the pacing thread), by name.
-pub type Built = (HashMap<String, Arc<LiveInfo>>, HashMap<String, Channel>);
+/// What every channel is built with.
+#[derive(Debug, Clone)]
+pub struct ChannelParams {
+    pub ptime: Duration,
+    pub max_payload: usize,
+    /// Largest WAV a `file:` channel loads.
+    pub max_bytes: u64,
+    /// Jitter buffer of pipe, stdin and published channels.
+    pub prebuffer: Duration,
+    pub clock: WallClock,
+    pub cname: String,
+}
 
-/// Loads every channel's source and builds the channels, all starting at
-/// `now`.
-pub fn build(
-    specs: &[LiveSpec],
-    ptime: Duration,
-    max_payload: usize,
-    max_bytes: u64,
-    clock: WallClock,
-    cname: &str,
+/// What a channel plays, once its format is known.
+#[derive(Debug, Clone)]
+pub struct ChannelShape {
+    pub codec: Codec,
+    pub rate: u32,
+    pub channels: u16,
+    /// The clip to loop; `None` for a streamed source.
+    pub clip: Option<bytes::Bytes>,
+}
+
+/// A channel and its description, starting at `now`.
+pub fn make_channel(
+    params: &ChannelParams,
+    name: &str,
+    key: &str,
+    shape: ChannelShape,
     now: Instant,
-) -> Result<Built, SpecError> {
-    let mut infos = HashMap::new();
-    let mut channels = HashMap::new();
-    for spec in specs {
-        if infos.contains_key(&spec.name) {
-            return Err(SpecError::Duplicate(spec.name.clone()));
-        }
-        let media_err = |error: String| SpecError::Media {
-            name: spec.name.clone(),
-            path: match &spec.source {
-                Source::File(p) => p.display().to_string(),
-                Source::Pipe(c) => c.clone(),
-                Source::Stdin => "stdin".into(),
-            },
-            error,
-        };
-        let pcm = match &spec.source {
-            Source::File(path) => {
-                let f = File::open(path).map_err(|e| media_err(e.to_string()))?;
-                wav::load(BufReader::new(f), max_bytes).map_err(|e| media_err(e.to_string()))?
-            }
-            Source::Pipe(_) | Source::Stdin => wav::Pcm {
-                sample_rate: spec.rate.unwrap_or(8000),
-                channels: spec.channels.unwrap_or(1),
-                data: bytes::Bytes::new(),
-            },
-        };
-        let streamed = !matches!(spec.source, Source::File(_));
-        let random = random_u64();
-        let channel = Channel::new(
-            ChannelConfig {
-                pcm: pcm.data,
-                streamed,
+) -> Result<(LiveInfo, Channel), LiveError> {
+    let random = random_u64();
+    let ssrc = random as u32;
+    let channel = Channel::new(
+        ChannelConfig {
+            streamed: shape.clip.is_none(),
+            pcm: shape.clip.unwrap_or_default(),
+            prebuffer: params.prebuffer,
+            rate: shape.rate,
+            channels: shape.channels,
+            codec: shape.codec,
+            ptime: params.ptime,
+            max_payload: params.max_payload,
+            ssrc,
+            first_seq: (random >> 32) as u16,
+            first_rtptime: (random >> 16) as u32 ^ (random << 7) as u32,
+            cname: params.cname.clone(),
+            clock: params.clock,
+        },
+        now,
+    )?;
+    let (payload_type, rtpmap) = shape.codec.payload(shape.rate, shape.channels);
+    let description = PresentationDescription {
+        name: format!("{PREFIX}{name}"),
+        duration: None,
+        tracks: vec![TrackDescription {
+            media: "audio",
+            payload_type,
+            rtpmap,
+            fmtp: None,
+            control: "trackID=0".into(),
+        }],
+    };
+    let info = LiveInfo {
+        name: name.to_owned(),
+        key: key.to_owned(),
+        description,
+        ssrc,
+        rate: shape.rate,
+        channels: shape.channels,
+    };
+    Ok((info, channel))
+}
+
+/// The format a configured channel starts with: a `file:` source's WAV, a
+/// raw source's declared one, a `publish` channel's if declared (`None`
+/// otherwise: its first publisher decides).
+pub fn configured_shape(
+    spec: &LiveSpec,
+    max_bytes: u64,
+) -> Result<Option<ChannelShape>, SpecError> {
+    let codec = spec.codec.unwrap_or(Codec::L16);
+    match &spec.source {
+        Source::File(path) => {
+            let media_err = |error: String| SpecError::Media {
+                name: spec.name.clone(),
+                path: path.display().to_string(),
+                error,
+            };
+            let f = File::open(path).map_err(|e| media_err(e.to_string()))?;
+            let pcm =
+                wav::load(BufReader::new(f), max_bytes).map_err(|e| media_err(e.to_string()))?;
+            Ok(Some(ChannelShape {
+                codec,
                 rate: pcm.sample_rate,
                 channels: pcm.channels,
-                codec: spec.codec,
-                ptime,
-                max_payload,
-                ssrc: random as u32,
-                first_seq: (random >> 32) as u16,
-                first_rtptime: (random >> 16) as u32 ^ (random << 7) as u32,
-                cname: cname.to_owned(),
-                clock,
-            },
-            now,
-        )
-        .map_err(|error| SpecError::Channel {
-            name: spec.name.clone(),
-            error,
-        })?;
-        let (payload_type, rtpmap) = spec.codec.payload(pcm.sample_rate, pcm.channels);
-        let description = PresentationDescription {
-            name: format!("{PREFIX}{}", spec.name),
-            duration: None,
-            tracks: vec![TrackDescription {
-                media: "audio",
-                payload_type,
-                rtpmap,
-                fmtp: None,
-                control: "trackID=0".into(),
-            }],
-        };
-        infos.insert(
-            spec.name.clone(),
-            Arc::new(LiveInfo {
-                name: spec.name.clone(),
-                description,
-                ssrc: random as u32,
-            }),
-        );
-        channels.insert(spec.name.clone(), channel);
+                clip: Some(pcm.data),
+            }))
+        }
+        Source::Pipe(_) | Source::Stdin | Source::Publish => {
+            Ok(spec
+                .rate
+                .zip(spec.channels)
+                .map(|(rate, channels)| ChannelShape {
+                    codec,
+                    rate,
+                    channels,
+                    clip: None,
+                }))
+        }
     }
-    Ok((infos, channels))
 }
 
 /// Starts a reader thread for every pipe and stdin channel: it feeds the
@@ -259,7 +305,7 @@ pub fn build(
 pub fn spawn_sources(specs: &[LiveSpec], pacer: &PacerHandle) -> Result<(), SpecError> {
     for spec in specs {
         let reader: Box<dyn Read + Send> = match &spec.source {
-            Source::File(_) => continue,
+            Source::File(_) | Source::Publish => continue,
             Source::Stdin => Box::new(std::io::stdin()),
             Source::Pipe(cmd) => {
                 let child = Command::new("sh")
@@ -358,11 +404,20 @@ mod tests {
             (
                 "radio",
                 &Source::File("media/tones.wav".into()),
-                Codec::Pcmu
+                Some(Codec::Pcmu)
             )
         );
         let s: LiveSpec = "a=x.wav".parse().unwrap();
-        assert_eq!(s.codec, Codec::L16);
+        assert_eq!(s.codec, None);
+        let s: LiveSpec = "studio=publish".parse().unwrap();
+        assert_eq!((s.source, s.rate), (Source::Publish, None));
+        let s: LiveSpec = "studio=publish,codec=pcmu,rate=8000,channels=1"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (s.codec, s.rate, s.channels),
+            (Some(Codec::Pcmu), Some(8000), Some(1))
+        );
         let s: LiveSpec = "mic=pipe:arecord -f S16_LE -r 48000,rate=48000,channels=1"
             .parse()
             .unwrap();
@@ -384,7 +439,7 @@ mod tests {
             "r=pipe:,rate=8000,channels=1",
             "r=x.wav,codec=opus",
             "r=stdin,rate=8000,channels=0",
-            "r=publish",
+            "r=publish,rate=8000",
         ] {
             assert!(bad.parse::<LiveSpec>().is_err(), "{bad}");
         }

@@ -5,10 +5,12 @@
 //! `TaskTracker`: cancel, say RTCP BYE to every session, let connection
 //! tasks finish the request in hand, and wait for all of them.
 
+pub mod channels;
 pub mod conn;
 mod handler;
 mod interleave;
 pub mod live;
+mod publish;
 pub mod sessions;
 pub mod udp;
 
@@ -30,8 +32,9 @@ use crate::net::bind_pair;
 use crate::proto::clock::WallClock;
 use crate::proto::pacer::Pacer;
 use crate::proto::rtsp::Limits;
+use channels::Channels;
 use interleave::Sinks;
-use live::{LiveInfo, LiveSpec};
+use live::{ChannelParams, LiveSpec};
 use sessions::{SessionLimits, SessionTable};
 use udp::{Command, PacerHandle, UdpStats};
 
@@ -71,6 +74,13 @@ pub struct Config {
     pub send_batch: usize,
     /// Live channels, running from start.
     pub live: Vec<LiveSpec>,
+    /// Publishers may start channels at any `/live/NAME` (`--allow-publish`).
+    pub allow_publish: bool,
+    /// Channels publishers may start beyond the configured ones.
+    pub max_published_channels: usize,
+    /// Audio a pipe, stdin or published channel buffers before it sends, to
+    /// ride out its source's jitter.
+    pub live_prebuffer: Duration,
 }
 
 impl Default for Config {
@@ -98,6 +108,9 @@ impl Default for Config {
             send_ahead: Duration::from_micros(500),
             send_batch: crate::net::mmsg::MAX_BATCH,
             live: Vec::new(),
+            allow_publish: false,
+            max_published_channels: 64,
+            live_prebuffer: Duration::from_millis(200),
         }
     }
 }
@@ -150,7 +163,7 @@ pub(crate) struct Shared {
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) pacer: PacerHandle,
     pub(crate) sinks: Arc<Sinks>,
-    pub(crate) live: HashMap<String, Arc<LiveInfo>>,
+    pub(crate) channels: Arc<Channels>,
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
     conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -230,18 +243,30 @@ pub async fn run(
     let now = Instant::now();
     let clock = WallClock::new(now, unix);
     let cname = format!("rtspd@{}", rtsp_addr.ip());
-    let (live_infos, channels) = live::build(
-        &config.live,
-        config.clip.ptime,
-        config.clip.max_payload,
-        config.clip.max_clip_bytes,
-        clock,
-        &cname,
-        now,
-    )
-    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    for name in live_infos.keys() {
-        info!(channel = %name, "live channel running");
+    let registry = Arc::new(Channels::new(
+        ChannelParams {
+            ptime: config.clip.ptime,
+            max_payload: config.clip.max_payload,
+            max_bytes: config.clip.max_clip_bytes,
+            prebuffer: config.live_prebuffer,
+            clock,
+            cname: cname.clone(),
+        },
+        config.allow_publish,
+        config.max_published_channels,
+    ));
+    let mut channels = HashMap::new();
+    for spec in &config.live {
+        let channel = registry
+            .configure(spec, now)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        match channel {
+            Some(c) => {
+                info!(channel = %spec.name, "live channel running");
+                channels.insert(spec.name.clone(), c);
+            }
+            None => info!(channel = %spec.name, "live channel waits for its first publisher"),
+        }
     }
     let pacer = Pacer::new(clock, cname);
     live::spawn_sources(&config.live, &tx)
@@ -269,7 +294,13 @@ pub async fn run(
         udp_stats.clone(),
         cancel.clone(),
     ));
-    tracker.spawn(udp::run_rtp_drain(rtp, cancel.clone()));
+    tracker.spawn(udp::run_rtp_drain(
+        rtp,
+        registry.clone(),
+        tx.clone(),
+        sessions.clone(),
+        cancel.clone(),
+    ));
 
     let shared = Arc::new(Shared {
         config,
@@ -277,7 +308,7 @@ pub async fn run(
         sessions: sessions.clone(),
         pacer: tx,
         sinks,
-        live: live_infos,
+        channels: registry,
         rtp_port,
         next_group: AtomicU64::new(1),
         conns_per_ip: Mutex::new(HashMap::new()),
@@ -371,7 +402,23 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
                 timeout_s = e.session.timeout().as_secs_f64(),
                 "session expired: no request or RTCP within the timeout"
             );
-            let _ = shared.pacer.send(Command::Remove { group: e.group }).await;
+            forget(&shared, &e).await;
+        }
+        for key in shared.channels.sweep() {
+            info!(channel = %key, "published channel stopped: no publisher and no listener");
+            let _ = shared.pacer.send(Command::RemoveChannel { key }).await;
+        }
+    }
+}
+
+/// A session left the table: stop what it sent or received. A publisher's
+/// channel keeps running for its listeners.
+pub(crate) async fn forget(shared: &Shared, e: &sessions::Entry) {
+    let _ = shared.pacer.send(Command::Remove { group: e.group }).await;
+    for r in shared.channels.release_session(&e.session.id) {
+        if let Some(key) = r.stopped {
+            info!(channel = %key, "publisher left; listeners stay");
+            let _ = shared.pacer.send(Command::StopPublisher { key }).await;
         }
     }
 }

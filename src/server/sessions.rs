@@ -166,6 +166,13 @@ impl SessionTable {
         Some(entry)
     }
 
+    /// Refreshes session `id` (its publisher's packets keep it alive).
+    pub fn touch(&self, id: &str, now: Instant) {
+        if let Some(e) = self.lock().by_id.get_mut(id) {
+            e.session.touch(now);
+        }
+    }
+
     /// RTCP arrived from `from`: refresh the session whose client sends from
     /// there. Returns its id.
     pub fn touch_by_rtcp(&self, from: SocketAddr, now: Instant) -> Option<String> {

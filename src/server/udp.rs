@@ -25,9 +25,11 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
+use super::channels::Channels;
 use super::interleave::Sinks;
 use super::sessions::SessionTable;
 use crate::net::mmsg;
+use crate::proto::depacketize::{Outcome, StreamFormat};
 use crate::proto::error::Error;
 use crate::proto::live::{Channel, JoinInfo};
 use crate::proto::pacer::{Event, GroupId, Pacer, PlayInfo, TrackConfig, Transmit};
@@ -53,6 +55,29 @@ pub enum Command {
     },
     Remove {
         group: GroupId,
+    },
+    /// A channel a publisher started.
+    AddChannel {
+        key: String,
+        channel: Box<Channel>,
+    },
+    /// A channel a publisher started stopped (nobody publishes or listens).
+    RemoveChannel {
+        key: String,
+    },
+    /// A publisher starts (or resumes, after PAUSE) feeding channel `key`.
+    StartPublisher {
+        key: String,
+        format: StreamFormat,
+    },
+    /// The publisher of channel `key` left or paused.
+    StopPublisher {
+        key: String,
+    },
+    /// One RTP packet from channel `key`'s publisher.
+    Publish {
+        key: String,
+        packet: Bytes,
     },
     /// A listener joins live channel `channel` at the live edge.
     Subscribe {
@@ -291,6 +316,43 @@ fn apply(
                 c.unsubscribe(group, false, now, out);
             }
         }
+        Command::AddChannel { key, channel } => {
+            live.insert(key, *channel);
+        }
+        Command::RemoveChannel { key } => {
+            if let Some(mut c) = live.remove(&key) {
+                // Nobody should be listening; if someone is, they hear BYE.
+                c.end_now(now, out);
+            }
+        }
+        Command::StartPublisher { key, format } => {
+            if let Some(Err(e)) = live.get_mut(&key).map(|c| c.start_publisher(format)) {
+                debug!(channel = %key, error = %e, "publisher refused");
+            }
+        }
+        Command::StopPublisher { key } => {
+            let Some(c) = live.get_mut(&key) else { return };
+            let (overflowed, starved) = (c.overflowed_frames, c.starved_packets);
+            if let Some(stats) = c.stop_publisher() {
+                debug!(
+                    channel = %key,
+                    overflowed_frames = overflowed,
+                    starved_packets = starved,
+                    packets = stats.packets,
+                    lost = stats.lost,
+                    late = stats.late,
+                    rejected = stats.rejected,
+                    "publisher stopped"
+                );
+            }
+        }
+        Command::Publish { key, packet } => {
+            if let Some(outcome) = live.get_mut(&key).and_then(|c| c.publish(&packet)) {
+                if !matches!(outcome, Outcome::Decoded { .. }) {
+                    trace!(channel = %key, ?outcome, "published packet");
+                }
+            }
+        }
         Command::AddTrack { group, track, cfg } => pacer.add_track(group, track, cfg),
         Command::Play { group, req, reply } => {
             let _ = reply.send(pacer.play(group, req, now));
@@ -412,15 +474,40 @@ pub async fn run_rtcp_receiver(
     }
 }
 
-/// Drains the RTP socket: clients send NAT-opening packets to it (ffmpeg
-/// does); they carry nothing for a play-only server.
-pub async fn run_rtp_drain(socket: Arc<UdpSocket>, cancel: CancellationToken) {
+/// Receives on the shared RTP port: a recording publisher's packets go to
+/// its channel (matched by source address); anything else, such as the
+/// NAT-opening packets players send (ffmpeg does), is dropped.
+pub async fn run_rtp_drain(
+    socket: Arc<UdpSocket>,
+    channels: Arc<Channels>,
+    pacer: PacerHandle,
+    sessions: Arc<SessionTable>,
+    cancel: CancellationToken,
+) {
     let Ok(fd) = readable(&socket) else { return };
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; 65536];
     loop {
-        tokio::select! {
+        let (n, from) = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = fd.async_io(Interest::READABLE, |s| s.recv_from(&mut buf)) => if let Err(e) = r { trace!(error = %e, "rtp recv error") },
+            r = fd.async_io(Interest::READABLE, |s| s.recv_from(&mut buf)) => match r {
+                Ok(v) => v,
+                Err(e) => { trace!(error = %e, "rtp recv error"); continue; }
+            },
+        };
+        let now = Instant::now();
+        let Some(d) = channels.udp_packet(from, now) else {
+            trace!(%from, "RTP from a stranger dropped");
+            continue;
+        };
+        if let Some(id) = d.touch {
+            sessions.touch(&id, now);
+        }
+        let cmd = Command::Publish {
+            key: d.key,
+            packet: Bytes::copy_from_slice(&buf[..n]),
+        };
+        if pacer.send(cmd).await.is_err() {
+            return;
         }
     }
 }

@@ -248,14 +248,30 @@ impl Rtsp {
 
     /// Sends `METHOD url` with the given extra header lines and a fresh CSeq.
     pub fn request(&mut self, method: &str, url: &str, headers: &[&str]) -> Reply {
+        self.request_with_body(method, url, headers, b"")
+    }
+
+    /// [`Rtsp::request`] with a body (its Content-Length added).
+    pub fn request_with_body(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[&str],
+        body: &[u8],
+    ) -> Reply {
         self.cseq += 1;
         let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
         for h in headers {
             req.push_str(h);
             req.push_str("\r\n");
         }
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
         req.push_str("\r\n");
-        self.send_raw(req.as_bytes());
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.send_raw(&bytes);
         let reply = self.read_reply().expect("a reply");
         assert_eq!(
             reply.header("CSeq"),

@@ -1,0 +1,598 @@
+//! The live channels the server runs, by name: those `--live` configured
+//! and those publishers started (RFC 2326 §10.3 ANNOUNCE, §10.11 RECORD),
+//! who publishes to each, and where a publisher's packets come from.
+//!
+//! Handlers consult it under one short lock. The channels themselves live
+//! on the pacing thread; the caller tells it what changed with the
+//! [`super::udp::Command`]s these methods' results call for.
+//!
+//! A `publish` channel without a declared format starts with its first
+//! publisher's format and stops once nobody publishes to it and no session
+//! refers to it (it then takes the next publisher's format); until a
+//! publisher comes it does not exist for listeners (404). One with a
+//! declared format, and every other configured channel, runs from server
+//! start to the end.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::live::{self, ChannelParams, ChannelShape, LiveInfo, LiveSpec, Source, SpecError};
+use crate::proto::depacketize::StreamFormat;
+use crate::proto::error::Error;
+use crate::proto::live::{Channel, Codec, LiveError};
+
+/// How often at most one publisher's packets refresh its session.
+const TOUCH_EVERY: Duration = Duration::from_secs(1);
+
+/// The registry.
+pub struct Channels {
+    inner: Mutex<Inner>,
+    params: ChannelParams,
+    /// `--allow-publish`: a publisher may start any unconfigured name.
+    allow_publish: bool,
+    /// Channels publishers may start beyond the configured ones.
+    max_published: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    slots: HashMap<String, Slot>,
+    /// RTP source address of a recording UDP publisher.
+    udp_routes: HashMap<SocketAddr, Route>,
+    /// Connection and RTP channel of a recording interleaved publisher.
+    tcp_routes: HashMap<(u64, u8), Route>,
+    next_epoch: u64,
+}
+
+struct Slot {
+    /// Named by `--live` (kept when idle).
+    configured: bool,
+    /// `Some` when publishers feed it.
+    publish: Option<PublishRule>,
+    info: Option<Arc<LiveInfo>>,
+    publisher: Option<Publisher>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PublishRule {
+    /// What listeners get (`codec=`); `None`: what the publisher sends.
+    codec: Option<Codec>,
+    /// Rate and channels came from `--live`: the channel always runs.
+    declared: bool,
+}
+
+struct Publisher {
+    conn: u64,
+    format: StreamFormat,
+    /// Its session, once it did SETUP.
+    session: Option<String>,
+}
+
+struct Route {
+    key: String,
+    session: String,
+    touched: Instant,
+}
+
+/// Where a publisher's packet goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The channel (its pacing-thread key).
+    pub key: String,
+    /// A session to refresh now, at most once per [`TOUCH_EVERY`].
+    pub touch: Option<String>,
+}
+
+/// The result of an ANNOUNCE.
+pub struct Announced {
+    pub info: Arc<LiveInfo>,
+    /// A channel to start on the pacing thread: the first publisher of a
+    /// channel whose format was not known.
+    pub started: Option<Channel>,
+}
+
+/// What a publisher's leaving calls for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    /// The channel whose publisher stopped.
+    pub stopped: Option<String>,
+    /// The publisher's session, to remove with it.
+    pub session: Option<String>,
+}
+
+impl Channels {
+    pub fn new(params: ChannelParams, allow_publish: bool, max_published: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            params,
+            allow_publish,
+            max_published,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Each method finishes its changes before the guard drops.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a `--live` channel; returns the channel to run now, if its
+    /// format is known.
+    pub fn configure(&self, spec: &LiveSpec, now: Instant) -> Result<Option<Channel>, SpecError> {
+        let mut inner = self.lock();
+        if inner.slots.contains_key(&spec.name) {
+            return Err(SpecError::Duplicate(spec.name.clone()));
+        }
+        let shape = live::configured_shape(spec, self.params.max_bytes)?;
+        let publish = (spec.source == Source::Publish).then_some(PublishRule {
+            codec: spec.codec,
+            declared: shape.is_some(),
+        });
+        let (info, channel) = match shape {
+            Some(shape) => {
+                let (info, channel) =
+                    live::make_channel(&self.params, &spec.name, &spec.name, shape, now).map_err(
+                        |error| SpecError::Channel {
+                            name: spec.name.clone(),
+                            error,
+                        },
+                    )?;
+                (Some(Arc::new(info)), Some(channel))
+            }
+            None => (None, None),
+        };
+        inner.slots.insert(
+            spec.name.clone(),
+            Slot {
+                configured: true,
+                publish,
+                info,
+                publisher: None,
+            },
+        );
+        Ok(channel)
+    }
+
+    /// Whether any channel takes publishers (a `publish` one, or any with
+    /// `--allow-publish`).
+    pub fn takes_publishers(&self) -> bool {
+        self.allow_publish || self.lock().slots.values().any(|s| s.publish.is_some())
+    }
+
+    /// The running channel `name`, for listeners.
+    pub fn get(&self, name: &str) -> Option<Arc<LiveInfo>> {
+        self.lock().slots.get(name)?.info.clone()
+    }
+
+    /// ANNOUNCE of `format` to `name` from connection `conn`: reserves the
+    /// channel for this publisher (403 if it takes none or is unknown
+    /// without `--allow-publish`, 455 if another publisher has it, 415 if
+    /// the format does not fit the channel, 503 past the channel limit).
+    pub fn announce(
+        &self,
+        name: &str,
+        conn: u64,
+        format: StreamFormat,
+        now: Instant,
+    ) -> Result<Announced, Error> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if !inner.slots.contains_key(name) {
+            if !self.allow_publish {
+                return Err(Error::Forbidden(
+                    "no such channel, and publishing new ones is off",
+                ));
+            }
+            if !live::valid_name(name) {
+                return Err(Error::Forbidden(
+                    "channel names are letters, digits, '-', '_', '.'",
+                ));
+            }
+            let started = inner.slots.values().filter(|s| !s.configured).count();
+            if started >= self.max_published {
+                return Err(Error::Unavailable("published channel limit reached"));
+            }
+            inner.slots.insert(
+                name.to_owned(),
+                Slot {
+                    configured: false,
+                    publish: Some(PublishRule {
+                        codec: None,
+                        declared: false,
+                    }),
+                    info: None,
+                    publisher: None,
+                },
+            );
+        }
+        let Some(slot) = inner.slots.get_mut(name) else {
+            return Err(Error::NotFound);
+        };
+        let Some(rule) = slot.publish else {
+            return Err(Error::Forbidden("this channel has another source"));
+        };
+        match &slot.publisher {
+            Some(p) if p.conn != conn => {
+                return Err(Error::InvalidState("the channel already has a publisher"))
+            }
+            Some(p) if p.session.is_some() => {
+                return Err(Error::InvalidState("already publishing on this connection"))
+            }
+            _ => {}
+        }
+        let mut started = None;
+        let info = match &slot.info {
+            Some(info) => {
+                if (info.rate, info.channels) != (format.rate, format.channels) {
+                    return Err(Error::UnsupportedMedia(format!(
+                        "the channel runs at {} Hz with {} channels; this stream is {} Hz with {}",
+                        info.rate, info.channels, format.rate, format.channels
+                    )));
+                }
+                info.clone()
+            }
+            None => {
+                let key = format!("{name}#{}", inner.next_epoch + 1);
+                let shape = ChannelShape {
+                    codec: rule.codec.unwrap_or(format.codec),
+                    rate: format.rate,
+                    channels: format.channels,
+                    clip: None,
+                };
+                let (info, channel) = live::make_channel(&self.params, name, &key, shape, now)
+                    .map_err(|e| match e {
+                        LiveError::NotNarrowband { .. } => Error::UnsupportedMedia(e.to_string()),
+                        _ => Error::Internal(e.to_string()),
+                    })?;
+                inner.next_epoch += 1;
+                let info = Arc::new(info);
+                slot.info = Some(info.clone());
+                started = Some(channel);
+                info
+            }
+        };
+        slot.publisher = Some(Publisher {
+            conn,
+            format,
+            session: None,
+        });
+        Ok(Announced { info, started })
+    }
+
+    /// What connection `conn` announced to `name`, for its SETUP with
+    /// `mode=record` (455 without an ANNOUNCE first).
+    pub fn announced(&self, name: &str, conn: u64) -> Result<(Arc<LiveInfo>, StreamFormat), Error> {
+        let inner = self.lock();
+        let slot = inner.slots.get(name).ok_or(Error::NotFound)?;
+        match (&slot.publisher, &slot.info) {
+            (Some(p), Some(info)) if p.conn == conn => Ok((info.clone(), p.format)),
+            _ => Err(Error::InvalidState("ANNOUNCE the stream before SETUP")),
+        }
+    }
+
+    /// The publisher of `name` on `conn` set up `session`.
+    pub fn bind_session(&self, name: &str, conn: u64, session: &str) {
+        let mut inner = self.lock();
+        if let Some(p) = inner
+            .slots
+            .get_mut(name)
+            .and_then(|s| s.publisher.as_mut())
+            .filter(|p| p.conn == conn)
+        {
+            p.session = Some(session.to_owned());
+        }
+    }
+
+    /// RECORD: packets from `udp` (the publisher's RTP source address) or
+    /// on `conn`'s interleaved `channel` now feed `name`. Returns the
+    /// channel's key and the stream's format.
+    pub fn record(
+        &self,
+        name: &str,
+        session: &str,
+        from: RecordFrom,
+        now: Instant,
+    ) -> Result<(String, StreamFormat), Error> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let slot = inner.slots.get(name).ok_or(Error::NotFound)?;
+        let (Some(p), Some(info)) = (&slot.publisher, &slot.info) else {
+            return Err(Error::InvalidState("the channel has no publisher"));
+        };
+        if p.session.as_deref() != Some(session) {
+            return Err(Error::InvalidState("another session publishes here"));
+        }
+        let route = Route {
+            key: info.key.clone(),
+            session: session.to_owned(),
+            touched: now,
+        };
+        let result = (info.key.clone(), p.format);
+        match from {
+            RecordFrom::Udp(a) => {
+                inner.udp_routes.insert(a, route);
+            }
+            RecordFrom::Interleaved { conn, channel } => {
+                inner.tcp_routes.insert((conn, channel), route);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Where an RTP datagram from `from` goes, if a publisher sends from
+    /// there.
+    pub fn udp_packet(&self, from: SocketAddr, now: Instant) -> Option<Delivery> {
+        deliver(self.lock().udp_routes.get_mut(&from)?, now)
+    }
+
+    /// Where an interleaved frame on `conn`'s `channel` goes, if it is a
+    /// publisher's RTP.
+    pub fn interleaved_packet(&self, conn: u64, channel: u8, now: Instant) -> Option<Delivery> {
+        deliver(self.lock().tcp_routes.get_mut(&(conn, channel))?, now)
+    }
+
+    /// Session `session` is gone: if it published, its channel's publisher
+    /// stopped.
+    pub fn release_session(&self, session: &str) -> Vec<Released> {
+        self.release(|p| p.session.as_deref() == Some(session))
+    }
+
+    /// Connection `conn` closed: publishers on it (announced or recording)
+    /// are gone, and their sessions go with them.
+    pub fn release_conn(&self, conn: u64) -> Vec<Released> {
+        self.release(|p| p.conn == conn)
+    }
+
+    fn release(&self, whose: impl Fn(&Publisher) -> bool) -> Vec<Released> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut released = Vec::new();
+        for slot in inner.slots.values_mut() {
+            if !slot.publisher.as_ref().is_some_and(&whose) {
+                continue;
+            }
+            let session = slot.publisher.take().and_then(|p| p.session);
+            if let Some(id) = &session {
+                inner.udp_routes.retain(|_, r| &r.session != id);
+                inner.tcp_routes.retain(|_, r| &r.session != id);
+            }
+            released.push(Released {
+                stopped: slot.info.as_ref().map(|i| i.key.clone()),
+                session,
+            });
+        }
+        released
+    }
+
+    /// Stops channels a publisher started that nobody publishes to and no
+    /// session refers to; returns their keys.
+    pub fn sweep(&self) -> Vec<String> {
+        let mut stopped = Vec::new();
+        self.lock().slots.retain(|_, slot| {
+            let idle = slot.publisher.is_none()
+                && slot.publish.is_some_and(|r| !r.declared)
+                && slot
+                    .info
+                    .as_ref()
+                    .is_some_and(|i| Arc::strong_count(i) == 1);
+            if idle {
+                if let Some(info) = slot.info.take() {
+                    stopped.push(info.key.clone());
+                }
+            }
+            slot.configured || slot.info.is_some() || slot.publisher.is_some()
+        });
+        stopped
+    }
+}
+
+/// Where RECORD takes a publisher's packets from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFrom {
+    Udp(SocketAddr),
+    Interleaved { conn: u64, channel: u8 },
+}
+
+fn deliver(route: &mut Route, now: Instant) -> Option<Delivery> {
+    let touch = (now.saturating_duration_since(route.touched) >= TOUCH_EVERY).then(|| {
+        route.touched = now;
+        route.session.clone()
+    });
+    Some(Delivery {
+        key: route.key.clone(),
+        touch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::clock::WallClock;
+
+    fn params() -> ChannelParams {
+        ChannelParams {
+            ptime: Duration::from_millis(20),
+            max_payload: 1400,
+            max_bytes: 1 << 20,
+            prebuffer: Duration::from_millis(100),
+            clock: WallClock::new(Instant::now(), Duration::ZERO),
+            cname: "t".into(),
+        }
+    }
+
+    fn l16(rate: u32, channels: u16) -> StreamFormat {
+        StreamFormat {
+            codec: Codec::L16,
+            payload_type: 96,
+            rate,
+            channels,
+        }
+    }
+
+    #[test]
+    fn configured_publish_channel_takes_one_publisher_at_a_time() {
+        let now = Instant::now();
+        let c = Channels::new(params(), false, 4);
+        assert!(c
+            .configure(&"studio=publish".parse().unwrap(), now)
+            .unwrap()
+            .is_none());
+        assert!(
+            c.get("studio").is_none(),
+            "no format yet: no channel for listeners"
+        );
+        let a = c.announce("studio", 1, l16(44100, 2), now).unwrap();
+        assert!(
+            a.started.is_some(),
+            "the first publisher starts the channel"
+        );
+        assert_eq!(a.info.key, "studio#1");
+        assert_eq!(a.info.description.tracks[0].rtpmap, "L16/44100/2");
+        let busy = c.announce("studio", 2, l16(44100, 2), now).err().unwrap();
+        assert_eq!(busy.status().0, 455);
+        assert_eq!(c.announced("studio", 2).err().unwrap().status().0, 455);
+        let (info, format) = c.announced("studio", 1).unwrap();
+        assert_eq!((info.key.as_str(), format), ("studio#1", l16(44100, 2)));
+        c.bind_session("studio", 1, "s1");
+        let src = SocketAddr::from(([127, 0, 0, 1], 5000));
+        let (key, _) = c.record("studio", "s1", RecordFrom::Udp(src), now).unwrap();
+        assert_eq!(key, "studio#1");
+        let d = c.udp_packet(src, now).unwrap();
+        assert_eq!((d.key.as_str(), d.touch), ("studio#1", None));
+        let later = now + TOUCH_EVERY;
+        assert_eq!(
+            c.udp_packet(src, later).unwrap().touch.as_deref(),
+            Some("s1")
+        );
+        assert_eq!(
+            c.udp_packet(src, later).unwrap().touch,
+            None,
+            "once per second"
+        );
+        assert!(c
+            .udp_packet(SocketAddr::from(([127, 0, 0, 1], 5002)), now)
+            .is_none());
+
+        // A listener holds the channel while the publisher is away.
+        let listener = c.get("studio").unwrap();
+        drop(info);
+        drop(a);
+        let r = c.release_session("s1");
+        assert_eq!(
+            r,
+            [Released {
+                stopped: Some("studio#1".into()),
+                session: Some("s1".into())
+            }]
+        );
+        assert!(c.udp_packet(src, now).is_none(), "its route is gone");
+        assert!(c.sweep().is_empty(), "a session still refers to it");
+        // The next publisher must fit the running channel; then it resumes it.
+        let e = c.announce("studio", 3, l16(48000, 2), now).err().unwrap();
+        assert_eq!(e.status().0, 415);
+        let b = c.announce("studio", 3, l16(44100, 2), now).unwrap();
+        assert!(b.started.is_none(), "the same channel goes on");
+        drop(b);
+        assert_eq!(c.release_conn(3)[0].stopped.as_deref(), Some("studio#1"));
+        drop(listener);
+        assert_eq!(c.sweep(), ["studio#1"], "idle: stopped");
+        assert!(c.get("studio").is_none());
+        let a = c.announce("studio", 4, l16(8000, 1), now).unwrap();
+        assert_eq!(a.info.key, "studio#2", "a new format starts a new channel");
+    }
+
+    #[test]
+    fn who_may_publish_where() {
+        let now = Instant::now();
+        let closed = Channels::new(params(), false, 4);
+        assert_eq!(
+            closed
+                .announce("new", 1, l16(8000, 1), now)
+                .err()
+                .unwrap()
+                .status()
+                .0,
+            403
+        );
+        let open = Channels::new(params(), true, 1);
+        let f = std::env::temp_dir().join("rtspd-channels-test.wav");
+        let mut w = hound::WavWriter::create(
+            &f,
+            hound::WavSpec {
+                channels: 1,
+                sample_rate: 8000,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            },
+        )
+        .unwrap();
+        for i in 0..800 {
+            w.write_sample(i as i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let spec: LiveSpec = format!("radio={}", f.display()).parse().unwrap();
+        assert!(open.configure(&spec, now).unwrap().is_some());
+        let _ = std::fs::remove_file(&f);
+        assert_eq!(
+            open.announce("radio", 1, l16(8000, 1), now)
+                .err()
+                .unwrap()
+                .status()
+                .0,
+            403
+        );
+        assert_eq!(
+            open.announce("a b", 1, l16(8000, 1), now)
+                .err()
+                .unwrap()
+                .status()
+                .0,
+            403
+        );
+        let a = open.announce("new", 1, l16(8000, 1), now).unwrap();
+        assert_eq!(a.info.name, "new");
+        assert_eq!(
+            open.announce("other", 2, l16(8000, 1), now)
+                .err()
+                .unwrap()
+                .status()
+                .0,
+            503
+        );
+        // G.711 listeners need 8 kHz mono.
+        let fixed = Channels::new(params(), false, 4);
+        fixed
+            .configure(&"s=publish,codec=pcmu".parse().unwrap(), now)
+            .unwrap();
+        assert_eq!(
+            fixed
+                .announce("s", 1, l16(16000, 1), now)
+                .err()
+                .unwrap()
+                .status()
+                .0,
+            415
+        );
+        let a = fixed.announce("s", 1, l16(8000, 1), now).unwrap();
+        assert_eq!(a.info.description.tracks[0].rtpmap, "PCMU/8000");
+        // A declared format runs from the start and is kept when idle.
+        fixed
+            .configure(&"d=publish,rate=8000,channels=1".parse().unwrap(), now)
+            .unwrap();
+        assert!(fixed.get("d").is_some());
+        assert_eq!(
+            fixed
+                .announce("d", 1, l16(8000, 2), now)
+                .err()
+                .unwrap()
+                .status()
+                .0,
+            415
+        );
+        drop(a);
+        fixed.release_conn(1);
+        assert_eq!(fixed.sweep(), ["s#1"]);
+        assert!(fixed.get("d").is_some());
+    }
+}
