@@ -335,9 +335,10 @@ fn bye_within(p: &UdpPair, wait: Duration) -> bool {
 }
 
 /// Two publishers in turn on one channel: the second is refused while the
-/// first publishes; the listener stays through the handover (no BYE) and
-/// hears both, every sample, with the channel's one SSRC and sequence
-/// numbers that never skip, while the timestamps count the silent time.
+/// first publishes; the listener stays through the handover and through a
+/// stall of the second (no BYE) and hears both, every sample, with the
+/// channel's one SSRC and sequence numbers that never skip, while the
+/// timestamps count the silent time.
 #[test]
 fn publishers_hand_over_on_one_timeline() {
     let server = Server::start(&["--live", "studio=publish,rate=8000,channels=1"]);
@@ -381,7 +382,10 @@ fn publishers_hand_over_on_one_timeline() {
     // The next publisher, on the connection that was refused.
     drop(other);
     let b = RawPublisher::start(&server, &url);
-    b.send(&second, 0xBBBB_0002, 3, 1_000_000);
+    // It stalls for 0.8 s halfway without leaving: listeners stay.
+    b.send(&second[..4000], 0xBBBB_0002, 3, 1_000_000);
+    thread::sleep(Duration::from_millis(800));
+    b.send(&second[4000..], 0xBBBB_0002, 3 + 25, 1_000_000 + 4000);
     got.extend(lp.recv_rtp_until_quiet(Duration::from_millis(600)));
     let got: Vec<Vec<u8>> = got.into_iter().map(|x| x.0).collect();
     assert!(
@@ -409,18 +413,27 @@ fn publishers_hand_over_on_one_timeline() {
         [first, second].concat(),
         "both publishers' audio, all of it, in order"
     );
-    // Between the two: about a second of silence the timestamps account for.
+    assert!(
+        !bye_within(&lp, Duration::from_millis(200)),
+        "no BYE after a stall either"
+    );
+    // At the handover and at the stall: silence the timestamps account for.
     let jumps: Vec<u32> = got
         .windows(2)
         .map(|w| rtp_ts(&w[1]).wrapping_sub(rtp_ts(&w[0])))
         .filter(|&d| d != 160)
         .collect();
-    assert_eq!(jumps.len(), 1, "one jump, at the handover: {jumps:?}");
-    assert!(
-        (8000 / 4..8000 * 10).contains(&jumps[0]),
-        "the jump ({} ticks) is the silent time",
-        jumps[0]
+    assert_eq!(
+        jumps.len(),
+        2,
+        "two jumps, at the handover and the stall: {jumps:?}"
     );
+    for j in jumps {
+        assert!(
+            (8000 / 4..8000 * 10).contains(&j),
+            "a jump of {j} ticks is the silent time"
+        );
+    }
 }
 
 /// Who may publish where, and what a publisher must send.
