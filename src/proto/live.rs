@@ -146,6 +146,9 @@ pub struct Channel {
     primed: bool,
     /// The publisher feeding this channel, if any.
     publisher: Option<Depacketizer>,
+    /// Its decoded PCM on the way to the buffer (kept, so a packet costs
+    /// no allocation).
+    decoded: Vec<u8>,
     /// The streamed source said it ended.
     input_ended: bool,
     /// ... and everything it sent is out, and listeners had their BYE.
@@ -234,6 +237,7 @@ impl Channel {
                 * frame_in,
             primed: false,
             publisher: None,
+            decoded: Vec::new(),
             input_ended: false,
             ended: false,
             overflowed_frames: 0,
@@ -382,9 +386,11 @@ impl Channel {
     /// One RTP packet from the publisher; ignored when there is none.
     pub fn publish(&mut self, packet: &[u8]) -> Option<Outcome> {
         let d = self.publisher.as_mut()?;
-        let mut pcm = Vec::new();
+        let mut pcm = std::mem::take(&mut self.decoded);
+        pcm.clear();
         let outcome = d.push(packet, &mut pcm);
         self.feed(&pcm);
+        self.decoded = pcm;
         Some(outcome)
     }
 

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ pub struct Channels {
     allow_publish: bool,
     /// Channels publishers may start beyond the configured ones.
     max_published: usize,
+    /// A configured channel takes publishers (set at start only).
+    any_publish_channel: AtomicBool,
 }
 
 #[derive(Default)]
@@ -71,7 +74,8 @@ struct Publisher {
 }
 
 struct Route {
-    key: String,
+    /// Shared, so routing a packet allocates nothing.
+    key: Arc<str>,
     session: String,
     touched: Instant,
 }
@@ -80,7 +84,7 @@ struct Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The channel (its pacing-thread key).
-    pub key: String,
+    pub key: Arc<str>,
     /// A session to refresh now, at most once per [`TOUCH_EVERY`].
     pub touch: Option<String>,
 }
@@ -109,6 +113,7 @@ impl Channels {
             params,
             allow_publish,
             max_published,
+            any_publish_channel: AtomicBool::new(false),
         }
     }
 
@@ -125,6 +130,9 @@ impl Channels {
             return Err(SpecError::Duplicate(spec.name.clone()));
         }
         let shape = live::configured_shape(spec, self.params.max_bytes)?;
+        if spec.source == Source::Publish {
+            self.any_publish_channel.store(true, Ordering::Relaxed);
+        }
         let publish = (spec.source == Source::Publish).then_some(PublishRule {
             codec: spec.codec,
             declared: shape.is_some(),
@@ -157,7 +165,7 @@ impl Channels {
     /// Whether any channel takes publishers (a `publish` one, or any with
     /// `--allow-publish`).
     pub fn takes_publishers(&self) -> bool {
-        self.allow_publish || self.lock().slots.values().any(|s| s.publish.is_some())
+        self.allow_publish || self.any_publish_channel.load(Ordering::Relaxed)
     }
 
     /// The running channel `name`, for listeners.
@@ -304,7 +312,7 @@ impl Channels {
             return Err(Error::InvalidState("another session publishes here"));
         }
         let route = Route {
-            key: info.key.clone(),
+            key: Arc::from(info.key.as_str()),
             session: session.to_owned(),
             touched: now,
         };
@@ -459,7 +467,7 @@ mod tests {
         let (key, _) = c.record("studio", "s1", RecordFrom::Udp(src), now).unwrap();
         assert_eq!(key, "studio#1");
         let d = c.udp_packet(src, now).unwrap();
-        assert_eq!((d.key.as_str(), d.touch), ("studio#1", None));
+        assert_eq!((&*d.key, d.touch), ("studio#1", None));
         let later = now + TOUCH_EVERY;
         assert_eq!(
             c.udp_packet(src, later).unwrap().touch.as_deref(),

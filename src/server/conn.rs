@@ -51,17 +51,15 @@ pub(crate) async fn serve(
     }
     // A publisher's session ends with its connection, over UDP too, so the
     // channel is free for the next publisher at once.
-    for r in shared.channels.release_conn(conn_id) {
-        if let Some(e) = r.session.and_then(|id| shared.sessions.remove(&id)) {
+    let released = shared.channels.release_conn(conn_id);
+    for id in released.iter().filter_map(|r| r.session.as_deref()) {
+        if let Some(e) = shared.sessions.remove(id) {
             info_span!("session", id = %e.session.id)
                 .in_scope(|| info!("publishing session closed with its connection"));
             let _ = shared.pacer.send(Command::Remove { group: e.group }).await;
         }
-        if let Some(key) = r.stopped {
-            info!(channel = %key, "publisher left; listeners stay");
-            let _ = shared.pacer.send(Command::StopPublisher { key }).await;
-        }
     }
+    super::stop_publishers(&shared, released).await;
 }
 
 async fn serve_requests(

@@ -294,7 +294,7 @@ pub async fn run(
         udp_stats.clone(),
         cancel.clone(),
     ));
-    tracker.spawn(udp::run_rtp_drain(
+    tracker.spawn(udp::run_rtp_receiver(
         rtp,
         registry.clone(),
         tx.clone(),
@@ -415,10 +415,13 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
 /// channel keeps running for its listeners.
 pub(crate) async fn forget(shared: &Shared, e: &sessions::Entry) {
     let _ = shared.pacer.send(Command::Remove { group: e.group }).await;
-    for r in shared.channels.release_session(&e.session.id) {
-        if let Some(key) = r.stopped {
-            info!(channel = %key, "publisher left; listeners stay");
-            let _ = shared.pacer.send(Command::StopPublisher { key }).await;
-        }
+    stop_publishers(shared, shared.channels.release_session(&e.session.id)).await;
+}
+
+/// Tells the pacing thread which channels lost their publisher.
+pub(crate) async fn stop_publishers(shared: &Shared, released: Vec<channels::Released>) {
+    for key in released.into_iter().filter_map(|r| r.stopped) {
+        info!(channel = %key, "publisher left; listeners stay");
+        let _ = shared.pacer.send(Command::StopPublisher { key }).await;
     }
 }

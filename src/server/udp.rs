@@ -76,7 +76,7 @@ pub enum Command {
     },
     /// One RTP packet from channel `key`'s publisher.
     Publish {
-        key: String,
+        key: Arc<str>,
         packet: Bytes,
     },
     /// A listener joins live channel `channel` at the live edge.
@@ -347,7 +347,7 @@ fn apply(
             }
         }
         Command::Publish { key, packet } => {
-            if let Some(outcome) = live.get_mut(&key).and_then(|c| c.publish(&packet)) {
+            if let Some(outcome) = live.get_mut(&*key).and_then(|c| c.publish(&packet)) {
                 if !matches!(outcome, Outcome::Decoded { .. }) {
                     trace!(channel = %key, ?outcome, "published packet");
                 }
@@ -477,7 +477,7 @@ pub async fn run_rtcp_receiver(
 /// Receives on the shared RTP port: a recording publisher's packets go to
 /// its channel (matched by source address); anything else, such as the
 /// NAT-opening packets players send (ffmpeg does), is dropped.
-pub async fn run_rtp_drain(
+pub async fn run_rtp_receiver(
     socket: Arc<UdpSocket>,
     channels: Arc<Channels>,
     pacer: PacerHandle,
