@@ -15,3 +15,4 @@ pub mod sdp;
 pub mod session;
 pub mod stats;
 pub mod target;
+pub mod track_map;

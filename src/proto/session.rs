@@ -17,12 +17,12 @@
 //! and transitions only; the server carries out the effects (starting and
 //! stopping streams) and owns the clock.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::error::Error;
 use super::rtsp::range::{NptRange, NptTime};
+use super::track_map::TrackMap;
 
 /// RFC 2326 Appendix A server states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub struct Session {
     pub client_ip: IpAddr,
     /// The presentation path all tracks belong to (aggregate control).
     pub presentation: String,
-    tracks: BTreeMap<usize, TrackTransport>,
+    tracks: TrackMap<TrackTransport>,
     state: State,
     mode: Mode,
     timeout: Duration,
@@ -126,7 +126,7 @@ impl Session {
             id,
             client_ip,
             presentation,
-            tracks: BTreeMap::new(),
+            tracks: TrackMap::default(),
             state: State::Init,
             mode: Mode::Play,
             timeout,
@@ -153,7 +153,7 @@ impl Session {
     }
 
     pub fn tracks(&self) -> impl Iterator<Item = (usize, &TrackTransport)> {
-        self.tracks.iter().map(|(k, v)| (*k, v))
+        self.tracks.iter()
     }
 
     /// 454 unless the request comes from the client that owns the session.
@@ -194,7 +194,7 @@ impl Session {
         }
         // One lower transport per session, and never two tracks on one
         // interleaved channel (ROBUSTNESS B4#28, B5#47).
-        for (&other, t) in &self.tracks {
+        for (other, t) in self.tracks.iter() {
             if t.rtp.udp().is_some() != transport.rtp.udp().is_some() {
                 return Err(Error::UnsupportedTransport(
                     "the session already uses another lower transport".into(),
@@ -299,8 +299,8 @@ impl Session {
     /// TEARDOWN of the aggregate or of one track.
     pub fn teardown(&mut self, scope: Scope) -> Teardown {
         match scope {
-            Scope::Track(t) if self.tracks.len() > 1 && self.tracks.contains_key(&t) => {
-                self.tracks.remove(&t);
+            Scope::Track(t) if self.tracks.len() > 1 && self.tracks.contains(t) => {
+                self.tracks.remove(t);
                 Teardown::Track(t)
             }
             _ => Teardown::All,
@@ -312,7 +312,7 @@ impl Session {
     fn check_scope(&self, scope: Scope) -> Result<(), Error> {
         match scope {
             Scope::Aggregate => Ok(()),
-            Scope::Track(t) if self.tracks.len() == 1 && self.tracks.contains_key(&t) => Ok(()),
+            Scope::Track(t) if self.tracks.len() == 1 && self.tracks.contains(t) => Ok(()),
             Scope::Track(_) => Err(Error::OnlyAggregate),
         }
     }

@@ -42,6 +42,14 @@ pub(crate) async fn serve(
     cancel: CancellationToken,
 ) {
     serve_requests(&shared, stream, peer, conn_id, slot, &cancel).await;
+    // Boxed: cleanup runs once, and its future would otherwise size every
+    // connection's task.
+    Box::pin(close(shared, conn_id)).await;
+}
+
+/// What a closed connection leaves behind: its interleaved sessions, and
+/// the sessions and channels it published.
+async fn close(shared: Arc<Shared>, conn_id: u64) {
     shared.sinks.close(conn_id);
     // Sessions streaming over this connection have lost their transport.
     for e in shared.sessions.remove_interleaved_on(conn_id) {
@@ -249,7 +257,12 @@ async fn read(
                 }
                 continue;
             }
-            r = tokio::time::timeout_at(deadline.into(), stream.readable()) => match r {
+            // `poll_read_ready` rather than `readable()`: the waker lives in
+            // the socket's registration, and the idle future stays small.
+            r = tokio::time::timeout_at(
+                deadline.into(),
+                std::future::poll_fn(|cx| stream.poll_read_ready(cx)),
+            ) => match r {
                 // Buffer space only once there is something to read.
                 Ok(Ok(())) => {
                     buf.reserve(4096);

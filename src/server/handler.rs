@@ -26,6 +26,7 @@ use crate::proto::rtsp::{Method, Request, Response, StatusCode};
 use crate::proto::sdp;
 use crate::proto::session::{Dest, Mode, Scope, Session, Teardown, TrackTransport};
 use crate::proto::target::{parse_target, Target};
+use crate::proto::track_map::TrackMap;
 
 const PUBLIC_PLAY: &str =
     "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
@@ -354,7 +355,7 @@ async fn setup(
     let (group, header, ssrc) = match existing {
         Some(id) => shared.sessions.with(&id, peer.ip(), conn, now, |e| {
             e.session.setup(&t.path, track, dest)?;
-            let ssrc = *e.ssrcs.entry(track).or_insert(new_ssrc);
+            let ssrc = *e.ssrcs.get_or_insert(track, new_ssrc);
             Ok::<_, Error>((e.group, session_header(&e.session), ssrc))
         })??,
         None if dest.rtp.udp().is_none() && shared.sessions.interleaved_on(conn) => {
@@ -380,7 +381,7 @@ async fn setup(
                 group,
                 source: source.clone(),
                 conn,
-                ssrcs: [(track, new_ssrc)].into(),
+                ssrcs: TrackMap::one(track, new_ssrc),
             })?;
             info_span!("session", %id)
                 .in_scope(|| info!(clip = %t.path, client = %peer, "session created"));

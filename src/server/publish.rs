@@ -23,6 +23,7 @@ use crate::proto::rtsp::{Request, Response};
 use crate::proto::sdp::{self, SdpError};
 use crate::proto::session::{Dest, Session, TrackTransport};
 use crate::proto::target::Target;
+use crate::proto::track_map::TrackMap;
 
 /// The channel a publisher's URL names: `live/NAME`, optionally followed by
 /// one stream control segment (`streamid=0` from ffmpeg, `stream=0` from
@@ -138,7 +139,7 @@ pub(super) fn setup(
         group: shared.next_group.fetch_add(1, Ordering::Relaxed),
         source: Presentation::Live(info),
         conn,
-        ssrcs: Default::default(),
+        ssrcs: TrackMap::default(),
     })?;
     shared.channels.bind_session(name, conn, &id);
     info_span!("session", %id)

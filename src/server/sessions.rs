@@ -4,7 +4,7 @@
 //! A std `Mutex`, not a tokio one: it is held only for short, synchronous
 //! lookups and never across an `.await`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -15,6 +15,7 @@ use crate::proto::error::Error;
 use crate::proto::pacer::GroupId;
 use crate::proto::sdp::PresentationDescription;
 use crate::proto::session::{Dest, Session};
+use crate::proto::track_map::TrackMap;
 
 /// A session and what the server attached to it.
 #[derive(Debug)]
@@ -25,7 +26,7 @@ pub struct Entry {
     /// The connection that created it.
     pub conn: u64,
     /// The SSRC of each track set up, kept across repeated SETUPs.
-    pub ssrcs: BTreeMap<usize, u32>,
+    pub ssrcs: TrackMap<u32>,
 }
 
 /// What a session plays.

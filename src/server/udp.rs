@@ -8,6 +8,7 @@
 //! the loop (ROBUSTNESS B11 #78, #80).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -190,7 +191,26 @@ impl PacerHandle {
 
     /// Queues `cmd`; while the queue is full, waits a millisecond at a time
     /// without blocking the runtime.
-    pub async fn send(&self, mut cmd: Command) -> Result<(), PacerGone> {
+    ///
+    /// The first attempt happens at the call. The returned future is small
+    /// (a full queue's wait is boxed), because it sits in the future of
+    /// every connection task, and thousands of listeners each hold one.
+    pub fn send(&self, cmd: Command) -> impl Future<Output = Result<(), PacerGone>> + '_ {
+        let first = match self.tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(std_mpsc::TrySendError::Full(c)) => Err(Some(Box::new(c))),
+            Err(std_mpsc::TrySendError::Disconnected(_)) => Err(None),
+        };
+        async move {
+            match first {
+                Ok(()) => Ok(()),
+                Err(None) => Err(PacerGone),
+                Err(Some(cmd)) => Box::pin(self.send_when_room(*cmd)).await,
+            }
+        }
+    }
+
+    async fn send_when_room(&self, mut cmd: Command) -> Result<(), PacerGone> {
         loop {
             match self.tx.try_send(cmd) {
                 Ok(()) => return Ok(()),
