@@ -11,16 +11,16 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{bundled_media, have, wav_l16, Server};
+use common::tools::{par, require, run_ok, run_tool, Run};
+use common::{bundled_media, wav_l16, Server};
 
 /// The bundled clips: path under `media/`, sample rate, channels, seconds.
 const CLIPS: [(&str, u32, u16, f64); 4] = [
@@ -32,107 +32,6 @@ const CLIPS: [(&str, u32, u16, f64); 4] = [
 
 // ---------------------------------------------------------------------------
 // Running tools
-
-/// Fails the test unless `tool` can be started.
-fn require(tool: &str) {
-    assert!(
-        have(tool),
-        "`{tool}` is not installed (or not on PATH). These tests drive real clients and \
-         must not be skipped: install ffmpeg, gstreamer1.0-tools, gstreamer1.0-plugins-base \
-         and gstreamer1.0-plugins-good."
-    );
-}
-
-/// What a finished tool run left behind.
-struct Run {
-    status: ExitStatus,
-    stderr: String,
-    stdout: String,
-    elapsed: Duration,
-}
-
-/// Runs `tool args` with stdout and stderr captured in temp files, polling
-/// for its exit; kills it and fails the test if it outlives `limit`.
-fn run_tool(tool: &str, args: &[&str], limit: Duration) -> Run {
-    let mut out = tempfile::tempfile().expect("temp file");
-    let mut err = tempfile::tempfile().expect("temp file");
-    let start = Instant::now();
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("clone"))
-        .stderr(err.try_clone().expect("clone"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `{tool}` ({e}); is it installed?"));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "`{tool} {}` still running after {limit:?}; killed it. stderr:\n{}",
-                args.join(" "),
-                read_all(&mut err)
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let elapsed = start.elapsed();
-    Run {
-        status,
-        stderr: read_all(&mut err),
-        stdout: read_all(&mut out),
-        elapsed,
-    }
-}
-
-fn read_all(f: &mut File) -> String {
-    let mut bytes = Vec::new();
-    f.rewind().expect("rewind");
-    f.read_to_end(&mut bytes).expect("read");
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Like [`run_tool`], and fails the test unless the tool exited with 0.
-fn run_ok(tool: &str, args: &[&str], limit: Duration) -> Run {
-    let run = run_tool(tool, args, limit);
-    assert!(
-        run.status.success(),
-        "`{tool} {}` failed ({}) after {:?}. stderr:\n{}",
-        args.join(" "),
-        run.status,
-        run.elapsed,
-        run.stderr
-    );
-    run
-}
-
-/// Runs `f` on every item in its own thread (clips stream in real time, so
-/// this keeps the file quick), then fails naming every item that failed.
-fn par<T: Sync>(items: &[T], name: impl Fn(&T) -> String, f: impl Fn(&T) + Sync) {
-    let failed: Vec<String> = thread::scope(|s| {
-        let handles: Vec<_> = items
-            .iter()
-            .map(|it| (name(it), s.spawn(|| f(it))))
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|(n, h)| {
-                h.join().err().map(|e| {
-                    let msg = e
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_default();
-                    format!("{n}: {msg}")
-                })
-            })
-            .collect()
-    });
-    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n\n"));
-}
 
 /// How long a client may take for a clip of `secs` seconds streamed in real
 /// time, startup and teardown included.

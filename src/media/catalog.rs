@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::{wav, MediaError};
+use super::{mp4, wav, MediaError};
 use crate::proto::packetize::{Packetizer, L16};
 use crate::proto::sdp::{PresentationDescription, TrackDescription};
 
@@ -177,8 +177,22 @@ impl Catalog {
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        if ext.as_deref() != Some("wav") {
-            return Err(MediaError::Unsupported(format!("{rel}: not a .wav file")));
+        match ext.as_deref() {
+            Some("wav") => {}
+            Some(e) if MP4_EXTENSIONS.contains(&e) => {
+                let data = read_whole(path, self.opts.max_clip_bytes)?;
+                let clip = mp4::load(data, &self.opts)?;
+                return Ok(Clip {
+                    path: rel.to_owned(),
+                    duration: clip.duration,
+                    tracks: clip.tracks,
+                });
+            }
+            _ => {
+                return Err(MediaError::Unsupported(format!(
+                    "{rel}: not a .wav or .mp4 file"
+                )))
+            }
         }
         let pcm = wav::load(BufReader::new(File::open(path)?), self.opts.max_clip_bytes)?;
         let (rate, ch) = (pcm.sample_rate, pcm.channels);
@@ -284,11 +298,19 @@ impl Catalog {
                 let Ok(ft) = entry.file_type() else { continue };
                 if ft.is_dir() && depth < 16 {
                     dirs.push((entry.path(), rel, depth + 1));
-                } else if name.to_ascii_lowercase().ends_with(".wav") && out.len() < MAX_LISTED {
-                    match File::open(entry.path())
-                        .map_err(MediaError::from)
-                        .and_then(|f| wav::probe(BufReader::new(f)))
-                    {
+                } else if out.len() < MAX_LISTED {
+                    let lower = name.to_ascii_lowercase();
+                    let ext = lower.rsplit_once('.').map_or("", |(_, e)| e);
+                    let probed = if ext == "wav" {
+                        File::open(entry.path())
+                            .map_err(MediaError::from)
+                            .and_then(|f| wav::probe(BufReader::new(f)).map(drop))
+                    } else if MP4_EXTENSIONS.contains(&ext) {
+                        probe_mp4(&entry.path())
+                    } else {
+                        continue;
+                    };
+                    match probed {
                         Ok(_) => out.push(rel),
                         Err(e) => tracing::warn!(clip = %rel, error = %e, "skipping clip"),
                     }
@@ -297,6 +319,37 @@ impl Catalog {
         }
         out.sort();
         out
+    }
+}
+
+/// File name extensions served as MP4/MOV.
+const MP4_EXTENSIONS: [&str; 4] = ["mp4", "m4v", "m4a", "mov"];
+
+/// Reads a whole file, refusing one larger than `limit` bytes.
+fn read_whole(path: &Path, limit: u64) -> Result<bytes::Bytes, MediaError> {
+    use std::io::Read;
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if len > limit {
+        return Err(MediaError::TooLarge(len, limit));
+    }
+    let mut data = Vec::with_capacity(len as usize);
+    f.take(limit + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(MediaError::TooLarge(data.len() as u64, limit));
+    }
+    Ok(data.into())
+}
+
+/// Cheap check for listing: an ISO BMFF file starts with an `ftyp` box.
+fn probe_mp4(path: &Path) -> Result<(), MediaError> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    File::open(path)?.read_exact(&mut head)?;
+    if &head[4..8] == b"ftyp" {
+        Ok(())
+    } else {
+        Err(MediaError::Unsupported("no ftyp box".into()))
     }
 }
 

@@ -2,6 +2,7 @@
 //! the catalog that maps request paths onto files under the media root.
 
 pub mod catalog;
+pub mod mp4;
 pub mod wav;
 
 pub use catalog::{Catalog, Clip};

@@ -7,9 +7,12 @@
 //! timer or task per packet or per session, so one loop can collect every
 //! packet due in a tick and send them in a batch.
 //!
-//! Timing: a packet's deadline is `anchor + (pts - start_pts)`, where the
-//! anchor is the wallclock instant of the PLAY that started the run. Deadlines
-//! are absolute, so lateness never accumulates into drift.
+//! Timing: a packet's deadline is `anchor + (due - base)`, where the anchor
+//! is the wallclock instant of the PLAY that started the run, `base` is the
+//! media time that run started at (the same instant on every track, which is
+//! what A/V sync needs), and `due` is when the packet's media is due: its
+//! presentation time for audio, its decode time for video. Deadlines are
+//! absolute, so lateness never accumulates into drift.
 //!
 //! RTP timestamps and sequence numbers of a track are continuous for the
 //! whole session: after PAUSE or a seek the next packet carries the next
@@ -25,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::clock::{duration_to_ticks, secs_to_ticks, ticks_to_duration, ticks_to_secs, WallClock};
 use super::error::Error;
-use super::packetize::Packetizer;
+use super::packetize::{Cursor, Packetizer};
 use super::rtcp::{self, SenderInfo};
 use super::rtp::Stamper;
 use super::session::{Dest, PlayRequest};
@@ -104,10 +107,13 @@ struct Track {
     stamper: Stamper,
     rtp_dest: Dest,
     rtcp_dest: Dest,
-    /// Next position to send, in clock ticks.
-    pos: u64,
+    /// Where the next packet starts.
+    pos: Cursor,
+    /// Media time (ticks) the run stops at.
     end: u64,
-    start_pts: u64,
+    /// Media time (ticks) of the run's start, common to every track of the
+    /// group: the anchor's instant on this track's timeline.
+    base: u64,
     /// rtptime = ts_offset + pts (mod 2^32) for the current run.
     ts_offset: u32,
     packets: u32,
@@ -118,11 +124,18 @@ struct Track {
 
 impl Track {
     fn next_rtptime(&self) -> u32 {
-        self.ts_offset.wrapping_add(self.pos as u32)
+        self.ts_offset.wrapping_add(self.pkt.pts(self.pos) as u32)
     }
 
-    fn deadline(&self, anchor: Instant, pts: u64) -> Instant {
-        anchor + ticks_to_duration(pts.saturating_sub(self.start_pts), self.pkt.clock_rate())
+    /// When what starts at `cursor` is sent.
+    fn deadline(&self, anchor: Instant, cursor: Cursor) -> Instant {
+        let due = self.pkt.due(cursor);
+        anchor + ticks_to_duration(due.saturating_sub(self.base), self.pkt.clock_rate())
+    }
+
+    /// Media position (npt seconds) of the next packet.
+    fn npt(&self) -> f64 {
+        ticks_to_secs(self.pkt.pts(self.pos), self.pkt.clock_rate())
     }
 }
 
@@ -199,7 +212,7 @@ impl Pacer {
                 rtcp_dest: cfg.rtcp_dest,
                 pos: 0,
                 end: 0,
-                start_pts: 0,
+                base: 0,
                 ts_offset: cfg.first_rtptime,
                 packets: 0,
                 octets: 0,
@@ -229,7 +242,8 @@ impl Pacer {
             .values()
             .map(|t| {
                 let rate = t.pkt.clock_rate();
-                ticks_to_secs(t.pkt.seek(secs_to_ticks(start, rate).unwrap_or(0)), rate)
+                let cursor = t.pkt.seek(secs_to_ticks(start, rate).unwrap_or(0));
+                ticks_to_secs(t.pkt.pts(cursor), rate)
             })
             .fold(start, f64::min);
         let end = req.end.unwrap_or(duration).clamp(actual, duration);
@@ -244,10 +258,10 @@ impl Pacer {
         for (&id, t) in &mut g.tracks {
             let rate = t.pkt.clock_rate();
             let next_rtp = t.next_rtptime();
-            t.start_pts = t.pkt.seek(secs_to_ticks(actual, rate).unwrap_or(0));
-            t.pos = t.start_pts;
+            t.base = secs_to_ticks(actual, rate).unwrap_or(0);
+            t.pos = t.pkt.seek(t.base);
             t.end = secs_to_ticks(end, rate).unwrap_or(0);
-            t.ts_offset = next_rtp.wrapping_sub(t.start_pts as u32);
+            t.ts_offset = next_rtp.wrapping_sub(t.pkt.pts(t.pos) as u32);
             t.first_of_run = true;
             t.done = false;
             info.tracks.push((id, t.stamper.next_seq, next_rtp));
@@ -274,7 +288,7 @@ impl Pacer {
             g.playing = false;
             g.generation = g.generation.wrapping_add(1);
             if let Some(t) = g.tracks.values().next() {
-                g.resume_npt = ticks_to_secs(t.pos, t.pkt.clock_rate());
+                g.resume_npt = t.npt();
             }
         }
         Some(g.resume_npt)
@@ -364,7 +378,8 @@ impl Pacer {
                 Due::Rtp => match t.pkt.chunk(t.pos, t.end) {
                     Some(c) => {
                         let ts = t.ts_offset.wrapping_add(c.pts as u32);
-                        let data = t.stamper.packet(ts, c.marker || t.first_of_run, &c.payload);
+                        let talkspurt = t.first_of_run && t.pkt.marks_talkspurt();
+                        let data = t.stamper.packet(ts, c.marker || talkspurt, &c.payload);
                         t.first_of_run = false;
                         t.pos = c.next;
                         t.packets = t.packets.wrapping_add(1);
@@ -388,7 +403,7 @@ impl Pacer {
                             g.playing = false;
                             g.generation = g.generation.wrapping_add(1);
                             if let Some(first) = g.tracks.values().next() {
-                                g.resume_npt = ticks_to_secs(first.pos, first.pkt.clock_rate());
+                                g.resume_npt = first.npt();
                             }
                             self.events.push_back(Event::Ended(e.group));
                         }
@@ -413,8 +428,9 @@ impl Pacer {
 }
 
 /// An SR (with SDES, and BYE when `bye`) for `t` at `now`. The RTP time is
-/// the media position the run has reached at `now`, so (NTP, RTP) name the
-/// same instant on the track's timeline.
+/// the media position the run has reached at `now` (`base` plus the time
+/// since the anchor), so (NTP, RTP) name the same instant on the track's
+/// timeline, and every track of a group maps to one NTP timeline.
 fn sender_report(
     clock: &WallClock,
     cname: &str,
@@ -428,7 +444,7 @@ fn sender_report(
         ntp: clock.ntp(now),
         rtp_time: t
             .ts_offset
-            .wrapping_add(t.start_pts.wrapping_add(elapsed) as u32),
+            .wrapping_add(t.base.wrapping_add(elapsed) as u32),
         packet_count: t.packets,
         octet_count: t.octets,
     };

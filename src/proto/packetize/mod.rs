@@ -1,12 +1,19 @@
 //! Payload formats. One file per RFC payload format, behind one enum so the
 //! per-packet path dispatches with `match`, not `dyn`.
 //!
-//! Positions are in the track's RTP clock ticks (its presentation time). The
-//! pacer asks [`Packetizer::chunk`] for the payload starting at a position
-//! and gets back the next position; the packetizer holds only shared,
-//! immutable media data, so one instance serves every session of a clip.
+//! The pacer keeps a [`Cursor`] per track: where the next packet starts, in
+//! terms the packetizer defines (a sample index for PCM; an access unit and a
+//! byte within it for video and AAC). It asks [`Packetizer::chunk`] for the
+//! payload at a cursor and gets back the next cursor; [`Packetizer::pts`]
+//! and [`Packetizer::due`] say, in the track's RTP clock ticks, what media
+//! time a cursor presents and when it is to be sent. The packetizer holds
+//! only shared, immutable media data, so one instance serves every session
+//! of a clip.
 
+pub mod aac;
+pub mod au;
 pub mod g711;
+pub mod h264;
 pub mod l16;
 
 use std::time::Duration;
@@ -14,7 +21,12 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::clock::duration_to_ticks;
+pub use aac::Aac;
+pub use h264::H264;
 pub use l16::L16;
+
+/// A packetizer's position in its media (see the module docs).
+pub type Cursor = u64;
 
 /// Sample frames per packet (RFC 3551 §4.2): `ptime` worth, cut down so
 /// the payload fits `max_payload` bytes, never splitting a frame, and at
@@ -35,9 +47,12 @@ pub fn frames_per_packet(
 pub struct Chunk {
     pub payload: Bytes,
     /// Presentation time of the payload's first sample, in clock ticks.
+    /// Only its low 32 bits reach the RTP timestamp, so a time before the
+    /// start (an edit list's priming frames) is carried as its two's
+    /// complement.
     pub pts: u64,
     /// Where the following chunk starts.
-    pub next: u64,
+    pub next: Cursor,
     /// RTP marker bit.
     pub marker: bool,
 }
@@ -46,12 +61,18 @@ pub struct Chunk {
 #[derive(Debug, Clone)]
 pub enum Packetizer {
     L16(L16),
+    /// RFC 6184.
+    H264(H264),
+    /// RFC 3640 `mpeg4-generic`, AAC-hbr.
+    Aac(Aac),
 }
 
 impl Packetizer {
     pub fn clock_rate(&self) -> u32 {
         match self {
             Self::L16(p) => p.clock_rate(),
+            Self::H264(p) => p.units().clock_rate,
+            Self::Aac(p) => p.units().clock_rate,
         }
     }
 
@@ -59,22 +80,58 @@ impl Packetizer {
     pub fn duration_ticks(&self) -> u64 {
         match self {
             Self::L16(p) => p.frames(),
+            Self::H264(p) => p.units().duration,
+            Self::Aac(p) => p.units().duration,
         }
     }
 
-    /// The position where playback from `ticks` starts (for PCM, exactly
-    /// there; for video, the keyframe at or before it).
-    pub fn seek(&self, ticks: u64) -> u64 {
+    /// Where playback from `ticks` starts: for PCM exactly there; for video
+    /// the keyframe at or before it; for AAC the first frame at or after it
+    /// (so audio never starts ahead of the video it plays with).
+    pub fn seek(&self, ticks: u64) -> Cursor {
         match self {
             Self::L16(p) => ticks.min(p.frames()),
+            Self::H264(p) => p.units().keyframe_at_or_before(ticks),
+            // From the very start, AAC's priming frames (before zero) go too.
+            Self::Aac(_) if ticks == 0 => 0,
+            Self::Aac(p) => p.units().first_at_or_after(ticks),
         }
     }
 
-    /// The chunk starting at `pos`, not extending past `end`; `None` once
-    /// `pos` reaches `end`.
-    pub fn chunk(&self, pos: u64, end: u64) -> Option<Chunk> {
+    /// The presentation time (ticks) of what starts at `cursor`; the
+    /// duration once the cursor is past the end.
+    pub fn pts(&self, cursor: Cursor) -> u64 {
         match self {
-            Self::L16(p) => p.chunk(pos, end),
+            Self::L16(p) => cursor.min(p.frames()),
+            Self::H264(p) => p.units().pts(cursor),
+            Self::Aac(p) => p.units().pts(cursor),
+        }
+    }
+
+    /// When what starts at `cursor` is due to be sent (ticks): decode time
+    /// for video, presentation time otherwise.
+    pub fn due(&self, cursor: Cursor) -> u64 {
+        match self {
+            Self::L16(p) => cursor.min(p.frames()),
+            Self::H264(p) => p.units().dts(cursor),
+            Self::Aac(p) => p.units().dts(cursor),
+        }
+    }
+
+    /// Whether the first packet after a (re)start carries the marker bit
+    /// (RFC 3551 §4.1: the start of a talkspurt). Video and AAC use the
+    /// marker for access-unit boundaries instead.
+    pub fn marks_talkspurt(&self) -> bool {
+        matches!(self, Self::L16(_))
+    }
+
+    /// The chunk starting at `cursor`, not starting at or after media time
+    /// `end`; `None` once there is nothing left before `end`.
+    pub fn chunk(&self, cursor: Cursor, end: u64) -> Option<Chunk> {
+        match self {
+            Self::L16(p) => p.chunk(cursor, end),
+            Self::H264(p) => p.chunk(cursor, end),
+            Self::Aac(p) => p.chunk(cursor, end),
         }
     }
 }

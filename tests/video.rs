@@ -1,0 +1,578 @@
+//! MP4 clips with H.264 video and AAC audio, against real clients (ffprobe,
+//! ffmpeg, GStreamer) and raw sockets: what arrives must be what the file
+//! holds, access unit for access unit, and audio and video must line up.
+//!
+//! Expectations come from ffmpeg reading the source file directly, never
+//! from rtspd's own demuxer.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::tools::{par, require, run_ok, run_tool};
+use common::{bundled_media, rtp_payload, rtp_seq, rtp_ts, Rtsp, Server, UdpPair};
+use rtspd::proto::rtcp::{parse_compound, Packet};
+
+/// The bundled sample: 10 s of 320x240 H.264 at 25 fps, a keyframe every
+/// second, with 44.1 kHz stereo AAC.
+const SAMPLE: &str = "testsrc-320x240.mp4";
+
+fn sample_path() -> PathBuf {
+    bundled_media().join(SAMPLE)
+}
+
+/// How long a client may take for a clip of `secs` seconds in real time.
+fn limit_for(secs: f64) -> Duration {
+    Duration::from_secs_f64(secs + 25.0)
+}
+
+// ---------------------------------------------------------------------------
+// Reading what ffmpeg wrote
+
+/// NAL units of an Annex B stream.
+fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let mut e = starts.get(k + 1).map_or(data.len(), |n| n - 3);
+            // A 4-byte start code's leading zero belongs to no NAL unit.
+            while k + 1 < starts.len() && e > s && data[e - 1] == 0 {
+                e -= 1;
+            }
+            &data[s..e]
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+fn nal_type(n: &[u8]) -> u8 {
+    n[0] & 0x1F
+}
+
+/// The hash column of an ffmpeg framemd5 file, one entry per packet.
+fn framemd5_hashes(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        // stream, dts, pts, duration, size, hash[, side data...]
+        .filter_map(|l| l.split(',').nth(5))
+        .map(|h| h.trim().to_owned())
+        .collect()
+}
+
+/// The value of `key=` in ffprobe's `default` output.
+fn probe_values(text: &str, key: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Copies `input`'s video to an Annex B stream and hashes its audio packets,
+/// with ffmpeg (`-c copy`, nothing decoded). `input_args` end with the
+/// input; `bsf` adds `h264_mp4toannexb`, which moves the parameter sets
+/// in-band before each IDR, as rtspd sends them.
+fn copy_streams(input_args: &[&str], bsf: bool, dir: &Path, name: &str) -> (Vec<u8>, Vec<String>) {
+    let v = dir.join(format!("{name}.h264"));
+    let a = dir.join(format!("{name}-audio.md5"));
+    let mut args = vec!["-nostdin", "-v", "error"];
+    args.extend_from_slice(input_args);
+    args.extend_from_slice(&["-map", "0:v", "-c", "copy"]);
+    if bsf {
+        args.extend_from_slice(&["-bsf:v", "h264_mp4toannexb"]);
+    }
+    let (v_s, a_s) = (v.to_str().unwrap(), a.to_str().unwrap());
+    args.extend_from_slice(&["-f", "h264", "-y", v_s]);
+    args.extend_from_slice(&["-map", "0:a", "-c", "copy", "-f", "framemd5", "-y", a_s]);
+    run_ok("ffmpeg", &args, limit_for(10.0));
+    (
+        std::fs::read(&v).expect("video copy"),
+        framemd5_hashes(&std::fs::read_to_string(&a).expect("audio hashes")),
+    )
+}
+
+/// NAL units other than SPS/PPS, and the SPS/PPS ones, in order.
+fn split_parameter_sets<'a>(nals: &[&'a [u8]]) -> (Vec<&'a [u8]>, Vec<&'a [u8]>) {
+    nals.iter().partition(|n| !matches!(nal_type(n), 7 | 8))
+}
+
+// ---------------------------------------------------------------------------
+// ffprobe and ffmpeg
+
+#[test]
+fn ffprobe_reports_h264_and_aac_over_udp_and_tcp() {
+    require("ffprobe");
+    let server = Server::start(&[]);
+    let url = server.url(SAMPLE);
+    par(
+        &["udp", "tcp"],
+        |t| (*t).to_owned(),
+        |transport| {
+            let run = run_ok(
+                "ffprobe",
+                &[
+                    "-v",
+                    "error",
+                    "-rtsp_transport",
+                    transport,
+                    "-show_entries",
+                    "stream=codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels",
+                    "-of",
+                    "default=nw=1",
+                    &url,
+                ],
+                Duration::from_secs(20),
+            );
+            let out = &run.stdout;
+            assert_eq!(probe_values(out, "codec_name"), ["h264", "aac"], "{out}");
+            assert_eq!(probe_values(out, "width"), ["320"], "{out}");
+            assert_eq!(probe_values(out, "height"), ["240"], "{out}");
+            assert_eq!(probe_values(out, "r_frame_rate")[0], "25/1", "{out}");
+            assert_eq!(probe_values(out, "sample_rate"), ["44100"], "{out}");
+            assert_eq!(probe_values(out, "channels"), ["2"], "{out}");
+        },
+    );
+}
+
+#[test]
+fn ffmpeg_copies_every_access_unit_over_udp_and_tcp() {
+    require("ffmpeg");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = sample_path();
+    let src_input = ["-i", src.to_str().unwrap()];
+    let (src_video, src_audio) = copy_streams(&src_input, true, dir.path(), "src");
+    let src_nals = annexb_nals(&src_video);
+    let (src_slices, src_params) = split_parameter_sets(&src_nals);
+    assert_eq!(
+        src_slices
+            .iter()
+            .filter(|n| matches!(nal_type(n), 1 | 5))
+            .count(),
+        250,
+        "the sample has 250 pictures"
+    );
+    assert!(src_audio.len() > 400, "{} audio frames", src_audio.len());
+    let server = Server::start(&[]);
+    let url = server.url(SAMPLE);
+    par(
+        &["udp", "tcp"],
+        |t| (*t).to_owned(),
+        |transport| {
+            let input = ["-rtsp_transport", transport, "-i", &url];
+            let (got, audio) = copy_streams(&input, false, dir.path(), transport);
+            let nals = annexb_nals(&got);
+            let (slices, params) = split_parameter_sets(&nals);
+            assert_eq!(
+                slices.len(),
+                src_slices.len(),
+                "{transport}: NAL units other than SPS/PPS"
+            );
+            for (k, (g, s)) in slices.iter().zip(&src_slices).enumerate() {
+                assert!(
+                    g == s,
+                    "{transport}: NAL unit {k} differs from the source's"
+                );
+            }
+            // Parameter sets: exactly the source's, before every IDR.
+            assert_eq!(params, src_params, "{transport}: SPS/PPS");
+            assert_eq!(audio.len(), src_audio.len(), "{transport}: AAC frames");
+            assert!(audio == src_audio, "{transport}: AAC frames differ");
+        },
+    );
+}
+
+#[test]
+fn fragmented_idr_frames_decode_to_the_source_pictures_over_udp() {
+    require("ffmpeg");
+    require("ffprobe");
+    let src = sample_path();
+    // The test means something only if keyframes need FU-A (> 1400 bytes).
+    let biggest_key = probe_packets(&src, "v", "size,flags")
+        .lines()
+        .filter(|l| l.contains('K'))
+        .filter_map(|l| l.split(',').next()?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(biggest_key > 3 * 1400, "largest IDR is {biggest_key} bytes");
+    let decoded_md5 = |input: &str, before: &[&str]| {
+        let mut args = vec!["-nostdin", "-v", "error"];
+        args.extend_from_slice(before);
+        args.extend_from_slice(&["-i", input, "-map", "0:v", "-f", "framemd5", "-"]);
+        let run = run_ok("ffmpeg", &args, limit_for(10.0));
+        assert!(
+            run.stderr.trim().is_empty(),
+            "decoder complained:\n{}",
+            run.stderr
+        );
+        framemd5_hashes(&run.stdout)
+    };
+    let want = decoded_md5(src.to_str().unwrap(), &[]);
+    assert_eq!(want.len(), 250);
+    let server = Server::start(&["--mtu", "1200"]);
+    let got = decoded_md5(&server.url(SAMPLE), &["-rtsp_transport", "udp"]);
+    assert_eq!(got.len(), want.len(), "decoded pictures");
+    assert!(got == want, "decoded pictures differ from the source's");
+}
+
+// ---------------------------------------------------------------------------
+// Seeking and sender reports, with raw sockets
+
+fn recv_sr(sock: &UdpSocket, wait: Duration) -> Option<(u32, f64, u32)> {
+    sock.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = vec![0u8; 1500];
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        let n = sock.recv(&mut buf).ok()?;
+        for p in parse_compound(&buf[..n]).expect("valid RTCP") {
+            if let Packet::SenderReport { ssrc, info, .. } = p {
+                return Some((ssrc, info.ntp.to_unix().as_secs_f64(), info.rtp_time));
+            }
+        }
+    }
+    None
+}
+
+/// ffprobe's `entries` of every packet of `stream` (`v` or `a`) in `src`,
+/// one CSV line each.
+fn probe_packets(src: &Path, stream: &str, entries: &str) -> String {
+    let show = format!("packet={entries}");
+    let args = [
+        "-v",
+        "error",
+        "-select_streams",
+        stream,
+        "-show_entries",
+        &show,
+    ];
+    let mut args = args.to_vec();
+    args.extend_from_slice(&["-of", "csv=p=0", src.to_str().unwrap()]);
+    run_ok("ffprobe", &args, Duration::from_secs(20)).stdout
+}
+
+/// Presentation times (s) of the audio packets in the file, per ffprobe.
+fn source_audio_pts(src: &Path) -> Vec<f64> {
+    probe_packets(src, "a", "pts_time")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn seek_starts_at_the_keyframe_and_sender_reports_share_one_timeline() {
+    require("ffprobe");
+    let server = Server::start(&[]);
+    let url = server.url(SAMPLE);
+    let mut c = Rtsp::connect(server.addr());
+    let d = c.request("DESCRIBE", &url, &["Accept: application/sdp"]);
+    assert_eq!(d.status, 200);
+    let sdp = String::from_utf8_lossy(&d.body).into_owned();
+    assert!(sdp.contains("a=rtpmap:96 H264/90000"), "{sdp}");
+    assert!(sdp.contains("packetization-mode=1"), "{sdp}");
+    assert!(sdp.contains("sprop-parameter-sets="), "{sdp}");
+    assert!(sdp.contains("mpeg4-generic/44100/2"), "{sdp}");
+    assert!(sdp.contains("mode=AAC-hbr"), "{sdp}");
+    let (video, audio) = (UdpPair::bind(), UdpPair::bind());
+    let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&video.transport()]);
+    assert_eq!(s.status, 200);
+    let id = s.session();
+    let s = c.request(
+        "SETUP",
+        &format!("{url}/trackID=1"),
+        &[&audio.transport(), &format!("Session: {id}")],
+    );
+    assert_eq!(s.status, 200);
+    let play = c.request(
+        "PLAY",
+        &url,
+        &[&format!("Session: {id}"), "Range: npt=5.5-"],
+    );
+    assert_eq!(play.status, 200);
+    let range = play.header("Range").expect("Range").to_owned();
+    let start: f64 = range
+        .trim_start_matches("npt=")
+        .split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("npt start");
+    assert!(
+        (start - 5.0).abs() < 0.001,
+        "starts at the keyframe: {range}"
+    );
+    let info = play.rtp_info();
+    assert_eq!(info.len(), 2, "RTP-Info for both tracks");
+
+    // SRs arrive at PLAY, ahead of the first packets.
+    let (_, v_ntp, v_rtp) = recv_sr(&video.rtcp, Duration::from_secs(2)).expect("video SR");
+    let (_, a_ntp, a_rtp) = recv_sr(&audio.rtcp, Duration::from_secs(2)).expect("audio SR");
+
+    // Video: STAP-A of SPS and PPS, then the IDR, with RTP-Info's numbers.
+    let packets: Vec<Vec<u8>> = (0..3).map(|_| video.recv_rtp().expect("video").0).collect();
+    assert_eq!((rtp_seq(&packets[0]), rtp_ts(&packets[0])), info[0]);
+    let p0 = rtp_payload(&packets[0]);
+    assert_eq!(p0[0] & 0x1F, 24, "first video packet is a STAP-A");
+    let mut r = &p0[1..];
+    let mut inner = Vec::new();
+    while r.len() > 2 {
+        let n = usize::from(u16::from_be_bytes([r[0], r[1]]));
+        inner.push(r[2] & 0x1F);
+        r = &r[2 + n..];
+    }
+    assert_eq!(inner, [7, 8], "SPS and PPS in the STAP-A");
+    let p1 = rtp_payload(&packets[1]);
+    let idr = match p1[0] & 0x1F {
+        28 => p1[1] & 0x1F == 5 && p1[1] & 0x80 != 0,
+        t => t == 5,
+    };
+    assert!(idr, "then the IDR picture ({:02x?})", &p1[..2]);
+    assert!(
+        packets.iter().all(|p| rtp_ts(p) == info[0].1),
+        "one timestamp"
+    );
+    let (a_first, _) = audio.recv_rtp().expect("audio");
+    assert_eq!((rtp_seq(&a_first), rtp_ts(&a_first)), info[1]);
+
+    // Both tracks' SRs put their first packets where the file presents
+    // them: video at 5.0 s, audio at its first frame at or after 5.0 s.
+    let a_pts = source_audio_pts(&sample_path())
+        .into_iter()
+        .find(|t| *t >= 5.0 - 1e-6)
+        .expect("audio after 5 s");
+    let wall = |ntp: f64, rtp: u32, ts: u32, rate: f64| {
+        ntp + f64::from(ts.wrapping_sub(rtp) as i32) / rate
+    };
+    let v_wall = wall(v_ntp, v_rtp, info[0].1, 90000.0);
+    let a_wall = wall(a_ntp, a_rtp, info[1].1, 44100.0);
+    let skew = (a_wall - v_wall) - (a_pts - 5.0);
+    assert!(
+        skew.abs() < 0.001,
+        "audio vs video on the SR timeline: {:.3} ms off",
+        skew * 1000.0
+    );
+
+    // The periodic SRs keep to the same timeline.
+    let (_, v_ntp2, v_rtp2) = recv_sr(&video.rtcp, Duration::from_secs(7)).expect("video SR 2");
+    let (_, a_ntp2, a_rtp2) = recv_sr(&audio.rtcp, Duration::from_secs(7)).expect("audio SR 2");
+    let v_wall2 = wall(v_ntp2, v_rtp2, info[0].1, 90000.0);
+    let a_wall2 = wall(a_ntp2, a_rtp2, info[1].1, 44100.0);
+    assert!((v_wall2 - v_wall).abs() < 0.001, "video SRs disagree");
+    assert!((a_wall2 - a_wall).abs() < 0.001, "audio SRs disagree");
+    assert_eq!(
+        c.request("TEARDOWN", &url, &[&format!("Session: {id}")])
+            .status,
+        200
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Lip sync
+
+/// Writes a 6 s probe clip: a white frame and a 1 kHz beep at every whole
+/// second, the beep late by `audio_delay_ms`.
+fn write_sync_probe(path: &Path, audio_delay_ms: u32) {
+    let d = f64::from(audio_delay_ms) / 1000.0;
+    let video = "color=c=black:s=160x120:r=25,format=yuv420p,\
+                 geq=lum='if(lt(mod(T\\,1)\\,0.04)\\,235\\,16)':cb=128:cr=128";
+    let audio = format!(
+        "aevalsrc='if(gte(t\\,{d})*lt(mod(t-{d}\\,1)\\,0.1)\\,0.5*sin(2*PI*1000*t)\\,0)':s=44100"
+    );
+    run_ok(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            video,
+            "-f",
+            "lavfi",
+            "-i",
+            &audio,
+            "-t",
+            "6",
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-y",
+            path.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+}
+
+/// Plays `url` with ffmpeg, decoding both tracks on the timeline ffmpeg
+/// builds from the sender reports (what a player syncs by), and returns the
+/// median of (beep onset − flash) in ms over the flashes at 1..5 s.
+fn measure_av_offset_ms(url: &str) -> f64 {
+    let run = run_ok(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-hide_banner",
+            "-nostats",
+            "-copyts",
+            "-rtsp_transport",
+            "udp",
+            "-i",
+            url,
+            "-map",
+            "0:v",
+            "-vf",
+            "showinfo",
+            "-f",
+            "null",
+            "-",
+            "-map",
+            "0:a",
+            "-af",
+            "silencedetect=n=-20dB:d=0.3",
+            "-f",
+            "null",
+            "-",
+        ],
+        limit_for(6.0),
+    );
+    let err = &run.stderr;
+    // Flashes: frames whose mean luma is high.
+    let flashes: Vec<f64> = err
+        .lines()
+        .filter(|l| l.contains("pts_time:") && l.contains("mean:["))
+        .filter_map(|l| {
+            let t: f64 = l
+                .split("pts_time:")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            let y: f64 = l
+                .split("mean:[")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            (y > 128.0).then_some(t)
+        })
+        .collect();
+    // Beeps: where each silence ends, to the sample.
+    let onsets: Vec<f64> = err
+        .lines()
+        .filter_map(|l| {
+            l.split("silence_end: ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let mut offsets: Vec<f64> = flashes
+        .iter()
+        .skip(1)
+        .filter_map(|f| {
+            onsets
+                .iter()
+                .map(|o| (o - f) * 1000.0)
+                .min_by(|a, b| a.abs().total_cmp(&b.abs()))
+        })
+        .collect();
+    assert!(
+        offsets.len() >= 3,
+        "flashes {flashes:?}, beeps {onsets:?}\n{err}"
+    );
+    offsets.sort_by(f64::total_cmp);
+    offsets[offsets.len() / 2]
+}
+
+#[test]
+fn audio_and_video_play_in_sync_and_a_shift_is_seen() {
+    require("ffmpeg");
+    require("ffprobe");
+    let server = Server::start_with(
+        |dir| {
+            write_sync_probe(&dir.join("sync.mp4"), 0);
+            write_sync_probe(&dir.join("late.mp4"), 200);
+        },
+        &[],
+    );
+    let (sync, late) = std::thread::scope(|s| {
+        let sync = s.spawn(|| measure_av_offset_ms(&server.url("sync.mp4")));
+        let late = s.spawn(|| measure_av_offset_ms(&server.url("late.mp4")));
+        (
+            sync.join().expect("in-sync clip"),
+            late.join().expect("late clip"),
+        )
+    });
+    eprintln!("A/V offset: in-sync clip {sync:.2} ms, late clip {late:.2} ms");
+    assert!(sync.abs() < 10.0, "in-sync clip plays {sync:.1} ms apart");
+    assert!(
+        (late - 200.0).abs() < 10.0,
+        "a clip with audio 200 ms late measures {late:.1} ms"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// GStreamer
+
+#[test]
+fn gstreamer_plays_picture_and_sound_to_the_end() {
+    require("gst-launch-1.0");
+    let server = Server::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (v, a) = (dir.path().join("v.gray"), dir.path().join("a.s16"));
+    let pipeline = format!(
+        "rtspsrc location={} protocols=udp name=s \
+         s. ! application/x-rtp,media=video ! rtph264depay ! avdec_h264 ! videoconvert ! \
+         video/x-raw,format=GRAY8 ! filesink location={} \
+         s. ! application/x-rtp,media=audio ! rtpmp4gdepay ! avdec_aac ! audioconvert ! \
+         audio/x-raw,format=S16LE ! filesink location={}",
+        server.url(SAMPLE),
+        v.display(),
+        a.display()
+    );
+    let mut args = vec!["-q", "-e"];
+    args.extend(pipeline.split_whitespace());
+    let run = run_tool("gst-launch-1.0", &args, limit_for(10.0));
+    assert!(
+        run.status.success() || common::gst_shutdown_race_only(run.status, &run.stderr),
+        "gst-launch failed ({}):\n{}",
+        run.status,
+        run.stderr
+    );
+    let frames = std::fs::metadata(&v).expect("video out").len() / (320 * 240);
+    assert_eq!(frames, 250, "decoded pictures");
+    let secs = std::fs::metadata(&a).expect("audio out").len() as f64 / (44100.0 * 4.0);
+    assert!((secs - 10.0).abs() < 0.1, "decoded {secs:.3} s of sound");
+}
+
+#[test]
+fn annexb_splitting_finds_every_unit() {
+    let data = [
+        0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 3, 0,
+    ];
+    assert_eq!(
+        annexb_nals(&data),
+        [&[0x67, 1][..], &[0x68, 2][..], &[0x65, 3, 0][..]]
+    );
+}
