@@ -90,6 +90,9 @@ struct ServeArgs {
     /// Milliseconds of audio per RTP packet.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
     ptime: u64,
+    /// Frame rate of H.264 elementary files (.264) whose SPS gives none.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=300))]
+    fps: u32,
     /// Largest RTP payload, in bytes.
     #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u64).range(64..=65000))]
     mtu: u64,
@@ -183,6 +186,7 @@ impl ServeArgs {
                 ptime: Duration::from_millis(self.ptime),
                 max_payload: self.mtu as usize,
                 max_clip_bytes: self.max_clip_mib << 20,
+                fps: self.fps,
                 ..ClipOptions::default()
             },
             limits,

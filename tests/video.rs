@@ -269,6 +269,135 @@ fn source_audio_pts(src: &Path) -> Vec<f64> {
         .collect()
 }
 
+/// SETUP of both tracks over UDP: the session id, video's and audio's
+/// socket pairs.
+fn setup_av(c: &mut Rtsp, url: &str) -> (String, UdpPair, UdpPair) {
+    let (video, audio) = (UdpPair::bind(), UdpPair::bind());
+    let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&video.transport()]);
+    assert_eq!(s.status, 200);
+    let id = s.session();
+    let s = c.request(
+        "SETUP",
+        &format!("{url}/trackID=1"),
+        &[&audio.transport(), &format!("Session: {id}")],
+    );
+    assert_eq!(s.status, 200);
+    (id, video, audio)
+}
+
+/// `(seq, timestamp)` of every packet received until `quiet` passes.
+fn drain(pair: &UdpPair, quiet: Duration) -> Vec<(u16, u32)> {
+    pair.recv_rtp_until_quiet(quiet)
+        .iter()
+        .map(|(p, _)| (rtp_seq(p), rtp_ts(p)))
+        .collect()
+}
+
+/// Checks the packets of a run that started at RTP-Info `(seq, rtptime)`:
+/// they follow `before` with no sequence gap, and the packet with RTP-Info's
+/// seq is stamped `lead` ticks before rtptime. RTP-Info's rtptime is the
+/// time of the Range start (RFC 2326 §12.33), so a run from npt 0 that
+/// sends AAC's priming frame first (presented at −1024) has a lead of 1024.
+fn check_run(
+    what: &str,
+    before: &[(u16, u32)],
+    now: &[(u16, u32)],
+    (info, lead): ((u16, u32), u32),
+) {
+    let all: Vec<(u16, u32)> = before.iter().chain(now).copied().collect();
+    for w in all.windows(2) {
+        assert_eq!(
+            w[1].0,
+            w[0].0.wrapping_add(1),
+            "{what}: sequence gap at {w:?}"
+        );
+    }
+    let first = all
+        .iter()
+        .find(|p| p.0 == info.0)
+        .unwrap_or_else(|| panic!("{what}: no packet with RTP-Info's seq {}", info.0));
+    assert_eq!(
+        first.1,
+        info.1.wrapping_sub(lead),
+        "{what}: first timestamp against RTP-Info's"
+    );
+}
+
+#[test]
+fn pause_resume_seek_and_replay_keep_each_track_continuous() {
+    let server = Server::start(&[]);
+    let url = server.url(SAMPLE);
+    let mut c = Rtsp::connect(server.addr());
+    let (id, video, audio) = setup_av(&mut c, &url);
+    let session = format!("Session: {id}");
+    let quiet = Duration::from_millis(400);
+    let play = |c: &mut Rtsp, range: Option<&str>| {
+        let mut h = vec![session.as_str()];
+        h.extend(range);
+        let r = c.request("PLAY", &url, &h);
+        assert_eq!(r.status, 200, "PLAY {range:?}");
+        let info = r.rtp_info();
+        (
+            r.header("Range").unwrap_or_default().to_owned(),
+            info[0],
+            info[1],
+        )
+    };
+
+    // Play, pause after about a second, resume.
+    let (_, v0, a0) = play(&mut c, None);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(c.request("PAUSE", &url, &[&session]).status, 200);
+    let (v_run1, a_run1) = (drain(&video, quiet), drain(&audio, quiet));
+    check_run("video, first run", &[], &v_run1, (v0, 0));
+    check_run("audio, first run", &[], &a_run1, (a0, 1024));
+    let (range, v1, a1) = play(&mut c, None);
+    // Drained after the seek below: both runs are checked then.
+    std::thread::sleep(Duration::from_millis(700));
+    // Resumed where it paused: audio one frame on, video within a few
+    // frames (it resumes at the next picture in decode order).
+    let (a_last, v_last) = (a_run1.last().unwrap().1, v_run1.last().unwrap().1);
+    assert_eq!(
+        a1.1,
+        a_last.wrapping_add(1024),
+        "audio resumes one frame on ({range})"
+    );
+    let v_step = v1.1.wrapping_sub(v_last) as i32;
+    assert!(
+        (-3 * 3600..=3 * 3600).contains(&v_step),
+        "video jumps {v_step} ticks"
+    );
+
+    // Seek back while playing: numbering continues, no gap.
+    let (range, v2, a2) = play(&mut c, Some("Range: npt=2-"));
+    assert!(range.starts_with("npt=2.000-"), "{range}");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(c.request("PAUSE", &url, &[&session]).status, 200);
+    let (v_run2, a_run2) = (drain(&video, quiet), drain(&audio, quiet));
+    check_run("video, resumed", &v_run1, &v_run2, (v1, 0));
+    check_run("audio, resumed", &a_run1, &a_run2, (a1, 0));
+    check_run("video, after the seek", &v_run1, &v_run2, (v2, 0));
+    check_run("audio, after the seek", &a_run1, &a_run2, (a2, 0));
+
+    // Play the last half second to its end, then PLAY again: from the top,
+    // still continuing the numbering.
+    let (_, v3, a3) = play(&mut c, Some("Range: npt=9.5-"));
+    let (v_run3, a_run3) = (drain(&video, Duration::from_secs(2)), drain(&audio, quiet));
+    check_run("video, to the end", &v_run2, &v_run3, (v3, 0));
+    check_run("audio, to the end", &a_run2, &a_run3, (a3, 0));
+    let (range, v4, a4) = play(&mut c, None);
+    assert!(
+        range.starts_with("npt=0.000-"),
+        "replay from the start: {range}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.request("PAUSE", &url, &[&session]).status, 200);
+    let (v_run4, a_run4) = (drain(&video, quiet), drain(&audio, quiet));
+    check_run("video, replay", &v_run3, &v_run4, (v4, 0));
+    check_run("audio, replay", &a_run3, &a_run4, (a4, 1024));
+    assert_eq!(c.request("TEARDOWN", &url, &[&session]).status, 200);
+}
+
 #[test]
 fn seek_starts_at_the_keyframe_and_sender_reports_share_one_timeline() {
     require("ffprobe");
@@ -283,16 +412,7 @@ fn seek_starts_at_the_keyframe_and_sender_reports_share_one_timeline() {
     assert!(sdp.contains("sprop-parameter-sets="), "{sdp}");
     assert!(sdp.contains("mpeg4-generic/44100/2"), "{sdp}");
     assert!(sdp.contains("mode=AAC-hbr"), "{sdp}");
-    let (video, audio) = (UdpPair::bind(), UdpPair::bind());
-    let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&video.transport()]);
-    assert_eq!(s.status, 200);
-    let id = s.session();
-    let s = c.request(
-        "SETUP",
-        &format!("{url}/trackID=1"),
-        &[&audio.transport(), &format!("Session: {id}")],
-    );
-    assert_eq!(s.status, 200);
+    let (id, video, audio) = setup_av(&mut c, &url);
     let play = c.request(
         "PLAY",
         &url,
@@ -574,5 +694,174 @@ fn annexb_splitting_finds_every_unit() {
     assert_eq!(
         annexb_nals(&data),
         [&[0x67, 1][..], &[0x68, 2][..], &[0x65, 3, 0][..]]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Elementary streams
+
+/// Writes `clip.264` (baseline H.264 at 30 fps, no B-frames), `clip.aac`
+/// (the sample's AAC in ADTS) and `clip.mp3` into `dir`.
+fn write_elementary(dir: &Path) {
+    let sample = sample_path();
+    let out = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let runs: [Vec<String>; 3] = [
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=176x144:rate=30",
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-bf",
+            "0",
+            "-g",
+            "30",
+            "-f",
+            "h264",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([out("clip.264")])
+        .collect(),
+        [
+            "-i",
+            sample.to_str().unwrap(),
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-f",
+            "adts",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([out("clip.aac")])
+        .collect(),
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=660:sample_rate=44100",
+            "-t",
+            "4",
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "128k",
+            "-write_xing",
+            "0",
+            "-id3v2_version",
+            "3",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([out("clip.mp3")])
+        .collect(),
+    ];
+    for args in &runs {
+        let mut all = vec!["-nostdin", "-v", "error", "-y"];
+        all.extend(args.iter().map(String::as_str));
+        run_ok("ffmpeg", &all, Duration::from_secs(60));
+    }
+}
+
+/// Packet hashes (`-c copy`, framemd5) and, for video, the NAL units
+/// other than SPS/PPS, of `input`'s first stream; `bsf` is a bitstream
+/// filter for the hashed copy.
+fn copy_first_stream(
+    input_args: &[&str],
+    video: bool,
+    bsf: Option<&str>,
+) -> (Vec<String>, Vec<Vec<u8>>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("v.h264");
+    let mut args = vec!["-nostdin", "-v", "error"];
+    args.extend_from_slice(input_args);
+    args.extend_from_slice(&["-map", "0:0", "-c", "copy"]);
+    if let Some(f) = bsf {
+        args.extend_from_slice(&["-bsf", f]);
+    }
+    args.extend_from_slice(&["-f", "framemd5", "-"]);
+    if video {
+        args.extend_from_slice(&["-map", "0:0", "-c", "copy", "-f", "h264"]);
+        args.push(raw.to_str().unwrap());
+    }
+    let run = run_ok("ffmpeg", &args, limit_for(4.0));
+    let nals = if video {
+        let data = std::fs::read(&raw).expect("video copy");
+        let (slices, _) = split_parameter_sets(&annexb_nals(&data));
+        slices.into_iter().map(<[u8]>::to_vec).collect()
+    } else {
+        Vec::new()
+    };
+    (framemd5_hashes(&run.stdout), nals)
+}
+
+#[test]
+fn elementary_h264_aac_and_mp3_files_play_losslessly() {
+    require("ffmpeg");
+    require("ffprobe");
+    let server = Server::start_with(write_elementary, &[]);
+    let media = server.media.clone();
+    par(
+        &[
+            ("clip.264", "h264"),
+            ("clip.aac", "aac"),
+            ("clip.mp3", "mp3"),
+        ],
+        |c| c.0.to_owned(),
+        |&(name, codec)| {
+            let url = server.url(name);
+            let probe = run_ok(
+                "ffprobe",
+                &[
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "stream=codec_name,r_frame_rate",
+                    "-of",
+                    "default=nw=1",
+                    &url,
+                ],
+                Duration::from_secs(20),
+            );
+            assert_eq!(
+                probe_values(&probe.stdout, "codec_name"),
+                [codec],
+                "{}",
+                probe.stdout
+            );
+            if codec == "h264" {
+                let rate = &probe_values(&probe.stdout, "r_frame_rate")[0];
+                assert_eq!(rate, "30/1", "frame rate from the SPS");
+            }
+            let video = codec == "h264";
+            let file = media.join(name);
+            // ffmpeg's ADTS demuxer keeps the headers in its packets; RTP
+            // carries the raw frames.
+            let strip = (codec == "aac").then_some("aac_adtstoasc");
+            let file_input = ["-i", file.to_str().unwrap()];
+            let (want, want_nals) = copy_first_stream(&file_input, video, strip);
+            let rtsp_input = ["-rtsp_transport", "udp", "-i", &url];
+            let (got, got_nals) = copy_first_stream(&rtsp_input, video, None);
+            if video {
+                assert_eq!(got_nals.len(), want_nals.len(), "{name}: NAL units");
+                assert!(got_nals == want_nals, "{name}: NAL units differ");
+                assert_eq!(got.len(), 120, "{name}: pictures");
+            } else {
+                assert!(
+                    want.len() > 100,
+                    "{name}: {} frames in the file",
+                    want.len()
+                );
+                assert_eq!(got.len(), want.len(), "{name}: frames");
+                assert!(got == want, "{name}: frames differ from the file's");
+            }
+        },
     );
 }

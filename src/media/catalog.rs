@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::{mp4, wav, MediaError};
+use super::{adts, annexb, mp3, mp4, wav, MediaError};
 use crate::proto::packetize::{Packetizer, L16};
 use crate::proto::sdp::{PresentationDescription, TrackDescription};
 
@@ -29,6 +29,8 @@ pub struct ClipOptions {
     pub max_clip_bytes: u64,
     /// Most clips held in the cache.
     pub max_cached: usize,
+    /// Frame rate of H.264 elementary files whose SPS does not say.
+    pub fps: u32,
 }
 
 impl Default for ClipOptions {
@@ -38,6 +40,7 @@ impl Default for ClipOptions {
             max_payload: 1400,
             max_clip_bytes: 512 << 20,
             max_cached: 64,
+            fps: 25,
         }
     }
 }
@@ -188,11 +191,21 @@ impl Catalog {
                     tracks: clip.tracks,
                 });
             }
-            _ => {
-                return Err(MediaError::Unsupported(format!(
-                    "{rel}: not a .wav or .mp4 file"
-                )))
+            Some(e @ ("264" | "h264" | "aac" | "mp3")) => {
+                let data = read_whole(path, self.opts.max_clip_bytes)?;
+                let track = match e {
+                    "aac" => adts::load(data, &self.opts)?,
+                    "mp3" => mp3::load(data, &self.opts)?,
+                    _ => annexb::load(&data, &self.opts)?,
+                };
+                let p = &track.packetizer;
+                return Ok(Clip {
+                    path: rel.to_owned(),
+                    duration: p.duration_ticks() as f64 / f64::from(p.clock_rate()),
+                    tracks: vec![track],
+                });
             }
+            _ => return Err(MediaError::Unsupported(format!("{rel}: not a media file"))),
         }
         let pcm = wav::load(BufReader::new(File::open(path)?), self.opts.max_clip_bytes)?;
         let (rate, ch) = (pcm.sample_rate, pcm.channels);
@@ -307,6 +320,8 @@ impl Catalog {
                             .and_then(|f| wav::probe(BufReader::new(f)).map(drop))
                     } else if MP4_EXTENSIONS.contains(&ext) {
                         probe_mp4(&entry.path())
+                    } else if ELEMENTARY_EXTENSIONS.contains(&ext) {
+                        Ok(())
                     } else {
                         continue;
                     };
@@ -324,6 +339,9 @@ impl Catalog {
 
 /// File name extensions served as MP4/MOV.
 const MP4_EXTENSIONS: [&str; 4] = ["mp4", "m4v", "m4a", "mov"];
+
+/// Elementary streams: H.264 Annex B, AAC in ADTS, MPEG audio.
+const ELEMENTARY_EXTENSIONS: [&str; 4] = ["264", "h264", "aac", "mp3"];
 
 /// Reads a whole file, refusing one larger than `limit` bytes.
 fn read_whole(path: &Path, limit: u64) -> Result<bytes::Bytes, MediaError> {

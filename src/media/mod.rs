@@ -1,7 +1,10 @@
 //! Media files: demuxers that turn clips into what the packetizers cut, and
 //! the catalog that maps request paths onto files under the media root.
 
+pub mod adts;
+pub mod annexb;
 pub mod catalog;
+pub mod mp3;
 pub mod mp4;
 pub mod wav;
 

@@ -23,7 +23,7 @@ use super::catalog::{ClipOptions, ClipTrack};
 use super::MediaError;
 use crate::proto::clock::duration_to_ticks;
 use crate::proto::packetize::au::{AccessUnits, Unit};
-use crate::proto::packetize::{aac, h264, Aac, Packetizer, H264};
+use crate::proto::packetize::{aac, h264, Packetizer, H264};
 use crate::proto::sdp::TrackDescription;
 
 /// RTP clock of H.264 (RFC 6184 §8.2.1).
@@ -228,7 +228,7 @@ fn audio_track(
             fmtp: Some(aac::fmtp(config)),
             control: String::new(),
         },
-        packetizer: Packetizer::Aac(Aac::new(
+        packetizer: Packetizer::Aac(aac::packetizer(
             Arc::new(units),
             duration_to_ticks(opts.ptime, rate),
             opts.max_payload,

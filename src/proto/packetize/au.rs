@@ -108,6 +108,36 @@ impl AccessUnits {
     }
 }
 
+impl AccessUnits {
+    /// How many whole units from index `i` go in one packet: at least one,
+    /// and more while the payload (`fixed` bytes of header, `per_unit` more
+    /// for each unit, and the units) fits `max_payload`, the units start
+    /// within `ptime` ticks of the first, and before `end`.
+    pub fn packable(
+        &self,
+        i: usize,
+        (fixed, per_unit): (usize, usize),
+        max_payload: usize,
+        ptime: u64,
+        end: i64,
+    ) -> usize {
+        let Some(first) = self.units.get(i) else {
+            return 0;
+        };
+        let mut bytes = fixed + per_unit + first.size as usize;
+        let mut count = 1;
+        for u in &self.units[i + 1..] {
+            bytes += per_unit + u.size as usize;
+            let within = u.pts.saturating_sub(first.pts) < signed(ptime);
+            if bytes > max_payload || !within || u.pts >= end {
+                break;
+            }
+            count += 1;
+        }
+        count
+    }
+}
+
 /// `ticks` as a signed time (saturating).
 pub fn signed(ticks: u64) -> i64 {
     i64::try_from(ticks).unwrap_or(i64::MAX)

@@ -12,16 +12,18 @@
 
 pub mod aac;
 pub mod au;
+pub mod framed;
 pub mod g711;
 pub mod h264;
 pub mod l16;
+pub mod mpa;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::clock::duration_to_ticks;
-pub use aac::Aac;
+pub use framed::Framed;
 pub use h264::H264;
 pub use l16::L16;
 
@@ -63,25 +65,37 @@ pub enum Packetizer {
     L16(L16),
     /// RFC 6184.
     H264(H264),
-    /// RFC 3640 `mpeg4-generic`, AAC-hbr.
-    Aac(Aac),
+    /// RFC 3640 `mpeg4-generic`, AAC-hbr ([`aac::packetizer`]).
+    Aac(Framed),
+    /// RFC 2250 MPEG audio, e.g. MP3 ([`mpa::packetizer`]).
+    Mpa(Framed),
+}
+
+impl Packetizer {
+    /// The shared access units of a framed format, or the PCM.
+    fn framed(&self) -> Result<&au::AccessUnits, &L16> {
+        match self {
+            Self::L16(p) => Err(p),
+            Self::H264(p) => Ok(p.units()),
+            Self::Aac(p) => Ok(p.units()),
+            Self::Mpa(p) => Ok(p.units()),
+        }
+    }
 }
 
 impl Packetizer {
     pub fn clock_rate(&self) -> u32 {
-        match self {
-            Self::L16(p) => p.clock_rate(),
-            Self::H264(p) => p.units().clock_rate,
-            Self::Aac(p) => p.units().clock_rate,
+        match self.framed() {
+            Ok(u) => u.clock_rate,
+            Err(p) => p.clock_rate(),
         }
     }
 
     /// Total length of the media, in ticks.
     pub fn duration_ticks(&self) -> u64 {
-        match self {
-            Self::L16(p) => p.frames(),
-            Self::H264(p) => p.units().duration,
-            Self::Aac(p) => p.units().duration,
+        match self.framed() {
+            Ok(u) => u.duration,
+            Err(p) => p.frames(),
         }
     }
 
@@ -92,29 +106,28 @@ impl Packetizer {
         match self {
             Self::L16(p) => ticks.min(p.frames()),
             Self::H264(p) => p.units().keyframe_at_or_before(ticks),
-            // From the very start, AAC's priming frames (before zero) go too.
-            Self::Aac(_) if ticks == 0 => 0,
+            // From the very start, priming frames (before zero) go too.
+            Self::Aac(_) | Self::Mpa(_) if ticks == 0 => 0,
             Self::Aac(p) => p.units().first_at_or_after(ticks),
+            Self::Mpa(p) => p.units().first_at_or_after(ticks),
         }
     }
 
     /// The presentation time (ticks) of what starts at `cursor`; the
     /// duration once the cursor is past the end.
     pub fn pts(&self, cursor: Cursor) -> u64 {
-        match self {
-            Self::L16(p) => cursor.min(p.frames()),
-            Self::H264(p) => p.units().pts(cursor),
-            Self::Aac(p) => p.units().pts(cursor),
+        match self.framed() {
+            Ok(u) => u.pts(cursor),
+            Err(p) => cursor.min(p.frames()),
         }
     }
 
     /// When what starts at `cursor` is due to be sent (ticks): decode time
     /// for video, presentation time otherwise.
     pub fn due(&self, cursor: Cursor) -> u64 {
-        match self {
-            Self::L16(p) => cursor.min(p.frames()),
-            Self::H264(p) => p.units().dts(cursor),
-            Self::Aac(p) => p.units().dts(cursor),
+        match self.framed() {
+            Ok(u) => u.dts(cursor),
+            Err(p) => cursor.min(p.frames()),
         }
     }
 
@@ -132,6 +145,7 @@ impl Packetizer {
             Self::L16(p) => p.chunk(cursor, end),
             Self::H264(p) => p.chunk(cursor, end),
             Self::Aac(p) => p.chunk(cursor, end),
+            Self::Mpa(p) => p.chunk(cursor, end),
         }
     }
 }
