@@ -395,6 +395,12 @@ fn apply(
 /// interleaved ones on their connections.
 /// `batch` may already hold datagrams that commands produced; it is empty
 /// again afterwards.
+/// Most datagrams taken from the pacer per flush. An overloaded pacing
+/// thread (more due than one core can send) then works through its backlog
+/// a slice at a time, the rest waiting as deadlines in the pacer, instead of
+/// encoding the whole backlog into memory first.
+const MAX_FLUSH: usize = 4096;
+
 fn flush(
     pacer: &mut Pacer,
     live: &mut HashMap<String, Channel>,
@@ -402,7 +408,10 @@ fn flush(
     batch: &mut Vec<Transmit>,
     out: &Outputs,
 ) {
-    while let Some(t) = pacer.poll_transmit(now) {
+    while batch.len() < MAX_FLUSH {
+        let Some(t) = pacer.poll_transmit(now) else {
+            break;
+        };
         batch.push(t);
     }
     for c in live.values_mut() {
@@ -432,6 +441,10 @@ fn flush(
             .fetch_add(d.dropped as u64, Ordering::Relaxed);
     }
     batch.clear();
+    // A burst (thousands of listeners due at once) leaves no lasting memory.
+    if batch.capacity() > 2 * MAX_FLUSH {
+        batch.shrink_to(MAX_FLUSH);
+    }
 }
 
 /// Where the pacing thread's packets go.
