@@ -23,6 +23,14 @@ fn sample_path() -> PathBuf {
     bundled_media().join(SAMPLE)
 }
 
+/// Runs ffmpeg quietly (`-nostdin -v error` first), failing the test unless
+/// it succeeds within `limit`.
+fn ffmpeg(args: &[&str], limit: Duration) -> common::tools::Run {
+    let mut all = vec!["-nostdin", "-v", "error"];
+    all.extend_from_slice(args);
+    run_ok("ffmpeg", &all, limit)
+}
+
 /// How long a client may take for a clip of `secs` seconds in real time.
 fn limit_for(secs: f64) -> Duration {
     Duration::from_secs_f64(secs + 25.0)
@@ -87,7 +95,7 @@ fn probe_values(text: &str, key: &str) -> Vec<String> {
 fn copy_streams(input_args: &[&str], bsf: bool, dir: &Path, name: &str) -> (Vec<u8>, Vec<String>) {
     let v = dir.join(format!("{name}.h264"));
     let a = dir.join(format!("{name}-audio.md5"));
-    let mut args = vec!["-nostdin", "-v", "error"];
+    let mut args = Vec::new();
     args.extend_from_slice(input_args);
     args.extend_from_slice(&["-map", "0:v", "-c", "copy"]);
     if bsf {
@@ -96,7 +104,7 @@ fn copy_streams(input_args: &[&str], bsf: bool, dir: &Path, name: &str) -> (Vec<
     let (v_s, a_s) = (v.to_str().unwrap(), a.to_str().unwrap());
     args.extend_from_slice(&["-f", "h264", "-y", v_s]);
     args.extend_from_slice(&["-map", "0:a", "-c", "copy", "-f", "framemd5", "-y", a_s]);
-    run_ok("ffmpeg", &args, limit_for(10.0));
+    ffmpeg(&args, limit_for(10.0));
     (
         std::fs::read(&v).expect("video copy"),
         framemd5_hashes(&std::fs::read_to_string(&a).expect("audio hashes")),
@@ -207,10 +215,10 @@ fn fragmented_idr_frames_decode_to_the_source_pictures_over_udp() {
         .unwrap_or(0);
     assert!(biggest_key > 3 * 1400, "largest IDR is {biggest_key} bytes");
     let decoded_md5 = |input: &str, before: &[&str]| {
-        let mut args = vec!["-nostdin", "-v", "error"];
+        let mut args = Vec::new();
         args.extend_from_slice(before);
         args.extend_from_slice(&["-i", input, "-map", "0:v", "-f", "framemd5", "-"]);
-        let run = run_ok("ffmpeg", &args, limit_for(10.0));
+        let run = ffmpeg(&args, limit_for(10.0));
         assert!(
             run.stderr.trim().is_empty(),
             "decoder complained:\n{}",
@@ -507,12 +515,8 @@ fn write_sync_probe(path: &Path, audio_delay_ms: u32) {
     let audio = format!(
         "aevalsrc='if(gte(t\\,{d})*lt(mod(t-{d}\\,1)\\,0.1)\\,0.5*sin(2*PI*1000*t)\\,0)':s=44100"
     );
-    run_ok(
-        "ffmpeg",
+    ffmpeg(
         &[
-            "-nostdin",
-            "-v",
-            "error",
             "-f",
             "lavfi",
             "-i",
@@ -764,9 +768,9 @@ fn write_elementary(dir: &Path) {
         .collect(),
     ];
     for args in &runs {
-        let mut all = vec!["-nostdin", "-v", "error", "-y"];
+        let mut all = vec!["-y"];
         all.extend(args.iter().map(String::as_str));
-        run_ok("ffmpeg", &all, Duration::from_secs(60));
+        ffmpeg(&all, Duration::from_secs(60));
     }
 }
 
@@ -780,7 +784,7 @@ fn copy_first_stream(
 ) -> (Vec<String>, Vec<Vec<u8>>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = dir.path().join("v.h264");
-    let mut args = vec!["-nostdin", "-v", "error"];
+    let mut args = Vec::new();
     args.extend_from_slice(input_args);
     args.extend_from_slice(&["-map", "0:0", "-c", "copy"]);
     if let Some(f) = bsf {
@@ -791,7 +795,7 @@ fn copy_first_stream(
         args.extend_from_slice(&["-map", "0:0", "-c", "copy", "-f", "h264"]);
         args.push(raw.to_str().unwrap());
     }
-    let run = run_ok("ffmpeg", &args, limit_for(4.0));
+    let run = ffmpeg(&args, limit_for(4.0));
     let nals = if video {
         let data = std::fs::read(&raw).expect("video copy");
         let (slices, _) = split_parameter_sets(&annexb_nals(&data));
@@ -863,5 +867,72 @@ fn elementary_h264_aac_and_mp3_files_play_losslessly() {
                 assert!(got == want, "{name}: frames differ from the file's");
             }
         },
+    );
+}
+
+#[test]
+fn a_second_audio_track_is_skipped_and_the_rest_plays() {
+    require("ffmpeg");
+    require("ffprobe");
+    let server = Server::start_with(
+        |dir| {
+            let out = dir.join("two-audio.mov");
+            ffmpeg(
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=160x120:rate=25",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:sample_rate=48000",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=880:sample_rate=22050",
+                    "-t",
+                    "2",
+                    "-map",
+                    "0",
+                    "-map",
+                    "1",
+                    "-map",
+                    "2",
+                    "-c:v",
+                    "libx264",
+                    "-c:a",
+                    "aac",
+                    "-y",
+                    out.to_str().unwrap(),
+                ],
+                Duration::from_secs(60),
+            );
+        },
+        &[],
+    );
+    let probe = run_ok(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate",
+            "-of",
+            "default=nw=1",
+            &server.url("two-audio.mov"),
+        ],
+        Duration::from_secs(20),
+    );
+    let out = &probe.stdout;
+    assert_eq!(probe_values(out, "codec_name"), ["h264", "aac"], "{out}");
+    assert_eq!(
+        probe_values(out, "sample_rate"),
+        ["48000"],
+        "the first audio track: {out}"
+    );
+    assert!(
+        server.log_lines().iter().any(|l| l.contains("skipping")),
+        "the skipped track is logged"
     );
 }

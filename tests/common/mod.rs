@@ -138,6 +138,11 @@ impl Server {
     }
 
     /// Lines of the server's stderr that report a panic or an abort.
+    /// The server's log lines so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn panics(&self) -> Vec<String> {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         log.iter()
