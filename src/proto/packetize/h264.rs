@@ -2,13 +2,15 @@
 //! a NAL unit that fits the payload goes alone (§5.6), a larger one is cut
 //! into FU-A fragments (§5.8), and every IDR access unit is preceded by its
 //! SPS and PPS in one STAP-A (§5.7.1), unless the stream already carries
-//! them in-band. All packets of an access unit carry its presentation time;
+//! them in-band (or, when they do not fit one packet, each alone or in FU-A
+//! fragments). All packets of an access unit carry its presentation time;
 //! the marker bit is set on the last one (§5.1).
 //!
 //! Access units are stored as length-prefixed NAL units (ISO/IEC 14496-15
 //! `avcC` framing); Annex B input is converted when it is demuxed. The
-//! cursor's in-unit state is 0 before the parameter sets, then one more than
-//! the byte offset of the next byte to send.
+//! cursor's in-unit state is 0 before the parameter sets, [`PREFIX`] plus
+//! the index of the next parameter-set packet while they go out, then one
+//! more than the byte offset of the next byte to send.
 
 use std::sync::Arc;
 
@@ -26,14 +28,18 @@ pub mod nal {
     pub const FU_A: u8 = 28;
 }
 
+/// The cursor state bit that marks parameter-set packets.
+const PREFIX: u32 = 1 << 31;
+
 /// An H.264 track ready to cut.
 #[derive(Debug, Clone)]
 pub struct H264 {
     units: Arc<AccessUnits>,
     /// Bytes in each NAL unit's length prefix (1, 2 or 4).
     length_size: usize,
-    /// The STAP-A of SPS and PPS sent before each IDR, if needed.
-    parameter_sets: Option<Bytes>,
+    /// The packets of SPS and PPS sent before each IDR: one STAP-A, or
+    /// single NAL units and FU-A fragments when that would not fit.
+    parameter_sets: Vec<Bytes>,
     max_payload: usize,
 }
 
@@ -49,13 +55,23 @@ impl H264 {
         in_band: bool,
         max_payload: usize,
     ) -> Self {
-        let send = !(in_band || sps.is_empty() && pps.is_empty());
-        let parameter_sets = send.then(|| stap_a(sps.iter().chain(pps)));
+        let max_payload = max_payload.max(3);
+        let sets = || sps.iter().chain(pps).filter(|n| !n.is_empty());
+        let parameter_sets = if in_band || sets().next().is_none() {
+            Vec::new()
+        } else {
+            let stap = stap_a(sets());
+            if stap.len() <= max_payload {
+                vec![stap]
+            } else {
+                sets().flat_map(|n| fragments(n, max_payload)).collect()
+            }
+        };
         Self {
             units,
             length_size: length_size.clamp(1, 4),
             parameter_sets,
-            max_payload: max_payload.max(3),
+            max_payload,
         }
     }
 
@@ -68,15 +84,21 @@ impl H264 {
         let mut state = au::state(cursor);
         loop {
             let u = self.units.units.get(i)?;
-            if state == 0 {
-                if u.dts >= au::signed(end) {
-                    return None;
-                }
-                if let Some(ps) = self.parameter_sets.as_ref().filter(|_| u.sync) {
+            if state == 0 && u.dts >= au::signed(end) {
+                return None;
+            }
+            if state == 0 || state & PREFIX != 0 {
+                let j = (state & !PREFIX) as usize;
+                if let Some(ps) = self.parameter_sets.get(j).filter(|_| u.sync) {
+                    let next = if j + 1 < self.parameter_sets.len() {
+                        PREFIX | (j + 1) as u32
+                    } else {
+                        1
+                    };
                     return Some(Chunk {
                         payload: ps.clone(),
                         pts: u.pts as u64,
-                        next: au::cursor(i, 1),
+                        next: au::cursor(i, next),
                         marker: false,
                     });
                 }
@@ -160,6 +182,21 @@ pub fn fmtp(sps: &[u8], pps: &[u8]) -> String {
         STANDARD.encode(sps),
         STANDARD.encode(pps)
     )
+}
+
+/// `nalu` as one packet, or in FU-A fragments of at most `max_payload`.
+fn fragments(nalu: &Bytes, max_payload: usize) -> Vec<Bytes> {
+    if nalu.len() <= max_payload {
+        return vec![nalu.clone()];
+    }
+    let body = &nalu[1..];
+    let parts: Vec<&[u8]> = body.chunks(max_payload - 2).collect();
+    let last = parts.len() - 1;
+    parts
+        .iter()
+        .enumerate()
+        .map(|(k, part)| fu_a(nalu[0], k == 0, k == last, part))
+        .collect()
 }
 
 /// An FU-A packet of `header`'s NAL unit (§5.8).
@@ -310,6 +347,25 @@ mod tests {
             f,
             "packetization-mode=1;profile-level-id=64000D;sprop-parameter-sets=Z2QADaw=,aOs="
         );
+    }
+
+    #[test]
+    fn parameter_sets_too_large_for_one_packet_go_in_fragments() {
+        let sps = Bytes::from([0x67].into_iter().chain(0..40u8).collect::<Vec<u8>>());
+        let pps = Bytes::from_static(&[0x68, 0xce]);
+        let t = track(&[(&[&[0x65, 9]], true)]);
+        let p = H264::new(
+            t,
+            4,
+            std::slice::from_ref(&sps),
+            std::slice::from_ref(&pps),
+            false,
+            20,
+        );
+        let chunks = all(&p, u64::MAX);
+        assert!(chunks.iter().all(|c| c.payload.len() <= 20));
+        let aus = depacketize(&chunks);
+        assert_eq!(aus[0].1, [sps.to_vec(), pps.to_vec(), vec![0x65, 9]]);
     }
 
     #[test]
