@@ -85,6 +85,16 @@ impl Header {
     }
 }
 
+/// Whether `h` belongs to the stream: the same parameters as its `first`
+/// frame, or, for the first frame, followed by the end or by another frame
+/// like it (a false sync in junk does not fix the stream's parameters).
+fn fits(first: Option<Header>, h: &Header, after: &[u8]) -> bool {
+    match first {
+        Some(f) => f.same_stream(h),
+        None => after.is_empty() || Header::parse(after).is_some_and(|n| n.same_stream(h)),
+    }
+}
+
 /// Reads an ADTS file (the whole of it in `data`).
 pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
     if data.len() > u32::MAX as usize {
@@ -96,7 +106,9 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
     let mut skipped = 0usize;
     while p < data.len() {
         let h = match Header::parse(&data[p..]) {
-            Some(h) if p + h.frame_len <= data.len() && first.is_none_or(|f| f.same_stream(&h)) => {
+            Some(h)
+                if p + h.frame_len <= data.len() && fits(first, &h, &data[p + h.frame_len..]) =>
+            {
                 h
             }
             _ => {
@@ -183,16 +195,18 @@ mod tests {
         assert_eq!((h.rate(), h.channels, h.frame_len), (44100, 2, 10));
         assert_eq!(h.audio_specific_config(), [0x12, 0x10]);
         let mut data = b"ID3\x03\0\0\0\0\0\x02ab".to_vec();
+        data.extend(b"\xff\xf1junk");
         data.extend(frame(&[1, 2, 3]));
-        data.extend(b"junk");
         data.extend(frame(&[4, 5]));
+        data.extend(b"junk");
+        data.extend(frame(&[6]));
         let t = load(Bytes::from(data), &ClipOptions::default()).unwrap();
-        assert_eq!(t.packetizer.duration_ticks(), 2048);
+        assert_eq!(t.packetizer.duration_ticks(), 3072);
         let Packetizer::Aac(a) = &t.packetizer else {
             panic!()
         };
         let frames: Vec<Bytes> = a.units().units.iter().map(|u| a.units().bytes(u)).collect();
-        assert_eq!(frames, [&[1u8, 2, 3][..], &[4, 5][..]]);
+        assert_eq!(frames, [&[1u8, 2, 3][..], &[4, 5][..], &[6][..]]);
         assert!(t.description.fmtp.unwrap().ends_with("config=1210"));
     }
 

@@ -5,9 +5,10 @@
 //! `first_mb_in_slice == 0`, begin a new one).
 //!
 //! The frame rate comes from the SPS's VUI timing (parsed with
-//! `h264-reader`), else `--fps`. The file has no timestamps: access units
+//! `h264-reader`; 1 to 300 frames a second), else `--fps`. The file has no timestamps: access units
 //! are presented in decode order, one frame period apart, which is right for
-//! streams without B-frames (what such files usually hold). SPS and PPS are
+//! progressive streams without B-frames (what such files usually hold; a
+//! field-coded stream would play at half speed). SPS and PPS are
 //! taken out of the access units and sent before every IDR (and in the SDP).
 
 use std::sync::Arc;
@@ -64,7 +65,7 @@ fn sps_frame_rate(sps: &[u8]) -> Option<(u64, u64)> {
     let t = sps.vui_parameters.as_ref()?.timing_info.as_ref()?;
     // One frame is two ticks of the field clock (§E.2.1).
     let (num, den) = (u64::from(t.time_scale), 2 * u64::from(t.num_units_in_tick));
-    (num > 0 && den > 0 && num / den <= 300).then_some((num, den))
+    (den > 0 && num >= den && num / den <= 300).then_some((num, den))
 }
 
 /// Closes the access unit that started at `cur.0` in `out`, if it holds a
@@ -142,7 +143,10 @@ pub fn load(data: &[u8], opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
     }
     let (num, den) = sps_frame_rate(&sps).unwrap_or((u64::from(opts.fps), 1));
     info!(fps = num as f64 / den as f64, "H.264 elementary stream");
-    let tick = |k: u64| (k * u64::from(VIDEO_CLOCK) * den / num) as i64;
+    let tick = |k: u64| {
+        let t = u128::from(k) * u128::from(VIDEO_CLOCK) * u128::from(den) / u128::from(num);
+        i64::try_from(t).unwrap_or(i64::MAX)
+    };
     for (k, u) in units.iter_mut().enumerate() {
         u.dts = tick(k as u64);
         u.pts = u.dts;

@@ -114,6 +114,16 @@ pub fn id3v2_len(data: &[u8]) -> usize {
     }
 }
 
+/// Whether `h` belongs to the stream: the same parameters as its `first`
+/// frame, or, for the first frame, followed by the end or by another frame
+/// like it (a false sync in a tag or junk does not fix the parameters).
+fn fits(first: Option<Header>, h: &Header, after: &[u8]) -> bool {
+    match first {
+        Some(f) => f.same_stream(h),
+        None => after.is_empty() || Header::parse(after).is_some_and(|n| n.same_stream(h)),
+    }
+}
+
 /// Reads an MPEG audio file (the whole of it in `data`).
 pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
     if data.len() > u32::MAX as usize {
@@ -130,7 +140,7 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
     let mut skipped = 0usize;
     while p < end {
         let h = match Header::parse(&data[p..end]) {
-            Some(h) if p + h.frame_len <= end && first.is_none_or(|f| f.same_stream(&h)) => h,
+            Some(h) if p + h.frame_len <= end && fits(first, &h, &data[p + h.frame_len..end]) => h,
             _ => {
                 p += 1;
                 skipped += 1;
@@ -218,8 +228,9 @@ mod tests {
         };
         let mut data = b"ID3\x04\0\0\0\0\0\x03xyz".to_vec();
         data.extend(frame(1));
-        data.extend(b"zz");
         data.extend(frame(2));
+        data.extend(b"zz");
+        data.extend(frame(3));
         data.extend(b"TAG");
         data.resize(data.len() + 125, 0);
         let t = load(Bytes::from(data), &ClipOptions::default()).unwrap();
@@ -227,8 +238,8 @@ mod tests {
             panic!()
         };
         let u = &m.units().units;
-        assert_eq!(u.len(), 2);
-        assert_eq!((u[0].pts, u[1].pts), (0, 2351));
+        assert_eq!(u.len(), 3);
+        assert_eq!((u[0].pts, u[1].pts, u[2].pts), (0, 2351, 4702));
         assert_eq!(t.description.rtpmap, "MPA/90000/2");
         for n in [0, 3, 100] {
             assert!(load(Bytes::from(vec![0xFF; n]), &ClipOptions::default()).is_err());

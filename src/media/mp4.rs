@@ -6,7 +6,8 @@
 //!
 //! The file is read once into memory; the sample tables are resolved into
 //! one [`AccessUnits`] per track (decode and presentation times in the RTP
-//! clock, the first edit of `elst` applied to both), shared by every session.
+//! clock, the start of the first edit of `elst` applied to both; its length
+//! is not, so a trimmed tail still plays), shared by every session.
 //! Units that an edit moves before zero keep their negative times: they are
 //! sent (decoders need AAC's priming frame) but never seeked to.
 
@@ -253,11 +254,13 @@ fn access_units(
     // media starts (track timescale).
     let movie_scale = ctx.timescale.map_or(0, |t| t.0);
     let lead_in = match (track.empty_duration, movie_scale) {
-        (Some(d), s) if s > 0 => rescale(d.0 as i64, s, timescale),
+        (Some(d), s) if s > 0 => rescale(i64::try_from(d.0).unwrap_or(i64::MAX), s, timescale),
         _ => 0,
     };
-    let media_start = track.media_time.map_or(0, |t| t.0 as i64);
-    let offset = lead_in - media_start;
+    let media_start = track
+        .media_time
+        .map_or(0, |t| i64::try_from(t.0).unwrap_or(i64::MAX));
+    let offset = lead_in.saturating_sub(media_start);
     let table = create_sample_table(track, CheckedInteger(0)).ok_or_else(|| bad("no samples"))?;
     let mut units = Vec::with_capacity(table.len());
     let mut end = 0u64;
@@ -288,12 +291,17 @@ fn access_units(
     })
 }
 
-/// `t` in timescale `from`, expressed in timescale `to` (rounded down).
+/// `t` in timescale `from`, expressed in timescale `to` (rounded toward
+/// zero), saturating.
 fn rescale(t: i64, from: u64, to: u64) -> i64 {
     if from == 0 {
         return 0;
     }
-    let v = i128::from(t) * i128::from(to) / i128::from(from);
+    let v = match i128::from(t).checked_mul(i128::from(to)) {
+        Some(v) => v / i128::from(from),
+        None if t < 0 => i128::MIN,
+        None => i128::MAX,
+    };
     v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
@@ -341,6 +349,8 @@ mod tests {
         assert_eq!(rescale(1, 3, 2), 0);
         assert_eq!(rescale(i64::MAX, 1, 90000), i64::MAX);
         assert_eq!(rescale(5, 0, 90000), 0);
+        assert_eq!(rescale(i64::MIN, 1, u64::MAX), i64::MIN);
+        assert_eq!(rescale(-1001, 30000, 90000), -3003);
     }
 
     /// Plays every packet of every track, as a session would.

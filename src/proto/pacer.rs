@@ -116,6 +116,9 @@ struct Track {
     base: u64,
     /// rtptime = ts_offset + pts (mod 2^32) for the current run.
     ts_offset: u32,
+    /// The latest RTP timestamp sent (serial order), so that the next run
+    /// starts after it whatever order the media came in.
+    sent_high: Option<u32>,
     packets: u32,
     octets: u32,
     first_of_run: bool,
@@ -123,8 +126,15 @@ struct Track {
 }
 
 impl Track {
+    /// Where the next run's timestamps start: where this one stopped, and
+    /// always after every timestamp already sent (after B-frames, or a
+    /// run that began with frames stamped before zero).
     fn next_rtptime(&self) -> u32 {
-        self.ts_offset.wrapping_add(self.pkt.pts(self.pos) as u32)
+        let next = self.ts_offset.wrapping_add(self.pkt.stamp(self.pos) as u32);
+        match self.sent_high {
+            Some(h) if next.wrapping_sub(h) as i32 <= 0 => h.wrapping_add(1),
+            _ => next,
+        }
     }
 
     /// When what starts at `cursor` is sent.
@@ -149,6 +159,14 @@ struct Group {
 }
 
 impl Group {
+    /// Where a PLAY without Range resumes: the earliest next packet of the
+    /// tracks still sending; the end (so a replay from the top) when none
+    /// is.
+    fn resume_point(&self) -> f64 {
+        let open = self.tracks.values().filter(|t| !t.done).map(Track::npt);
+        open.reduce(f64::min).unwrap_or_else(|| self.duration())
+    }
+
     fn duration(&self) -> f64 {
         self.tracks
             .values()
@@ -214,6 +232,7 @@ impl Pacer {
                 end: 0,
                 base: 0,
                 ts_offset: cfg.first_rtptime,
+                sent_high: None,
                 packets: 0,
                 octets: 0,
                 first_of_run: true,
@@ -236,14 +255,15 @@ impl Pacer {
             start = 0.0;
         }
         // Video starts at a keyframe at or before `start`; every track then
-        // starts at that same media time.
+        // starts at that same media time. A track that has nothing left at
+        // `start` (the shorter one) does not move it.
         let actual = g
             .tracks
             .values()
-            .map(|t| {
+            .filter_map(|t| {
                 let rate = t.pkt.clock_rate();
                 let cursor = t.pkt.seek(secs_to_ticks(start, rate).unwrap_or(0));
-                ticks_to_secs(t.pkt.pts(cursor), rate)
+                (!t.pkt.is_past_end(cursor)).then(|| ticks_to_secs(t.pkt.pts(cursor), rate))
             })
             .fold(start, f64::min);
         let end = req.end.unwrap_or(duration).clamp(actual, duration);
@@ -261,7 +281,8 @@ impl Pacer {
             t.base = secs_to_ticks(actual, rate).unwrap_or(0);
             t.pos = t.pkt.seek(t.base);
             t.end = secs_to_ticks(end, rate).unwrap_or(0);
-            t.ts_offset = next_rtp.wrapping_sub(t.pkt.pts(t.pos) as u32);
+            // RTP-Info's rtptime is the first packet's timestamp.
+            t.ts_offset = next_rtp.wrapping_sub(t.pkt.stamp(t.pos) as u32);
             t.first_of_run = true;
             t.done = false;
             info.tracks.push((id, t.stamper.next_seq, next_rtp));
@@ -287,9 +308,7 @@ impl Pacer {
         if g.playing {
             g.playing = false;
             g.generation = g.generation.wrapping_add(1);
-            if let Some(t) = g.tracks.values().next() {
-                g.resume_npt = t.npt();
-            }
+            g.resume_npt = g.resume_point();
         }
         Some(g.resume_npt)
     }
@@ -363,6 +382,8 @@ impl Pacer {
                 continue;
             };
             match e.due {
+                // A track that said BYE sends no more reports this run.
+                Due::Report if t.done => continue,
                 Due::Report => {
                     let sr = sender_report(&self.clock, &self.cname, t, now, anchor, false);
                     self.stats.rtcp_packets += 1;
@@ -380,6 +401,9 @@ impl Pacer {
                         let ts = t.ts_offset.wrapping_add(c.pts as u32);
                         let talkspurt = t.first_of_run && t.pkt.marks_talkspurt();
                         let data = t.stamper.packet(ts, c.marker || talkspurt, &c.payload);
+                        if t.sent_high.is_none_or(|h| ts.wrapping_sub(h) as i32 > 0) {
+                            t.sent_high = Some(ts);
+                        }
                         t.first_of_run = false;
                         t.pos = c.next;
                         t.packets = t.packets.wrapping_add(1);
@@ -402,9 +426,7 @@ impl Pacer {
                         if g.tracks.values().all(|t| t.done) {
                             g.playing = false;
                             g.generation = g.generation.wrapping_add(1);
-                            if let Some(first) = g.tracks.values().next() {
-                                g.resume_npt = first.npt();
-                            }
+                            g.resume_npt = g.resume_point();
                             self.events.push_back(Event::Ended(e.group));
                         }
                         return Some(bye);
@@ -498,6 +520,48 @@ mod tests {
             },
         );
         p
+    }
+
+    #[test]
+    fn the_shorter_track_neither_moves_a_seek_nor_the_resume_point() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(
+            WallClock::new(t0, Duration::from_secs(1_700_000_000)),
+            "test".into(),
+        );
+        // Track 0 lasts 2 s, track 1 is the 5 s clip.
+        let short: Vec<u8> = vec![0; 2 * 2 * RATE as usize];
+        let cfg = TrackConfig {
+            packetizer: Packetizer::L16(L16::new(
+                Bytes::from(short),
+                RATE,
+                1,
+                Duration::from_millis(20),
+                1400,
+            )),
+            ssrc: 0x1234,
+            payload_type: 96,
+            first_seq: 1,
+            first_rtptime: 1,
+            rtp_dest: Dest::Udp("127.0.0.1:5002".parse().unwrap()),
+            rtcp_dest: Dest::Udp("127.0.0.1:5003".parse().unwrap()),
+        };
+        let long = TrackConfig {
+            packetizer: clip(),
+            ssrc: 0xabcd,
+            rtp_dest: Dest::Udp("127.0.0.1:5000".parse().unwrap()),
+            rtcp_dest: Dest::Udp("127.0.0.1:5001".parse().unwrap()),
+            ..cfg.clone()
+        };
+        p.add_track(1, 0, cfg);
+        p.add_track(1, 1, long);
+        let info = play(&mut p, Some(3.0), t0);
+        assert_eq!(info.start, 3.0, "a seek past the short track's end");
+        // After the short track has ended, PAUSE keeps the long one's place.
+        let later = t0 + Duration::from_millis(500);
+        drain(&mut p, later);
+        let at = p.pause(1).unwrap();
+        assert!((3.4..=3.6).contains(&at), "resumes at {at}");
     }
 
     fn play(p: &mut Pacer, start: Option<f64>, now: Instant) -> PlayInfo {

@@ -390,17 +390,16 @@ fn apply(
     }
 }
 
-/// Collects every datagram due at `now`, then sends the UDP ones in
-/// batches (one `sendmmsg` per [`mmsg::MAX_BATCH`]) and queues the
-/// interleaved ones on their connections.
-/// `batch` may already hold datagrams that commands produced; it is empty
-/// again afterwards.
-/// Most datagrams taken from the pacer per flush. An overloaded pacing
-/// thread (more due than one core can send) then works through its backlog
-/// a slice at a time, the rest waiting as deadlines in the pacer, instead of
+/// Most datagrams taken from the pacer per send. An overloaded pacing
+/// thread (more due than one core can send) works through its backlog a
+/// slice at a time, the rest waiting as deadlines in the pacer, instead of
 /// encoding the whole backlog into memory first.
 const MAX_FLUSH: usize = 4096;
 
+/// Sends every datagram due at `now`, at most [`MAX_FLUSH`] at a time: the
+/// UDP ones in batches (one `sendmmsg` per [`mmsg::MAX_BATCH`]), the
+/// interleaved ones queued on their connections. `batch` may already hold
+/// datagrams that commands produced; it is empty again afterwards.
 fn flush(
     pacer: &mut Pacer,
     live: &mut HashMap<String, Channel>,
@@ -408,21 +407,37 @@ fn flush(
     batch: &mut Vec<Transmit>,
     out: &Outputs,
 ) {
-    while batch.len() < MAX_FLUSH {
-        let Some(t) = pacer.poll_transmit(now) else {
-            break;
-        };
-        batch.push(t);
-    }
     for c in live.values_mut() {
         c.poll(now, batch);
     }
+    loop {
+        while batch.len() < MAX_FLUSH {
+            let Some(t) = pacer.poll_transmit(now) else {
+                break;
+            };
+            batch.push(t);
+        }
+        let more = batch.len() >= MAX_FLUSH;
+        send(batch, out);
+        batch.clear();
+        if !more {
+            break;
+        }
+    }
+    // A burst (thousands of listeners due at once) leaves no lasting memory.
+    if batch.capacity() > 2 * MAX_FLUSH {
+        batch.shrink_to(MAX_FLUSH);
+    }
+}
+
+/// Sends one batch of datagrams.
+fn send(batch: &[Transmit], out: &Outputs) {
     if batch.is_empty() {
         return;
     }
     let (mut on_rtp, mut on_rtcp) = (Vec::with_capacity(batch.len()), Vec::new());
     let mut interleaved = Vec::new();
-    for t in batch.iter() {
+    for t in batch {
         match t.dest {
             Dest::Udp(a) if t.rtcp => on_rtcp.push((a, &t.data[..])),
             Dest::Udp(a) => on_rtp.push((a, &t.data[..])),
@@ -439,11 +454,6 @@ fn flush(
         out.stats
             .interleaved_dropped
             .fetch_add(d.dropped as u64, Ordering::Relaxed);
-    }
-    batch.clear();
-    // A burst (thousands of listeners due at once) leaves no lasting memory.
-    if batch.capacity() > 2 * MAX_FLUSH {
-        batch.shrink_to(MAX_FLUSH);
     }
 }
 

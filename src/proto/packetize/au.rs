@@ -96,15 +96,27 @@ impl AccessUnits {
         cursor(best.unwrap_or(first), 0)
     }
 
-    /// The first unit (in decode order) presented at or after `ticks`; past
-    /// the end if there is none.
-    pub fn first_at_or_after(&self, ticks: u64) -> Cursor {
+    /// The first unit (in decode order) presented at or after `ticks`
+    /// (negative: before the start, for pre-roll); past the end if there is
+    /// none.
+    pub fn first_at_or_after(&self, ticks: i64) -> Cursor {
         let i = self
             .units
             .iter()
-            .position(|u| u.pts >= signed(ticks))
+            .position(|u| u.pts >= ticks)
             .unwrap_or(self.units.len());
         cursor(i, 0)
+    }
+
+    /// The RTP time offset (ticks, two's complement when negative) of what
+    /// starts at `cursor`; the duration past the end.
+    pub fn stamp(&self, cursor: Cursor) -> u64 {
+        self.unit(cursor).map_or(self.duration, |u| u.pts as u64)
+    }
+
+    /// Whether `cursor` is past the last unit.
+    pub fn is_past_end(&self, cursor: Cursor) -> bool {
+        index(cursor) >= self.units.len()
     }
 }
 
@@ -112,7 +124,8 @@ impl AccessUnits {
     /// How many whole units from index `i` go in one packet: at least one,
     /// and more while the payload (`fixed` bytes of header, `per_unit` more
     /// for each unit, and the units) fits `max_payload`, the units start
-    /// within `ptime` ticks of the first, and before `end`.
+    /// within `ptime` ticks of the first, and before `end`; at most
+    /// [`MAX_PACKED`].
     pub fn packable(
         &self,
         i: usize,
@@ -126,7 +139,7 @@ impl AccessUnits {
         };
         let mut bytes = fixed + per_unit + first.size as usize;
         let mut count = 1;
-        for u in &self.units[i + 1..] {
+        for u in self.units[i + 1..].iter().take(MAX_PACKED - 1) {
             bytes += per_unit + u.size as usize;
             let within = u.pts.saturating_sub(first.pts) < signed(ptime);
             if bytes > max_payload || !within || u.pts >= end {
@@ -137,6 +150,10 @@ impl AccessUnits {
         count
     }
 }
+
+/// Most units in one packet (RFC 3640's AU-headers-length is a 16-bit count
+/// of bits, 16 per AU header).
+pub const MAX_PACKED: usize = 1024;
 
 /// `ticks` as a signed time (saturating).
 pub fn signed(ticks: u64) -> i64 {
@@ -178,7 +195,9 @@ pub(crate) mod tests {
         assert_eq!(a.keyframe_at_or_before(0), cursor(0, 0));
         assert_eq!(a.first_at_or_after(3601), cursor(2, 0));
         assert_eq!(a.first_at_or_after(3600), cursor(1, 0));
-        assert_eq!(a.first_at_or_after(u64::MAX), cursor(250, 0));
+        assert_eq!(a.first_at_or_after(-5), cursor(0, 0));
+        assert_eq!(a.first_at_or_after(i64::MAX), cursor(250, 0));
+        assert!(a.is_past_end(cursor(250, 0)) && !a.is_past_end(cursor(249, 7)));
         assert_eq!(a.pts(cursor(250, 0)), a.duration);
         assert_eq!(a.dts(cursor(3, 77)), 3 * 3600);
     }

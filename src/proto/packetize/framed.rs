@@ -18,8 +18,8 @@ pub enum Layout {
     /// RFC 3640 AAC-hbr: AU-headers-length, then a 16-bit AU header per
     /// frame; the marker bit ends each frame.
     Aac,
-    /// RFC 2250 §3.5: 16 zero bits and the 16-bit fragment offset; no
-    /// marker.
+    /// RFC 2250 §3.5: 16 zero bits and the 16-bit fragment offset; the
+    /// marker only starts a talkspurt (set by the pacer).
     Mpa,
 }
 

@@ -28,8 +28,14 @@ pub mod nal {
     pub const FU_A: u8 = 28;
 }
 
-/// The cursor state bit that marks parameter-set packets.
+/// The cursor state bit that marks parameter-set packets. Access units of
+/// this size or more are not sent (their offsets would collide with it).
 const PREFIX: u32 = 1 << 31;
+
+/// Most NAL units read in one access unit. Each packet walks the unit's
+/// length prefixes from its start, so this bounds the pacing thread's work
+/// on a hostile file (real streams have tens of slices per picture).
+const MAX_NALS: usize = 4096;
 
 /// An H.264 track ready to cut.
 #[derive(Debug, Clone)]
@@ -105,9 +111,13 @@ impl H264 {
                 state = 1;
             }
             let data = self.units.bytes(u);
-            match self.cut(&data, state as usize - 1) {
-                Some((payload, next)) => {
-                    let last = next >= data.len();
+            let cut = if data.len() < PREFIX as usize - 1 {
+                self.cut(&data, state as usize - 1)
+            } else {
+                None
+            };
+            match cut {
+                Some((payload, next, last)) => {
                     return Some(Chunk {
                         payload,
                         pts: u.pts as u64,
@@ -129,39 +139,51 @@ impl H264 {
         }
     }
 
-    /// The payload starting at byte `at` of a length-prefixed access unit,
-    /// and the offset after it.
-    fn cut(&self, data: &[u8], at: usize) -> Option<(Bytes, usize)> {
+    /// The NAL units of a length-prefixed access unit, from `from` (a
+    /// prefix's position): `(start, stop)` of each non-empty one, at most
+    /// [`MAX_NALS`] prefixes read.
+    fn nal_units<'a>(
+        &self,
+        data: &'a [u8],
+        from: usize,
+    ) -> impl Iterator<Item = (usize, usize)> + 'a {
         let n = self.length_size;
-        let mut p = 0;
-        while p + n <= data.len() {
+        let mut p = from;
+        std::iter::from_fn(move || {
+            if p + n > data.len() {
+                return None;
+            }
             let len = data[p..p + n]
                 .iter()
                 .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
             let start = p + n;
             let stop = start.saturating_add(len).min(data.len());
-            if len == 0 || at >= stop {
-                p = stop.max(start);
-                continue;
-            }
-            let nalu = &data[start..stop];
-            if at <= start {
-                if nalu.len() <= self.max_payload {
-                    return Some((Bytes::copy_from_slice(nalu), stop));
-                }
-                // The first fragment: the NAL header moves into the FU
-                // indicator and header (§5.8).
-                let take = self.max_payload - 2;
-                let end = (start + 1 + take).min(stop);
-                let payload = fu_a(nalu[0], true, end == stop, &data[start + 1..end]);
-                return Some((payload, end));
-            }
-            let take = self.max_payload - 2;
+            p = stop;
+            Some((start, stop))
+        })
+        .take(MAX_NALS)
+        .filter(|(start, stop)| stop > start)
+    }
+
+    /// The payload starting at byte `at` of a length-prefixed access unit,
+    /// the offset after it, and whether that ends the unit's NAL units.
+    fn cut(&self, data: &[u8], at: usize) -> Option<(Bytes, usize, bool)> {
+        let (start, stop) = self.nal_units(data, 0).find(|&(_, stop)| at < stop)?;
+        let nalu = &data[start..stop];
+        let take = self.max_payload - 2;
+        let (payload, end) = if at <= start && nalu.len() <= self.max_payload {
+            (Bytes::copy_from_slice(nalu), stop)
+        } else if at <= start {
+            // The first fragment: the NAL header moves into the FU
+            // indicator and header (§5.8).
+            let end = (start + 1 + take).min(stop);
+            (fu_a(nalu[0], true, end == stop, &data[start + 1..end]), end)
+        } else {
             let end = (at + take).min(stop);
-            let payload = fu_a(nalu[0], false, end == stop, &data[at..end]);
-            return Some((payload, end));
-        }
-        None
+            (fu_a(nalu[0], false, end == stop, &data[at..end]), end)
+        };
+        let last = end == stop && self.nal_units(data, stop).next().is_none();
+        Some((payload, end, last))
     }
 }
 
@@ -366,6 +388,40 @@ mod tests {
         assert!(chunks.iter().all(|c| c.payload.len() <= 20));
         let aus = depacketize(&chunks);
         assert_eq!(aus[0].1, [sps.to_vec(), pps.to_vec(), vec![0x65, 9]]);
+    }
+
+    #[test]
+    fn padding_after_the_last_nal_unit_still_ends_the_unit_with_a_marker() {
+        // A zero-length NAL unit and two stray bytes after the slice.
+        let t = Arc::new(AccessUnits {
+            data: Bytes::from_static(&[0, 0, 0, 2, 0x41, 0x9a, 0, 0, 0, 0, 0, 0]),
+            units: vec![
+                Unit {
+                    offset: 0,
+                    size: 12,
+                    dts: 0,
+                    pts: 0,
+                    sync: false,
+                },
+                Unit {
+                    offset: 0,
+                    size: 6,
+                    dts: 3000,
+                    pts: 3000,
+                    sync: false,
+                },
+            ],
+            clock_rate: 90000,
+            duration: 6000,
+        });
+        let p = H264::new(t, 4, &[], &[], false, 1400);
+        let first = p.chunk(0, u64::MAX).unwrap();
+        assert!(first.marker);
+        assert_eq!(
+            first.next,
+            au::cursor(1, 0),
+            "the next unit waits for its own time"
+        );
     }
 
     #[test]

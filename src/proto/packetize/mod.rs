@@ -2,8 +2,8 @@
 //! per-packet path dispatches with `match`, not `dyn`.
 //!
 //! The pacer keeps a [`Cursor`] per track: where the next packet starts, in
-//! terms the packetizer defines (a sample index for PCM; an access unit and a
-//! byte within it for video and AAC). It asks [`Packetizer::chunk`] for the
+//! terms the packetizer defines (a sample index for PCM; for framed media an
+//! access unit and the progress within it, see [`au`] and [`h264`]). It asks [`Packetizer::chunk`] for the
 //! payload at a cursor and gets back the next cursor; [`Packetizer::pts`]
 //! and [`Packetizer::due`] say, in the track's RTP clock ticks, what media
 //! time a cursor presents and when it is to be sent. The packetizer holds
@@ -29,6 +29,10 @@ pub use l16::L16;
 
 /// A packetizer's position in its media (see the module docs).
 pub type Cursor = u64;
+
+/// Pre-roll sent before zero from the start of a clip: 1/10 s, which holds
+/// the priming of AAC encoders (1024 to 2112 samples) and MP3's.
+pub const PREROLL_DIVISOR: u32 = 10;
 
 /// Sample frames per packet (RFC 3551 §4.2): `ptime` worth, cut down so
 /// the payload fits `max_payload` bytes, never splitting a frame, and at
@@ -100,16 +104,42 @@ impl Packetizer {
     }
 
     /// Where playback from `ticks` starts: for PCM exactly there; for video
-    /// the keyframe at or before it; for AAC the first frame at or after it
-    /// (so audio never starts ahead of the video it plays with).
+    /// the keyframe at or before it; for AAC and MPEG audio the first frame
+    /// at or after it (so audio never starts ahead of the video it plays
+    /// with), and from the very start also the frames an edit list places
+    /// up to [`PREROLL_DIVISOR`]⁻¹ s before zero (the decoder's priming).
     pub fn seek(&self, ticks: u64) -> Cursor {
         match self {
             Self::L16(p) => ticks.min(p.frames()),
             Self::H264(p) => p.units().keyframe_at_or_before(ticks),
-            // From the very start, priming frames (before zero) go too.
-            Self::Aac(_) | Self::Mpa(_) if ticks == 0 => 0,
-            Self::Aac(p) => p.units().first_at_or_after(ticks),
-            Self::Mpa(p) => p.units().first_at_or_after(ticks),
+            Self::Aac(p) | Self::Mpa(p) => {
+                let u = p.units();
+                let preroll = i64::from(u.clock_rate / PREROLL_DIVISOR);
+                let from = if ticks == 0 {
+                    -preroll
+                } else {
+                    au::signed(ticks)
+                };
+                u.first_at_or_after(from)
+            }
+        }
+    }
+
+    /// Whether `cursor` is past the end of the media.
+    pub fn is_past_end(&self, cursor: Cursor) -> bool {
+        match self.framed() {
+            Ok(u) => u.is_past_end(cursor),
+            Err(p) => cursor >= p.frames(),
+        }
+    }
+
+    /// The RTP time offset (ticks) of what starts at `cursor`: its
+    /// presentation time, as two's complement when an edit list places it
+    /// before zero. Only its low 32 bits matter.
+    pub fn stamp(&self, cursor: Cursor) -> u64 {
+        match self.framed() {
+            Ok(u) => u.stamp(cursor),
+            Err(p) => cursor.min(p.frames()),
         }
     }
 
@@ -132,14 +162,15 @@ impl Packetizer {
     }
 
     /// Whether the first packet after a (re)start carries the marker bit
-    /// (RFC 3551 §4.1: the start of a talkspurt). Video and AAC use the
-    /// marker for access-unit boundaries instead.
+    /// (RFC 3551 §4.1, RFC 2250 §3.3: the start of a talkspurt). Video and
+    /// AAC use the marker for access-unit boundaries instead.
     pub fn marks_talkspurt(&self) -> bool {
-        matches!(self, Self::L16(_))
+        matches!(self, Self::L16(_) | Self::Mpa(_))
     }
 
-    /// The chunk starting at `cursor`, not starting at or after media time
-    /// `end`; `None` once there is nothing left before `end`.
+    /// The chunk starting at `cursor`; `None` once there is nothing left
+    /// before `end`, compared with each unit's decode time for video and its
+    /// presentation time otherwise (an access unit is never cut short).
     pub fn chunk(&self, cursor: Cursor, end: u64) -> Option<Chunk> {
         match self {
             Self::L16(p) => p.chunk(cursor, end),
