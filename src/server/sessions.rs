@@ -66,6 +66,67 @@ struct Inner {
     by_rtcp: HashMap<SocketAddr, String>,
     by_group: HashMap<GroupId, String>,
     per_ip: HashMap<IpAddr, usize>,
+    /// Sessions streaming interleaved, by connection (UDP sessions are not
+    /// here, so thousands of UDP listeners pay nothing for it).
+    interleaved: HashMap<u64, Vec<String>>,
+}
+
+/// The transport indexes of one session: its clients' RTCP source
+/// addresses, and the connections it streams interleaved on.
+struct Indexes<'a> {
+    by_rtcp: &'a mut HashMap<SocketAddr, String>,
+    interleaved: &'a mut HashMap<u64, Vec<String>>,
+}
+
+impl Indexes<'_> {
+    fn add(&mut self, id: &str, e: &Entry) {
+        for (_, t) in e.session.tracks() {
+            if let Some(a) = t.rtcp.udp() {
+                self.by_rtcp.insert(a, id.to_owned());
+            }
+            if let Dest::Interleaved { conn, .. } = t.rtp {
+                let ids = self.interleaved.entry(conn).or_default();
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str, e: &Entry) {
+        for (_, t) in e.session.tracks() {
+            if let Some(a) = t.rtcp.udp() {
+                if self.by_rtcp.get(&a).is_some_and(|v| v == id) {
+                    self.by_rtcp.remove(&a);
+                }
+            }
+            if let Dest::Interleaved { conn, .. } = t.rtp {
+                if let Some(ids) = self.interleaved.get_mut(&conn) {
+                    ids.retain(|i| i != id);
+                    if ids.is_empty() {
+                        self.interleaved.remove(&conn);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn indexes(&mut self) -> (Indexes<'_>, &mut HashMap<String, Entry>) {
+        (
+            Indexes {
+                by_rtcp: &mut self.by_rtcp,
+                interleaved: &mut self.interleaved,
+            },
+            &mut self.by_id,
+        )
+    }
+
+    /// The ids of the sessions streaming interleaved on `conn`.
+    fn interleaved_ids(&self, conn: u64) -> Vec<String> {
+        self.interleaved.get(&conn).cloned().unwrap_or_default()
+    }
 }
 
 /// Caps on sessions.
@@ -116,9 +177,7 @@ impl SessionTable {
         let id = entry.session.id.clone();
         *inner.per_ip.entry(ip).or_default() += 1;
         inner.by_group.insert(entry.group, id.clone());
-        for a in entry.session.tracks().filter_map(|(_, t)| t.rtcp.udp()) {
-            inner.by_rtcp.insert(a, id.clone());
-        }
+        inner.indexes().0.add(&id, &entry);
         inner.by_id.insert(id, entry);
         Ok(())
     }
@@ -135,8 +194,8 @@ impl SessionTable {
         f: impl FnOnce(&mut Entry) -> R,
     ) -> Result<R, Error> {
         let mut inner = self.lock();
-        let inner = &mut *inner;
-        let entry = inner.by_id.get_mut(id).ok_or(Error::SessionNotFound)?;
+        let (mut indexes, by_id) = inner.indexes();
+        let entry = by_id.get_mut(id).ok_or(Error::SessionNotFound)?;
         entry.session.authorize(peer)?;
         if entry.session.tracks().any(|(_, t)| t.rtp.udp().is_none())
             && !interleaved_on(entry, conn)
@@ -144,11 +203,11 @@ impl SessionTable {
             return Err(Error::SessionNotFound);
         }
         entry.session.touch(now);
+        // Keep the indexes in step with the session's transports (a repeated
+        // SETUP may move a track; the old address must not stay behind).
+        indexes.remove(id, entry);
         let r = f(entry);
-        // Keep the RTCP index in step with the session's transports.
-        for a in entry.session.tracks().filter_map(|(_, t)| t.rtcp.udp()) {
-            inner.by_rtcp.insert(a, id.to_owned());
-        }
+        indexes.add(id, entry);
         Ok(r)
     }
 
@@ -156,7 +215,7 @@ impl SessionTable {
     pub fn remove(&self, id: &str) -> Option<Entry> {
         let mut inner = self.lock();
         let entry = inner.by_id.remove(id)?;
-        inner.by_rtcp.retain(|_, v| v != id);
+        inner.indexes().0.remove(id, &entry);
         inner.by_group.remove(&entry.group);
         if let Some(n) = inner.per_ip.get_mut(&entry.session.client_ip) {
             *n -= 1;
@@ -187,8 +246,9 @@ impl SessionTable {
     /// whose tracks are interleaved there.
     pub fn touch_by_conn(&self, conn: u64, now: Instant) {
         let mut inner = self.lock();
-        for e in inner.by_id.values_mut() {
-            if interleaved_on(e, conn) {
+        let inner = &mut *inner;
+        for id in inner.interleaved.get(&conn).into_iter().flatten() {
+            if let Some(e) = inner.by_id.get_mut(id) {
                 e.session.touch(now);
             }
         }
@@ -196,21 +256,13 @@ impl SessionTable {
 
     /// Whether a session streams interleaved on connection `conn`.
     pub fn interleaved_on(&self, conn: u64) -> bool {
-        self.lock().by_id.values().any(|e| interleaved_on(e, conn))
+        self.lock().interleaved.contains_key(&conn)
     }
 
     /// Connection `conn` closed: removes the sessions that streamed over it
     /// (their packets have nowhere to go).
     pub fn remove_interleaved_on(&self, conn: u64) -> Vec<Entry> {
-        let ids: Vec<String> = {
-            let inner = self.lock();
-            inner
-                .by_id
-                .iter()
-                .filter(|(_, e)| interleaved_on(e, conn))
-                .map(|(id, _)| id.clone())
-                .collect()
-        };
+        let ids = self.lock().interleaved_ids(conn);
         ids.iter().filter_map(|id| self.remove(id)).collect()
     }
 
@@ -257,4 +309,83 @@ fn interleaved_on(e: &Entry, conn: u64) -> bool {
     e.session
         .tracks()
         .any(|(_, t)| matches!(t.rtp, Dest::Interleaved { conn: c, .. } if c == conn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::Clip;
+    use crate::proto::session::TrackTransport;
+    use std::time::Duration;
+
+    fn entry(id: &str, group: GroupId, conn: u64, rtp: Dest, rtcp: Dest) -> Entry {
+        let now = Instant::now();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut session = Session::new(id.into(), ip, "c.wav".into(), Duration::from_secs(60), now);
+        session
+            .setup("c.wav", 0, TrackTransport { rtp, rtcp })
+            .unwrap();
+        Entry {
+            session,
+            group,
+            source: Presentation::Clip(Arc::new(Clip {
+                path: "c.wav".into(),
+                duration: 1.0,
+                tracks: Vec::new(),
+            })),
+            conn,
+            ssrcs: TrackMap::default(),
+        }
+    }
+
+    #[test]
+    fn transport_indexes_follow_setups_and_removals() {
+        let table = SessionTable::new(SessionLimits {
+            max_sessions: 10,
+            max_sessions_per_ip: 10,
+        });
+        let tcp = |channel| Dest::Interleaved { conn: 7, channel };
+        let udp = |port: u16| Dest::Udp(SocketAddr::from(([127, 0, 0, 1], port)));
+        table.insert(entry("a", 1, 7, tcp(0), tcp(1))).unwrap();
+        table
+            .insert(entry("b", 2, 7, udp(5000), udp(5001)))
+            .unwrap();
+        assert!(table.interleaved_on(7));
+        assert!(!table.interleaved_on(8));
+        let now = Instant::now();
+        assert_eq!(
+            table
+                .touch_by_rtcp(udp(5001).udp().unwrap(), now)
+                .as_deref(),
+            Some("b")
+        );
+        // A repeated SETUP moves b's track: the old RTCP address is gone.
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        table
+            .with("b", ip, 7, now, |e| {
+                e.session.setup(
+                    "c.wav",
+                    0,
+                    TrackTransport {
+                        rtp: udp(6000),
+                        rtcp: udp(6001),
+                    },
+                )
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(table.touch_by_rtcp(udp(5001).udp().unwrap(), now), None);
+        assert!(table.touch_by_rtcp(udp(6001).udp().unwrap(), now).is_some());
+        // Closing connection 7 removes the interleaved session only.
+        let gone: Vec<String> = table
+            .remove_interleaved_on(7)
+            .into_iter()
+            .map(|e| e.session.id)
+            .collect();
+        assert_eq!(gone, ["a"]);
+        assert!(!table.interleaved_on(7));
+        assert_eq!(table.len(), 1);
+        assert!(table.remove("b").is_some());
+        assert_eq!(table.touch_by_rtcp(udp(6001).udp().unwrap(), now), None);
+    }
 }
