@@ -13,7 +13,8 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::catalog::{ClipOptions, ClipTrack};
-use super::{mp3, MediaError};
+use super::frames::{self, FrameHeader};
+use super::MediaError;
 use crate::proto::clock::duration_to_ticks;
 use crate::proto::packetize::au::{AccessUnits, Unit};
 use crate::proto::packetize::{aac, Packetizer};
@@ -79,19 +80,19 @@ impl Header {
             ((self.rate_index & 1) << 7) | (self.channels << 3),
         ]
     }
+}
+
+impl FrameHeader for Header {
+    fn parse(b: &[u8]) -> Option<Self> {
+        Self::parse(b)
+    }
+
+    fn frame_len(&self) -> usize {
+        self.frame_len
+    }
 
     fn same_stream(&self, o: &Self) -> bool {
         (self.profile, self.rate_index, self.channels) == (o.profile, o.rate_index, o.channels)
-    }
-}
-
-/// Whether `h` belongs to the stream: the same parameters as its `first`
-/// frame, or, for the first frame, followed by the end or by another frame
-/// like it (a false sync in junk does not fix the stream's parameters).
-fn fits(first: Option<Header>, h: &Header, after: &[u8]) -> bool {
-    match first {
-        Some(f) => f.same_stream(h),
-        None => after.is_empty() || Header::parse(after).is_some_and(|n| n.same_stream(h)),
     }
 }
 
@@ -100,24 +101,9 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
     if data.len() > u32::MAX as usize {
         return Err(MediaError::TooLarge(data.len() as u64, u64::from(u32::MAX)));
     }
-    let mut p = mp3::id3v2_len(&data);
-    let mut first: Option<Header> = None;
+    let (frames, mut skipped) = frames::scan::<Header>(&data, frames::id3v2_len(&data), data.len());
     let mut units = Vec::new();
-    let mut skipped = 0usize;
-    while p < data.len() {
-        let h = match Header::parse(&data[p..]) {
-            Some(h)
-                if p + h.frame_len <= data.len() && fits(first, &h, &data[p + h.frame_len..]) =>
-            {
-                h
-            }
-            _ => {
-                p += 1;
-                skipped += 1;
-                continue;
-            }
-        };
-        first.get_or_insert(h);
+    for &(p, h) in &frames {
         if h.blocks == 0 {
             let t = units.len() as i64 * FRAME_SAMPLES;
             units.push(Unit {
@@ -131,9 +117,8 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
             // Several raw blocks behind one header: not worth splitting.
             skipped += h.frame_len;
         }
-        p += h.frame_len;
     }
-    let Some(h) = first else {
+    let Some(&(_, h)) = frames.first() else {
         return Err(MediaError::Unsupported("no ADTS frame".into()));
     };
     if skipped > 0 {

@@ -4,6 +4,7 @@
 pub mod adts;
 pub mod annexb;
 pub mod catalog;
+pub(crate) mod frames;
 pub mod mp3;
 pub mod mp4;
 pub mod wav;

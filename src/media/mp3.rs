@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::catalog::{ClipOptions, ClipTrack};
+use super::frames::{self, FrameHeader};
 use super::MediaError;
 use crate::proto::clock::duration_to_ticks;
 use crate::proto::packetize::au::{AccessUnits, Unit};
@@ -94,33 +95,19 @@ impl Header {
             samples,
         })
     }
+}
+
+impl FrameHeader for Header {
+    fn parse(b: &[u8]) -> Option<Self> {
+        Self::parse(b)
+    }
+
+    fn frame_len(&self) -> usize {
+        self.frame_len
+    }
 
     fn same_stream(&self, o: &Self) -> bool {
         (self.rate, self.layer, self.samples) == (o.rate, o.layer, o.samples)
-    }
-}
-
-/// The length of an ID3v2 tag at the start of `data` (0 if there is none).
-pub fn id3v2_len(data: &[u8]) -> usize {
-    match data {
-        [b'I', b'D', b'3', _, _, flags, s @ ..] if s.len() >= 4 => {
-            let size = s[..4]
-                .iter()
-                .fold(0usize, |acc, b| (acc << 7) | usize::from(b & 0x7F));
-            let footer = if flags & 0x10 != 0 { 10 } else { 0 };
-            (10 + size + footer).min(data.len())
-        }
-        _ => 0,
-    }
-}
-
-/// Whether `h` belongs to the stream: the same parameters as its `first`
-/// frame, or, for the first frame, followed by the end or by another frame
-/// like it (a false sync in a tag or junk does not fix the parameters).
-fn fits(first: Option<Header>, h: &Header, after: &[u8]) -> bool {
-    match first {
-        Some(f) => f.same_stream(h),
-        None => after.is_empty() || Header::parse(after).is_some_and(|n| n.same_stream(h)),
     }
 }
 
@@ -133,21 +120,10 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
     if end >= 128 && &data[end - 128..end - 125] == b"TAG" {
         end -= 128;
     }
-    let mut p = id3v2_len(&data);
-    let mut first: Option<Header> = None;
-    let mut units = Vec::new();
+    let (frames, skipped) = frames::scan::<Header>(&data, frames::id3v2_len(&data), end);
+    let mut units = Vec::with_capacity(frames.len());
     let mut samples = 0u64;
-    let mut skipped = 0usize;
-    while p < end {
-        let h = match Header::parse(&data[p..end]) {
-            Some(h) if p + h.frame_len <= end && fits(first, &h, &data[p + h.frame_len..end]) => h,
-            _ => {
-                p += 1;
-                skipped += 1;
-                continue;
-            }
-        };
-        first.get_or_insert(h);
+    for &(p, h) in &frames {
         let t = (samples * u64::from(mpa::CLOCK) / u64::from(h.rate)) as i64;
         units.push(Unit {
             offset: p as u32,
@@ -157,9 +133,8 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
             sync: true,
         });
         samples += u64::from(h.samples);
-        p += h.frame_len;
     }
-    let Some(h) = first else {
+    let Some(&(_, h)) = frames.first() else {
         return Err(MediaError::Unsupported("no MPEG audio frame".into()));
     };
     if skipped > 0 {

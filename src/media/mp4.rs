@@ -312,17 +312,9 @@ fn carries_parameter_sets(units: &AccessUnits, length_size: usize) -> bool {
         return false;
     };
     let data = units.bytes(first);
-    let mut p = 0;
-    while p + length_size < data.len() {
-        let len = data[p..p + length_size]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        if data[p + length_size] & 0x1F == h264::nal::SPS {
-            return true;
-        }
-        p = p + length_size + len;
-    }
-    false
+    let found = h264::length_prefixed(&data, length_size, 0)
+        .any(|(start, _)| data[start] & 0x1F == h264::nal::SPS);
+    found
 }
 
 #[cfg(test)]

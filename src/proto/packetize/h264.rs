@@ -139,40 +139,15 @@ impl H264 {
         }
     }
 
-    /// The NAL units of a length-prefixed access unit, from `from` (a
-    /// prefix's position): `(start, stop)` of each non-empty one, at most
-    /// [`MAX_NALS`] prefixes read.
-    fn nal_units<'a>(
-        &self,
-        data: &'a [u8],
-        from: usize,
-    ) -> impl Iterator<Item = (usize, usize)> + 'a {
-        let n = self.length_size;
-        let mut p = from;
-        std::iter::from_fn(move || {
-            if p + n > data.len() {
-                return None;
-            }
-            let len = data[p..p + n]
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            let start = p + n;
-            let stop = start.saturating_add(len).min(data.len());
-            p = stop;
-            Some((start, stop))
-        })
-        .take(MAX_NALS)
-        .filter(|(start, stop)| stop > start)
-    }
-
     /// The payload starting at byte `at` of a length-prefixed access unit,
     /// the offset after it, and whether that ends the unit's NAL units.
-    fn cut(&self, data: &[u8], at: usize) -> Option<(Bytes, usize, bool)> {
-        let (start, stop) = self.nal_units(data, 0).find(|&(_, stop)| at < stop)?;
+    fn cut(&self, data: &Bytes, at: usize) -> Option<(Bytes, usize, bool)> {
+        let (start, stop) =
+            length_prefixed(data, self.length_size, 0).find(|&(_, stop)| at < stop)?;
         let nalu = &data[start..stop];
         let take = self.max_payload - 2;
         let (payload, end) = if at <= start && nalu.len() <= self.max_payload {
-            (Bytes::copy_from_slice(nalu), stop)
+            (data.slice(start..stop), stop)
         } else if at <= start {
             // The first fragment: the NAL header moves into the FU
             // indicator and header (§5.8).
@@ -182,9 +157,37 @@ impl H264 {
             let end = (at + take).min(stop);
             (fu_a(nalu[0], false, end == stop, &data[at..end]), end)
         };
-        let last = end == stop && self.nal_units(data, stop).next().is_none();
+        let last = end == stop
+            && length_prefixed(data, self.length_size, stop)
+                .next()
+                .is_none();
         Some((payload, end, last))
     }
+}
+
+/// The NAL units of a length-prefixed access unit (`length_size`-byte
+/// prefixes), from `from` (a prefix's position): `(start, stop)` of each
+/// non-empty one, clipped to `data`, at most [`MAX_NALS`] prefixes read.
+pub fn length_prefixed(
+    data: &[u8],
+    length_size: usize,
+    from: usize,
+) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut p = from;
+    std::iter::from_fn(move || {
+        if p + length_size > data.len() {
+            return None;
+        }
+        let len = data[p..p + length_size]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let start = p + length_size;
+        let stop = start.saturating_add(len).min(data.len());
+        p = stop;
+        Some((start, stop))
+    })
+    .take(MAX_NALS)
+    .filter(|(start, stop)| stop > start)
 }
 
 /// The `a=fmtp` parameters for packetization-mode=1 (§8.1):
