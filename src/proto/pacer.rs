@@ -73,8 +73,10 @@ pub struct PlayInfo {
 /// Things the owner must act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// Every track of the group reached its end; the session is Ready again.
-    Ended(GroupId),
+    /// Every track of the group reached the end of PLAY number `run`
+    /// ([`PlayRequest::run`]); the session is Ready again unless it has
+    /// started another run since.
+    Ended { group: GroupId, run: u32 },
 }
 
 /// Counters since start.
@@ -153,7 +155,12 @@ impl Track {
 struct Group {
     tracks: BTreeMap<usize, Track>,
     playing: bool,
+    /// Bumped at every play, pause and end: heap entries of older
+    /// generations are skipped.
     generation: u32,
+    /// The session's run number of the current PLAY, echoed in
+    /// [`Event::Ended`].
+    run: u32,
     anchor: Option<Instant>,
     resume_npt: f64,
 }
@@ -268,6 +275,7 @@ impl Pacer {
             .fold(start, f64::min);
         let end = req.end.unwrap_or(duration).clamp(actual, duration);
         g.generation = g.generation.wrapping_add(1);
+        g.run = req.run;
         g.playing = true;
         g.anchor = Some(now);
         let mut info = PlayInfo {
@@ -427,7 +435,10 @@ impl Pacer {
                             g.playing = false;
                             g.generation = g.generation.wrapping_add(1);
                             g.resume_npt = g.resume_point();
-                            self.events.push_back(Event::Ended(e.group));
+                            self.events.push_back(Event::Ended {
+                                group: e.group,
+                                run: g.run,
+                            });
                         }
                         return Some(bye);
                     }
@@ -565,7 +576,16 @@ mod tests {
     }
 
     fn play(p: &mut Pacer, start: Option<f64>, now: Instant) -> PlayInfo {
-        p.play(1, PlayRequest { start, end: None }, now).unwrap()
+        p.play(
+            1,
+            PlayRequest {
+                start,
+                end: None,
+                run: 1,
+            },
+            now,
+        )
+        .unwrap()
     }
 
     /// Every datagram due at `now`, split into RTP packets and RTCP.
@@ -632,7 +652,7 @@ mod tests {
         }
         assert_eq!(n, 250, "5 s at 50 packets/s");
         assert_eq!(byes, 1, "one BYE at the end of the clip");
-        assert_eq!(p.poll_event(), Some(Event::Ended(1)));
+        assert_eq!(p.poll_event(), Some(Event::Ended { group: 1, run: 1 }));
     }
 
     #[test]
@@ -721,10 +741,71 @@ mod tests {
                 1,
                 PlayRequest {
                     start: None,
-                    end: None
+                    end: None,
+                    run: 2,
                 },
                 t0
             )
             .is_err());
+    }
+
+    /// Issue 10, defect 1: a PLAY accepted just before the previous run's
+    /// end is reported. The session (handler side) and the pacer (pacing
+    /// thread) are driven in the order the race produced; the stale end
+    /// must not put the session back in Ready, or the PAUSE that follows
+    /// would not stop the pacer.
+    #[test]
+    fn a_stale_end_does_not_undo_a_play_that_raced_it() {
+        use crate::proto::rtsp::range::{NptRange, NptTime};
+        use crate::proto::session::{Scope, Session, State, TrackTransport};
+
+        let t0 = Instant::now();
+        let mut p = setup(t0);
+        let mut s = Session::new(
+            "s".into(),
+            "127.0.0.1".parse().unwrap(),
+            "a.wav".into(),
+            Duration::from_secs(60),
+            t0,
+        );
+        let tt = TrackTransport {
+            rtp: Dest::Udp("127.0.0.1:5000".parse().unwrap()),
+            rtcp: Dest::Udp("127.0.0.1:5001".parse().unwrap()),
+        };
+        s.setup("a.wav", 0, tt).unwrap();
+        let first = s.play(Scope::Aggregate, None, Some(5.0)).unwrap();
+        p.play(1, first, t0).unwrap();
+        // The clip (5 s) runs to its end; the last packet leaves at 4.98 s.
+        let end = t0 + Duration::from_millis(4_980);
+        let mut at = t0;
+        while at < end {
+            drain(&mut p, at);
+            at += Duration::from_millis(20);
+        }
+        // The client's second PLAY (npt=0-) is accepted by the session ...
+        let from0 = NptRange {
+            start: NptTime::Seconds(0.0),
+            end: None,
+        };
+        let second = s.play(Scope::Aggregate, Some(&from0), Some(5.0)).unwrap();
+        // ... while the pacing thread reaches the end of the first run and
+        // reports it, before it applies the second PLAY.
+        drain(&mut p, t0 + Duration::from_secs(5));
+        let Some(Event::Ended { run, .. }) = p.poll_event() else {
+            panic!("the first run ended");
+        };
+        assert!(!s.ended(run), "the end of run {run} is stale");
+        assert_eq!(s.state(), State::Playing);
+        let t1 = t0 + Duration::from_millis(5_001);
+        p.play(1, second, t1).unwrap();
+        drain(&mut p, t1);
+        // PAUSE 300 ms later must reach the pacer, and nothing follows it.
+        let t2 = t1 + Duration::from_millis(300);
+        drain(&mut p, t2);
+        assert_eq!(s.pause(Scope::Aggregate), Ok(true), "PAUSE stops streams");
+        p.pause(1);
+        let (rtp, _) = drain(&mut p, t2 + Duration::from_secs(2));
+        assert!(rtp.is_empty(), "{} packets after PAUSE", rtp.len());
+        assert_eq!(p.poll_event(), None);
     }
 }

@@ -90,6 +90,11 @@ pub struct PlayRequest {
     /// `None`: resume where the session stopped (or at the live edge).
     pub start: Option<f64>,
     pub end: Option<f64>,
+    /// The session's run number for this PLAY. The pacer reports the end of
+    /// a run with it, so that an end from an earlier run, which may arrive
+    /// after this PLAY was accepted, is recognised as stale
+    /// ([`Session::ended`]).
+    pub run: u32,
 }
 
 /// What a TEARDOWN removes.
@@ -112,6 +117,8 @@ pub struct Session {
     mode: Mode,
     timeout: Duration,
     last_seen: Instant,
+    /// Counts PLAYs; see [`PlayRequest::run`].
+    run: u32,
 }
 
 impl Session {
@@ -131,6 +138,7 @@ impl Session {
             mode: Mode::Play,
             timeout,
             last_seen: now,
+            run: 0,
         }
     }
 
@@ -236,13 +244,18 @@ impl Session {
             None => PlayRequest {
                 start: None,
                 end: None,
+                run: 0,
             },
             Some(r) => {
                 let start = match r.start {
                     NptTime::Now => None,
                     NptTime::Seconds(s) => Some(s),
                 };
-                PlayRequest { start, end: r.end }
+                PlayRequest {
+                    start,
+                    end: r.end,
+                    run: 0,
+                }
             }
         };
         if let Some(d) = duration {
@@ -255,8 +268,10 @@ impl Session {
             }
         }
         self.state = State::Playing;
+        self.run = self.run.wrapping_add(1);
         Ok(PlayRequest {
             end: req.end.map(|e| duration.map_or(e, |d| e.min(d))),
+            run: self.run,
             ..req
         })
     }
@@ -289,11 +304,16 @@ impl Session {
         Ok(was)
     }
 
-    /// The streams ran to their end: back to Ready so the client may PLAY again.
-    pub fn ended(&mut self) {
-        if self.state == State::Playing {
+    /// The streams of PLAY number `run` ran to their end: back to Ready so
+    /// the client may PLAY again. An end reported for an earlier run is
+    /// stale (a PLAY that raced the end of the previous run is streaming)
+    /// and changes nothing. Returns whether the session went to Ready.
+    pub fn ended(&mut self, run: u32) -> bool {
+        if self.state == State::Playing && self.run == run {
             self.state = State::Ready;
+            return true;
         }
+        false
     }
 
     /// TEARDOWN of the aggregate or of one track.
@@ -364,7 +384,7 @@ mod tests {
             r.setup("a.wav", 0, tt(5002)),
             Err(Error::InvalidState("Recording"))
         ));
-        r.ended();
+        r.ended(0);
         assert_eq!(
             r.state(),
             State::Recording,
@@ -434,7 +454,8 @@ mod tests {
             p,
             PlayRequest {
                 start: Some(2.5),
-                end: Some(5.0)
+                end: Some(5.0),
+                run: 1,
             }
         );
         assert_eq!(s.state(), State::Playing);
@@ -443,11 +464,11 @@ mod tests {
             "SETUP while playing is 455"
         );
         assert_eq!(s.pause(Scope::Aggregate), Ok(true));
-        assert_eq!(
-            s.play(Scope::Track(0), None, Some(5.0)).unwrap().start,
-            None
-        );
-        s.ended();
+        let again = s.play(Scope::Track(0), None, Some(5.0)).unwrap();
+        assert_eq!(again.start, None);
+        assert!(!s.ended(again.run - 1), "an earlier run's end is stale");
+        assert_eq!(s.state(), State::Playing);
+        assert!(s.ended(again.run));
         assert_eq!(s.state(), State::Ready);
         assert_eq!(s.teardown(Scope::Aggregate), Teardown::All);
     }

@@ -266,8 +266,9 @@ impl SessionTable {
         ids.iter().filter_map(|id| self.remove(id)).collect()
     }
 
-    /// The streams of `group` ran to their end.
-    pub fn ended(&self, group: GroupId) {
+    /// The streams of `group` ran to the end of PLAY number `run`; an end
+    /// of an earlier run is stale and ignored ([`Session::ended`]).
+    pub fn ended(&self, group: GroupId, run: u32) {
         let mut inner = self.lock();
         let inner = &mut *inner;
         if let Some(e) = inner
@@ -275,7 +276,7 @@ impl SessionTable {
             .get(&group)
             .and_then(|id| inner.by_id.get_mut(id))
         {
-            e.session.ended();
+            e.session.ended(run);
         }
     }
 

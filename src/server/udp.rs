@@ -294,9 +294,9 @@ pub fn run_pacer(
         out.stats.pacer_wakeups.fetch_add(1, Ordering::Relaxed);
         let due = Instant::now() + send_ahead;
         flush(&mut pacer, &mut live, due, &mut batch, &out);
-        while let Some(Event::Ended(group)) = pacer.poll_event() {
-            debug!(group, "end of media");
-            sessions.ended(group);
+        while let Some(Event::Ended { group, run }) = pacer.poll_event() {
+            debug!(group, run, "end of media");
+            sessions.ended(group, run);
         }
     }
 }
