@@ -290,13 +290,18 @@ impl Channel {
         let slot = (0..SLOTS)
             .min_by_key(|&s| (self.slots[s].len(), s))
             .unwrap_or(0);
-        // The packet in flight, if its time at this slot is still to come
-        // (the loop may not have reached that slot yet even when its time
-        // has passed: it does not wake for empty slots); else the next one.
-        let in_flight = self
-            .current
-            .as_ref()
-            .filter(|(k, ..)| self.due(*k) + self.slot_len * slot as u32 >= now);
+        // The packet in flight, if the loop has not served this slot for it
+        // yet and its time at this slot is still to come; else the next one.
+        // The loop's position decides, not the clock alone: the owner polls
+        // ahead of `now` (the pacing thread's send-ahead), so a slot whose
+        // time is still to come may already be served, and a slot whose
+        // time has passed may not be (the loop does not wake for empty
+        // slots). Both are read here, on the thread that serves the slots,
+        // so the answer and the RTP-Info built from it are exact.
+        let in_flight = self.current.as_ref().filter(|(k, ..)| {
+            let unserved = self.next.0 == *k && self.next.1 <= slot;
+            unserved && self.due(*k) + self.slot_len * slot as u32 >= now
+        });
         let (first, join) = match in_flight {
             Some((k, seq, ts, _)) => (
                 *k,
@@ -805,6 +810,55 @@ mod tests {
             .find(|t| t.dest == udp(6000))
             .expect("the next packet");
         assert_eq!((rtp(first).0, rtp(first).1), (join.seq, join.rtptime));
+    }
+
+    /// Issue 10, defect 3: whatever the join time and slot, and with the
+    /// loop polled ahead of the clock as the pacing thread does (its
+    /// send-ahead), a listener's first packet is exactly the one its
+    /// RTP-Info names.
+    #[test]
+    fn a_late_joiner_first_gets_the_packet_its_rtp_info_names() {
+        let send_ahead = Duration::from_micros(500);
+        let t0 = Instant::now();
+        let mut c = channel(Codec::L16, t0);
+        let mut out = Vec::new();
+        // One listener in each slot; before each join the one in slot j
+        // leaves, so the newcomer takes slot j.
+        for j in 0..SLOTS as u64 {
+            c.subscribe(j, udp(1000 + j as u16), udp(2000), t0, &mut out);
+        }
+        let me = udp(20_000);
+        let mut clock = t0;
+        let mut misses = Vec::new();
+        for i in 0..800u64 {
+            let j = i % SLOTS as u64;
+            // Join times fall anywhere in the packet interval.
+            clock += Duration::from_micros((i * 7_919 + 311) % 20_000);
+            c.poll(clock + send_ahead, &mut out);
+            c.unsubscribe(j, false, clock, &mut out);
+            let join = c.subscribe(100 + i, me, udp(2000), clock, &mut out);
+            assert_eq!(c.slot_of[&(100 + i)], j as usize);
+            out.clear();
+            let first = loop {
+                clock += Duration::from_micros(100);
+                c.poll(clock + send_ahead, &mut out);
+                if let Some(t) = out.iter().find(|t| t.dest == me) {
+                    break rtp(t);
+                }
+                out.clear();
+            };
+            if (first.0, first.1) != (join.seq, join.rtptime) {
+                misses.push((i, j, join.seq, first.0));
+            }
+            out.clear();
+            c.unsubscribe(100 + i, false, clock, &mut out);
+            c.subscribe(j, udp(1000 + j as u16), udp(2000), clock, &mut out);
+            out.clear();
+        }
+        assert!(
+            misses.is_empty(),
+            "(join, slot, RTP-Info seq, first seq received): {misses:?}"
+        );
     }
 
     #[test]
