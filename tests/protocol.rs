@@ -460,3 +460,54 @@ fn pause_after_a_play_that_raced_the_end_stops_the_stream() {
         "sessions that received RTP after PAUSE (session, packets): {leaks:?}"
     );
 }
+
+/// Issue 10, defect 4: a SETUP from the same client IP naming client ports
+/// another session already receives on is refused with a reason phrase
+/// saying so, and the first session streams on undisturbed. A repeated
+/// SETUP inside the session that owns the ports still works.
+#[test]
+fn a_second_session_cannot_take_another_sessions_client_ports() {
+    let srv = Server::start(&[]);
+    let url = srv.url(TONES);
+    let pair = UdpPair::bind();
+    let port = pair.port();
+    let mut a = Rtsp::connect(srv.addr());
+    let id = setup_udp(&mut a, &url, &pair);
+    let session = format!("Session: {id}");
+    let again = a.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[&pair.transport(), &session],
+    );
+    assert_eq!(again.status, 200, "a repeated SETUP in the owning session");
+    assert_eq!(a.request("PLAY", &url, &[&session]).status, 200);
+
+    // Client ports are an even port and the next (anything else is 461),
+    // so a pair in use is taken whole, for this clip or any other.
+    let mut b = Rtsp::connect(srv.addr());
+    for clip in [url.clone(), srv.url("music-44k-stereo.wav")] {
+        assert_eq!(b.request("DESCRIBE", &clip, &[]).status, 200);
+        let r = b.request("SETUP", &format!("{clip}/trackID=0"), &[&pair.transport()]);
+        assert_eq!(r.status, 400, "{clip}: client_port={port} is in use");
+        assert_eq!(r.reason, "Client Ports Already In Use");
+        assert!(r.header("Session").is_none());
+    }
+    let other = UdpPair::bind();
+    let r = b.request("SETUP", &format!("{url}/trackID=0"), &[&other.transport()]);
+    assert_eq!(r.status, 200, "free ports are fine");
+
+    // The first session lost nothing: one SSRC, consecutive sequence
+    // numbers, samples following each other.
+    let got: Vec<Vec<u8>> = (0..50)
+        .filter_map(|_| pair.recv_rtp())
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(got.len(), 50);
+    assert!(got.iter().all(|p| rtp_ssrc(p) == rtp_ssrc(&got[0])));
+    for w in got.windows(2) {
+        assert_eq!(rtp_seq(&w[1]), rtp_seq(&w[0]).wrapping_add(1));
+    }
+    let (pcm, _, _) = tones();
+    let joined: Vec<u8> = got.iter().flat_map(|p| rtp_payload(p).to_vec()).collect();
+    assert_eq!(&joined[..], &pcm[..joined.len()], "the clip from its start");
+}

@@ -1,4 +1,4 @@
-//! Robustness tests: the cases of `ROBUSTNESS.md` that apply to an on-demand
+//! Robustness tests: the cases of `docs/ROBUSTNESS.md` that apply to an on-demand
 //! WAV server with UDP transport (B1–B7, B11 #75/#78/#79, B12 #81/#83/#85/#86),
 //! run against the built binary.
 //!

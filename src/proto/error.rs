@@ -36,6 +36,11 @@ pub enum Error {
     ParameterNotUnderstood,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A SETUP names client ports another session of the same client
+    /// already receives on: two streams would share one socket (two
+    /// listeners behind one NAT address, or a neighbour taking a stream).
+    #[error("client ports already in use by another session")]
+    PortsInUse,
 }
 
 impl Error {
@@ -56,6 +61,16 @@ impl Error {
             Self::OptionNotSupported(_) => StatusCode::OPTION_NOT_SUPPORTED,
             Self::ParameterNotUnderstood => StatusCode::PARAMETER_NOT_UNDERSTOOD,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::PortsInUse => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The reason phrase to answer with, where the standard one would not
+    /// tell the client what went wrong.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::PortsInUse => Some("Client Ports Already In Use"),
+            _ => None,
         }
     }
 }

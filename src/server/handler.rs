@@ -101,7 +101,10 @@ pub(crate) async fn handle(
     };
     result.unwrap_or_else(|e| {
         debug!(method = %req.method, error = %e, "request refused");
-        let r = base_response(e.status(), Some(cseq));
+        let mut r = base_response(e.status(), Some(cseq));
+        if let Some(reason) = e.reason() {
+            r = r.reason(reason);
+        }
         if matches!(e, Error::NotImplemented) {
             r.header("Public", public(shared))
         } else {
@@ -353,11 +356,18 @@ async fn setup(
     };
 
     let (group, header, ssrc) = match existing {
-        Some(id) => shared.sessions.with(&id, peer.ip(), conn, now, |e| {
-            e.session.setup(&t.path, track, dest)?;
-            let ssrc = *e.ssrcs.get_or_insert(track, new_ssrc);
-            Ok::<_, Error>((e.group, session_header(&e.session), ssrc))
-        })??,
+        Some(id) => shared.sessions.with_dests(
+            &id,
+            peer.ip(),
+            conn,
+            now,
+            &[dest.rtp, dest.rtcp],
+            |e| {
+                e.session.setup(&t.path, track, dest)?;
+                let ssrc = *e.ssrcs.get_or_insert(track, new_ssrc);
+                Ok::<_, Error>((e.group, session_header(&e.session), ssrc))
+            },
+        )??,
         None if dest.rtp.udp().is_none() && shared.sessions.interleaved_on(conn) => {
             // One interleaved session per connection (ROBUSTNESS B4#32).
             return Err(Error::InvalidState(

@@ -69,18 +69,40 @@ struct Inner {
     /// Sessions streaming interleaved, by connection (UDP sessions are not
     /// here, so thousands of UDP listeners pay nothing for it).
     interleaved: HashMap<u64, Vec<String>>,
+    /// Every UDP address a session sends to (RTP and RTCP), so that no two
+    /// sessions share one.
+    udp_dests: HashMap<SocketAddr, GroupId>,
 }
 
 /// The transport indexes of one session: its clients' RTCP source
-/// addresses, and the connections it streams interleaved on.
+/// addresses, its UDP destinations, and the connections it streams
+/// interleaved on.
 struct Indexes<'a> {
     by_rtcp: &'a mut HashMap<SocketAddr, String>,
+    udp_dests: &'a mut HashMap<SocketAddr, GroupId>,
     interleaved: &'a mut HashMap<u64, Vec<String>>,
 }
 
 impl Indexes<'_> {
+    /// Refuses destinations another session (another pacer group) sends
+    /// to.
+    fn check(&self, group: GroupId, dests: &[Dest]) -> Result<(), Error> {
+        let taken = |d: &Dest| {
+            d.udp()
+                .and_then(|a| self.udp_dests.get(&a))
+                .is_some_and(|&g| g != group)
+        };
+        if dests.iter().any(taken) {
+            return Err(Error::PortsInUse);
+        }
+        Ok(())
+    }
+
     fn add(&mut self, id: &str, e: &Entry) {
         for (_, t) in e.session.tracks() {
+            for a in [t.rtp.udp(), t.rtcp.udp()].into_iter().flatten() {
+                self.udp_dests.insert(a, e.group);
+            }
             if let Some(a) = t.rtcp.udp() {
                 self.by_rtcp.insert(a, id.to_owned());
             }
@@ -95,6 +117,11 @@ impl Indexes<'_> {
 
     fn remove(&mut self, id: &str, e: &Entry) {
         for (_, t) in e.session.tracks() {
+            for a in [t.rtp.udp(), t.rtcp.udp()].into_iter().flatten() {
+                if self.udp_dests.get(&a) == Some(&e.group) {
+                    self.udp_dests.remove(&a);
+                }
+            }
             if let Some(a) = t.rtcp.udp() {
                 if self.by_rtcp.get(&a).is_some_and(|v| v == id) {
                     self.by_rtcp.remove(&a);
@@ -117,6 +144,7 @@ impl Inner {
         (
             Indexes {
                 by_rtcp: &mut self.by_rtcp,
+                udp_dests: &mut self.udp_dests,
                 interleaved: &mut self.interleaved,
             },
             &mut self.by_id,
@@ -163,10 +191,17 @@ impl SessionTable {
         self.len() == 0
     }
 
-    /// Adds a session if it fits under the limits (checked under the same
-    /// lock, so concurrent SETUPs cannot overshoot them).
+    /// Adds a session if it fits under the limits and sends to no address
+    /// another session sends to (both checked under the same lock, so
+    /// concurrent SETUPs cannot overshoot or collide).
     pub fn insert(&self, entry: Entry) -> Result<(), Error> {
         let mut inner = self.lock();
+        let dests: Vec<Dest> = entry
+            .session
+            .tracks()
+            .flat_map(|(_, t)| [t.rtp, t.rtcp])
+            .collect();
+        inner.indexes().0.check(entry.group, &dests)?;
         let ip = entry.session.client_ip;
         if inner.by_id.len() >= self.limits.max_sessions {
             return Err(Error::Unavailable("session limit reached"));
@@ -193,6 +228,21 @@ impl SessionTable {
         now: Instant,
         f: impl FnOnce(&mut Entry) -> R,
     ) -> Result<R, Error> {
+        self.with_dests(id, peer, conn, now, &[], f)
+    }
+
+    /// [`SessionTable::with`] for a repeated SETUP that will send to
+    /// `dests`: refused with [`Error::PortsInUse`] before `f` runs when
+    /// another session sends to one of them.
+    pub fn with_dests<R>(
+        &self,
+        id: &str,
+        peer: IpAddr,
+        conn: u64,
+        now: Instant,
+        dests: &[Dest],
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> Result<R, Error> {
         let mut inner = self.lock();
         let (mut indexes, by_id) = inner.indexes();
         let entry = by_id.get_mut(id).ok_or(Error::SessionNotFound)?;
@@ -202,6 +252,7 @@ impl SessionTable {
         {
             return Err(Error::SessionNotFound);
         }
+        indexes.check(entry.group, dests)?;
         entry.session.touch(now);
         // Keep the indexes in step with the session's transports (a repeated
         // SETUP may move a track; the old address must not stay behind).
@@ -388,5 +439,36 @@ mod tests {
         assert_eq!(table.len(), 1);
         assert!(table.remove("b").is_some());
         assert_eq!(table.touch_by_rtcp(udp(6001).udp().unwrap(), now), None);
+    }
+
+    #[test]
+    fn two_sessions_never_share_a_udp_destination() {
+        let table = SessionTable::new(SessionLimits {
+            max_sessions: 10,
+            max_sessions_per_ip: 10,
+        });
+        let udp = |port: u16| Dest::Udp(SocketAddr::from(([127, 0, 0, 1], port)));
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        table
+            .insert(entry("a", 1, 7, udp(5000), udp(5001)))
+            .unwrap();
+        let taken = table.insert(entry("b", 2, 8, udp(5000), udp(5001)));
+        assert_eq!(taken, Err(Error::PortsInUse));
+        let crossed = table.insert(entry("b", 2, 8, udp(4000), udp(5000)));
+        assert_eq!(crossed, Err(Error::PortsInUse), "RTCP onto a's RTP");
+        table
+            .insert(entry("b", 2, 8, udp(6000), udp(6001)))
+            .unwrap();
+        // b may not move onto a's ports; a may SETUP its own again.
+        let moved = table.with_dests("b", ip, 8, now, &[udp(5000), udp(5001)], |_| ());
+        assert_eq!(moved, Err(Error::PortsInUse));
+        let same = table.with_dests("a", ip, 7, now, &[udp(5000), udp(5001)], |_| ());
+        assert_eq!(same, Ok(()));
+        // Once a is gone its ports are free.
+        assert!(table.remove("a").is_some());
+        table
+            .with_dests("b", ip, 8, now, &[udp(5000), udp(5001)], |_| ())
+            .unwrap();
     }
 }

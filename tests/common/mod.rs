@@ -186,6 +186,8 @@ pub fn int_spec(rate: u32, channels: u16, bits: u16) -> hound::WavSpec {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
+    /// The status line's reason phrase.
+    pub reason: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -294,7 +296,9 @@ impl Rtsp {
         if self.reader.read_line(&mut line).ok()? == 0 {
             return None;
         }
-        let status = line.split(' ').nth(1)?.parse().ok()?;
+        let mut parts = line.trim_end().splitn(3, ' ');
+        let status = parts.nth(1)?.parse().ok()?;
+        let reason = parts.next().unwrap_or_default().to_owned();
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -314,6 +318,7 @@ impl Rtsp {
         self.reader.read_exact(&mut body).ok()?;
         Some(Reply {
             status,
+            reason,
             headers,
             body,
         })

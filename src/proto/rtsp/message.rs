@@ -154,6 +154,10 @@ pub fn parse_cseq(v: &str) -> Option<u32> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: StatusCode,
+    /// A reason phrase saying more than the status's standard one
+    /// (RFC 2326 §7.1.1 lets the server choose it), such as why ports were
+    /// refused.
+    pub reason: Option<&'static str>,
     pub headers: Headers,
     pub body: Bytes,
 }
@@ -162,9 +166,18 @@ impl Response {
     pub fn new(status: StatusCode) -> Self {
         Self {
             status,
+            reason: None,
             headers: Headers::new(),
             body: Bytes::new(),
         }
+    }
+
+    /// Replaces the standard reason phrase (it must be one line of text).
+    pub fn reason(mut self, reason: &'static str) -> Self {
+        if !reason.bytes().any(|b| b.is_ascii_control()) {
+            self.reason = Some(reason);
+        }
+        self
     }
 
     /// Adds a header unless its name or value would break the framing.
@@ -185,7 +198,10 @@ impl Response {
     /// Writes the status line, headers, `Content-Length` (always, computed
     /// from the body) and the body.
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
-        write!(w, "RTSP/1.0 {}\r\n", self.status)?;
+        match self.reason {
+            Some(reason) => write!(w, "RTSP/1.0 {} {reason}\r\n", self.status.0)?,
+            None => write!(w, "RTSP/1.0 {}\r\n", self.status)?,
+        }
         for (n, v) in self.headers.iter() {
             if n.eq_ignore_ascii_case("Content-Length") {
                 continue;

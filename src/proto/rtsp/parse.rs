@@ -267,6 +267,7 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<ParsedResponse, Par
         Some((headers, body, consumed)) => ParsedResponse::Response {
             response: Response {
                 status,
+                reason: None,
                 headers,
                 body,
             },
