@@ -218,6 +218,7 @@ impl PacerRig {
             let req = PlayRequest {
                 start: Some(0.0),
                 end: None,
+                run: 1,
             };
             self.pacer.play(g, req, at).expect("play");
         }
