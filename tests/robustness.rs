@@ -2911,7 +2911,9 @@ fn b12_slowloris_and_deadlines() {
 /// B12#85 with `--max-connections-per-ip 4`: the 5th connection gets 503 to
 /// its first request and is closed; existing ones keep working; a freed slot
 /// is reusable; OPTIONS traffic does not count as a session. B5#50 with
-/// `--max-sessions-per-ip 3`: the 4th session gets 503.
+/// `--max-sessions-per-ip 3`: the 4th session gets 503. Every 503 at a limit
+/// carries `Retry-After`, and the log says which limit refused and which
+/// flag raises it, once for a burst (issue 10, defect 5).
 #[test]
 fn b12_connection_and_session_caps() {
     let fx = Fixture::start(&[
@@ -2939,6 +2941,11 @@ fn b12_connection_and_session_caps() {
     match fifth.reply(c) {
         Ok(r) => {
             check!(f, r.status == 503, "5th connection: {}", r.status);
+            check!(
+                f,
+                r.get("Retry-After") == Some("10"),
+                "5th connection's 503 has no Retry-After: {r}"
+            );
             if let Err(e) = fifth.expect_eof(Duration::from_secs(2)) {
                 f.push(format!("5th connection after 503: {e}"));
             }
@@ -2975,7 +2982,43 @@ fn b12_connection_and_session_caps() {
         if r.status == 200 {
             ids.push(r.session());
         }
+        if r.status == 503 {
+            check!(
+                f,
+                r.get("Retry-After") == Some("10"),
+                "session refusal without Retry-After: {r}"
+            );
+        }
     }
+    // A burst of refused connections: one WARN line for the burst.
+    for _ in 0..8 {
+        let mut c = fx.client();
+        let n = c.send("OPTIONS", "*", &[], b"");
+        let _ = c.reply(n);
+    }
+    thread::sleep(Duration::from_millis(100));
+    let warns = |limit: &str| -> Vec<String> {
+        fx.proc
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.contains("WARN") && l.contains(&format!("limit=\"{limit}\"")))
+            .collect()
+    };
+    let conn_warns = warns("max_connections_per_ip");
+    check!(
+        f,
+        conn_warns.len() == 1
+            && conn_warns[0].contains("refused=1")
+            && conn_warns[0].contains("value=4")
+            && conn_warns[0].contains("--max-connections-per-ip"),
+        "9 refused connections in a burst: {conn_warns:?}"
+    );
+    let session_warns = warns("max_sessions_per_ip");
+    check!(
+        f,
+        session_warns.len() == 1 && session_warns[0].contains("--max-sessions-per-ip"),
+        "a refused session: {session_warns:?}"
+    );
     if let Some(id) = ids.first() {
         let r = conns[0].request("TEARDOWN", &u, &[&sess(id)]);
         check!(f, r.status == 200, "TEARDOWN: {}", r.status);

@@ -2,6 +2,7 @@
 //! (RFC 2326 §7.1.1, §11). The layer that knows the peer and session adds
 //! them when it logs.
 
+use super::limit::Limit;
 use super::rtsp::StatusCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +42,9 @@ pub enum Error {
     /// listeners behind one NAT address, or a neighbour taking a stream).
     #[error("client ports already in use by another session")]
     PortsInUse,
+    /// Refused at one of the server's limits (503 with `Retry-After`).
+    #[error("limit {} reached", .0.name())]
+    LimitReached(Limit),
 }
 
 impl Error {
@@ -62,6 +66,7 @@ impl Error {
             Self::ParameterNotUnderstood => StatusCode::PARAMETER_NOT_UNDERSTOOD,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::PortsInUse => StatusCode::BAD_REQUEST,
+            Self::LimitReached(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

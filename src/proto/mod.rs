@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod depacketize;
 pub mod error;
+pub mod limit;
 pub mod live;
 pub mod measure;
 pub mod pacer;

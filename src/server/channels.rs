@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use super::live::{self, ChannelParams, ChannelShape, LiveInfo, LiveSpec, Source, SpecError};
 use crate::proto::depacketize::StreamFormat;
 use crate::proto::error::Error;
+use crate::proto::limit::Limit;
 use crate::proto::live::{Channel, Codec, LiveError};
 
 /// How often at most one publisher's packets refresh its session.
@@ -199,7 +200,7 @@ impl Channels {
             }
             let started = inner.slots.values().filter(|s| !s.configured).count();
             if started >= self.max_published {
-                return Err(Error::Unavailable("published channel limit reached"));
+                return Err(Error::LimitReached(Limit::MaxPublishedChannels));
             }
             inner.slots.insert(
                 name.to_owned(),

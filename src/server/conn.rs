@@ -21,9 +21,11 @@ use tracing::{debug, info, info_span, trace};
 
 use super::handler::{self, base_response};
 use super::interleave::{write_frame, Frame};
+use super::refusals::RETRY_AFTER_SECS;
 use super::udp::Command;
 use super::{ConnSlot, Shared};
 use crate::net;
+use crate::proto::limit::Limit;
 use crate::proto::rtcp;
 use crate::proto::rtsp::{parse, Parsed, Response, StatusCode};
 
@@ -121,6 +123,7 @@ async fn serve_requests(
                     frame_window.1 += 1;
                     if frame_window.1 > shared.config.max_client_frames_per_sec {
                         info!(channel, "client sends too many interleaved frames, closing");
+                        shared.refusals.refuse(Limit::MaxClientFramesPerSec);
                         return;
                     }
                     // A publisher's RTP goes to its channel; RTCP keeps the
@@ -147,6 +150,7 @@ async fn serve_requests(
                     buf.advance(consumed);
                     let response = if slot.is_none() {
                         base_response(StatusCode::SERVICE_UNAVAILABLE, request.cseq())
+                            .header("Retry-After", RETRY_AFTER_SECS.to_string())
                     } else {
                         // Boxed: the handler future is large and exists only during a
                         // request, so idle connections stay small.
@@ -286,6 +290,7 @@ async fn read(
             Ok(Ok(_)) => return Read::More,
             Err(_) if partial_since.is_some() => {
                 debug!("request not completed within the read timeout");
+                shared.refusals.refuse(Limit::ReadTimeout);
                 let _ = write(
                     shared,
                     stream,

@@ -12,6 +12,7 @@ use tracing::{debug, info, info_span};
 
 use super::live::{self, LiveInfo};
 use super::publish;
+use super::refusals::RETRY_AFTER_SECS;
 use super::sessions::{Entry, Presentation};
 use super::udp::Command;
 use super::Shared;
@@ -104,6 +105,10 @@ pub(crate) async fn handle(
         let mut r = base_response(e.status(), Some(cseq));
         if let Some(reason) = e.reason() {
             r = r.reason(reason);
+        }
+        if let Error::LimitReached(limit) = e {
+            shared.refusals.refuse(limit);
+            r = r.header("Retry-After", RETRY_AFTER_SECS.to_string());
         }
         if matches!(e, Error::NotImplemented) {
             r.header("Public", public(shared))

@@ -11,6 +11,7 @@ mod handler;
 mod interleave;
 pub mod live;
 mod publish;
+pub mod refusals;
 pub mod sessions;
 pub mod udp;
 
@@ -30,11 +31,13 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::media::catalog::{Catalog, ClipOptions};
 use crate::net::bind_pair;
 use crate::proto::clock::WallClock;
+use crate::proto::limit::Limit;
 use crate::proto::pacer::Pacer;
 use crate::proto::rtsp::Limits;
 use channels::Channels;
 use interleave::Sinks;
 use live::{ChannelParams, LiveSpec};
+use refusals::Refusals;
 use sessions::{SessionLimits, SessionTable};
 use udp::{Command, PacerHandle, UdpStats};
 
@@ -166,6 +169,7 @@ pub(crate) struct Shared {
     pub(crate) channels: Arc<Channels>,
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
+    pub(crate) refusals: Refusals,
     conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
     conns: AtomicU64,
 }
@@ -194,12 +198,25 @@ impl Drop for ConnSlot {
 }
 
 impl Shared {
+    /// A connection slot for a client at `ip`, or the limit that refuses
+    /// it (counted and reported).
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
         let mut m = self.conns_per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(ip).or_default();
-        if *n >= self.config.max_connections_per_ip
-            || self.conns.load(Ordering::Relaxed) as usize >= self.config.max_connections
+        let refused = if self.conns.load(Ordering::Relaxed) as usize >= self.config.max_connections
         {
+            Some(Limit::MaxConnections)
+        } else if *n >= self.config.max_connections_per_ip {
+            Some(Limit::MaxConnectionsPerIp)
+        } else {
+            None
+        };
+        if let Some(limit) = refused {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            drop(m);
+            self.refusals.refuse(limit);
             return None;
         }
         *n += 1;
@@ -302,7 +319,9 @@ pub async fn run(
         cancel.clone(),
     ));
 
+    let refusals = Refusals::new(&config);
     let shared = Arc::new(Shared {
+        refusals,
         config,
         catalog,
         sessions: sessions.clone(),
@@ -404,6 +423,7 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
             );
             forget(&shared, &e).await;
         }
+        shared.refusals.flush(Instant::now());
         for key in shared.channels.sweep() {
             info!(channel = %key, "published channel stopped: no publisher and no listener");
             let _ = shared.pacer.send(Command::RemoveChannel { key }).await;

@@ -12,6 +12,7 @@ use std::time::Instant;
 use super::live::LiveInfo;
 use crate::media::Clip;
 use crate::proto::error::Error;
+use crate::proto::limit::Limit;
 use crate::proto::pacer::GroupId;
 use crate::proto::sdp::PresentationDescription;
 use crate::proto::session::{Dest, Session};
@@ -204,10 +205,10 @@ impl SessionTable {
         inner.indexes().0.check(entry.group, &dests)?;
         let ip = entry.session.client_ip;
         if inner.by_id.len() >= self.limits.max_sessions {
-            return Err(Error::Unavailable("session limit reached"));
+            return Err(Error::LimitReached(Limit::MaxSessions));
         }
         if inner.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_sessions_per_ip {
-            return Err(Error::Unavailable("per-client session limit reached"));
+            return Err(Error::LimitReached(Limit::MaxSessionsPerIp));
         }
         let id = entry.session.id.clone();
         *inner.per_ip.entry(ip).or_default() += 1;
