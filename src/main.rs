@@ -15,9 +15,11 @@ use rtspd::server::{self, Config, Listeners};
 
 /// rtspd: an RTSP/1.0 streaming media server.
 ///
-/// Serves every WAV clip under a folder over RTSP, with seeking and pause,
-/// as paced RTP over UDP with RTCP sender reports. Point ffplay, VLC,
-/// GStreamer or any RTSP client at the URLs it prints.
+/// Serves the clips under a folder (WAV, MP4/MOV with H.264 and AAC, and
+/// elementary .264, .aac and .mp3 files) over RTSP, with seeking and pause,
+/// as paced RTP over UDP or TCP with RTCP sender reports that keep audio
+/// and video in sync; also live channels from files, pipes or publishers.
+/// Point ffplay, VLC, GStreamer or any RTSP client at the URLs it prints.
 #[derive(Parser, Debug)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -348,7 +350,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             rtp_port + 1
         );
         if clips.is_empty() {
-            println!("no playable .wav clips under {media}");
+            println!("no playable clips under {media}");
         }
         for clip in &clips {
             println!("rtsp://{host}:{}/{}", addr.port(), url_path(clip));

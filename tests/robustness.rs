@@ -15,9 +15,9 @@
 //! echoed (digits only) when the request had a valid one, and no text that a
 //! request tried to inject.
 //!
-//! The server is spawned here rather than through `common::Server` so that
-//! its stderr can be scanned for panics in connection tasks (I1), which tokio
-//! would otherwise swallow without the process exiting.
+//! The server is the built binary, started through `common::Server`, whose
+//! captured stderr is scanned for panics in connection tasks (I1), which
+//! tokio would otherwise swallow without the process exiting.
 
 mod common;
 
