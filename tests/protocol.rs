@@ -511,3 +511,39 @@ fn a_second_session_cannot_take_another_sessions_client_ports() {
     let joined: Vec<u8> = got.iter().flat_map(|p| rtp_payload(p).to_vec()).collect();
     assert_eq!(&joined[..], &pcm[..joined.len()], "the clip from its start");
 }
+
+/// Shutdown (SIGTERM): the pacing thread says RTCP BYE to every on-demand
+/// session and every live listener itself, then the process exits 0.
+#[test]
+fn shutdown_says_bye_to_every_session_and_listener() {
+    let mut srv = Server::start(&[
+        "--live",
+        &format!(
+            "radio=file:{}",
+            bundled_media().join(TONES).to_string_lossy()
+        ),
+    ]);
+    let (clip, live) = (UdpPair::bind(), UdpPair::bind());
+    let mut c = Rtsp::connect(srv.addr());
+    for (url, pair) in [(srv.url(TONES), &clip), (srv.url("live/radio"), &live)] {
+        let id = setup_udp(&mut c, &url, pair);
+        let r = c.request("PLAY", &url, &[&format!("Session: {id}")]);
+        assert_eq!(r.status, 200, "PLAY {url}");
+        assert!(pair.recv_rtp().is_some(), "{url} streams");
+    }
+    let status = srv.terminate(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status:?}");
+    for (what, pair) in [("clip", &clip), ("live", &live)] {
+        pair.rtcp
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        let mut bye = false;
+        while let Ok(n) = pair.rtcp.recv(&mut buf) {
+            if let Ok(packets) = parse_compound(&buf[..n]) {
+                bye |= packets.iter().any(|p| matches!(p, Packet::Goodbye { .. }));
+            }
+        }
+        assert!(bye, "{what}: no RTCP BYE at shutdown");
+    }
+}

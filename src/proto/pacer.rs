@@ -338,6 +338,14 @@ impl Pacer {
         }
     }
 
+    /// Removes every group, saying BYE on every track (shutdown).
+    pub fn remove_all(&mut self, now: Instant) {
+        let groups: Vec<GroupId> = self.groups.keys().copied().collect();
+        for g in groups {
+            self.remove(g, now);
+        }
+    }
+
     /// Removes one track of a group (single-track TEARDOWN).
     pub fn remove_track(&mut self, group: GroupId, track: usize, now: Instant) {
         let Some(g) = self.groups.get_mut(&group) else {

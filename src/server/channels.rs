@@ -4,7 +4,7 @@
 //!
 //! Handlers consult it under one short lock. The channels themselves live
 //! on the pacing thread; the caller tells it what changed with the
-//! [`super::udp::Command`]s these methods' results call for.
+//! [`super::pacing::Command`]s these methods' results call for.
 //!
 //! A `publish` channel without a declared format starts with its first
 //! publisher's format and stops once nobody publishes to it and no session

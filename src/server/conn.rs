@@ -21,8 +21,8 @@ use tracing::{debug, info, info_span, trace};
 
 use super::handler::{self, base_response};
 use super::interleave::{write_frame, Frame};
+use super::pacing::Command;
 use super::refusals::RETRY_AFTER_SECS;
-use super::udp::Command;
 use super::{ConnSlot, Shared};
 use crate::net;
 use crate::proto::limit::Limit;
@@ -133,11 +133,7 @@ async fn serve_requests(
                         if let Some(id) = d.touch {
                             shared.sessions.touch(&id, now);
                         }
-                        let cmd = Command::Publish {
-                            key: d.key,
-                            packet: payload,
-                        };
-                        if shared.pacer.send(cmd).await.is_err() {
+                        if shared.data.publish(d.key, payload).is_err() {
                             return;
                         }
                     } else if rtcp::parse_compound(&payload).is_ok() {

@@ -11,10 +11,10 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, info_span};
 
 use super::live::{self, LiveInfo};
+use super::pacing::Command;
 use super::publish;
 use super::refusals::RETRY_AFTER_SECS;
 use super::sessions::{Entry, Presentation};
-use super::udp::Command;
 use super::Shared;
 use crate::media::Clip;
 use crate::proto::error::Error;

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use tracing::{info, warn};
 
-use super::udp::{Command as Command_, PacerHandle};
+use super::pacing::{Data, DataHandle};
 use crate::media::wav;
 use crate::proto::clock::WallClock;
 use crate::proto::live::{Channel, ChannelConfig, Codec, LiveError};
@@ -302,7 +302,7 @@ pub fn configured_shape(
 
 /// Starts a reader thread for every pipe and stdin channel: it feeds the
 /// channel raw PCM as it comes and says when the source ends.
-pub fn spawn_sources(specs: &[LiveSpec], pacer: &PacerHandle) -> Result<(), SpecError> {
+pub fn spawn_sources(specs: &[LiveSpec], data: &DataHandle) -> Result<(), SpecError> {
     for spec in specs {
         let reader: Box<dyn Read + Send> = match &spec.source {
             Source::File(_) | Source::Publish => continue,
@@ -325,13 +325,13 @@ pub fn spawn_sources(specs: &[LiveSpec], pacer: &PacerHandle) -> Result<(), Spec
                 }
             }
         };
-        let (name, pacer) = (spec.name.clone(), pacer.clone());
+        let (name, data) = (spec.name.clone(), data.clone());
         let frame = 2 * usize::from(spec.channels.unwrap_or(1));
         let chunk = (spec.rate.unwrap_or(8000) as usize / 50).max(1) * frame;
         let big_endian = spec.big_endian;
         std::thread::Builder::new()
             .name(format!("live-{name}"))
-            .spawn(move || read_source(&name, reader, frame, chunk, big_endian, &pacer))
+            .spawn(move || read_source(&name, reader, frame, chunk, big_endian, &data))
             .map_err(|e| SpecError::Media {
                 name: spec.name.clone(),
                 path: "reader thread".into(),
@@ -349,7 +349,7 @@ fn read_source(
     frame: usize,
     chunk: usize,
     big_endian: bool,
-    pacer: &PacerHandle,
+    data: &DataHandle,
 ) {
     let mut buf = vec![0u8; chunk];
     let mut carry: Vec<u8> = Vec::with_capacity(chunk + frame);
@@ -371,16 +371,16 @@ fn read_source(
                 s.swap(0, 1);
             }
         }
-        let cmd = Command_::Feed {
+        let feed = Data::Feed {
             channel: name.to_owned(),
             pcm: bytes::Bytes::from(pcm),
         };
-        if pacer.send_blocking(cmd).is_err() {
+        if data.send_blocking(feed).is_err() {
             return;
         }
     }
     info!(channel = %name, "live source ended");
-    let _ = pacer.send_blocking(Command_::SourceEnded {
+    let _ = data.send_blocking(Data::SourceEnded {
         channel: name.to_owned(),
     });
 }

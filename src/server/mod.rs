@@ -10,6 +10,7 @@ pub mod conn;
 mod handler;
 mod interleave;
 pub mod live;
+pub mod pacing;
 mod publish;
 pub mod refusals;
 pub mod sessions;
@@ -32,14 +33,15 @@ use crate::media::catalog::{Catalog, ClipOptions};
 use crate::net::bind_pair;
 use crate::proto::clock::WallClock;
 use crate::proto::limit::Limit;
-use crate::proto::pacer::Pacer;
+use crate::proto::pacer::{Event, Pacer};
 use crate::proto::rtsp::Limits;
 use channels::Channels;
 use interleave::Sinks;
 use live::{ChannelParams, LiveSpec};
+use pacing::{Command, DataHandle, Events, PacerHandle, SendStats};
 use refusals::Refusals;
 use sessions::{SessionLimits, SessionTable};
-use udp::{Command, PacerHandle, UdpStats};
+use udp::RecvStats;
 
 /// Everything the server can be told. Every limit has a default.
 #[derive(Debug, Clone)]
@@ -62,8 +64,11 @@ pub struct Config {
     pub write_timeout: Duration,
     /// A connection with no session and no traffic is closed after this.
     pub idle_timeout: Duration,
-    /// Depth of the pacing loop's command queue.
+    /// Depth of the pacing thread's command queue.
     pub command_queue: usize,
+    /// Depth of the pacing thread's media queue (publishers' packets and
+    /// pipe PCM); a publisher's packet that finds it full is dropped.
+    pub data_queue: usize,
     /// Frames queued per connection for interleaved (RTP over TCP) delivery;
     /// beyond it a slow reader loses frames.
     pub client_queue: usize,
@@ -106,6 +111,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             command_queue: 1024,
+            data_queue: 4096,
             client_queue: 512,
             max_client_frames_per_sec: 1000,
             send_ahead: Duration::from_micros(500),
@@ -165,6 +171,7 @@ pub(crate) struct Shared {
     pub(crate) catalog: Catalog,
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) pacer: PacerHandle,
+    pub(crate) data: DataHandle,
     pub(crate) sinks: Arc<Sinks>,
     pub(crate) channels: Arc<Channels>,
     pub(crate) rtp_port: u16,
@@ -233,7 +240,8 @@ pub struct Running {
     pub rtsp_addr: SocketAddr,
     pub rtp_port: u16,
     pub sessions: Arc<SessionTable>,
-    pub udp_stats: Arc<UdpStats>,
+    pub send_stats: Arc<SendStats>,
+    pub recv_stats: Arc<RecvStats>,
 }
 
 /// Runs the server until `shutdown` completes, then drains: every session
@@ -249,8 +257,11 @@ pub async fn run(
     let rtsp_addr = listeners.rtsp.local_addr()?;
     let rtp_port = listeners.rtp.local_addr()?.port();
     let sessions = Arc::new(SessionTable::new(config.sessions));
-    let udp_stats = Arc::new(UdpStats::default());
-    let (tx, rx) = PacerHandle::new(config.command_queue);
+    let send_stats = Arc::new(SendStats::default());
+    let recv_stats = Arc::new(RecvStats::default());
+    let (tx, data, queues) =
+        pacing::queues(config.command_queue, config.data_queue, send_stats.clone());
+    let (events, ended) = Events::new(config.command_queue);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
@@ -286,35 +297,36 @@ pub async fn run(
         }
     }
     let pacer = Pacer::new(clock, cname);
-    live::spawn_sources(&config.live, &tx)
+    live::spawn_sources(&config.live, &data)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let rtp = Arc::new(listeners.rtp);
     let rtcp = Arc::new(listeners.rtcp);
     let sinks = Arc::new(Sinks::default());
     {
-        let out = udp::Outputs {
+        let out = pacing::Outputs {
             per_call: config.send_batch,
             rtp: rtp.clone(),
             rtcp: rtcp.clone(),
             sinks: sinks.clone(),
-            stats: udp_stats.clone(),
+            stats: send_stats.clone(),
         };
-        let (sessions, cancel) = (sessions.clone(), cancel.clone());
+        let cancel = cancel.clone();
         let ahead = config.send_ahead;
         tracker.spawn_blocking(move || {
-            udp::run_pacer(pacer, channels, rx, out, sessions, ahead, cancel);
+            pacing::run(pacer, channels, queues, out, events, ahead, cancel);
         });
     }
+    tracker.spawn(apply_ends(ended, sessions.clone()));
     tracker.spawn(udp::run_rtcp_receiver(
         rtcp,
         sessions.clone(),
-        udp_stats.clone(),
+        recv_stats.clone(),
         cancel.clone(),
     ));
     tracker.spawn(udp::run_rtp_receiver(
         rtp,
         registry.clone(),
-        tx.clone(),
+        data.clone(),
         sessions.clone(),
         cancel.clone(),
     ));
@@ -326,6 +338,7 @@ pub async fn run(
         catalog,
         sessions: sessions.clone(),
         pacer: tx,
+        data,
         sinks,
         channels: registry,
         rtp_port,
@@ -338,7 +351,8 @@ pub async fn run(
         rtsp_addr,
         rtp_port,
         sessions,
-        udp_stats: udp_stats.clone(),
+        send_stats: send_stats.clone(),
+        recv_stats: recv_stats.clone(),
     });
 
     let accept = accept_loop(
@@ -359,7 +373,7 @@ pub async fn run(
     {
         warn!("some tasks did not finish within 5 s of shutdown");
     }
-    let st = &udp_stats;
+    let (st, rx) = (&send_stats, &recv_stats);
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
     info!(
         datagrams_sent = n(&st.sent),
@@ -369,8 +383,9 @@ pub async fn run(
         send_errors = n(&st.send_errors),
         interleaved_queued = n(&st.interleaved_queued),
         interleaved_dropped = n(&st.interleaved_dropped),
-        rtcp_received = n(&st.rtcp_received),
-        rtcp_invalid = n(&st.rtcp_invalid),
+        publish_dropped = n(&st.publish_dropped),
+        rtcp_received = n(&rx.rtcp_received),
+        rtcp_invalid = n(&rx.rtcp_invalid),
         "stopped"
     );
     Ok(())
@@ -401,6 +416,14 @@ async fn accept_loop(
             conn::serve(shared.clone(), stream, peer, conn_id, slot, cancel.clone())
                 .instrument(span),
         );
+    }
+}
+
+/// Applies the pacing thread's ends of runs to the session table (the
+/// pacing thread itself never takes the table's lock).
+async fn apply_ends(mut ended: tokio::sync::mpsc::Receiver<Event>, sessions: Arc<SessionTable>) {
+    while let Some(Event::Ended { group, run }) = ended.recv().await {
+        sessions.ended(group, run);
     }
 }
 

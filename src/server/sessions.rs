@@ -350,12 +350,6 @@ impl SessionTable {
         };
         ids.iter().filter_map(|id| self.remove(id)).collect()
     }
-
-    /// Removes every session (shutdown).
-    pub fn drain(&self) -> Vec<Entry> {
-        let ids: Vec<String> = self.lock().by_id.keys().cloned().collect();
-        ids.iter().filter_map(|id| self.remove(id)).collect()
-    }
 }
 
 fn interleaved_on(e: &Entry, conn: u64) -> bool {

@@ -1,0 +1,547 @@
+//! The pacing thread: the one loop that owns every sender (the on-demand
+//! [`Pacer`] and the live [`Channel`]s), applies the control plane's
+//! commands, and sends every due datagram from the shared UDP pair
+//! (RFC 3550 §6.2 timing for the SRs it emits) or onto RTSP connections
+//! (RFC 2326 §10.12 interleaved frames).
+//!
+//! Three bounded queues connect it to the rest of the server, so that
+//! nothing the control plane does can make it late:
+//! - [`PacerHandle`] carries commands (SETUP, PLAY, PAUSE, ...) in;
+//! - [`DataHandle`] carries media in: publishers' RTP packets (dropped and
+//!   counted when the queue is full, never waited for) and PCM from pipe
+//!   and stdin sources (whose reader threads block until there is room);
+//! - [`Events`] carries ends of runs out, to the session table. The thread
+//!   never takes the session table's lock.
+//!
+//! Every datagram due in one wake-up goes out in `sendmmsg` batches
+//! ([`crate::net::mmsg`]). Sends are non-blocking: a full socket buffer
+//! (`EAGAIN`, `ENOBUFS`) drops that one datagram for that one client, and
+//! ICMP-driven errors such as `ECONNREFUSED` are counted and ignored, so no
+//! client can stall or kill the loop (ROBUSTNESS B11 #78, #80).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, trace};
+
+use super::interleave::Sinks;
+use crate::net::mmsg;
+use crate::proto::depacketize::{Outcome, StreamFormat};
+use crate::proto::error::Error;
+use crate::proto::live::{Channel, JoinInfo};
+use crate::proto::pacer::{Event, GroupId, Pacer, PlayInfo, TrackConfig, Transmit};
+use crate::proto::session::{Dest, PlayRequest};
+
+/// Commands for the pacing thread.
+#[derive(Debug)]
+pub enum Command {
+    AddTrack {
+        group: GroupId,
+        track: usize,
+        cfg: TrackConfig,
+    },
+    Play {
+        group: GroupId,
+        req: PlayRequest,
+        reply: oneshot::Sender<Result<PlayInfo, Error>>,
+    },
+    Pause {
+        group: GroupId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
+    Remove {
+        group: GroupId,
+    },
+    /// A channel a publisher started.
+    AddChannel {
+        key: String,
+        channel: Box<Channel>,
+    },
+    /// A channel a publisher started stopped (nobody publishes or listens).
+    RemoveChannel {
+        key: String,
+    },
+    /// A publisher starts (or resumes, after PAUSE) feeding channel `key`.
+    StartPublisher {
+        key: String,
+        format: StreamFormat,
+    },
+    /// The publisher of channel `key` left or paused.
+    StopPublisher {
+        key: String,
+    },
+    /// A listener joins live channel `channel` at the live edge.
+    Subscribe {
+        channel: String,
+        group: GroupId,
+        rtp: Dest,
+        rtcp: Dest,
+        reply: oneshot::Sender<Option<JoinInfo>>,
+    },
+    /// A listener leaves (PAUSE); it can subscribe again.
+    Unsubscribe {
+        channel: String,
+        group: GroupId,
+    },
+    RemoveTrack {
+        group: GroupId,
+        track: usize,
+    },
+}
+
+/// Media for live channels, on its own queue.
+#[derive(Debug)]
+pub enum Data {
+    /// One RTP packet from channel `key`'s publisher.
+    Publish { key: Arc<str>, packet: Bytes },
+    /// PCM from a live channel's streamed source.
+    Feed { channel: String, pcm: Bytes },
+    /// A live channel's streamed source ended (after all it fed).
+    SourceEnded { channel: String },
+}
+
+/// Counters of the sending side, readable while running.
+#[derive(Debug, Default)]
+pub struct SendStats {
+    pub sent: AtomicU64,
+    /// Times the pacing thread woke up.
+    pub pacer_wakeups: AtomicU64,
+    /// `sendmmsg` calls made.
+    pub send_calls: AtomicU64,
+    /// Frames queued on RTSP connections (interleaved transport).
+    pub interleaved_queued: AtomicU64,
+    /// Frames dropped because a connection's queue was full.
+    pub interleaved_dropped: AtomicU64,
+    pub send_dropped: AtomicU64,
+    pub send_errors: AtomicU64,
+    /// Publishers' packets dropped because the data queue was full.
+    pub publish_dropped: AtomicU64,
+}
+
+/// The pacing thread is gone (shutting down).
+#[derive(Debug, Clone, Copy)]
+pub struct PacerGone;
+
+/// How the async side sends commands to the pacing thread: a bounded queue.
+#[derive(Debug, Clone)]
+pub struct PacerHandle {
+    tx: std_mpsc::SyncSender<Command>,
+}
+
+impl PacerHandle {
+    /// Queues `cmd`; while the queue is full, waits a millisecond at a time
+    /// without blocking the runtime.
+    ///
+    /// The first attempt happens at the call. The returned future is small
+    /// (a full queue's wait is boxed), because it sits in the future of
+    /// every connection task, and thousands of listeners each hold one.
+    pub fn send(&self, cmd: Command) -> impl Future<Output = Result<(), PacerGone>> + '_ {
+        let first = match self.tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(std_mpsc::TrySendError::Full(c)) => Err(Some(Box::new(c))),
+            Err(std_mpsc::TrySendError::Disconnected(_)) => Err(None),
+        };
+        async move {
+            match first {
+                Ok(()) => Ok(()),
+                Err(None) => Err(PacerGone),
+                Err(Some(cmd)) => Box::pin(self.send_when_room(*cmd)).await,
+            }
+        }
+    }
+
+    async fn send_when_room(&self, mut cmd: Command) -> Result<(), PacerGone> {
+        loop {
+            match self.tx.try_send(cmd) {
+                Ok(()) => return Ok(()),
+                Err(std_mpsc::TrySendError::Full(c)) => {
+                    cmd = c;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(PacerGone),
+            }
+        }
+    }
+}
+
+/// How media reaches the pacing thread: a bounded queue of its own, so a
+/// flood of media never delays a command and the control plane never waits
+/// behind media.
+#[derive(Debug, Clone)]
+pub struct DataHandle {
+    tx: std_mpsc::SyncSender<Data>,
+    stats: Arc<SendStats>,
+}
+
+impl DataHandle {
+    /// Queues a publisher's packet, or drops it (counted) when the queue is
+    /// full: RTP tolerates loss, and a publisher never holds up the loop.
+    pub fn publish(&self, key: Arc<str>, packet: Bytes) -> Result<(), PacerGone> {
+        match self.tx.try_send(Data::Publish { key, packet }) {
+            Ok(()) => Ok(()),
+            Err(std_mpsc::TrySendError::Full(_)) => {
+                self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(std_mpsc::TrySendError::Disconnected(_)) => Err(PacerGone),
+        }
+    }
+
+    /// Queues `data` from a plain thread (a pipe's reader), blocking while
+    /// the queue is full.
+    pub fn send_blocking(&self, data: Data) -> Result<(), PacerGone> {
+        self.tx.send(data).map_err(|_| PacerGone)
+    }
+}
+
+/// The pacing thread's ends of the queues.
+pub struct Queues {
+    commands: std_mpsc::Receiver<Command>,
+    data: std_mpsc::Receiver<Data>,
+}
+
+/// Creates the command queue (`commands` deep) and the data queue (`data`
+/// deep), with the handles that feed them.
+pub fn queues(
+    commands: usize,
+    data: usize,
+    stats: Arc<SendStats>,
+) -> (PacerHandle, DataHandle, Queues) {
+    let (ctx, crx) = std_mpsc::sync_channel(commands.max(1));
+    let (dtx, drx) = std_mpsc::sync_channel(data.max(1));
+    (
+        PacerHandle { tx: ctx },
+        DataHandle { tx: dtx, stats },
+        Queues {
+            commands: crx,
+            data: drx,
+        },
+    )
+}
+
+/// Ends of runs, on their way to the session table: a bounded channel
+/// that the pacing thread fills without waiting. What does not fit waits
+/// in a backlog that is bounded by the number of sessions (a session has
+/// at most one run ending at a time).
+pub struct Events {
+    tx: mpsc::Sender<Event>,
+    backlog: VecDeque<Event>,
+}
+
+impl Events {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Self {
+                tx,
+                backlog: VecDeque::new(),
+            },
+            rx,
+        )
+    }
+
+    fn push(&mut self, e: Event) {
+        self.backlog.push_back(e);
+        while let Some(e) = self.backlog.pop_front() {
+            if let Err(mpsc::error::TrySendError::Full(e)) = self.tx.try_send(e) {
+                self.backlog.push_front(e);
+                return;
+            }
+        }
+    }
+}
+
+/// Where the pacing thread's packets go.
+pub struct Outputs {
+    /// Datagrams per `sendmmsg` (`--send-batch`).
+    pub per_call: usize,
+    pub rtp: Arc<UdpSocket>,
+    pub rtcp: Arc<UdpSocket>,
+    pub(crate) sinks: Arc<Sinks>,
+    pub stats: Arc<SendStats>,
+}
+
+/// Asks the scheduler to favour the pacing thread over the control-plane
+/// threads when they share a core (nice −10). Needs `CAP_SYS_NICE`; without
+/// it the thread keeps the default priority.
+fn raise_priority() {
+    // SAFETY: setpriority with PRIO_PROCESS and who = 0 changes only the
+    // calling thread's nice value on Linux; it has no memory effects.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) };
+    if r != 0 {
+        debug!(error = %io::Error::last_os_error(), "pacing thread keeps the default priority");
+    }
+}
+
+/// Longest the pacing thread sleeps without looking at `cancel` and the
+/// data queue.
+const IDLE_WAKE: Duration = Duration::from_millis(50);
+
+/// The pacing loop, on its own thread: owns the [`Pacer`] and the live
+/// channels, applies commands and media, and sends every due datagram. It
+/// sleeps in `recv_timeout` on the command queue until the next deadline,
+/// which wakes within tens of microseconds (tokio's timer rounds up to the
+/// millisecond). Each wake-up takes the queued media (live channels wake
+/// the loop every packet interval, well within their prebuffer) and sends
+/// everything due within `send_ahead` too, so thousands of sessions whose
+/// deadlines are spread over a packet interval cost a few thousand
+/// wake-ups per second, not one per packet. Ends when `cancel` fires
+/// (saying BYE to every session and listener first) or when every
+/// [`PacerHandle`] is gone.
+pub fn run(
+    mut pacer: Pacer,
+    mut live: HashMap<String, Channel>,
+    queues: Queues,
+    out: Outputs,
+    mut events: Events,
+    send_ahead: Duration,
+    cancel: CancellationToken,
+) {
+    raise_priority();
+    let mut batch: Vec<Transmit> = Vec::with_capacity(256);
+    loop {
+        if cancel.is_cancelled() {
+            let now = Instant::now();
+            pacer.remove_all(now);
+            for c in live.values_mut() {
+                c.end_now(now, &mut batch);
+            }
+            flush(&mut pacer, &mut live, now, &mut batch, &out);
+            return;
+        }
+        let now = Instant::now();
+        let next = live
+            .values()
+            .map(Channel::next_deadline)
+            .chain(pacer.poll_timeout())
+            .min();
+        let wait = next.map_or(IDLE_WAKE, |d| {
+            d.saturating_duration_since(now).min(IDLE_WAKE)
+        });
+        match queues.commands.recv_timeout(wait) {
+            Ok(cmd) => {
+                apply(&mut pacer, &mut live, cmd, &mut batch);
+                // Take whatever else is queued before sending.
+                while let Ok(cmd) = queues.commands.try_recv() {
+                    apply(&mut pacer, &mut live, cmd, &mut batch);
+                }
+            }
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        while let Ok(data) = queues.data.try_recv() {
+            take(&mut live, data);
+        }
+        out.stats.pacer_wakeups.fetch_add(1, Ordering::Relaxed);
+        let due = Instant::now() + send_ahead;
+        flush(&mut pacer, &mut live, due, &mut batch, &out);
+        while let Some(e) = pacer.poll_event() {
+            let Event::Ended { group, run } = e;
+            debug!(group, run, "end of media");
+            events.push(e);
+        }
+    }
+}
+
+fn apply(
+    pacer: &mut Pacer,
+    live: &mut HashMap<String, Channel>,
+    cmd: Command,
+    out: &mut Vec<Transmit>,
+) {
+    let now = Instant::now();
+    match cmd {
+        Command::Subscribe {
+            channel,
+            group,
+            rtp,
+            rtcp,
+            reply,
+        } => {
+            let join = live
+                .get_mut(&channel)
+                .map(|c| c.subscribe(group, rtp, rtcp, now, out));
+            let _ = reply.send(join);
+        }
+        Command::Unsubscribe { channel, group } => {
+            if let Some(c) = live.get_mut(&channel) {
+                c.unsubscribe(group, false, now, out);
+            }
+        }
+        Command::AddChannel { key, channel } => {
+            live.insert(key, *channel);
+        }
+        Command::RemoveChannel { key } => {
+            if let Some(mut c) = live.remove(&key) {
+                // Nobody should be listening; if someone is, they hear BYE.
+                c.end_now(now, out);
+            }
+        }
+        Command::StartPublisher { key, format } => {
+            if let Some(Err(e)) = live.get_mut(&key).map(|c| c.start_publisher(format)) {
+                debug!(channel = %key, error = %e, "publisher refused");
+            }
+        }
+        Command::StopPublisher { key } => {
+            let Some(c) = live.get_mut(&key) else { return };
+            let (overflowed, starved) = (c.overflowed_frames, c.starved_packets);
+            if let Some(stats) = c.stop_publisher() {
+                debug!(
+                    channel = %key,
+                    overflowed_frames = overflowed,
+                    starved_packets = starved,
+                    packets = stats.packets,
+                    lost = stats.lost,
+                    late = stats.late,
+                    rejected = stats.rejected,
+                    "publisher stopped"
+                );
+            }
+        }
+        Command::AddTrack { group, track, cfg } => pacer.add_track(group, track, cfg),
+        Command::Play { group, req, reply } => {
+            let _ = reply.send(pacer.play(group, req, now));
+        }
+        Command::Pause { group, reply } => {
+            let _ = reply.send(pacer.pause(group));
+        }
+        Command::Remove { group } => {
+            pacer.remove(group, now);
+            for c in live.values_mut() {
+                c.unsubscribe(group, true, now, out);
+            }
+        }
+        Command::RemoveTrack { group, track } => pacer.remove_track(group, track, now),
+    }
+}
+
+/// Hands media to its live channel.
+fn take(live: &mut HashMap<String, Channel>, data: Data) {
+    match data {
+        Data::Publish { key, packet } => {
+            if let Some(outcome) = live.get_mut(&*key).and_then(|c| c.publish(&packet)) {
+                if !matches!(outcome, Outcome::Decoded { .. }) {
+                    trace!(channel = %key, ?outcome, "published packet");
+                }
+            }
+        }
+        Data::Feed { channel, pcm } => {
+            if let Some(c) = live.get_mut(&channel) {
+                c.feed(&pcm);
+            }
+        }
+        Data::SourceEnded { channel } => {
+            if let Some(c) = live.get_mut(&channel) {
+                c.end();
+            }
+        }
+    }
+}
+
+/// Most datagrams taken from the pacer per send. An overloaded pacing
+/// thread (more due than one core can send) works through its backlog a
+/// slice at a time, the rest waiting as deadlines in the pacer, instead of
+/// encoding the whole backlog into memory first.
+const MAX_FLUSH: usize = 4096;
+
+/// Sends every datagram due at `now`, at most [`MAX_FLUSH`] at a time: the
+/// UDP ones in batches (one `sendmmsg` per [`mmsg::MAX_BATCH`]), the
+/// interleaved ones queued on their connections. `batch` may already hold
+/// datagrams that commands produced; it is empty again afterwards.
+fn flush(
+    pacer: &mut Pacer,
+    live: &mut HashMap<String, Channel>,
+    now: Instant,
+    batch: &mut Vec<Transmit>,
+    out: &Outputs,
+) {
+    for c in live.values_mut() {
+        c.poll(now, batch);
+    }
+    loop {
+        while batch.len() < MAX_FLUSH {
+            let Some(t) = pacer.poll_transmit(now) else {
+                break;
+            };
+            batch.push(t);
+        }
+        let more = batch.len() >= MAX_FLUSH;
+        send(batch, out);
+        batch.clear();
+        if !more {
+            break;
+        }
+    }
+    // A burst (thousands of listeners due at once) leaves no lasting memory.
+    if batch.capacity() > 2 * MAX_FLUSH {
+        batch.shrink_to(MAX_FLUSH);
+    }
+}
+
+/// Sends one batch of datagrams.
+fn send(batch: &[Transmit], out: &Outputs) {
+    if batch.is_empty() {
+        return;
+    }
+    let (mut on_rtp, mut on_rtcp) = (Vec::with_capacity(batch.len()), Vec::new());
+    let mut interleaved = Vec::new();
+    for t in batch {
+        match t.dest {
+            Dest::Udp(a) if t.rtcp => on_rtcp.push((a, &t.data[..])),
+            Dest::Udp(a) => on_rtp.push((a, &t.data[..])),
+            Dest::Interleaved { conn, channel } => interleaved.push((conn, channel, &t.data)),
+        }
+    }
+    send_all(&out.rtp, &on_rtp, out.per_call, &out.stats);
+    send_all(&out.rtcp, &on_rtcp, out.per_call, &out.stats);
+    if !interleaved.is_empty() {
+        let d = out.sinks.deliver(interleaved);
+        out.stats
+            .interleaved_queued
+            .fetch_add(d.queued as u64, Ordering::Relaxed);
+        out.stats
+            .interleaved_dropped
+            .fetch_add(d.dropped as u64, Ordering::Relaxed);
+    }
+}
+
+/// Sends `datagrams` from `socket` in `sendmmsg` batches and counts the
+/// outcome.
+fn send_all(
+    socket: &UdpSocket,
+    datagrams: &[(SocketAddr, &[u8])],
+    per_call: usize,
+    stats: &SendStats,
+) {
+    if datagrams.is_empty() {
+        return;
+    }
+    let out = mmsg::send_batch_of(socket.as_fd(), datagrams, per_call);
+    stats.sent.fetch_add(out.sent as u64, Ordering::Relaxed);
+    stats
+        .send_calls
+        .fetch_add(out.calls as u64, Ordering::Relaxed);
+    if out.dropped + out.failed > 0 {
+        stats
+            .send_dropped
+            .fetch_add(out.dropped as u64, Ordering::Relaxed);
+        stats
+            .send_errors
+            .fetch_add(out.failed as u64, Ordering::Relaxed);
+        trace!(
+            dropped = out.dropped,
+            failed = out.failed,
+            "datagrams refused"
+        );
+    }
+}
