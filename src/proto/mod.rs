@@ -14,6 +14,7 @@ pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod session;
+pub mod setup;
 pub mod stats;
 pub mod target;
 pub mod track_map;

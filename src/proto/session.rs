@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use super::error::Error;
 use super::rtsp::range::{NptRange, NptTime};
+use super::rtsp::session_header::SessionHeader;
+use super::rtsp::Request;
 use super::track_map::TrackMap;
 
 /// RFC 2326 Appendix A server states.
@@ -119,6 +121,19 @@ pub struct Session {
     last_seen: Instant,
     /// Counts PLAYs; see [`PlayRequest::run`].
     run: u32,
+}
+
+/// The session a request names in its `Session` header (RFC 2326 §12.37),
+/// if any; two Session headers are a bad request, and an unparseable one
+/// names no session there is.
+pub fn session_id(req: &Request) -> Result<Option<String>, Error> {
+    let mut all = req.headers.get_all("Session");
+    let Some(v) = all.next() else { return Ok(None) };
+    if all.next().is_some() {
+        return Err(Error::BadRequest("two Session headers"));
+    }
+    let h: SessionHeader = v.parse().map_err(|_| Error::SessionNotFound)?;
+    Ok(Some(h.id))
 }
 
 impl Session {
@@ -224,6 +239,16 @@ impl Session {
         let new = self.tracks.insert(track, transport).is_none();
         self.state = State::Ready;
         Ok(new)
+    }
+
+    /// The `Session` header of a response: the id and the timeout that
+    /// clients should keep it alive within.
+    pub fn header(&self) -> String {
+        SessionHeader {
+            id: self.id.clone(),
+            timeout: Some(self.timeout.as_secs().clamp(1, 86_400) as u32),
+        }
+        .to_string()
     }
 
     /// PLAY. `duration` is `None` for live sources.

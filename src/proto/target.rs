@@ -87,6 +87,34 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Where live channels live: `live/NAME`.
+pub const LIVE_PREFIX: &str = "live/";
+
+/// The aggregate URL of the presentation a Request-URI names, without a
+/// trailing slash: the URI as the client wrote it, minus any `trackID=`
+/// segment (the base of RTP-Info URLs and of Content-Base).
+pub fn aggregate_url(uri: &str) -> String {
+    let base = uri.trim_end_matches('/');
+    match base.rsplit_once('/') {
+        Some((head, last)) if last.starts_with("trackID=") => head.to_owned(),
+        _ => base.to_owned(),
+    }
+}
+
+/// The channel a publisher's path names: `live/NAME`, optionally followed
+/// by one stream control segment (`streamid=0` from ffmpeg, `stream=0` from
+/// GStreamer's rtspclientsink).
+pub fn live_channel_name(path: &str) -> Result<&str, Error> {
+    let rest = path
+        .strip_prefix(LIVE_PREFIX)
+        .ok_or(Error::Forbidden("only /live/NAME takes publishers"))?;
+    match rest.split_once('/') {
+        None => Ok(rest),
+        Some((name, control)) if !control.contains('/') => Ok(name),
+        Some(_) => Err(Error::NotFound),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +167,26 @@ mod tests {
             parse_target(&format!("rtsp://h/{}", "a".repeat(4096)), 2048),
             Err(Error::UriTooLong)
         );
+    }
+
+    #[test]
+    fn aggregate_urls() {
+        for (uri, want) in [
+            ("rtsp://h/a.wav", "rtsp://h/a.wav"),
+            ("rtsp://h/a.wav/", "rtsp://h/a.wav"),
+            ("rtsp://h/a.wav/trackID=1", "rtsp://h/a.wav"),
+            ("rtsp://h/a.wav/trackID=1/", "rtsp://h/a.wav"),
+            ("rtsp://h/live/radio", "rtsp://h/live/radio"),
+        ] {
+            assert_eq!(aggregate_url(uri), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn publisher_urls() {
+        assert_eq!(live_channel_name("live/studio"), Ok("studio"));
+        assert_eq!(live_channel_name("live/studio/stream=0"), Ok("studio"));
+        assert_eq!(live_channel_name("live/a/b/c"), Err(Error::NotFound));
+        assert_eq!(live_channel_name("music.wav").unwrap_err().status().0, 403);
     }
 }

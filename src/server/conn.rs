@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, trace};
 
-use super::handler::{self, base_response};
 use super::interleave::{write_frame, Frame};
+use super::method::{self, base_response};
 use super::pacing::Command;
 use super::refusals::RETRY_AFTER_SECS;
 use super::{ConnSlot, Shared};
@@ -150,7 +150,7 @@ async fn serve_requests(
                     } else {
                         // Boxed: the handler future is large and exists only during a
                         // request, so idle connections stay small.
-                        Box::pin(handler::handle(&shared, &request, peer, conn_id)).await
+                        Box::pin(method::handle(&shared, &request, peer, conn_id)).await
                     };
                     if !write(&shared, &mut stream, &response).await || slot.is_none() {
                         return;

@@ -22,7 +22,7 @@ use crate::proto::live::{Channel, ChannelConfig, Codec, LiveError};
 use crate::proto::sdp::{PresentationDescription, TrackDescription};
 
 /// The URL path prefix of live channels.
-pub const PREFIX: &str = "live/";
+pub use crate::proto::target::LIVE_PREFIX as PREFIX;
 
 /// One `--live` option.
 #[derive(Debug, Clone, PartialEq, Eq)]

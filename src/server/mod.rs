@@ -7,11 +7,10 @@
 
 pub mod channels;
 pub mod conn;
-mod handler;
 mod interleave;
 pub mod live;
+mod method;
 pub mod pacing;
-mod publish;
 pub mod refusals;
 pub mod sessions;
 pub mod udp;

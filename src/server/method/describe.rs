@@ -1,0 +1,43 @@
+//! DESCRIBE (RFC 2326 §10.2): the presentation's SDP (RFC 4566), with a
+//! Content-Base that RTP-Info and SETUP URLs resolve against (§C.1.1).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::{open_presentation, target, Shared};
+use crate::proto::error::Error;
+use crate::proto::rtsp::{Request, Response};
+use crate::proto::sdp;
+use crate::proto::target::aggregate_url;
+
+pub(super) async fn describe(
+    shared: &Arc<Shared>,
+    req: &Request,
+    peer: SocketAddr,
+    ok: Response,
+) -> Result<Response, Error> {
+    let t = target(shared, req)?;
+    if t.track.is_some() {
+        return Err(Error::NotFound);
+    }
+    let source = open_presentation(shared, &t.path).await?;
+    let server_ip = local_ip_for(peer.ip());
+    let sdp = sdp::describe(&source.description(), server_ip, session_version());
+    Ok(ok
+        .header("Content-Base", format!("{}/", aggregate_url(&req.uri)))
+        .body("application/sdp", sdp))
+}
+
+fn local_ip_for(peer: IpAddr) -> IpAddr {
+    if peer.is_ipv4() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        IpAddr::from([0u16; 8])
+    }
+}
+
+fn session_version() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,177 @@
+//! Method dispatch (RFC 2326 §10): turns one request into one response,
+//! one file per method, in the shape of mini-redis's `cmd/`. The pure
+//! decisions live in [`crate::proto`] (the session state machine, transport
+//! choice, targets); these files apply them to the server's shared state
+//! and the pacing thread. [`handle`] is the one place every request passes
+//! through before its method runs.
+
+mod announce;
+mod describe;
+mod parameter;
+mod pause;
+mod play;
+mod record;
+mod setup;
+mod teardown;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tracing::{debug, info};
+
+use super::live;
+use super::refusals::RETRY_AFTER_SECS;
+use super::sessions::Presentation;
+use super::Shared;
+use crate::media::Clip;
+use crate::proto::error::Error;
+use crate::proto::rtsp::{Method, Request, Response, StatusCode};
+use crate::proto::session::{session_id, Scope};
+use crate::proto::target::{parse_target, Target};
+
+const PUBLIC_PLAY: &str =
+    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+const PUBLIC_PUBLISH: &str = "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, PAUSE, \
+                              TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+
+/// The methods this server implements, for `Public:` and `Allow:`:
+/// ANNOUNCE and RECORD only when a channel takes publishers.
+fn public(shared: &Shared) -> &'static str {
+    if shared.channels.takes_publishers() {
+        PUBLIC_PUBLISH
+    } else {
+        PUBLIC_PLAY
+    }
+}
+
+/// A response with the headers every response carries.
+pub(crate) fn base_response(status: StatusCode, cseq: Option<u32>) -> Response {
+    let r = Response::new(status).header("Server", concat!("rtspd/", env!("CARGO_PKG_VERSION")));
+    match cseq {
+        Some(c) => r.header("CSeq", c.to_string()),
+        None => r,
+    }
+}
+
+/// Answers one request.
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    req: &Request,
+    peer: SocketAddr,
+    conn: u64,
+) -> Response {
+    let Some(cseq) = req.cseq() else {
+        // A method we do not implement at all (an HTTP client's `GET`, say)
+        // is 501 whether or not it carried a CSeq (ROBUSTNESS B1#5).
+        let status = if matches!(req.method, Method::Other(_)) {
+            StatusCode::NOT_IMPLEMENTED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return base_response(status, None);
+    };
+    debug!(method = %req.method, uri = %req.uri, cseq, "request");
+    if let Some(tags) = req.headers.get("Require") {
+        return base_response(StatusCode::OPTION_NOT_SUPPORTED, Some(cseq))
+            .header("Unsupported", tags);
+    }
+    let ok = base_response(StatusCode::OK, Some(cseq));
+    let result = match req.method {
+        Method::Options => {
+            parameter::keepalive(shared, req, peer.ip(), conn);
+            Ok(ok.header("Public", public(shared)))
+        }
+        Method::Describe => describe::describe(shared, req, peer, ok).await,
+        Method::Setup => setup::setup(shared, req, peer, conn, ok).await,
+        Method::Play => play::play(shared, req, peer, conn, ok).await,
+        Method::Pause => pause::pause(shared, req, peer, conn, ok).await,
+        Method::Teardown => teardown::teardown(shared, req, peer, conn, ok).await,
+        Method::GetParameter | Method::SetParameter => {
+            parameter::parameter(shared, req, peer, conn, ok)
+        }
+        Method::Announce if shared.channels.takes_publishers() => {
+            announce::announce(shared, req, conn, ok).await
+        }
+        Method::Record if shared.channels.takes_publishers() => {
+            record::record(shared, req, peer, conn, ok).await
+        }
+        // A play-only server (ROBUSTNESS B4#36).
+        Method::Announce | Method::Record | Method::Redirect => {
+            return base_response(StatusCode::METHOD_NOT_ALLOWED, Some(cseq))
+                .header("Allow", public(shared));
+        }
+        Method::Other(_) => Err(Error::NotImplemented),
+    };
+    result.unwrap_or_else(|e| {
+        debug!(method = %req.method, error = %e, "request refused");
+        let mut r = base_response(e.status(), Some(cseq));
+        if let Some(reason) = e.reason() {
+            r = r.reason(reason);
+        }
+        if let Error::LimitReached(limit) = e {
+            shared.refusals.refuse(limit);
+            r = r.header("Retry-After", RETRY_AFTER_SECS.to_string());
+        }
+        if matches!(e, Error::NotImplemented) {
+            r.header("Public", public(shared))
+        } else {
+            r
+        }
+    })
+}
+
+fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {
+    parse_target(&req.uri, shared.config.limits.max_uri)
+}
+
+/// Resolves the session a request names, for the session-scoped methods.
+fn scoped(shared: &Shared, req: &Request) -> Result<(String, Scope, String), Error> {
+    let id = session_id(req)?.ok_or(Error::SessionNotFound)?;
+    let t = target(shared, req)?;
+    let scope = t.track.map_or(Scope::Aggregate, Scope::Track);
+    Ok((id, scope, t.path))
+}
+
+/// The clip or live channel a path names.
+async fn open_presentation(
+    shared: &Arc<Shared>,
+    path: &str,
+) -> Result<Presentation, Error> {
+    match path.strip_prefix(live::PREFIX) {
+        Some(name) => shared
+            .channels
+            .get(name)
+            .map(Presentation::Live)
+            .ok_or(Error::NotFound),
+        None => open_clip(shared, path).await.map(Presentation::Clip),
+    }
+}
+
+async fn open_clip(shared: &Arc<Shared>, path: &str) -> Result<Arc<Clip>, Error> {
+    if path.is_empty() {
+        return Err(Error::NotFound);
+    }
+    let shared2 = shared.clone();
+    let p = path.to_owned();
+    let opened = tokio::task::spawn_blocking(move || shared2.catalog.open(&p))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    opened.map_err(|e| {
+        info!(clip = %path, error = %e, "cannot serve clip");
+        Error::from(e)
+    })
+}
+
+/// A new session id: 128 random bits from the OS, in hex.
+fn new_session_id() -> Result<String, Error> {
+    Ok(random_bytes::<16>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("OS random source: {e}")))?;
+    Ok(b)
+}

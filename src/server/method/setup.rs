@@ -1,0 +1,206 @@
+//! SETUP (RFC 2326 §10.4): creates a session or adds a track to one, over
+//! the transport chosen by [`crate::proto::setup::choose_transport`]; with
+//! `mode=record` (§12.39), the publisher's one stream of an announced
+//! channel.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{info, info_span};
+
+use super::{new_session_id, open_presentation, random_bytes, target, Shared};
+use crate::proto::error::Error;
+use crate::proto::pacer::TrackConfig;
+use crate::proto::rtsp::{Request, Response};
+use crate::proto::session::{session_id, Mode, Session, TrackTransport};
+use crate::proto::setup::{choose_transport, reply_transport};
+use crate::proto::target::{live_channel_name, Target, LIVE_PREFIX};
+use crate::proto::track_map::TrackMap;
+use crate::server::pacing::Command;
+use crate::server::sessions::{Entry, Presentation};
+
+pub(super) async fn setup(
+    shared: &Arc<Shared>,
+    req: &Request,
+    peer: SocketAddr,
+    conn: u64,
+    ok: Response,
+) -> Result<Response, Error> {
+    let t = target(shared, req)?;
+    let (dest, mode) = choose_transport(
+        req.headers.get("Transport"),
+        peer.ip(),
+        conn,
+        t.track.unwrap_or(0),
+    )?;
+    if mode == Mode::Record {
+        if !shared.channels.takes_publishers() {
+            return Err(Error::UnsupportedTransport(
+                "mode=record: this server takes no publishers".into(),
+            ));
+        }
+        return setup_record(shared, req, &t, dest, peer, conn, ok);
+    }
+    let source = open_presentation(shared, &t.path).await?;
+    let track = match t.track {
+        Some(n) => n,
+        // A SETUP on the aggregate URL of a one-track clip means that track.
+        None if source.track_count() == 1 => 0,
+        None => return Err(Error::OnlyAggregate),
+    };
+    if track >= source.track_count() {
+        return Err(Error::NotFound);
+    }
+    if dest.rtp.udp().is_none() {
+        shared.sinks.open(conn, shared.config.client_queue);
+    }
+    let now = Instant::now();
+    let existing = session_id(req)?;
+
+    // An on-demand track gets its own sender; a live one shares the
+    // channel's.
+    let [a, b, c, d, e, f, g, h, i, j] = random_bytes::<10>()?;
+    let cfg = match &source {
+        Presentation::Clip(clip) => {
+            let ct = clip.tracks.get(track).ok_or(Error::NotFound)?;
+            Some(TrackConfig {
+                packetizer: ct.packetizer.clone(),
+                ssrc: u32::from_be_bytes([a, b, c, d]),
+                payload_type: ct.description.payload_type,
+                first_seq: u16::from_be_bytes([e, f]),
+                first_rtptime: u32::from_be_bytes([g, h, i, j]),
+                rtp_dest: dest.rtp,
+                rtcp_dest: dest.rtcp,
+            })
+        }
+        Presentation::Live(_) => None,
+    };
+    let new_ssrc = match (&source, &cfg) {
+        (Presentation::Live(l), _) => l.ssrc,
+        (_, Some(cfg)) => cfg.ssrc,
+        (_, None) => return Err(Error::Internal("no sender".into())),
+    };
+
+    let (group, header, ssrc) = match existing {
+        Some(id) => shared.sessions.with_dests(
+            &id,
+            peer.ip(),
+            conn,
+            now,
+            &[dest.rtp, dest.rtcp],
+            |e| {
+                e.session.setup(&t.path, track, dest)?;
+                let ssrc = *e.ssrcs.get_or_insert(track, new_ssrc);
+                Ok::<_, Error>((e.group, e.session.header(), ssrc))
+            },
+        )??,
+        None if dest.rtp.udp().is_none() && shared.sessions.interleaved_on(conn) => {
+            // One interleaved session per connection (ROBUSTNESS B4#32).
+            return Err(Error::InvalidState(
+                "this connection already streams an interleaved session",
+            ));
+        }
+        None => {
+            let id = new_session_id()?;
+            let mut session = Session::new(
+                id.clone(),
+                peer.ip(),
+                t.path.clone(),
+                shared.config.session_timeout,
+                now,
+            );
+            session.setup(&t.path, track, dest)?;
+            let group = shared.next_group.fetch_add(1, Ordering::Relaxed);
+            let header = session.header();
+            shared.sessions.insert(Entry {
+                session,
+                group,
+                source: source.clone(),
+                conn,
+                ssrcs: TrackMap::one(track, new_ssrc),
+            })?;
+            info_span!("session", %id)
+                .in_scope(|| info!(clip = %t.path, client = %peer, "session created"));
+            (group, header, new_ssrc)
+        }
+    };
+    // A repeated SETUP keeps the existing sender (and its SSRC); the pacer
+    // only moves its destination.
+    if let Some(cfg) = cfg {
+        shared
+            .pacer
+            .send(Command::AddTrack { group, track, cfg })
+            .await
+            .map_err(|_| Error::Unavailable("shutting down"))?;
+    }
+    setup_reply(shared, dest, Some(ssrc), ok, header)
+}
+
+/// SETUP with `mode=record` of the stream this connection announced.
+fn setup_record(
+    shared: &Arc<Shared>,
+    req: &Request,
+    t: &Target,
+    dest: TrackTransport,
+    peer: SocketAddr,
+    conn: u64,
+    ok: Response,
+) -> Result<Response, Error> {
+    let name = live_channel_name(&t.path).map_err(|_| {
+        Error::UnsupportedTransport("mode=record is offered on /live/NAME only".into())
+    })?;
+    let (info, _) = shared.channels.announced(name, conn)?;
+    if session_id(req)?.is_some() {
+        return Err(Error::InvalidState("the publisher's one stream is set up"));
+    }
+    let interleaved = dest.rtp.udp().is_none();
+    if interleaved {
+        if shared.sessions.interleaved_on(conn) {
+            return Err(Error::InvalidState(
+                "this connection already streams an interleaved session",
+            ));
+        }
+        shared.sinks.open(conn, shared.config.client_queue);
+    }
+    let id = new_session_id()?;
+    let path = format!("{LIVE_PREFIX}{name}");
+    let now = Instant::now();
+    let mut session = Session::new(
+        id.clone(),
+        peer.ip(),
+        path.clone(),
+        shared.config.session_timeout,
+        now,
+    )
+    .recording();
+    session.setup(&path, 0, dest)?;
+    let header = session.header();
+    shared.sessions.insert(Entry {
+        session,
+        group: shared.next_group.fetch_add(1, Ordering::Relaxed),
+        source: Presentation::Live(info),
+        conn,
+        ssrcs: TrackMap::default(),
+    })?;
+    shared.channels.bind_session(name, conn, &id);
+    info_span!("session", %id)
+        .in_scope(|| info!(channel = %name, client = %peer, "publishing session created"));
+    setup_reply(shared, dest, None, ok, header)
+}
+
+/// A SETUP's 200: the transport chosen (with the shared server ports for
+/// UDP) and the session.
+fn setup_reply(
+    shared: &Shared,
+    dest: TrackTransport,
+    ssrc: Option<u32>,
+    ok: Response,
+    session: String,
+) -> Result<Response, Error> {
+    let reply = reply_transport(dest, ssrc, shared.rtp_port)?;
+    Ok(ok
+        .header("Transport", reply.to_string())
+        .header("Session", session))
+}
