@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use rtspd::media::catalog::ClipOptions;
 use rtspd::proto::rtsp::Limits;
 use rtspd::server::live::{LiveSpec, Source};
+use rtspd::server::placement::{self, PacerPriority};
 use rtspd::server::sessions::SessionLimits;
 use rtspd::server::{self, Config, Listeners};
 
@@ -165,6 +166,14 @@ struct ServeArgs {
     /// before sending, to ride out its source's jitter (max 1000).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=1000))]
     live_prebuffer_ms: u64,
+    /// Scheduling of the pacing thread: auto (real-time where permitted,
+    /// else nice -10), realtime, nice or normal.
+    #[arg(long, default_value = "auto")]
+    pacer_priority: PacerPriority,
+    /// Run the pacing thread alone on this core, and every other thread of
+    /// the server on the remaining ones (machines with more than one core).
+    #[arg(long, value_name = "N")]
+    pacer_cpu: Option<usize>,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -205,6 +214,8 @@ impl ServeArgs {
             max_client_frames_per_sec: self.max_client_frames_per_sec.max(1),
             send_ahead: Duration::from_micros(self.send_ahead_us),
             send_batch: self.send_batch as usize,
+            pacer_priority: self.pacer_priority,
+            pacer_cpu: self.pacer_cpu,
             live: self.live.clone(),
             allow_publish: self.allow_publish,
             max_published_channels: self.max_published_channels,
@@ -306,7 +317,17 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Load(a)) => return load(a),
         None => &cli.serve,
     };
-    tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(cpu) = args.pacer_cpu {
+        // Every thread but the pacing one (which pins itself) stays off
+        // its core: this one, and every thread the runtime starts.
+        let others = placement::control_cpus(cpu).map_err(anyhow::Error::msg)?;
+        placement::pin_to(&others).context("setting the CPU affinity")?;
+        runtime.on_thread_start(move || {
+            let _ = placement::pin_to(&others);
+        });
+    }
+    runtime
         .enable_all()
         .build()
         .context("starting the runtime")?

@@ -11,6 +11,7 @@ mod interleave;
 pub mod live;
 mod method;
 pub mod pacing;
+pub mod placement;
 pub mod refusals;
 pub mod sessions;
 pub mod udp;
@@ -38,6 +39,7 @@ use channels::Channels;
 use interleave::Sinks;
 use live::{ChannelParams, LiveSpec};
 use pacing::{Command, DataHandle, Events, PacerHandle, SendStats};
+use placement::PacerPriority;
 use refusals::Refusals;
 use sessions::{SessionLimits, SessionTable};
 use udp::RecvStats;
@@ -79,6 +81,11 @@ pub struct Config {
     pub send_ahead: Duration,
     /// Datagrams per `sendmmsg` call; 1 sends one at a time.
     pub send_batch: usize,
+    /// How the pacing thread asks for scheduling precedence.
+    pub pacer_priority: PacerPriority,
+    /// A core for the pacing thread alone (the caller keeps every other
+    /// thread off it: see [`placement::control_cpus`]).
+    pub pacer_cpu: Option<usize>,
     /// Live channels, running from start.
     pub live: Vec<LiveSpec>,
     /// Publishers may start channels at any `/live/NAME` (`--allow-publish`).
@@ -115,6 +122,8 @@ impl Default for Config {
             max_client_frames_per_sec: 1000,
             send_ahead: Duration::from_micros(500),
             send_batch: crate::net::mmsg::MAX_BATCH,
+            pacer_priority: PacerPriority::Auto,
+            pacer_cpu: None,
             live: Vec::new(),
             allow_publish: false,
             max_published_channels: 64,
@@ -310,8 +319,15 @@ pub async fn run(
             stats: send_stats.clone(),
         };
         let cancel = cancel.clone();
-        let ahead = config.send_ahead;
+        let (ahead, priority, cpu) = (config.send_ahead, config.pacer_priority, config.pacer_cpu);
         tracker.spawn_blocking(move || {
+            if let Some(cpu) = cpu {
+                match placement::pin_to(&[cpu]) {
+                    Ok(()) => info!(cpu, "pacing thread has its own core"),
+                    Err(e) => warn!(cpu, error = %e, "cannot pin the pacing thread"),
+                }
+            }
+            placement::raise_priority(priority);
             pacing::run(pacer, channels, queues, out, events, ahead, cancel);
         });
     }

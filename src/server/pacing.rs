@@ -21,7 +21,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -271,18 +270,6 @@ pub struct Outputs {
     pub stats: Arc<SendStats>,
 }
 
-/// Asks the scheduler to favour the pacing thread over the control-plane
-/// threads when they share a core (nice −10). Needs `CAP_SYS_NICE`; without
-/// it the thread keeps the default priority.
-fn raise_priority() {
-    // SAFETY: setpriority with PRIO_PROCESS and who = 0 changes only the
-    // calling thread's nice value on Linux; it has no memory effects.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) };
-    if r != 0 {
-        debug!(error = %io::Error::last_os_error(), "pacing thread keeps the default priority");
-    }
-}
-
 /// Longest the pacing thread sleeps without looking at `cancel` and the
 /// data queue.
 const IDLE_WAKE: Duration = Duration::from_millis(50);
@@ -297,7 +284,8 @@ const IDLE_WAKE: Duration = Duration::from_millis(50);
 /// deadlines are spread over a packet interval cost a few thousand
 /// wake-ups per second, not one per packet. Ends when `cancel` fires
 /// (saying BYE to every session and listener first) or when every
-/// [`PacerHandle`] is gone.
+/// [`PacerHandle`] is gone. The caller sets the thread's priority and core
+/// ([`super::placement`]).
 pub fn run(
     mut pacer: Pacer,
     mut live: HashMap<String, Channel>,
@@ -307,7 +295,6 @@ pub fn run(
     send_ahead: Duration,
     cancel: CancellationToken,
 ) {
-    raise_priority();
     let mut batch: Vec<Transmit> = Vec::with_capacity(256);
     loop {
         if cancel.is_cancelled() {

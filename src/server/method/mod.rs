@@ -133,10 +133,7 @@ fn scoped(shared: &Shared, req: &Request) -> Result<(String, Scope, String), Err
 }
 
 /// The clip or live channel a path names.
-async fn open_presentation(
-    shared: &Arc<Shared>,
-    path: &str,
-) -> Result<Presentation, Error> {
+async fn open_presentation(shared: &Arc<Shared>, path: &str) -> Result<Presentation, Error> {
     match path.strip_prefix(live::PREFIX) {
         Some(name) => shared
             .channels
