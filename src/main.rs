@@ -35,8 +35,29 @@ enum Command {
     /// Serve a folder of clips (the default when no command is given).
     Serve(ServeArgs),
     /// Load-test an RTSP server and measure what arrives.
+    #[command(after_help = LOAD_FIGURES)]
     Load(LoadArgs),
 }
+
+/// What `rtspd load` reports, for its `--help`.
+const LOAD_FIGURES: &str = "\
+What the summary measures:
+  pacing   how late each packet came: its arrival minus its decode time,
+           above the lowest such value so far on the track. The decode time
+           is the RTP timestamp, or, for video sent in decode order with
+           B-frames (timestamps stepping back), the timestamp the picture
+           takes in sorted order. A packet 50 ms behind schedule shows 50 ms.
+  reorder  how far a packet's RTP timestamp (its presentation time) is ahead
+           of its decode time: the encoder's B-frame reordering, reported on
+           its own and kept out of pacing and A/V sync. None for audio.
+  jitter   RFC 3550 interarrival jitter (A.8), on RTP timestamps as the RFC
+           defines it. For video it includes the B-frame reordering and, for
+           pictures split over several packets with one timestamp, the time
+           a picture takes to send: compare it between runs of one clip.
+  A/V sync per session, the spread between tracks of the lowest (arrival -
+           decode time mapped to NTP by the sender reports): 0 when the
+           server puts every track on one clock.
+  drift    the slope of the pacing error, for runs of 30 s or more.";
 
 /// `rtspd load URL -n SESSIONS -d SECONDS`: opens that many sessions at the
 /// ramp rate, receives for the duration, prints a summary and one JSON line.

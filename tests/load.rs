@@ -158,6 +158,33 @@ fn range_starts_play_there() {
     assert_eq!(u(&v, "server_packets_sent"), 150);
 }
 
+/// The bundled MP4 has B-frames (H.264 High, B-pyramid) and AAC. rtspd
+/// sends its pictures in decode order stamped with their presentation
+/// time, up to 200 ms ahead; that is neither lateness nor A/V sync error
+/// (the tester used to report both at 200 ms), and it shows as the reorder
+/// depth. The bounds leave room for a busy machine.
+#[test]
+fn b_frames_are_neither_late_nor_out_of_sync() {
+    let server = Server::start(&[]);
+    let url = server.url("testsrc-320x240.mp4");
+    let v = load(&[&url, "-n", "2", "-d", "4", "--ramp", "50"]);
+    assert_eq!(
+        (u(&v, "sessions_ok"), u(&v, "sessions_failed")),
+        (2, 0),
+        "{v}"
+    );
+    let pacing = f(&v, "pacing_p99_ms");
+    assert!(pacing < 20.0, "pacing p99 {pacing} ms: {v}");
+    let sync = f(&v, "av_sync_max_ms");
+    assert!(sync < 20.0, "A/V sync {sync} ms: {v}");
+    // pts - dts in the file reaches 200 ms (ffprobe: a P at 0.16 s is
+    // decoded at -0.04 s).
+    let depth = f(&v, "reorder_max_ms");
+    assert!((depth - 200.0).abs() < 1.0, "reorder depth {depth} ms: {v}");
+    // RFC 3550 jitter keeps its definition, reordering included.
+    assert!(f(&v, "jitter_p99_ms") > 20.0, "{v}");
+}
+
 #[test]
 fn refused_sessions_are_counted_not_fatal() {
     let server = Server::start(&[]);
@@ -191,9 +218,14 @@ enum Fault {
     /// Two tracks (8 kHz audio, 90 kHz video) sent in step, but the video
     /// SR maps its media time `AV_SKEW` later than the audio's.
     AvSkew,
+    /// Audio, and video with B-frames sent in decode order (timestamps
+    /// step backwards) as rtspd sends an MP4; both SRs right, but the
+    /// audio goes out `AUDIO_LATE` after the time its SR gives it.
+    AvBFrames,
 }
 
 const AV_SKEW: Duration = Duration::from_millis(40);
+const AUDIO_LATE: Duration = Duration::from_millis(200);
 
 /// Packets per session: 8 kHz, 20 ms, 101 of them (seq 0..=100, so the
 /// last packet is never one that a fault removes).
@@ -281,6 +313,7 @@ fn serve_one(conn: TcpStream, n: u32) {
                     Some("reorder") => Fault::SwapPairs,
                     Some("jitter") => Fault::Jitter,
                     Some("av") => Fault::AvSkew,
+                    Some("av-bframes") => Fault::AvBFrames,
                     _ => Fault::DropTenth,
                 };
                 extra.push_str(&format!(
@@ -289,7 +322,7 @@ fn serve_one(conn: TcpStream, n: u32) {
                 body = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=faulty\r\nt=0 0\r\na=control:*\r\n\
                         m=audio 0 RTP/AVP 96\r\na=rtpmap:96 L16/8000\r\na=control:trackID=0\r\n"
                     .to_owned();
-                if let Fault::AvSkew = fault {
+                if let Fault::AvSkew | Fault::AvBFrames = fault {
                     body.push_str(
                         "m=video 0 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=control:trackID=1\r\n",
                     );
@@ -320,7 +353,12 @@ fn serve_one(conn: TcpStream, n: u32) {
                 extra.push_str(&format!("Session: F{n}\r\n"));
                 match (fault, client, video) {
                     (Fault::AvSkew, Some(a), Some(v)) => {
-                        thread::spawn(move || send_av(a, v, ssrc));
+                        thread::spawn(move || send_av(a, v, ssrc, AV_SKEW, Duration::ZERO, false));
+                    }
+                    (Fault::AvBFrames, Some(a), Some(v)) => {
+                        thread::spawn(move || {
+                            send_av(a, v, ssrc, Duration::ZERO, AUDIO_LATE, true)
+                        });
                     }
                     (_, Some(dest), _) => {
                         thread::spawn(move || send_plan(dest, ssrc, plan(fault)));
@@ -357,10 +395,36 @@ fn send_plan(dest: SocketAddr, ssrc: u32, plan: Vec<(u16, Duration)>) {
     }
 }
 
-/// Audio every 20 ms and video every 40 ms for 2 s, both on the same
-/// clock; an SR for each at the start, the video one claiming its media
-/// time is `AV_SKEW` later than it is.
-fn send_av(audio: SocketAddr, video: SocketAddr, ssrc: u32) {
+/// Display-order picture numbers in decode order, as x264 writes them
+/// with 3 B-frames and a B-pyramid (the bundled testsrc-320x240.mp4): I0,
+/// then P4 B2 b1 b3, P8 B6 b5 b7, and so on. Picture `k` in decode order is
+/// decoded at frame `k - 2`, so a P is shown 5 frames (200 ms at 25 fps)
+/// after it is decoded.
+fn pyramid(pictures: u32) -> Vec<u32> {
+    let mut v = vec![0];
+    let mut p = 0;
+    while (v.len() as u32) < pictures {
+        v.extend([p + 4, p + 2, p + 1, p + 3]);
+        p += 4;
+    }
+    v.truncate(pictures as usize);
+    v
+}
+
+/// Audio every 20 ms and video at 25 fps for 2 s, both on the same clock;
+/// an SR for each at the start, the video one claiming its media time is
+/// `video_skew` later than it is. The audio goes out `audio_late` after
+/// its time. With `b_frames` the video is the [`pyramid`] in decode order,
+/// 3 packets a picture, on the decode schedule (what decodes before the
+/// first picture is shown goes out at once, as rtspd does).
+fn send_av(
+    audio: SocketAddr,
+    video: SocketAddr,
+    ssrc: u32,
+    video_skew: Duration,
+    audio_late: Duration,
+    b_frames: bool,
+) {
     use rtspd::proto::rtcp::{write_sender_report, NtpTimestamp, SenderInfo};
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let start = Instant::now() + Duration::from_millis(5);
@@ -373,7 +437,7 @@ fn send_av(audio: SocketAddr, video: SocketAddr, ssrc: u32) {
     thread::sleep(start.saturating_duration_since(Instant::now()));
     for (dest, s, ntp, ts) in [
         (audio, ssrc, unix, ats0),
-        (video, vssrc, unix + AV_SKEW, vts0),
+        (video, vssrc, unix + video_skew, vts0),
     ] {
         let mut buf = bytes::BytesMut::new();
         let info = SenderInfo {
@@ -385,25 +449,39 @@ fn send_av(audio: SocketAddr, video: SocketAddr, ssrc: u32) {
         write_sender_report(&mut buf, s, &info, "faulty");
         let _ = sock.send_to(&buf, rtcp(dest));
     }
-    for i in 0..100u32 {
-        thread::sleep(
-            (start + Duration::from_millis(20 * u64::from(i)))
-                .saturating_duration_since(Instant::now()),
-        );
-        let mut p = vec![0x80, 96];
-        p.extend_from_slice(&(i as u16).to_be_bytes());
-        p.extend_from_slice(&(ats0 + i * SPP).to_be_bytes());
+    // (due, destination, datagram), sent in due order.
+    let mut plan: Vec<(Duration, SocketAddr, Vec<u8>)> = Vec::new();
+    let packet = |pt: u8, seq: u32, ts: u32, ssrc: u32, len: usize| {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&(seq as u16).to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
         p.extend_from_slice(&ssrc.to_be_bytes());
-        p.extend_from_slice(&[0; 320]);
-        let _ = sock.send_to(&p, audio);
-        if i % 2 == 0 {
-            let mut v = vec![0x80, 97];
-            v.extend_from_slice(&((i / 2) as u16).to_be_bytes());
-            v.extend_from_slice(&(vts0 + i * 1800).to_be_bytes());
-            v.extend_from_slice(&vssrc.to_be_bytes());
-            v.extend_from_slice(&[0; 100]);
-            let _ = sock.send_to(&v, video);
+        p.extend_from_slice(&vec![0; len]);
+        p
+    };
+    for i in 0..100u32 {
+        let due = Duration::from_millis(20 * u64::from(i)) + audio_late;
+        plan.push((due, audio, packet(96, i, ats0 + i * SPP, ssrc, 320)));
+    }
+    if b_frames {
+        for (k, shown) in pyramid(49).into_iter().enumerate() {
+            let due = Duration::from_millis(40 * (k as u64).saturating_sub(2));
+            for part in 0..3 {
+                let seq = (3 * k + part) as u32;
+                let p = packet(97, seq, vts0 + shown * 3600, vssrc, 1000);
+                plan.push((due, video, p));
+            }
         }
+    } else {
+        for i in 0..50u32 {
+            let due = Duration::from_millis(40 * u64::from(i));
+            plan.push((due, video, packet(97, i, vts0 + i * 3600, vssrc, 100)));
+        }
+    }
+    plan.sort_by_key(|(due, _, _)| *due);
+    for (due, dest, p) in plan {
+        thread::sleep((start + due).saturating_duration_since(Instant::now()));
+        let _ = sock.send_to(&p, dest);
     }
 }
 
@@ -415,7 +493,7 @@ fn run_fault(server: SocketAddr, name: &str) -> Value {
 #[test]
 fn faults_are_measured_as_injected() {
     let server = faulty_server();
-    let names = ["loss", "dup", "reorder", "jitter", "av"];
+    let names = ["loss", "dup", "reorder", "jitter", "av", "av-bframes"];
     let results: Vec<Value> = thread::scope(|s| {
         let hs: Vec<_> = names
             .iter()
@@ -425,7 +503,7 @@ fn faults_are_measured_as_injected() {
             .map(|h| h.join().expect("load run"))
             .collect()
     });
-    let [loss, dup, reorder, jitter, av] = &results[..] else {
+    let [loss, dup, reorder, jitter, av, av_bframes] = &results[..] else {
         unreachable!("one result per run")
     };
     // A/V sync: the video SR is 40 ms off the audio one, and the tester
@@ -440,6 +518,20 @@ fn faults_are_measured_as_injected() {
         v_is_null(loss, "av_sync_max_ms"),
         "one track: no A/V figure"
     );
+    // With B-frames in decode order, the audio sent 200 ms after its SR
+    // time is still 200 ms out of sync, and the reordering is neither
+    // lateness nor sync error: it is reported on its own, 200 ms deep
+    // (a P-picture is shown 5 frames after it is decoded).
+    assert_eq!(u(av_bframes, "sessions_ok"), 3, "{av_bframes}");
+    let late = f(av_bframes, "av_sync_max_ms");
+    assert!(
+        (195.0..=205.0).contains(&late),
+        "A/V sync {late} ms, audio injected 200 ms late: {av_bframes}"
+    );
+    let p = f(av_bframes, "pacing_p99_ms");
+    assert!(p < 20.0, "pacing p99 {p} ms: B-frames are not lateness");
+    assert_eq!(f(av_bframes, "reorder_max_ms"), 200.0, "{av_bframes}");
+    assert_eq!(f(av, "reorder_max_ms"), 0.0, "no B-frames");
     for (name, v) in names[..4].iter().zip(&results) {
         assert_eq!(u(v, "sessions_ok"), 3, "{name}: {v}");
         assert_eq!(u(v, "packets_expected"), 3 * u64::from(PACKETS), "{name}");
@@ -459,11 +551,13 @@ fn faults_are_measured_as_injected() {
         (u(dup, "packets_duplicated"), u(dup, "packets_lost")),
         (30, 0)
     );
-    // Reordering: one late packet per swapped pair, 10 per session.
+    // Reordering: one late packet per swapped pair, 10 per session. The
+    // network's reordering is not the encoder's.
     assert_eq!(
         (u(reorder, "packets_reordered"), u(reorder, "packets_lost")),
         (30, 0)
     );
+    assert_eq!(f(reorder, "reorder_max_ms"), 0.0, "{reorder}");
     // Jitter: |D| is 4 ms between every two packets, so the A.8 estimate
     // converges on 4 ms; the pacing error of the late packets is 4 ms too.
     // The upper bounds leave room for a busy machine's scheduling delays

@@ -187,7 +187,7 @@ pub async fn run(opts: Options) -> Result<Run, LoadError> {
         .unwrap_or_default();
     let t0 = Instant::now();
     let (receiver, rx_thread) =
-        udp::Receiver::spawn(totals.clone(), t0).map_err(|e| LoadError::Bind(e.kind()))?;
+        udp::Receiver::spawn(totals.clone()).map_err(|e| LoadError::Bind(e.kind()))?;
     let ctx = Arc::new(Ctx {
         url,
         server,

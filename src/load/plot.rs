@@ -264,17 +264,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::proto::measure::{micros_histogram, record_micros, Arrival};
+    use crate::proto::measure::{micros_histogram, record_micros};
 
     #[test]
     fn renders_every_panel() {
         let mut tl = Timeline::default();
         for i in 0..50u64 {
-            let a = Arrival {
-                newly_lost: u64::from(i == 20),
-                error: Duration::from_micros(100 + 10 * i),
-            };
-            tl.record(Duration::from_millis(i * 100), a);
+            let at = Duration::from_millis(i * 100);
+            tl.count(at, u64::from(i == 20));
+            tl.error(at, Duration::from_micros(100 + 10 * i));
         }
         let mut setup = micros_histogram();
         for ms in [1, 2, 2, 3, 40] {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::session::SessionResult;
 use super::Options;
-use crate::proto::measure::{av_sync_ms, micros_histogram, record_micros};
+use crate::proto::measure::{av_sync_ms, micros_histogram, record_micros, reorder_histogram};
 
 /// p50 / p99 / max of a distribution, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -56,12 +56,23 @@ pub struct Report {
     pub server_packets_sent: u64,
     pub loss_pct: f64,
     /// RFC 3550 A.8 jitter, the worst track of each session, over sessions.
+    /// Computed on RTP timestamps as the RFC defines it, so for video it
+    /// includes B-frame reordering and the time a frame split over several
+    /// packets takes to send.
     pub jitter_ms: Spread,
     pub jitter_p99_ms: f64,
-    /// |arrival - media time| after aligning on the first packet, over all
-    /// packets.
+    /// How late each packet came against its track's decode schedule: its
+    /// `arrival - decode time` above the lowest one so far on the track,
+    /// over all packets (`crate::proto::measure`). B-frame reordering is
+    /// not lateness.
     pub pacing_ms: Spread,
     pub pacing_p99_ms: f64,
+    /// How far each packet's RTP timestamp (presentation time) is ahead of
+    /// its decode time, over the packets of every track whose timestamps
+    /// step backwards in sequence order (B-frames); zeros when none does.
+    pub reorder_ms: Spread,
+    /// The deepest reordering of any track, ms (0 without B-frames).
+    pub reorder_max_ms: f64,
     /// Connect to PLAY reply.
     pub setup_ms: Spread,
     pub setup_p99_ms: f64,
@@ -75,8 +86,9 @@ pub struct Report {
     /// received for 30 s or more: how far the sender's media clock drifts
     /// from ours, ms per minute.
     pub drift_max_ms_per_min: Option<f64>,
-    /// Worst spread of the SR-mapped sync offsets of one session's tracks;
-    /// `null` when no session had two tracks with SRs.
+    /// Worst spread of the sync offsets of one session's tracks (the lowest
+    /// `arrival - SR-mapped decode time` of each track); `null` when no
+    /// session had two tracks with SRs.
     pub av_sync_max_ms: Option<f64>,
     /// The tester's CPU use over the run, percent of one core.
     pub tester_cpu_pct: f64,
@@ -102,6 +114,8 @@ impl Report {
         let (mut expected, mut received, mut lost, mut dups, mut reordered) =
             (0u64, 0u64, 0u64, 0u64, 0u64);
         let (mut server_sent, mut srs, mut bytes) = (0u64, 0u64, 0u64);
+        let mut reorder = reorder_histogram();
+        let mut reorder_max = 0.0f64;
         let mut av_sync: Option<f64> = None;
         let mut drift: Option<f64> = None;
         let (mut first, mut last) = (None, None);
@@ -127,6 +141,10 @@ impl Report {
                 srs += u64::from(t.sender_reports);
                 bytes += t.bytes;
                 let _ = pacing.add(&t.pacing);
+                if let Some(h) = &t.reorder {
+                    let _ = reorder.add(h);
+                }
+                reorder_max = reorder_max.max(t.reorder_depth_ms());
                 // Over less than 30 s the slope is mostly scheduling noise.
                 let span = match (t.first_arrival, t.last_arrival) {
                     (Some(a), Some(b)) => b.saturating_duration_since(a),
@@ -159,6 +177,11 @@ impl Report {
             _ => 0.0,
         };
         let per_s = |n: f64| if receiving > 0.0 { n / receiving } else { 0.0 };
+        // The histogram keeps 2 significant digits; the maximum is exact.
+        let mut reorder_ms = Spread::of(&reorder);
+        reorder_ms.max = reorder_max;
+        reorder_ms.p50 = reorder_ms.p50.min(reorder_max);
+        reorder_ms.p99 = reorder_ms.p99.min(reorder_max);
         let (jitter_ms, pacing_ms, setup_ms, ttfp_ms) = (
             Spread::of(&jitter),
             Spread::of(&pacing),
@@ -187,6 +210,8 @@ impl Report {
             jitter_ms,
             pacing_p99_ms: pacing_ms.p99,
             pacing_ms,
+            reorder_ms,
+            reorder_max_ms: reorder_max,
             setup_p99_ms: setup_ms.p99,
             setup_ms,
             ttfp_p99_ms: ttfp_ms.p99,
@@ -254,8 +279,27 @@ impl fmt::Display for Report {
             self.packets_reordered,
             self.server_packets_sent
         )?;
-        writeln!(f, "  jitter     {}", sp(&self.jitter_ms))?;
-        writeln!(f, "  pacing     {}", sp(&self.pacing_ms))?;
+        writeln!(
+            f,
+            "  jitter     {} (RFC 3550 A.8 on RTP timestamps: for video it includes \
+             B-frame reordering and each frame's send time)",
+            sp(&self.jitter_ms)
+        )?;
+        writeln!(
+            f,
+            "  pacing     {} late against each track's decode schedule",
+            sp(&self.pacing_ms)
+        )?;
+        if self.reorder_max_ms > 0.0 {
+            writeln!(
+                f,
+                "  reorder    {} presentation ahead of decode (B-frames; \
+                 not counted in pacing or A/V sync)",
+                sp(&self.reorder_ms)
+            )?;
+        } else {
+            writeln!(f, "  reorder    none (timestamps never step back)")?;
+        }
         writeln!(f, "  setup      {}", sp(&self.setup_ms))?;
         writeln!(f, "  1st packet {}", sp(&self.ttfp_ms))?;
         writeln!(

@@ -61,7 +61,6 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
         tracks: Vec::new(),
         timeline: Timeline::default(),
     };
-    let origin = ctx.clock.origin();
     let mut conn = match Conn::connect(ctx.server).await {
         Ok(c) => c,
         Err(e) => {
@@ -73,7 +72,6 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
     let mut tcp = TcpTracks {
         tracks: Vec::new(),
         timeline: Timeline::default(),
-        origin,
     };
     let flow = flow(
         &ctx,
@@ -110,6 +108,9 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
     result.tracks = if registered {
         ctx.receiver.finish(id, BYE_LINGER).await
     } else {
+        for t in &mut tcp.tracks {
+            t.finish(&mut tcp.timeline);
+        }
         tcp.tracks
     };
     result.timeline = tcp.timeline;
@@ -128,7 +129,6 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
 struct TcpTracks {
     tracks: Vec<TrackMeasure>,
     timeline: Timeline,
-    origin: std::time::Instant,
 }
 
 impl TcpTracks {
@@ -138,10 +138,8 @@ impl TcpTracks {
             return;
         };
         if channel % 2 == 0 {
-            if let Ok(a) = t.on_rtp(data, now) {
-                self.timeline
-                    .record(now.saturating_duration_since(self.origin), a);
-            }
+            // Not RTP: not counted (as over UDP).
+            let _ = t.on_rtp(data, now, &mut self.timeline);
         } else if let Ok(packets) = rtcp::parse_compound(data) {
             t.on_rtcp(&packets, now);
         }

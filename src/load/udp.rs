@@ -80,13 +80,9 @@ pub(super) struct Receiver {
 }
 
 impl Receiver {
-    /// Starts the thread.
     /// Starts the thread; it returns the per-second totals of every packet
-    /// it read, counted from `origin`.
-    pub(super) fn spawn(
-        totals: Arc<Totals>,
-        origin: Instant,
-    ) -> io::Result<(Self, JoinHandle<Timeline>)> {
+    /// it read, counted from the origin of the measures' clock.
+    pub(super) fn spawn(totals: Arc<Totals>) -> io::Result<(Self, JoinHandle<Timeline>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = mpsc::channel(1024);
@@ -103,7 +99,7 @@ impl Receiver {
             .name("load-udp-rx".into())
             .spawn(move || {
                 let _stamping = stamping;
-                run(poll, rx, totals, origin)
+                run(poll, rx, totals)
             })?;
         Ok((Self { tx, waker }, thread))
     }
@@ -145,12 +141,7 @@ fn untoken(t: Token) -> (usize, usize, bool) {
     (k / MAX_TRACKS, k % MAX_TRACKS, rtcp)
 }
 
-fn run(
-    mut poll: Poll,
-    mut rx: mpsc::Receiver<Cmd>,
-    totals: Arc<Totals>,
-    origin: Instant,
-) -> Timeline {
+fn run(mut poll: Poll, mut rx: mpsc::Receiver<Cmd>, totals: Arc<Totals>) -> Timeline {
     let mut timeline = Timeline::default();
     let mut events = Events::with_capacity(1024);
     let mut sessions: HashMap<usize, Session> = HashMap::new();
@@ -191,7 +182,7 @@ fn run(
             if is_rtcp {
                 drain_rtcp(s, track, &mut bufs);
             } else if let Some(t) = s.tracks.get_mut(track) {
-                drain_rtp(t, &mut bufs, &totals, origin, &mut timeline);
+                drain_rtp(t, &mut bufs, &totals, &mut timeline);
             }
         }
         while commands_open {
@@ -230,6 +221,9 @@ fn run(
                     let _ = poll.registry().deregister(&mut t.rtcp);
                 }
                 if let Some((_, reply)) = s.finish.take() {
+                    for t in &mut s.tracks {
+                        t.measure.finish(&mut timeline);
+                    }
                     let _ = reply.send(s.tracks.into_iter().map(|t| t.measure).collect());
                 }
             }
@@ -295,13 +289,7 @@ fn drain(socket: &UdpSocket, bufs: &mut RecvBufs, mut batch: impl FnMut(&RecvBuf
     }
 }
 
-fn drain_rtp(
-    t: &mut RxTrack,
-    bufs: &mut RecvBufs,
-    totals: &Totals,
-    origin: Instant,
-    timeline: &mut Timeline,
-) {
+fn drain_rtp(t: &mut RxTrack, bufs: &mut RecvBufs, totals: &Totals, timeline: &mut Timeline) {
     let measure = &mut t.measure;
     drain(&t.rtp, bufs, |bufs, n| {
         let (now, wall) = (Instant::now(), SystemTime::now());
@@ -316,9 +304,8 @@ fn drain_rtp(
                 .and_then(|s| wall.duration_since(s).ok())
                 .and_then(|ago| now.checked_sub(ago))
                 .unwrap_or(now);
-            match measure.on_rtp(d, at) {
-                Ok(a) => timeline.record(at.saturating_duration_since(origin), a),
-                Err(e) => trace!(error = %e, "datagram not counted"),
+            if let Err(e) = measure.on_rtp(d, at, timeline) {
+                trace!(error = %e, "datagram not counted");
             }
         }
         totals.packets.fetch_add(n as u64, Ordering::Relaxed);
