@@ -4,7 +4,7 @@ the same 8 kHz mono clip, measured by `rtspd load` in one run.
 
     benches/ladder.py [--sizes 100,500,1000,2000,4000] [--duration 20]
                       [--ramp 200] [--servers rtspd,gst,gst-shared] [--out FILE.md]
-                      [--live]
+                      [--live] [--rtspd-args "..."] [--load-args "..."]
 
 Each server runs pinned to core 0 (taskset), the tester to core 1. For each
 size it starts a fresh server, warms it with one session (so the clip is
@@ -45,6 +45,7 @@ def rss_kib(pid):
 
 
 RTSPD_ARGS = []
+LOAD_ARGS = []
 # --live: rtspd serves the clip as a PCMU live channel, gst as shared PCMU.
 LIVE = []
 
@@ -71,7 +72,7 @@ def start_server(kind, media, clip, port, rtp_port):
 
 def load(url, n, duration, ramp):
     cmd = ["taskset", "-c", "1", RTSPD, "load", url, "-n", str(n), "-d", str(duration),
-           "--ramp", str(ramp)]
+           "--ramp", str(ramp)] + LOAD_ARGS
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=n / ramp + duration + 120)
     lines = out.stdout.strip().splitlines()
     return json.loads(lines[-1]), " ".join(cmd)
@@ -135,10 +136,13 @@ def main():
     ap.add_argument("--servers", default="rtspd,gst")
     ap.add_argument("--out")
     ap.add_argument("--rtspd-args", default="", help="extra rtspd flags, space-separated")
+    ap.add_argument("--load-args", default="",
+                    help="extra `rtspd load` flags, space-separated (e.g. --source-ips 127.0.0.2-127.0.0.251)")
     ap.add_argument("--live", action="store_true",
                     help="one shared PCMU timeline: rtspd --live against gst shared media")
     a = ap.parse_args()
     RTSPD_ARGS.extend(a.rtspd_args.split())
+    LOAD_ARGS.extend(a.load_args.split())
     if a.live:
         LIVE.append(True)
     media = tempfile.mkdtemp()
