@@ -3,26 +3,23 @@
 //! RECORD. Its RTP then feeds the channel, which listeners hear with the
 //! channel's own SSRC, sequence and timeline ([`crate::proto::live`]).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::info;
 
-use super::{target, Shared};
+use super::{target, Ctx};
 use crate::proto::depacketize::StreamFormat;
 use crate::proto::error::Error;
-use crate::proto::rtsp::{Request, Response};
+use crate::proto::rtsp::Response;
 use crate::proto::sdp::{self, SdpError};
 use crate::proto::target::live_channel_name;
 use crate::server::pacing::Command;
 
 /// ANNOUNCE: checks the SDP and reserves the channel for this connection.
-pub(super) async fn announce(
-    shared: &Arc<Shared>,
-    req: &Request,
-    conn: u64,
-    ok: Response,
-) -> Result<Response, Error> {
+pub(super) async fn announce(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> {
+    let Ctx {
+        shared, req, conn, ..
+    } = *cx;
     let t = target(shared, req)?;
     let name = live_channel_name(&t.path)?;
     let is_sdp = req.headers.get("Content-Type").is_some_and(|v| {

@@ -1,21 +1,18 @@
 //! DESCRIBE (RFC 2326 §10.2): the presentation's SDP (RFC 4566), with a
 //! Content-Base that RTP-Info and SETUP URLs resolve against (§C.1.1).
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 
-use super::{open_presentation, target, Shared};
+use super::{open_presentation, target, Ctx};
 use crate::proto::error::Error;
-use crate::proto::rtsp::{Request, Response};
+use crate::proto::rtsp::Response;
 use crate::proto::sdp;
 use crate::proto::target::aggregate_url;
 
-pub(super) async fn describe(
-    shared: &Arc<Shared>,
-    req: &Request,
-    peer: SocketAddr,
-    ok: Response,
-) -> Result<Response, Error> {
+pub(super) async fn describe(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> {
+    let Ctx {
+        shared, req, peer, ..
+    } = *cx;
     let t = target(shared, req)?;
     if t.track.is_some() {
         return Err(Error::NotFound);

@@ -16,12 +16,13 @@ mod teardown;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::{debug, info};
 
 use super::live;
 use super::refusals::RETRY_AFTER_SECS;
-use super::sessions::Presentation;
+use super::sessions::{Entry, Presentation};
 use super::Shared;
 use crate::media::Clip;
 use crate::proto::error::Error;
@@ -41,6 +42,36 @@ fn public(shared: &Shared) -> &'static str {
         PUBLIC_PUBLISH
     } else {
         PUBLIC_PLAY
+    }
+}
+
+/// The request in hand, and where it came from: what every method needs.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    shared: &'a Arc<Shared>,
+    req: &'a Request,
+    peer: SocketAddr,
+    /// The RTSP connection it arrived on.
+    conn: u64,
+}
+
+impl Ctx<'_> {
+    /// The session the request names, the part of it addressed and its
+    /// presentation path, for the session-scoped methods.
+    fn scoped(&self) -> Result<(String, Scope, String), Error> {
+        let id = session_id(self.req)?.ok_or(Error::SessionNotFound)?;
+        let t = target(self.shared, self.req)?;
+        let scope = t.track.map_or(Scope::Aggregate, Scope::Track);
+        Ok((id, scope, t.path))
+    }
+
+    /// Runs `f` on session `id` if this client owns it (and, for an
+    /// interleaved session, on its connection), refreshing it first.
+    fn with_session<R>(&self, id: &str, f: impl FnOnce(&mut Entry) -> R) -> Result<R, Error> {
+        let now = Instant::now();
+        self.shared
+            .sessions
+            .with(id, self.peer.ip(), self.conn, now, f)
     }
 }
 
@@ -76,25 +107,25 @@ pub(crate) async fn handle(
             .header("Unsupported", tags);
     }
     let ok = base_response(StatusCode::OK, Some(cseq));
+    let cx = &Ctx {
+        shared,
+        req,
+        peer,
+        conn,
+    };
     let result = match req.method {
         Method::Options => {
             parameter::keepalive(shared, req, peer.ip(), conn);
             Ok(ok.header("Public", public(shared)))
         }
-        Method::Describe => describe::describe(shared, req, peer, ok).await,
-        Method::Setup => setup::setup(shared, req, peer, conn, ok).await,
-        Method::Play => play::play(shared, req, peer, conn, ok).await,
-        Method::Pause => pause::pause(shared, req, peer, conn, ok).await,
-        Method::Teardown => teardown::teardown(shared, req, peer, conn, ok).await,
-        Method::GetParameter | Method::SetParameter => {
-            parameter::parameter(shared, req, peer, conn, ok)
-        }
-        Method::Announce if shared.channels.takes_publishers() => {
-            announce::announce(shared, req, conn, ok).await
-        }
-        Method::Record if shared.channels.takes_publishers() => {
-            record::record(shared, req, peer, conn, ok).await
-        }
+        Method::Describe => describe::describe(cx, ok).await,
+        Method::Setup => setup::setup(cx, ok).await,
+        Method::Play => play::play(cx, ok).await,
+        Method::Pause => pause::pause(cx, ok).await,
+        Method::Teardown => teardown::teardown(cx, ok).await,
+        Method::GetParameter | Method::SetParameter => parameter::parameter(cx, ok),
+        Method::Announce if shared.channels.takes_publishers() => announce::announce(cx, ok).await,
+        Method::Record if shared.channels.takes_publishers() => record::record(cx, ok).await,
         // A play-only server (ROBUSTNESS B4#36).
         Method::Announce | Method::Record | Method::Redirect => {
             return base_response(StatusCode::METHOD_NOT_ALLOWED, Some(cseq))
@@ -122,14 +153,6 @@ pub(crate) async fn handle(
 
 fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {
     parse_target(&req.uri, shared.config.limits.max_uri)
-}
-
-/// Resolves the session a request names, for the session-scoped methods.
-fn scoped(shared: &Shared, req: &Request) -> Result<(String, Scope, String), Error> {
-    let id = session_id(req)?.ok_or(Error::SessionNotFound)?;
-    let t = target(shared, req)?;
-    let scope = t.track.map_or(Scope::Aggregate, Scope::Track);
-    Ok((id, scope, t.path))
 }
 
 /// The clip or live channel a path names.

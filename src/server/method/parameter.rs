@@ -1,10 +1,10 @@
 //! GET_PARAMETER and SET_PARAMETER (RFC 2326 §10.8, §10.9), and OPTIONS
 //! (§10.1): keepalives when they carry a Session header.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
-use super::Shared;
+use super::{Ctx, Shared};
 use crate::proto::error::Error;
 use crate::proto::rtsp::{Request, Response};
 use crate::proto::session::session_id;
@@ -12,18 +12,16 @@ use crate::proto::session::session_id;
 /// GET_PARAMETER / SET_PARAMETER. With an empty body they are keepalives
 /// (ffmpeg, VLC and GStreamer use them so); no parameters are defined, so
 /// any body gets 451.
-pub(super) fn parameter(
-    shared: &Shared,
-    req: &Request,
-    peer: SocketAddr,
-    conn: u64,
-    ok: Response,
-) -> Result<Response, Error> {
+pub(super) fn parameter(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> {
+    let Ctx {
+        shared: _,
+        req,
+        peer: _,
+        conn: _,
+    } = *cx;
     let ok = match session_id(req)? {
         Some(id) => {
-            let header = shared
-                .sessions
-                .with(&id, peer.ip(), conn, Instant::now(), |e| e.session.header())?;
+            let header = cx.with_session(&id, |e| e.session.header())?;
             ok.header("Session", header)
         }
         None => ok,

@@ -2,14 +2,12 @@
 //! and answers with RTP-Info (§12.33); on a live channel, joins at the live
 //! edge (§C.1.5).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::{scoped, Shared};
+use super::{Ctx, Shared};
 use crate::proto::error::Error;
 use crate::proto::pacer::GroupId;
 use crate::proto::rtsp::range::NptRange;
@@ -21,39 +19,31 @@ use crate::server::live::LiveInfo;
 use crate::server::pacing::Command;
 use crate::server::sessions::Presentation;
 
-pub(super) async fn play(
-    shared: &Arc<Shared>,
-    req: &Request,
-    peer: SocketAddr,
-    conn: u64,
-    ok: Response,
-) -> Result<Response, Error> {
-    let (id, scope, path) = scoped(shared, req)?;
+pub(super) async fn play(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> {
+    let (id, scope, path) = cx.scoped()?;
+    let (shared, req) = (cx.shared, cx.req);
     let mut ranges = req.headers.get_all("Range");
     let range: Option<NptRange> = match (ranges.next(), ranges.next()) {
         (None, _) => None,
         (Some(v), None) => Some(v.parse().map_err(|e| Error::InvalidRange(format!("{e}")))?),
         (Some(_), Some(_)) => return Err(Error::BadRequest("two Range headers")),
     };
-    let (group, play, header, tracks, source, transports) =
-        shared
-            .sessions
-            .with(&id, peer.ip(), conn, Instant::now(), |e| {
-                if path != e.session.presentation {
-                    return Err(Error::InvalidState("URL names another presentation"));
-                }
-                let play = e.session.play(scope, range.as_ref(), e.source.duration())?;
-                let tracks: Vec<usize> = e.session.tracks().map(|(t, _)| t).collect();
-                let transports: Vec<_> = e.session.tracks().map(|(_, t)| *t).collect();
-                Ok((
-                    e.group,
-                    play,
-                    e.session.header(),
-                    tracks,
-                    e.source.clone(),
-                    transports,
-                ))
-            })??;
+    let (group, play, header, tracks, source, transports) = cx.with_session(&id, |e| {
+        if path != e.session.presentation {
+            return Err(Error::InvalidState("URL names another presentation"));
+        }
+        let play = e.session.play(scope, range.as_ref(), e.source.duration())?;
+        let tracks: Vec<usize> = e.session.tracks().map(|(t, _)| t).collect();
+        let transports: Vec<_> = e.session.tracks().map(|(_, t)| *t).collect();
+        Ok((
+            e.group,
+            play,
+            e.session.header(),
+            tracks,
+            e.source.clone(),
+            transports,
+        ))
+    })??;
     if let Presentation::Live(live) = &source {
         let tt = transports
             .first()

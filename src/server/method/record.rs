@@ -1,32 +1,25 @@
 //! RECORD (RFC 2326 §10.11): a publisher's packets start feeding its
 //! channel.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{info, info_span};
 
-use super::{scoped, Shared};
+use super::Ctx;
 use crate::proto::error::Error;
-use crate::proto::rtsp::{Request, Response};
+use crate::proto::rtsp::Response;
 use crate::proto::session::Dest;
 use crate::proto::target::{live_channel_name, LIVE_PREFIX};
 use crate::server::channels::RecordFrom;
 use crate::server::pacing::Command;
 
 /// RECORD: the publisher's packets start feeding the channel.
-pub(super) async fn record(
-    shared: &Arc<Shared>,
-    req: &Request,
-    peer: SocketAddr,
-    conn: u64,
-    ok: Response,
-) -> Result<Response, Error> {
-    let (id, scope, path) = scoped(shared, req)?;
+pub(super) async fn record(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> {
+    let (id, scope, path) = cx.scoped()?;
+    let (shared, _req) = (cx.shared, cx.req);
     let name = live_channel_name(&path)?;
     let now = Instant::now();
-    let (header, tt) = shared.sessions.with(&id, peer.ip(), conn, now, |e| {
+    let (header, tt) = cx.with_session(&id, |e| {
         if e.session.presentation != format!("{LIVE_PREFIX}{name}") {
             return Err(Error::InvalidState("URL names another presentation"));
         }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tracing::{info, info_span};
 
-use super::{new_session_id, open_presentation, random_bytes, target, Shared};
+use super::{new_session_id, open_presentation, random_bytes, target, Ctx, Shared};
 use crate::proto::error::Error;
 use crate::proto::pacer::TrackConfig;
 use crate::proto::rtsp::{Request, Response};
@@ -21,13 +21,13 @@ use crate::proto::track_map::TrackMap;
 use crate::server::pacing::Command;
 use crate::server::sessions::{Entry, Presentation};
 
-pub(super) async fn setup(
-    shared: &Arc<Shared>,
-    req: &Request,
-    peer: SocketAddr,
-    conn: u64,
-    ok: Response,
-) -> Result<Response, Error> {
+pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> {
+    let Ctx {
+        shared,
+        req,
+        peer,
+        conn,
+    } = *cx;
     let t = target(shared, req)?;
     let (dest, mode) = choose_transport(
         req.headers.get("Transport"),

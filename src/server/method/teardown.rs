@@ -1,31 +1,19 @@
 //! TEARDOWN (RFC 2326 §10.7) of a session or one of its tracks.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
-
 use tracing::{info, info_span};
 
-use super::{scoped, Shared};
+use super::Ctx;
 use crate::proto::error::Error;
-use crate::proto::rtsp::{Request, Response};
+use crate::proto::rtsp::Response;
 use crate::proto::session::Teardown;
 use crate::server::pacing::Command;
 
-pub(super) async fn teardown(
-    shared: &Arc<Shared>,
-    req: &Request,
-    peer: SocketAddr,
-    conn: u64,
-    ok: Response,
-) -> Result<Response, Error> {
-    let (id, scope, _) = scoped(shared, req)?;
-    let (group, what, header) =
-        shared
-            .sessions
-            .with(&id, peer.ip(), conn, Instant::now(), |e| {
-                (e.group, e.session.teardown(scope), e.session.header())
-            })?;
+pub(super) async fn teardown(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> {
+    let (id, scope, _) = cx.scoped()?;
+    let (shared, _req) = (cx.shared, cx.req);
+    let (group, what, header) = cx.with_session(&id, |e| {
+        (e.group, e.session.teardown(scope), e.session.header())
+    })?;
     match what {
         Teardown::All => {
             if let Some(e) = shared.sessions.remove(&id) {
