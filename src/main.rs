@@ -77,6 +77,17 @@ struct LoadArgs {
     /// RTP interleaved on the RTSP connection instead of UDP.
     #[arg(long)]
     tcp: bool,
+    /// Open the sessions from these local addresses, round-robin: a
+    /// comma-separated list of addresses and IPv4 ranges, e.g.
+    /// 127.0.0.2-127.0.0.251 or 127.0.0.2-251. Loopback addresses only
+    /// (127.0.0.0/8, ::1), so the server must run on this machine; it then
+    /// sees many client IPs, as with real listeners, instead of one that
+    /// reaches its per-IP caps. With two or more addresses, UDP sessions on
+    /// different addresses share receive ports (one RTP/RTCP pair for up to
+    /// 256 sessions), so a session costs about one descriptor instead of
+    /// three.
+    #[arg(long, value_name = "LIST")]
+    source_ips: Option<rtspd::load::SourceIps>,
     /// Also write the JSON summary line to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -310,6 +321,11 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
         tcp: args.tcp,
         range: args.range.clone(),
         progress: true,
+        source_ips: args
+            .source_ips
+            .clone()
+            .map(rtspd::load::SourceIps::into_vec)
+            .unwrap_or_default(),
     };
     // One thread for every control connection; the UDP receiver has its own.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -201,6 +201,114 @@ fn refused_sessions_are_counted_not_fatal() {
     assert_eq!(v["failures"]["DESCRIBE answered 404"], 3, "{v}");
 }
 
+/// `--source-ips`: 40 sessions from 10 loopback addresses against a server
+/// that allows 4 sessions and 4 connections per client IP, so they can only
+/// all succeed if they really come from 10 addresses. Over UDP the sessions
+/// on different addresses share receive port pairs (4 pairs for 40 here), and
+/// each session still gets exactly its own packets: on a live channel every
+/// listener has the same SSRC and sequence numbers, so a datagram handed to
+/// the wrong session would show as a duplicate there and a loss here.
+#[test]
+fn source_ips_spread_sessions_and_share_receive_ports() {
+    let live = format!(
+        "radio=file:{},codec=pcmu",
+        common::bundled_media().join("tones-8k-mono.wav").display()
+    );
+    let server = Server::start(&[
+        "--max-sessions-per-ip",
+        "4",
+        "--max-connections-per-ip",
+        "4",
+        "--live",
+        &live,
+    ]);
+    let clip = server.url("tones-8k-mono.wav");
+    let radio = server.url("live/radio");
+    let ips = "127.0.0.2-127.0.0.11";
+
+    // The control: from one address the caps let 4 of 8 through.
+    let one = load(&[&clip, "-n", "8", "-d", "1", "--ramp", "100"]);
+    assert_eq!(
+        (u(&one, "sessions_ok"), u(&one, "sessions_failed")),
+        (4, 4),
+        "{one}"
+    );
+
+    // One after the other: together they would be 8 per address.
+    for url in [&clip, &radio] {
+        let v = load(&[
+            url,
+            "--source-ips",
+            ips,
+            "-n",
+            "40",
+            "-d",
+            "3",
+            "--ramp",
+            "100",
+        ]);
+        assert_eq!(
+            (u(&v, "sessions_ok"), u(&v, "sessions_failed")),
+            (40, 0),
+            "{v}"
+        );
+        assert_eq!(
+            (u(&v, "packets_lost"), u(&v, "packets_duplicated")),
+            (0, 0),
+            "{v}"
+        );
+        let received = u(&v, "packets_received");
+        // 40 sessions x 3 s x 50 packets/s, give or take the edges.
+        assert!((5400..=6600).contains(&received), "{received} packets");
+        assert!(f(&v, "sr_per_session") >= 1.0, "{v}");
+        assert_eq!(u(&v, "source_ips"), 10);
+        // At most one session per address on a pair, and as many as the
+        // pair's receive buffer holds: 10 (4 pairs) where the kernel grants
+        // 1.25 MiB (as root, or with net.core.rmem_max raised), 3 with a
+        // stock rmem_max.
+        let per = u(&v, "sessions_per_shared_pair");
+        assert!((2..=10).contains(&per), "{v}");
+        let pairs = u(&v, "shared_udp_pairs");
+        assert_eq!(pairs, 40u64.div_ceil(per), "{v}");
+        // A TCP connection each and the shared sockets, plus the tester's
+        // own handful (about 15); three per session would be over 120.
+        let fds = u(&v, "tester_fds_peak");
+        let floor = 40 + 2 * pairs;
+        assert!(
+            (floor..floor + 30).contains(&fds),
+            "{fds} descriptors open at most, {pairs} pairs"
+        );
+        if url == &clip {
+            // A clip's SRs count the session's packets (a live channel's
+            // count the channel's): every session got all it was sent.
+            assert_eq!(received, u(&v, "server_packets_sent"), "{v}");
+        }
+    }
+
+    // Interleaved sessions come from the addresses too (no UDP ports).
+    let v = load(&[&radio, "--tcp", "--source-ips", ips, "-n", "40", "-d", "1"]);
+    assert_eq!(u(&v, "sessions_ok"), 40, "{v}");
+    assert_eq!(u(&v, "shared_udp_pairs"), 0);
+    assert!(server.panics().is_empty());
+}
+
+#[test]
+fn source_ips_must_be_loopback() {
+    for (list, why) in [
+        ("10.0.0.1", "not a loopback address"),
+        ("127.0.0.9-127.0.0.2", "ends before it starts"),
+        ("127.0.0.2,,127.0.0.3", "empty item"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rtspd"))
+            .args(["load", "rtsp://127.0.0.1:9/x", "--source-ips", list])
+            .output()
+            .expect("run rtspd load");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{list}");
+        assert!(stderr.contains(why), "{list}: {stderr}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The faulty server
 

@@ -3,12 +3,12 @@
 //! [`parse_response`], and hands every interleaved `$` frame that arrives on
 //! the way to the caller.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout, Instant};
 
 use super::LoadError;
@@ -32,8 +32,24 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub(super) async fn connect(addr: SocketAddr) -> Result<Self, LoadError> {
-        let stream = timeout(REPLY_TIMEOUT, TcpStream::connect(addr))
+    /// Connects to `addr`, from `source` (any port) when given.
+    pub(super) async fn connect(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> Result<Self, LoadError> {
+        let connect = async {
+            let Some(ip) = source else {
+                return TcpStream::connect(addr).await;
+            };
+            let socket = if ip.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await
+        };
+        let stream = timeout(REPLY_TIMEOUT, connect)
             .await
             .map_err(|_| LoadError::Timeout("connect"))?
             .map_err(|e| LoadError::Connect(e.kind()))?;

@@ -5,17 +5,20 @@
 //! [`session`]), receives their RTP and RTCP over UDP on one receiver thread
 //! ([`udp`]) or interleaved on each connection (`--tcp`), measures every
 //! packet with the sans-IO [`crate::proto::measure`], and summarises
-//! ([`report`]). Every limit is capped ([`MAX_SESSIONS`], [`MAX_DURATION`],
-//! [`MAX_RAMP`]) and the run stops by itself.
+//! ([`report`]). With `--source-ips` the sessions come from many local
+//! addresses, and UDP sessions on different addresses share receive port
+//! pairs ([`source`]). Every limit is capped ([`MAX_SESSIONS`],
+//! [`MAX_DURATION`], [`MAX_RAMP`]) and the run stops by itself.
 
 mod conn;
 pub mod plot;
 pub mod report;
 mod session;
+pub mod source;
 mod udp;
 
 use std::io::IsTerminal;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,6 +29,7 @@ use url::Url;
 use crate::proto::clock::WallClock;
 use crate::proto::measure::Timeline;
 pub use report::Report;
+pub use source::SourceIps;
 
 /// Most sessions one run opens.
 pub const MAX_SESSIONS: usize = 20_000;
@@ -68,6 +72,9 @@ pub struct Options {
     pub range: Option<String>,
     /// Show a progress bar (only drawn when stdout is a terminal).
     pub progress: bool,
+    /// Local (loopback) addresses the sessions come from, round-robin;
+    /// empty: where the OS routes them. See [`source`].
+    pub source_ips: Vec<IpAddr>,
 }
 
 /// Shared by every session task.
@@ -77,6 +84,7 @@ struct Ctx {
     opts: Options,
     clock: WallClock,
     receiver: udp::Receiver,
+    sources: source::Sources,
     progress: Progress,
     stop: CancellationToken,
 }
@@ -87,6 +95,8 @@ struct Progress {
     established: AtomicU64,
     finished: AtomicU64,
     failed: AtomicU64,
+    /// Most descriptors seen open at once.
+    fds_peak: AtomicU64,
 }
 
 impl Progress {
@@ -124,14 +134,32 @@ impl Options {
             .map_err(|e| LoadError::Options(format!("resolving {host}: {e}")))?
             .next()
             .ok_or_else(|| LoadError::Options(format!("{host} has no address")))?;
+        source::check(&self.source_ips)
+            .map_err(|e| LoadError::Options(format!("source IPs: {e}")))?;
+        if let Some(a) = self
+            .source_ips
+            .iter()
+            .find(|a| a.is_ipv4() != server.is_ipv4())
+        {
+            return bad(format!(
+                "source IP {a} and server {server} are of different families"
+            ));
+        }
         Ok((url, server))
     }
 }
 
-/// Raises the open-file limit to what `sessions` need (three descriptors
-/// each over UDP, one over TCP). Returns a warning when it cannot.
-fn raise_fd_limit(sessions: usize, tcp: bool) -> Option<String> {
-    let need = (sessions * if tcp { 1 } else { 3 } + 64) as libc::rlim_t;
+/// Raises the open-file limit to what `sessions` need: one descriptor each
+/// for the control connection, and two per UDP port pair (one per session
+/// and track, or shared: [`source`]), counting two tracks. Returns a
+/// warning when it cannot.
+fn raise_fd_limit(sessions: usize, tcp: bool, sources: &source::Sources) -> Option<String> {
+    let pairs = if tcp {
+        0
+    } else {
+        sources.pairs_needed(sessions, 2)
+    };
+    let need = (sessions + 2 * pairs + 64) as libc::rlim_t;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -161,6 +189,13 @@ fn raise_fd_limit(sessions: usize, tcp: bool) -> Option<String> {
     ))
 }
 
+/// Descriptors this process has open (Linux: `/proc/self/fd`).
+fn open_fds() -> Option<u64> {
+    let n = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    // Less the one reading the directory.
+    Some(n.saturating_sub(1))
+}
+
 /// CPU time this process has used so far.
 fn cpu_time() -> Duration {
     // SAFETY: an all-zero rusage is valid and getrusage only writes it.
@@ -177,8 +212,9 @@ fn cpu_time() -> Duration {
 /// Runs the load test; call it inside a tokio runtime.
 pub async fn run(opts: Options) -> Result<Run, LoadError> {
     let (url, server) = opts.check()?;
+    let sources = source::Sources::new(opts.source_ips.clone(), !opts.tcp);
     let mut warnings = Vec::new();
-    if let Some(w) = raise_fd_limit(opts.sessions, opts.tcp) {
+    if let Some(w) = raise_fd_limit(opts.sessions, opts.tcp, &sources) {
         warnings.push(w);
     }
     let totals = Arc::new(udp::Totals::default());
@@ -193,6 +229,7 @@ pub async fn run(opts: Options) -> Result<Run, LoadError> {
         server,
         clock: WallClock::new(t0, unix_now),
         receiver,
+        sources,
         progress: Progress::default(),
         stop: CancellationToken::new(),
         opts: opts.clone(),
@@ -246,6 +283,9 @@ pub async fn run(opts: Options) -> Result<Run, LoadError> {
     let wall = t0.elapsed();
     let cpu = cpu_time().saturating_sub(cpu0);
     bar.finish_and_clear();
+    let fds_peak = ctx.progress.fds_peak.load(Ordering::Relaxed);
+    let shared_pairs = ctx.sources.shared_pairs();
+    let per_pair = ctx.sources.per_pair();
     drop(ctx);
     let mut timeline = match tokio::task::spawn_blocking(move || rx_thread.join()).await {
         Ok(Ok(t)) => t,
@@ -257,7 +297,10 @@ pub async fn run(opts: Options) -> Result<Run, LoadError> {
     for r in &results {
         timeline.merge(&r.timeline);
     }
-    let (report, setup_us) = Report::build(&opts, &results, wall, cpu, warnings);
+    let (mut report, setup_us) = Report::build(&opts, &results, wall, cpu, warnings);
+    report.tester_fds_peak = fds_peak;
+    report.shared_udp_pairs = shared_pairs;
+    report.sessions_per_shared_pair = per_pair;
     Ok(Run {
         report,
         timeline,
@@ -295,6 +338,9 @@ async fn show_progress(ctx: Arc<Ctx>, totals: Arc<udp::Totals>, bar: indicatif::
         let rate = (p - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
         last = (now, p);
         let pr = &ctx.progress;
+        if let Some(n) = open_fds() {
+            pr.fds_peak.fetch_max(n, Ordering::Relaxed);
+        }
         let (est, fin, fail) = (
             pr.established.load(Ordering::Relaxed),
             pr.finished.load(Ordering::Relaxed),

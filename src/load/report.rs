@@ -92,6 +92,14 @@ pub struct Report {
     pub av_sync_max_ms: Option<f64>,
     /// The tester's CPU use over the run, percent of one core.
     pub tester_cpu_pct: f64,
+    /// Most descriptors the tester had open at once (sampled every 0.5 s).
+    pub tester_fds_peak: u64,
+    /// Source addresses given (`--source-ips`; 0 when none was).
+    pub source_ips: usize,
+    /// Receive port pairs shared by sessions on different source addresses.
+    pub shared_udp_pairs: usize,
+    /// Most sessions on one of them (0: none shared).
+    pub sessions_per_shared_pair: usize,
     pub wall_s: f64,
     pub warnings: Vec<String>,
 }
@@ -226,6 +234,11 @@ impl Report {
             drift_max_ms_per_min: drift,
             av_sync_max_ms: av_sync,
             tester_cpu_pct: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+            // Filled in by the run, which samples them.
+            tester_fds_peak: 0,
+            source_ips: opts.source_ips.len(),
+            shared_udp_pairs: 0,
+            sessions_per_shared_pair: 0,
             wall_s: wall.as_secs_f64(),
             warnings,
         };
@@ -320,6 +333,18 @@ impl fmt::Display for Report {
             )?;
         }
         writeln!(f, "  tester CPU {:.1}% of one core", self.tester_cpu_pct)?;
+        write!(f, "  tester fds {} open at most", self.tester_fds_peak)?;
+        if self.source_ips > 0 {
+            write!(f, "; sessions from {} source addresses", self.source_ips)?;
+        }
+        if self.shared_udp_pairs > 0 {
+            write!(
+                f,
+                ", {} shared UDP port pairs (up to {} sessions each)",
+                self.shared_udp_pairs, self.sessions_per_shared_pair
+            )?;
+        }
+        writeln!(f)?;
         for w in &self.warnings {
             writeln!(f, "  warning: {w}")?;
         }

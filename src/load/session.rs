@@ -2,6 +2,9 @@
 //! SETUP of every track against the Content-Base, PLAY, keepalives at half
 //! the session timeout while receiving, then TEARDOWN.
 //!
+//! With `--source-ips` the control connection is bound to the session's
+//! source address before it connects ([`super::source`]).
+//!
 //! Over UDP the packets go to the shared receiver thread ([`super::udp`]);
 //! over TCP they arrive interleaved on this session's own connection and
 //! are measured here, and receiver reports go back the same way.
@@ -15,7 +18,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::conn::Conn;
-use super::udp::{RxTrack, MAX_TRACKS};
+use super::udp::{Ports, RxTrack, MAX_TRACKS};
 use super::{Ctx, LoadError};
 use crate::proto::measure::{Timeline, TrackMeasure};
 use crate::proto::rtcp;
@@ -61,7 +64,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
         tracks: Vec::new(),
         timeline: Timeline::default(),
     };
-    let mut conn = match Conn::connect(ctx.server).await {
+    let mut conn = match Conn::connect(ctx.server, ctx.sources.addr(id)).await {
         Ok(c) => c,
         Err(e) => {
             result.outcome = Err(e);
@@ -207,18 +210,28 @@ async fn flow(
     }
     let local_ip = conn.local_addr()?.ip();
     let server_ip = conn.peer_addr()?.ip();
-    let mut sockets = Vec::new();
+    let mut ports = Vec::new();
     let mut timeout = DEFAULT_TIMEOUT;
     for (i, t) in tracks.iter_mut().enumerate() {
         let transport = if ctx.opts.tcp {
             format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * i, 2 * i + 1)
         } else {
-            let (rtp, rtcp) = bind_pair(local_ip).map_err(|e| LoadError::Bind(e.kind()))?;
-            let port = rtp
-                .local_addr()
-                .map_err(|e| LoadError::Bind(e.kind()))?
-                .port();
-            sockets.push((rtp, rtcp));
+            let bind = |e: std::io::Error| LoadError::Bind(e.kind());
+            let port = match ctx.sources.shared() {
+                // The server sends to (our address, port): the shared
+                // pair's receiver knows us by our address.
+                Some(shared) => {
+                    let port = shared.port(id, i, &ctx.receiver).map_err(bind)?;
+                    ports.push(Ports::Shared { port, ip: local_ip });
+                    port
+                }
+                None => {
+                    let (rtp, rtcp) = bind_pair(local_ip).map_err(bind)?;
+                    let port = rtp.local_addr().map_err(bind)?.port();
+                    ports.push(Ports::Own { rtp, rtcp });
+                    port
+                }
+            };
             format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1)
         };
         let reply = conn
@@ -251,13 +264,12 @@ async fn flow(
     if ctx.opts.tcp {
         tcp.tracks = measures;
     } else {
-        let rx: Vec<RxTrack> = sockets
+        let rx: Vec<RxTrack> = ports
             .into_iter()
             .zip(measures)
             .zip(&tracks)
-            .map(|(((rtp, rtcp), measure), t)| RxTrack {
-                rtp,
-                rtcp,
+            .map(|((ports, measure), t)| RxTrack {
+                ports,
                 measure,
                 server_rtcp: t.server_rtcp,
             })

@@ -5,12 +5,17 @@
 //! one per datagram; the load tester drains a ready socket with
 //! [`recv_batch`]. Neither blocks: both are meant for non-blocking sockets.
 //!
+//! A socket bound to the wildcard address serves several local addresses
+//! at once: with [`enable_pktinfo`] on, [`RecvBufs::dest`] says which
+//! address each datagram was sent to, and [`send_from`] picks the source
+//! address of a reply (`IP_PKTINFO`, ip(7); `IPV6_PKTINFO`, RFC 3542 §6).
+//!
 //! A datagram the kernel refuses (a full buffer, `ECONNREFUSED` from an
 //! earlier ICMP error, an unreachable address) is reported in the result
 //! and skipped; it never stops the rest of the batch.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Most datagrams given to the kernel in one call (Linux's `UIO_MAXIOV` is
@@ -136,6 +141,7 @@ pub struct RecvBufs {
     /// Control-message space per datagram, as `u64`s for alignment.
     control: Vec<u64>,
     stamps: Vec<Option<SystemTime>>,
+    dests: Vec<Option<IpAddr>>,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
@@ -164,8 +170,10 @@ fn zeroed<T: ZeroValid>() -> T {
     unsafe { std::mem::zeroed() }
 }
 
-/// `u64`s of control-message space per datagram (room for a timestamp).
-const CONTROL_WORDS: usize = 8;
+/// `u64`s of control-message space per datagram: room for a timestamp
+/// (`CMSG_SPACE(16)`, 32 bytes) and an `in6_pktinfo` (`CMSG_SPACE(20)`, 40
+/// bytes), with some to spare.
+const CONTROL_WORDS: usize = 16;
 
 impl RecvBufs {
     pub fn new(count: usize, size: usize) -> Self {
@@ -178,6 +186,7 @@ impl RecvBufs {
             from: vec![None; count],
             control: vec![0; count * CONTROL_WORDS],
             stamps: vec![None; count],
+            dests: vec![None; count],
             addrs: (0..count).map(|_| zeroed()).collect(),
             iovs: (0..count).map(|_| zeroed()).collect(),
             msgs: (0..count).map(|_| zeroed()).collect(),
@@ -188,6 +197,12 @@ impl RecvBufs {
     /// the socket has [`enable_timestamps`] on.
     pub fn stamp(&self, i: usize) -> Option<SystemTime> {
         self.stamps.get(i).copied().flatten()
+    }
+
+    /// The local address datagram `i` of the last [`recv_batch`] was sent
+    /// to, if the socket has [`enable_pktinfo`] on.
+    pub fn dest(&self, i: usize) -> Option<IpAddr> {
+        self.dests.get(i).copied().flatten()
     }
 
     /// How many datagrams one [`recv_batch`] reads at most.
@@ -250,31 +265,150 @@ pub fn recv_batch(fd: std::os::fd::BorrowedFd<'_>, bufs: &mut RecvBufs) -> io::R
     for i in 0..n {
         bufs.lens[i] = (bufs.msgs[i].msg_len as usize).min(bufs.size);
         bufs.from[i] = sockaddr::to_std(&bufs.addrs[i]);
-        bufs.stamps[i] = timestamp(&bufs.msgs[i].msg_hdr);
+        let (stamp, dest) = control(&bufs.msgs[i].msg_hdr);
+        bufs.stamps[i] = stamp;
+        bufs.dests[i] = dest;
     }
     Ok(n)
 }
 
-/// The `SCM_TIMESTAMPNS` control message of a received datagram.
-fn timestamp(hdr: &libc::msghdr) -> Option<SystemTime> {
+/// The control messages of a received datagram that we ask for: its
+/// `SCM_TIMESTAMPNS` arrival time and its `IP_PKTINFO`/`IPV6_PKTINFO`
+/// destination address.
+fn control(hdr: &libc::msghdr) -> (Option<SystemTime>, Option<IpAddr>) {
+    let (mut stamp, mut dest) = (None, None);
     // SAFETY: `hdr` was filled by recvmmsg: its control pointer and length
     // describe initialised control messages inside our buffer, which the
-    // CMSG_* walkers stay within.
+    // CMSG_* walkers stay within; each payload is read unaligned, with the
+    // type its level and type say it holds.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(hdr);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                let d = Duration::new(
-                    ts.tv_sec.max(0) as u64,
-                    ts.tv_nsec.clamp(0, 999_999_999) as u32,
-                );
-                return Some(UNIX_EPOCH + d);
+            let data = libc::CMSG_DATA(c);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                    let ts: libc::timespec = std::ptr::read_unaligned(data.cast());
+                    let d = Duration::new(
+                        ts.tv_sec.max(0) as u64,
+                        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+                    );
+                    stamp = Some(UNIX_EPOCH + d);
+                }
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    let pi: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                    // ipi_addr is the header's destination address (ip(7)).
+                    let a = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
+                    dest = Some(IpAddr::V4(a));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    let pi: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                    dest = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
+                }
+                _ => {}
             }
             c = libc::CMSG_NXTHDR(hdr, c);
         }
     }
-    None
+    (stamp, dest)
+}
+
+/// Asks the kernel to say which local address each datagram the socket
+/// receives was sent to (`IP_PKTINFO` for IPv4, `IPV6_RECVPKTINFO` for
+/// IPv6), read back with [`RecvBufs::dest`]. Only useful on a socket bound
+/// to the wildcard address, which receives for every local address.
+pub fn enable_pktinfo(fd: std::os::fd::BorrowedFd<'_>, v6: bool) -> io::Result<()> {
+    if v6 {
+        super::set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+    } else {
+        super::set_int_option(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
+/// Sends one datagram from the non-blocking socket `fd` to `dest` with
+/// `src` as its source address, through an `IP_PKTINFO` (`IPV6_PKTINFO`)
+/// control message: a socket bound to the wildcard address answers from
+/// the address the peer knows it by. `src` must be a local address of the
+/// same family as `dest`.
+pub fn send_from(
+    fd: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    dest: SocketAddr,
+    src: IpAddr,
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+
+    let mut name = sockaddr::Storage::from(dest).0;
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let mut control = [0u64; CONTROL_WORDS];
+    // SAFETY: an all-zero `msghdr` is valid; every pointer set below points
+    // at a local that outlives the sendmsg call.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_name = std::ptr::addr_of_mut!(name).cast();
+    hdr.msg_namelen = sockaddr::len(&dest);
+    hdr.msg_iov = std::ptr::addr_of_mut!(iov);
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.as_mut_ptr().cast();
+    let (level, kind, len) = match src {
+        IpAddr::V4(_) => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            size_of::<libc::in_pktinfo>(),
+        ),
+        IpAddr::V6(_) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            size_of::<libc::in6_pktinfo>(),
+        ),
+    };
+    // SAFETY: CMSG_SPACE and CMSG_LEN are pure arithmetic; `control` has
+    // room for one message of either size (checked by the assertion), so
+    // CMSG_FIRSTHDR is non-null and the writes stay inside `control`.
+    unsafe {
+        let space = libc::CMSG_SPACE(len as u32) as usize;
+        assert!(space <= size_of::<[u64; CONTROL_WORDS]>());
+        hdr.msg_controllen = space;
+        let c = libc::CMSG_FIRSTHDR(&hdr);
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = kind;
+        (*c).cmsg_len = libc::CMSG_LEN(len as u32) as usize;
+        let data = libc::CMSG_DATA(c);
+        match src {
+            IpAddr::V4(a) => {
+                // ipi_spec_dst sets the source address; no interface.
+                let pi = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(a).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(data.cast(), pi);
+            }
+            IpAddr::V6(a) => {
+                let pi = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: a.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                std::ptr::write_unaligned(data.cast(), pi);
+            }
+        }
+    }
+    loop {
+        // SAFETY: `hdr` points at `name`, `iov` and `control`, all alive.
+        let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &hdr, libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// Asks the kernel to stamp every datagram the socket receives with its
@@ -430,6 +564,42 @@ mod tests {
         assert_eq!(&buf[..1], b"a");
         assert_eq!(rx.recv(&mut buf).unwrap(), 1);
         assert_eq!(&buf[..1], b"c");
+    }
+
+    /// One wildcard-bound socket receives for 127.0.0.2 and 127.0.0.3 and
+    /// tells them apart, and answers from either.
+    #[test]
+    fn wildcard_socket_knows_each_datagrams_destination() {
+        let rx = UdpSocket::bind("0.0.0.0:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        enable_pktinfo(rx.as_fd(), false).unwrap();
+        enable_timestamps(rx.as_fd()).unwrap();
+        let port = rx.local_addr().unwrap().port();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for last in [2u8, 3, 2] {
+            tx.send_to(&[last], (Ipv4Addr::new(127, 0, 0, last), port))
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let mut bufs = RecvBufs::new(8, 64);
+        assert_eq!(recv_batch(rx.as_fd(), &mut bufs).unwrap(), 3);
+        for i in 0..3 {
+            let (d, from) = bufs.get(i);
+            assert_eq!(from, Some(tx.local_addr().unwrap()));
+            assert_eq!(bufs.dest(i), Some(IpAddr::from([127, 0, 0, d[0]])));
+            assert!(bufs.stamp(i).is_some(), "both control messages fit");
+        }
+
+        // Replies carry the source address asked for, from the same port.
+        let to = tx.local_addr().unwrap();
+        for last in [7u8, 9] {
+            let src = IpAddr::from([127, 0, 0, last]);
+            assert_eq!(send_from(rx.as_fd(), b"rr", to, src).unwrap(), 2);
+            let mut buf = [0u8; 8];
+            let (n, from) = tx.recv_from(&mut buf).unwrap();
+            assert_eq!((n, from), (2, SocketAddr::new(src, port)));
+        }
     }
 
     #[test]
