@@ -17,62 +17,11 @@ use bytes::{Bytes, BytesMut};
 use super::clock::{ticks_to_duration, WallClock};
 use super::depacketize::{DepacketizeStats, Depacketizer, Outcome, StreamFormat};
 use super::pacer::{Transmit, SR_INTERVAL};
-use super::packetize::frames_per_packet;
 use super::packetize::g711::{linear_to_alaw, linear_to_ulaw};
+use super::packetize::{frames_per_packet, Codec};
 use super::rtcp::{self, SenderInfo};
 use super::rtp::Stamper;
 use super::session::Dest;
-
-/// How a channel's audio is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    /// 16-bit linear PCM, any rate and channel count (RFC 3551 §4.5.11).
-    L16,
-    /// G.711 µ-law, 8 kHz mono (payload type 0).
-    Pcmu,
-    /// G.711 A-law, 8 kHz mono (payload type 8).
-    Pcma,
-}
-
-impl Codec {
-    /// The RTP encoding name (RFC 3551 table 4).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::L16 => "L16",
-            Self::Pcmu => "PCMU",
-            Self::Pcma => "PCMA",
-        }
-    }
-
-    /// Bytes per sample on the wire.
-    pub fn sample_bytes(self) -> usize {
-        match self {
-            Self::L16 => 2,
-            Self::Pcmu | Self::Pcma => 1,
-        }
-    }
-
-    /// The payload type and `a=rtpmap` encoding name.
-    pub fn payload(self, rate: u32, channels: u16) -> (u8, String) {
-        match self {
-            Self::Pcmu => (0, "PCMU/8000".into()),
-            Self::Pcma => (8, "PCMA/8000".into()),
-            Self::L16 => {
-                let pt = match (rate, channels) {
-                    (44_100, 2) => 10,
-                    (44_100, 1) => 11,
-                    _ => 96,
-                };
-                let map = if channels == 1 {
-                    format!("L16/{rate}")
-                } else {
-                    format!("L16/{rate}/{channels}")
-                };
-                (pt, map)
-            }
-        }
-    }
-}
 
 /// Why a channel cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,7 +157,7 @@ impl Channel {
         }
         let frame_out = cfg.codec.sample_bytes() * usize::from(channels);
         let per_packet = frames_per_packet(cfg.rate, frame_out, cfg.ptime, cfg.max_payload);
-        let (pt, _) = cfg.codec.payload(cfg.rate, channels);
+        let pt = cfg.codec.payload_type(cfg.rate, channels);
         Ok(Self {
             pcm: cfg.pcm,
             rate: cfg.rate,
