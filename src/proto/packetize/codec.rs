@@ -3,6 +3,8 @@
 //! mono. Payload types and `a=rtpmap` come from [`super::l16`] and
 //! [`super::g711`], the one place each is chosen.
 
+use bytes::BytesMut;
+
 use super::{g711, l16};
 use crate::proto::sdp::{rtpmap, TrackDescription};
 
@@ -33,6 +35,19 @@ impl Codec {
             Self::L16 => 2,
             Self::Pcmu | Self::Pcma => 1,
         }
+    }
+
+    /// Appends `pcm`, big-endian 16-bit samples, encoded this way to `out`.
+    pub fn encode(self, pcm: &[u8], out: &mut BytesMut) {
+        let encode = match self {
+            Self::L16 => return out.extend_from_slice(pcm),
+            Self::Pcmu => g711::linear_to_ulaw,
+            Self::Pcma => g711::linear_to_alaw,
+        };
+        out.extend(
+            pcm.chunks_exact(2)
+                .map(|b| encode(i16::from_be_bytes([b[0], b[1]]))),
+        );
     }
 
     /// The payload type of this codec at `rate` with `channels`.
