@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use rtspd::media::catalog::ClipOptions;
+use rtspd::media::ClipOptions;
 use rtspd::proto::rtsp::Limits;
 use rtspd::server::live::{LiveSpec, Source};
 use rtspd::server::placement::{self, PacerPriority};

@@ -4,10 +4,10 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use rtspd::media::catalog::{ClipOptions, ClipTrack};
-use rtspd::media::{adts, annexb, mp3, mp4};
+use rtspd::media::{adts, annexb, mp3, mp4, ClipOptions};
+use rtspd::proto::packetize::Track;
 
-fn cut(tracks: &[ClipTrack], opts: &ClipOptions) {
+fn cut(tracks: &[Track], opts: &ClipOptions) {
     for t in tracks {
         let p = &t.packetizer;
         let mut c = p.seek(0);

@@ -12,13 +12,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::info;
 
-use super::catalog::{ClipOptions, ClipTrack};
+use super::clip::ClipOptions;
 use super::frames::{self, FrameHeader};
 use super::MediaError;
-use crate::proto::clock::duration_to_ticks;
 use crate::proto::packetize::au::{AccessUnits, Unit};
-use crate::proto::packetize::{aac, Packetizer};
-use crate::proto::sdp::TrackDescription;
+use crate::proto::packetize::{aac, Track};
 
 /// Sampling frequencies by index (ISO/IEC 14496-3 Table 1.18).
 const RATES: [u32; 13] = [
@@ -97,7 +95,7 @@ impl FrameHeader for Header {
 }
 
 /// Reads an ADTS file (the whole of it in `data`).
-pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
+pub fn load(data: Bytes, opts: &ClipOptions) -> Result<Track, MediaError> {
     if data.len() > u32::MAX as usize {
         return Err(MediaError::TooLarge(data.len() as u64, u64::from(u32::MAX)));
     }
@@ -127,36 +125,25 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
     units.retain(|u| u.size <= aac::MAX_FRAME);
     let rate = h.rate();
     let duration = units.len() as u64 * FRAME_SAMPLES as u64;
-    let config = h.audio_specific_config();
-    let rtpmap = if h.channels > 1 {
-        format!("mpeg4-generic/{rate}/{}", h.channels)
-    } else {
-        format!("mpeg4-generic/{rate}")
-    };
-    Ok(ClipTrack {
-        description: TrackDescription {
-            media: "audio",
-            payload_type: 97,
-            rtpmap,
-            fmtp: Some(aac::fmtp(&config)),
-            control: "trackID=0".to_owned(),
-        },
-        packetizer: Packetizer::Aac(aac::packetizer(
-            Arc::new(AccessUnits {
-                data,
-                units,
-                clock_rate: rate,
-                duration,
-            }),
-            duration_to_ticks(opts.ptime, rate),
-            opts.max_payload,
-        )),
-    })
+    let units = Arc::new(AccessUnits {
+        data,
+        units,
+        clock_rate: rate,
+        duration,
+    });
+    Ok(aac::track(
+        units,
+        &h.audio_specific_config(),
+        u32::from(h.channels),
+        opts.ptime,
+        opts.max_payload,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::packetize::Packetizer;
 
     /// An ADTS frame: AAC-LC, 44.1 kHz, stereo, `payload` bytes.
     fn frame(payload: &[u8]) -> Vec<u8> {

@@ -18,13 +18,11 @@ use h264_reader::nal::sps::SeqParameterSet;
 use h264_reader::nal::{Nal, RefNal};
 use tracing::{info, warn};
 
-use super::catalog::{ClipOptions, ClipTrack};
-use super::mp4::VIDEO_CLOCK;
+use super::clip::ClipOptions;
 use super::MediaError;
 use crate::proto::packetize::au::{AccessUnits, Unit};
-use crate::proto::packetize::h264::{self, nal};
-use crate::proto::packetize::{Packetizer, H264};
-use crate::proto::sdp::TrackDescription;
+use crate::proto::packetize::h264::{self, nal, CLOCK};
+use crate::proto::packetize::{Track, H264};
 
 /// NAL unit types that only ever start an access unit (§7.4.1.2.3): AUD,
 /// SPS, PPS, SEI, and the reserved 14–18.
@@ -83,7 +81,7 @@ fn finish(out: &BytesMut, cur: Option<(usize, bool, bool)>, units: &mut Vec<Unit
 }
 
 /// Reads an Annex B file (the whole of it in `data`).
-pub fn load(data: &[u8], opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
+pub fn load(data: &[u8], opts: &ClipOptions) -> Result<Track, MediaError> {
     let mut sps: Option<Bytes> = None;
     let mut pps: Option<Bytes> = None;
     let mut out = BytesMut::with_capacity(data.len() + data.len() / 64);
@@ -144,7 +142,7 @@ pub fn load(data: &[u8], opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
     let (num, den) = sps_frame_rate(&sps).unwrap_or((u64::from(opts.fps), 1));
     info!(fps = num as f64 / den as f64, "H.264 elementary stream");
     let tick = |k: u64| {
-        let t = u128::from(k) * u128::from(VIDEO_CLOCK) * u128::from(den) / u128::from(num);
+        let t = u128::from(k) * u128::from(CLOCK) * u128::from(den) / u128::from(num);
         i64::try_from(t).unwrap_or(i64::MAX)
     };
     for (k, u) in units.iter_mut().enumerate() {
@@ -152,33 +150,27 @@ pub fn load(data: &[u8], opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
         u.pts = u.dts;
     }
     let duration = tick(units.len() as u64) as u64;
-    Ok(ClipTrack {
-        description: TrackDescription {
-            media: "video",
-            payload_type: 96,
-            rtpmap: format!("H264/{VIDEO_CLOCK}"),
-            fmtp: Some(h264::fmtp(&sps, &pps)),
-            control: "trackID=0".to_owned(),
-        },
-        packetizer: Packetizer::H264(H264::new(
-            Arc::new(AccessUnits {
-                data: out.freeze(),
-                units,
-                clock_rate: VIDEO_CLOCK,
-                duration,
-            }),
-            4,
-            &[sps],
-            &[pps],
-            false,
-            opts.max_payload,
-        )),
-    })
+    let units = Arc::new(AccessUnits {
+        data: out.freeze(),
+        units,
+        clock_rate: CLOCK,
+        duration,
+    });
+    let packetizer = H264::new(
+        units,
+        4,
+        std::slice::from_ref(&sps),
+        std::slice::from_ref(&pps),
+        false,
+        opts.max_payload,
+    );
+    Ok(h264::track(packetizer, &sps, &pps))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::packetize::Packetizer;
 
     #[test]
     fn access_units_are_grouped_and_parameter_sets_taken_out() {

@@ -13,63 +13,11 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+use super::clip::{Clip, ClipOptions};
 use super::{adts, annexb, mp3, mp4, wav, MediaError};
-use crate::proto::packetize::{Packetizer, L16};
-use crate::proto::sdp::{PresentationDescription, TrackDescription};
-
-/// How clips are cut into packets, and how big they may be.
-#[derive(Debug, Clone, Copy)]
-pub struct ClipOptions {
-    pub ptime: Duration,
-    /// Largest RTP payload in bytes.
-    pub max_payload: usize,
-    /// Largest decoded clip held in memory.
-    pub max_clip_bytes: u64,
-    /// Most clips held in the cache.
-    pub max_cached: usize,
-    /// Frame rate of H.264 elementary files whose SPS does not say.
-    pub fps: u32,
-}
-
-impl Default for ClipOptions {
-    fn default() -> Self {
-        Self {
-            ptime: Duration::from_millis(20),
-            max_payload: 1400,
-            max_clip_bytes: 512 << 20,
-            max_cached: 64,
-            fps: 25,
-        }
-    }
-}
-
-/// One track of a clip: how to describe it and how to packetize it.
-#[derive(Debug, Clone)]
-pub struct ClipTrack {
-    pub description: TrackDescription,
-    pub packetizer: Packetizer,
-}
-
-/// A clip ready to serve.
-#[derive(Debug)]
-pub struct Clip {
-    /// The path relative to the media root, '/'-separated.
-    pub path: String,
-    pub duration: f64,
-    pub tracks: Vec<ClipTrack>,
-}
-
-impl Clip {
-    pub fn description(&self) -> PresentationDescription {
-        PresentationDescription {
-            name: self.path.clone(),
-            duration: Some(self.duration),
-            tracks: self.tracks.iter().map(|t| t.description.clone()).collect(),
-        }
-    }
-}
+use crate::proto::packetize::l16;
 
 struct Cached {
     modified: Option<SystemTime>,
@@ -180,65 +128,32 @@ impl Catalog {
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        match ext.as_deref() {
-            Some("wav") => {}
+        let tracks = match ext.as_deref() {
+            Some("wav") => {
+                let pcm = wav::load(BufReader::new(File::open(path)?), self.opts.max_clip_bytes)?;
+                vec![l16::track(
+                    pcm.data,
+                    pcm.sample_rate,
+                    pcm.channels,
+                    self.opts.ptime,
+                    self.opts.max_payload,
+                )]
+            }
             Some(e) if MP4_EXTENSIONS.contains(&e) => {
                 let data = read_whole(path, self.opts.max_clip_bytes)?;
-                let clip = mp4::load(data, &self.opts)?;
-                return Ok(Clip {
-                    path: rel.to_owned(),
-                    duration: clip.duration,
-                    tracks: clip.tracks,
-                });
+                mp4::load(data, &self.opts)?.tracks
             }
             Some(e @ ("264" | "h264" | "aac" | "mp3")) => {
                 let data = read_whole(path, self.opts.max_clip_bytes)?;
-                let track = match e {
+                vec![match e {
                     "aac" => adts::load(data, &self.opts)?,
                     "mp3" => mp3::load(data, &self.opts)?,
                     _ => annexb::load(&data, &self.opts)?,
-                };
-                let p = &track.packetizer;
-                return Ok(Clip {
-                    path: rel.to_owned(),
-                    duration: p.duration_ticks() as f64 / f64::from(p.clock_rate()),
-                    tracks: vec![track],
-                });
+                }]
             }
             _ => return Err(MediaError::Unsupported(format!("{rel}: not a media file"))),
-        }
-        let pcm = wav::load(BufReader::new(File::open(path)?), self.opts.max_clip_bytes)?;
-        let (rate, ch) = (pcm.sample_rate, pcm.channels);
-        let payload_type = match (rate, ch) {
-            (44100, 2) => 10,
-            (44100, 1) => 11,
-            _ => 96,
         };
-        let rtpmap = if ch == 1 {
-            format!("L16/{rate}")
-        } else {
-            format!("L16/{rate}/{ch}")
-        };
-        Ok(Clip {
-            path: rel.to_owned(),
-            duration: pcm.duration_secs(),
-            tracks: vec![ClipTrack {
-                description: TrackDescription {
-                    media: "audio",
-                    payload_type,
-                    rtpmap,
-                    fmtp: None,
-                    control: "trackID=0".to_owned(),
-                },
-                packetizer: Packetizer::L16(L16::new(
-                    pcm.data,
-                    rate,
-                    ch,
-                    self.opts.ptime,
-                    self.opts.max_payload,
-                )),
-            }],
-        })
+        Ok(Clip::new(rel.to_owned(), tracks))
     }
 
     /// Maps a safe relative path onto the file system without leaving the root.

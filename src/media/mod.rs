@@ -1,15 +1,18 @@
 //! Media files: demuxers that turn clips into what the packetizers cut, and
 //! the catalog that maps request paths onto files under the media root.
+//! The demuxers build [`Clip`]s' tracks; the catalog picks the demuxer.
 
 pub mod adts;
 pub mod annexb;
 pub mod catalog;
+pub mod clip;
 pub(crate) mod frames;
 pub mod mp3;
 pub mod mp4;
 pub mod wav;
 
-pub use catalog::{Catalog, Clip};
+pub use catalog::Catalog;
+pub use clip::{Clip, ClipOptions};
 
 /// Why a clip cannot be served.
 #[derive(Debug, thiserror::Error)]

@@ -10,13 +10,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::info;
 
-use super::catalog::{ClipOptions, ClipTrack};
+use super::clip::ClipOptions;
 use super::frames::{self, FrameHeader};
 use super::MediaError;
-use crate::proto::clock::duration_to_ticks;
 use crate::proto::packetize::au::{AccessUnits, Unit};
-use crate::proto::packetize::{mpa, Packetizer};
-use crate::proto::sdp::TrackDescription;
+use crate::proto::packetize::{mpa, Track};
 
 /// kbit/s by [MPEG-1, MPEG-2/2.5] × [layer I, II, III] × index 1..=14.
 const BITRATES: [[[u16; 14]; 3]; 2] = [
@@ -112,7 +110,7 @@ impl FrameHeader for Header {
 }
 
 /// Reads an MPEG audio file (the whole of it in `data`).
-pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
+pub fn load(data: Bytes, opts: &ClipOptions) -> Result<Track, MediaError> {
     if data.len() > u32::MAX as usize {
         return Err(MediaError::TooLarge(data.len() as u64, u64::from(u32::MAX)));
     }
@@ -141,35 +139,24 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<ClipTrack, MediaError> {
         info!(skipped, "bytes of the MPEG audio file were not frames");
     }
     let duration = samples * u64::from(mpa::CLOCK) / u64::from(h.rate);
-    let rtpmap = if h.channels > 1 {
-        format!("MPA/{}/{}", mpa::CLOCK, h.channels)
-    } else {
-        format!("MPA/{}", mpa::CLOCK)
-    };
-    Ok(ClipTrack {
-        description: TrackDescription {
-            media: "audio",
-            payload_type: mpa::PAYLOAD_TYPE,
-            rtpmap,
-            fmtp: None,
-            control: "trackID=0".to_owned(),
-        },
-        packetizer: Packetizer::Mpa(mpa::packetizer(
-            Arc::new(AccessUnits {
-                data,
-                units,
-                clock_rate: mpa::CLOCK,
-                duration,
-            }),
-            duration_to_ticks(opts.ptime, mpa::CLOCK),
-            opts.max_payload,
-        )),
-    })
+    let units = Arc::new(AccessUnits {
+        data,
+        units,
+        clock_rate: mpa::CLOCK,
+        duration,
+    });
+    Ok(mpa::track(
+        units,
+        u32::from(h.channels),
+        opts.ptime,
+        opts.max_payload,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::packetize::Packetizer;
 
     #[test]
     fn headers_give_frame_sizes() {

@@ -20,19 +20,10 @@ use mp4parse::{
 };
 use tracing::{info, warn};
 
-use super::catalog::{ClipOptions, ClipTrack};
+use super::clip::{self, ClipOptions};
 use super::MediaError;
-use crate::proto::clock::duration_to_ticks;
 use crate::proto::packetize::au::{AccessUnits, Unit};
-use crate::proto::packetize::{aac, h264, Packetizer, H264};
-use crate::proto::sdp::TrackDescription;
-
-/// RTP clock of H.264 (RFC 6184 §8.2.1).
-pub const VIDEO_CLOCK: u32 = 90_000;
-
-/// Dynamic payload types in the SDP.
-const VIDEO_PT: u8 = 96;
-const AUDIO_PT: u8 = 97;
+use crate::proto::packetize::{self, aac, h264, H264};
 
 /// The `avcC` box contents (ISO/IEC 14496-15 §5.3.3.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +75,7 @@ impl AvcConfig {
 /// A parsed clip: its duration (seconds) and the tracks it serves.
 pub struct Mp4Clip {
     pub duration: f64,
-    pub tracks: Vec<ClipTrack>,
+    pub tracks: Vec<packetize::Track>,
 }
 
 /// Demuxes `data`, a whole MP4 file.
@@ -139,13 +130,13 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<Mp4Clip, MediaError> {
             ),
         }
     }
-    let tracks: Vec<ClipTrack> = video.into_iter().chain(audio).collect();
+    let tracks: Vec<packetize::Track> = video.into_iter().chain(audio).collect();
     if tracks.is_empty() {
         return Err(MediaError::Unsupported(
             "mp4: no H.264 or AAC track".to_owned(),
         ));
     }
-    let tracks: Vec<ClipTrack> = tracks
+    let tracks: Vec<packetize::Track> = tracks
         .into_iter()
         .enumerate()
         .map(|(i, mut t)| {
@@ -153,11 +144,10 @@ pub fn load(data: Bytes, opts: &ClipOptions) -> Result<Mp4Clip, MediaError> {
             t
         })
         .collect();
-    let duration = tracks
-        .iter()
-        .map(|t| t.packetizer.duration_ticks() as f64 / f64::from(t.packetizer.clock_rate()))
-        .fold(0.0, f64::max);
-    Ok(Mp4Clip { duration, tracks })
+    Ok(Mp4Clip {
+        duration: clip::duration(&tracks),
+        tracks,
+    })
 }
 
 fn video_track(
@@ -166,31 +156,22 @@ fn video_track(
     data: &Bytes,
     avcc: &[u8],
     opts: &ClipOptions,
-) -> Result<ClipTrack, MediaError> {
+) -> Result<packetize::Track, MediaError> {
     let cfg = AvcConfig::parse(avcc)?;
-    let units = Arc::new(access_units(ctx, track, data, VIDEO_CLOCK)?);
+    let units = Arc::new(access_units(ctx, track, data, h264::CLOCK)?);
     let (Some(sps), Some(pps)) = (cfg.sps.first(), cfg.pps.first()) else {
         return Err(MediaError::Unsupported("avcC without SPS or PPS".into()));
     };
     let in_band = carries_parameter_sets(&units, cfg.length_size);
-    let fmtp = h264::fmtp(sps, pps);
-    Ok(ClipTrack {
-        description: TrackDescription {
-            media: "video",
-            payload_type: VIDEO_PT,
-            rtpmap: format!("H264/{VIDEO_CLOCK}"),
-            fmtp: Some(fmtp),
-            control: String::new(),
-        },
-        packetizer: Packetizer::H264(H264::new(
-            units,
-            cfg.length_size,
-            &cfg.sps,
-            &cfg.pps,
-            in_band,
-            opts.max_payload,
-        )),
-    })
+    let packetizer = H264::new(
+        units,
+        cfg.length_size,
+        &cfg.sps,
+        &cfg.pps,
+        in_band,
+        opts.max_payload,
+    );
+    Ok(h264::track(packetizer, sps, pps))
 }
 
 fn audio_track(
@@ -201,7 +182,7 @@ fn audio_track(
     rate: u32,
     channels: u32,
     opts: &ClipOptions,
-) -> Result<ClipTrack, MediaError> {
+) -> Result<packetize::Track, MediaError> {
     if config.is_empty() {
         return Err(MediaError::Unsupported(
             "AAC without AudioSpecificConfig".into(),
@@ -216,25 +197,13 @@ fn audio_track(
             "AAC frames too large for an AU header"
         );
     }
-    let rtpmap = if channels > 1 {
-        format!("mpeg4-generic/{rate}/{channels}")
-    } else {
-        format!("mpeg4-generic/{rate}")
-    };
-    Ok(ClipTrack {
-        description: TrackDescription {
-            media: "audio",
-            payload_type: AUDIO_PT,
-            rtpmap,
-            fmtp: Some(aac::fmtp(config)),
-            control: String::new(),
-        },
-        packetizer: Packetizer::Aac(aac::packetizer(
-            Arc::new(units),
-            duration_to_ticks(opts.ptime, rate),
-            opts.max_payload,
-        )),
-    })
+    Ok(aac::track(
+        Arc::new(units),
+        config,
+        channels,
+        opts.ptime,
+        opts.max_payload,
+    ))
 }
 
 /// The track's samples with times in `clock` ticks, the first edit applied.

@@ -8,8 +8,8 @@
 //! (up to [`MAX_GAP`]), so the audio that follows keeps its timing. A new
 //! SSRC is a new stream: the sequence starts over from its first packet.
 
-use super::live::Codec;
 use super::packetize::g711::{alaw_to_linear, ulaw_to_linear};
+use super::packetize::Codec;
 use super::sdp::OfferedTrack;
 
 /// The audio format of a published stream.
@@ -50,13 +50,8 @@ impl StreamFormat {
             Some(e) if e.eq_ignore_ascii_case("PCMU") => (Codec::Pcmu, t.channels),
             Some(e) if e.eq_ignore_ascii_case("PCMA") => (Codec::Pcma, t.channels),
             Some(e) => return Err(FormatError::Encoding(e.to_owned())),
-            None => match t.payload_type {
-                0 => (Codec::Pcmu, 1),
-                8 => (Codec::Pcma, 1),
-                10 => (Codec::L16, 2),
-                11 => (Codec::L16, 1),
-                pt => return Err(FormatError::UnknownStatic(pt)),
-            },
+            None => Codec::from_static_payload_type(t.payload_type)
+                .ok_or(FormatError::UnknownStatic(t.payload_type))?,
         };
         let shape_ok = match codec {
             Codec::L16 => (1000..=192_000).contains(&t.clock_rate) && (1..=8).contains(&channels),

@@ -13,6 +13,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
+pub mod sender;
 pub mod session;
 pub mod setup;
 pub mod stats;

@@ -24,13 +24,12 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::clock::{duration_to_ticks, secs_to_ticks, ticks_to_duration, ticks_to_secs, WallClock};
 use super::error::Error;
 use super::packetize::{Cursor, Packetizer};
-use super::rtcp::{self, SenderInfo};
-use super::rtp::Stamper;
+use super::sender::Sender;
 use super::session::{Dest, PlayRequest};
 
 /// Identifies one session's group of tracks.
@@ -106,7 +105,7 @@ struct Entry {
 #[derive(Debug)]
 struct Track {
     pkt: Packetizer,
-    stamper: Stamper,
+    sender: Sender,
     rtp_dest: Dest,
     rtcp_dest: Dest,
     /// Where the next packet starts.
@@ -121,8 +120,6 @@ struct Track {
     /// The latest RTP timestamp sent (serial order), so that the next run
     /// starts after it whatever order the media came in.
     sent_high: Option<u32>,
-    packets: u32,
-    octets: u32,
     first_of_run: bool,
     done: bool,
 }
@@ -232,7 +229,7 @@ impl Pacer {
             track,
             Track {
                 pkt: cfg.packetizer,
-                stamper: Stamper::new(cfg.ssrc, cfg.payload_type, cfg.first_seq),
+                sender: Sender::new(cfg.ssrc, cfg.payload_type, cfg.first_seq),
                 rtp_dest: cfg.rtp_dest,
                 rtcp_dest: cfg.rtcp_dest,
                 pos: 0,
@@ -240,8 +237,6 @@ impl Pacer {
                 base: 0,
                 ts_offset: cfg.first_rtptime,
                 sent_high: None,
-                packets: 0,
-                octets: 0,
                 first_of_run: true,
                 done: true,
             },
@@ -293,7 +288,7 @@ impl Pacer {
             t.ts_offset = next_rtp.wrapping_sub(t.pkt.stamp(t.pos) as u32);
             t.first_of_run = true;
             t.done = false;
-            info.tracks.push((id, t.stamper.next_seq, next_rtp));
+            info.tracks.push((id, t.sender.next_seq(), next_rtp));
             // Players such as ffmpeg sync only once they have an SR: send one
             // now, ahead of the first packet.
             self.pending
@@ -416,14 +411,12 @@ impl Pacer {
                     Some(c) => {
                         let ts = t.ts_offset.wrapping_add(c.pts as u32);
                         let talkspurt = t.first_of_run && t.pkt.marks_talkspurt();
-                        let data = t.stamper.packet(ts, c.marker || talkspurt, &c.payload);
+                        let data = t.sender.packet(ts, c.marker || talkspurt, &c.payload);
                         if t.sent_high.is_none_or(|h| ts.wrapping_sub(h) as i32 > 0) {
                             t.sent_high = Some(ts);
                         }
                         t.first_of_run = false;
                         t.pos = c.next;
-                        t.packets = t.packets.wrapping_add(1);
-                        t.octets = t.octets.wrapping_add(c.payload.len() as u32);
                         self.stats.rtp_packets += 1;
                         self.stats.rtp_bytes += data.len() as u64;
                         let dest = t.rtp_dest;
@@ -481,19 +474,12 @@ fn sender_report(
     bye: bool,
 ) -> Transmit {
     let elapsed = duration_to_ticks(now.saturating_duration_since(anchor), t.pkt.clock_rate());
-    let info = SenderInfo {
-        ntp: clock.ntp(now),
-        rtp_time: t
-            .ts_offset
-            .wrapping_add(t.base.wrapping_add(elapsed) as u32),
-        packet_count: t.packets,
-        octet_count: t.octets,
-    };
-    let mut out = BytesMut::with_capacity(128);
-    rtcp::write_report(&mut out, t.stamper.ssrc, &info, cname, bye);
+    let rtp_time = t
+        .ts_offset
+        .wrapping_add(t.base.wrapping_add(elapsed) as u32);
     Transmit {
         dest: t.rtcp_dest,
-        data: out.freeze(),
+        data: t.sender.report(clock.ntp(now), rtp_time, cname, bye),
         rtcp: true,
     }
 }

@@ -24,6 +24,36 @@ pub struct TrackDescription {
     pub control: String,
 }
 
+impl TrackDescription {
+    /// A track described as the only one of its presentation
+    /// (`a=control:trackID=0`; a presentation of several renumbers them).
+    pub fn new(
+        media: &'static str,
+        payload_type: u8,
+        rtpmap: String,
+        fmtp: Option<String>,
+    ) -> Self {
+        Self {
+            media,
+            payload_type,
+            rtpmap,
+            fmtp,
+            control: "trackID=0".to_owned(),
+        }
+    }
+}
+
+/// An `a=rtpmap` value after the payload type (RFC 8866 §6.6):
+/// `encoding/rate`, and `/channels` for audio of more than one channel
+/// (RFC 3551 §4.1: one channel goes unsaid).
+pub fn rtpmap(encoding: &str, rate: u32, channels: u32) -> String {
+    if channels > 1 {
+        format!("{encoding}/{rate}/{channels}")
+    } else {
+        format!("{encoding}/{rate}")
+    }
+}
+
 /// What the SDP says about a presentation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresentationDescription {

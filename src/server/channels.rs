@@ -23,7 +23,8 @@ use super::live::{self, ChannelParams, ChannelShape, LiveInfo, LiveSpec, Source,
 use crate::proto::depacketize::StreamFormat;
 use crate::proto::error::Error;
 use crate::proto::limit::Limit;
-use crate::proto::live::{Channel, Codec, LiveError};
+use crate::proto::live::{Channel, LiveError};
+use crate::proto::packetize::Codec;
 
 /// How often at most one publisher's packets refresh its session.
 const TOUCH_EVERY: Duration = Duration::from_secs(1);

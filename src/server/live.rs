@@ -18,8 +18,9 @@ use tracing::{info, warn};
 use super::pacing::{Data, DataHandle};
 use crate::media::wav;
 use crate::proto::clock::WallClock;
-use crate::proto::live::{Channel, ChannelConfig, Codec, LiveError};
-use crate::proto::sdp::{PresentationDescription, TrackDescription};
+use crate::proto::live::{Channel, ChannelConfig, LiveError};
+use crate::proto::packetize::Codec;
+use crate::proto::sdp::PresentationDescription;
 
 /// The URL path prefix of live channels.
 pub use crate::proto::target::LIVE_PREFIX as PREFIX;
@@ -238,17 +239,10 @@ pub fn make_channel(
         },
         now,
     )?;
-    let (payload_type, rtpmap) = shape.codec.payload(shape.rate, shape.channels);
     let description = PresentationDescription {
         name: format!("{PREFIX}{name}"),
         duration: None,
-        tracks: vec![TrackDescription {
-            media: "audio",
-            payload_type,
-            rtpmap,
-            fmtp: None,
-            control: "trackID=0".into(),
-        }],
+        tracks: vec![shape.codec.description(shape.rate, shape.channels)],
     };
     let info = LiveInfo {
         name: name.to_owned(),

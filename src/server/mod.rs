@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::media::catalog::{Catalog, ClipOptions};
+use crate::media::{Catalog, ClipOptions};
 use crate::net::bind_pair;
 use crate::proto::clock::WallClock;
 use crate::proto::limit::Limit;

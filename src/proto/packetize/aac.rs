@@ -10,12 +10,45 @@
 //! The cutting itself is [`super::framed`], shared with MPEG audio.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::au::AccessUnits;
 use super::framed::{Framed, Layout};
+use super::{Packetizer, Track};
+use crate::proto::clock::duration_to_ticks;
+use crate::proto::sdp::{rtpmap, TrackDescription};
 
 /// Largest frame an AU header's 13-bit size can describe.
 pub const MAX_FRAME: u32 = (1 << 13) - 1;
+
+/// The dynamic payload type AAC tracks are described with.
+pub const PAYLOAD_TYPE: u8 = 97;
+
+/// An AAC track: `mpeg4-generic` at the sample rate (the clock of `units`)
+/// with the [`fmtp`] of `config`, the AudioSpecificConfig, and its
+/// [`packetizer`] cutting `ptime` at most a packet.
+pub fn track(
+    units: Arc<AccessUnits>,
+    config: &[u8],
+    channels: u32,
+    ptime: Duration,
+    max_payload: usize,
+) -> Track {
+    let rate = units.clock_rate;
+    Track {
+        description: TrackDescription::new(
+            "audio",
+            PAYLOAD_TYPE,
+            rtpmap("mpeg4-generic", rate, channels),
+            Some(fmtp(config)),
+        ),
+        packetizer: Packetizer::Aac(packetizer(
+            units,
+            duration_to_ticks(ptime, rate),
+            max_payload,
+        )),
+    }
+}
 
 /// An AAC track ready to cut. Frames larger than [`MAX_FRAME`] cannot be
 /// described and must be left out by the demuxer.

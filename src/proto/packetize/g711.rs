@@ -9,6 +9,15 @@
 //! publisher's codes. A test checks the encoders against every 16-bit
 //! input through the decoders.
 
+/// The RTP clock of G.711: 8 kHz, one channel.
+pub const CLOCK: u32 = 8000;
+
+/// The static payload type of µ-law (RFC 3551 table 4).
+pub const PCMU_PAYLOAD_TYPE: u8 = 0;
+
+/// The static payload type of A-law (RFC 3551 table 4).
+pub const PCMA_PAYLOAD_TYPE: u8 = 8;
+
 /// µ-law bias added before finding the segment.
 const ULAW_BIAS: i32 = 0x84;
 /// Largest magnitude µ-law represents before the bias.

@@ -17,7 +17,14 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::au::{self, AccessUnits};
-use super::{Chunk, Cursor};
+use super::{Chunk, Cursor, Packetizer, Track};
+use crate::proto::sdp::{rtpmap, TrackDescription};
+
+/// The RTP clock of H.264 (RFC 6184 §8.2.1).
+pub const CLOCK: u32 = 90_000;
+
+/// The dynamic payload type H.264 tracks are described with.
+pub const PAYLOAD_TYPE: u8 = 96;
 
 /// NAL unit types used here (H.264 Table 7-1).
 pub mod nal {
@@ -188,6 +195,20 @@ pub fn length_prefixed(
     })
     .take(MAX_NALS)
     .filter(|(start, stop)| stop > start)
+}
+
+/// An H.264 track: `H264/90000` with the [`fmtp`] of `sps` and `pps` (the
+/// stream's first ones), cut by `packetizer`.
+pub fn track(packetizer: H264, sps: &[u8], pps: &[u8]) -> Track {
+    Track {
+        description: TrackDescription::new(
+            "video",
+            PAYLOAD_TYPE,
+            rtpmap("H264", CLOCK, 1),
+            Some(fmtp(sps, pps)),
+        ),
+        packetizer: Packetizer::H264(packetizer),
+    }
 }
 
 /// The `a=fmtp` parameters for packetization-mode=1 (§8.1):

@@ -6,7 +6,48 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::Chunk;
+use super::{Chunk, Packetizer, Track};
+use crate::proto::sdp::{rtpmap, TrackDescription};
+
+/// The rate of L16's static payload types (RFC 3551 table 4).
+pub const STATIC_RATE: u32 = 44_100;
+
+/// The static payload type of stereo at [`STATIC_RATE`].
+pub const STEREO_PAYLOAD_TYPE: u8 = 10;
+
+/// The static payload type of mono at [`STATIC_RATE`].
+pub const MONO_PAYLOAD_TYPE: u8 = 11;
+
+/// The dynamic payload type of every other rate and channel count.
+pub const DYNAMIC_PAYLOAD_TYPE: u8 = 96;
+
+/// The payload type of L16 at `rate` with `channels`: a static one where
+/// RFC 3551 has it, else [`DYNAMIC_PAYLOAD_TYPE`].
+pub fn payload_type(rate: u32, channels: u16) -> u8 {
+    match (rate, channels) {
+        (STATIC_RATE, 2) => STEREO_PAYLOAD_TYPE,
+        (STATIC_RATE, 1) => MONO_PAYLOAD_TYPE,
+        _ => DYNAMIC_PAYLOAD_TYPE,
+    }
+}
+
+/// What the SDP says about L16 at `rate` with `channels`.
+pub fn description(rate: u32, channels: u16) -> TrackDescription {
+    TrackDescription::new(
+        "audio",
+        payload_type(rate, channels),
+        rtpmap("L16", rate, u32::from(channels)),
+        None,
+    )
+}
+
+/// An L16 track of a whole clip (see [`L16::new`]).
+pub fn track(pcm: Bytes, rate: u32, channels: u16, ptime: Duration, max_payload: usize) -> Track {
+    Track {
+        description: description(rate, channels),
+        packetizer: Packetizer::L16(L16::new(pcm, rate, channels, ptime, max_payload)),
+    }
+}
 
 /// Frames per L16 packet ([`super::frames_per_packet`] for 2-byte samples).
 pub fn frames_per_packet(rate: u32, channels: u16, ptime: Duration, max_payload: usize) -> u64 {

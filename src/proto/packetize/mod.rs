@@ -9,9 +9,15 @@
 //! time a cursor presents and when it is to be sent. The packetizer holds
 //! only shared, immutable media data, so one instance serves every session
 //! of a clip.
+//!
+//! Each format builds its [`Track`] (SDP description, payload type and
+//! packetizer) in one place: [`h264::track`], [`aac::track`],
+//! [`mpa::track`], [`l16::track`]. [`Codec`] is how a live channel's PCM
+//! goes on the wire (L16 or G.711).
 
 pub mod aac;
 pub mod au;
+pub mod codec;
 pub mod framed;
 pub mod g711;
 pub mod h264;
@@ -22,7 +28,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::clock::duration_to_ticks;
+use super::clock::{duration_to_ticks, ticks_to_secs};
+use super::sdp::TrackDescription;
+pub use codec::Codec;
 pub use framed::Framed;
 pub use h264::H264;
 pub use l16::L16;
@@ -63,6 +71,14 @@ pub struct Chunk {
     pub marker: bool,
 }
 
+/// One track as it is served: what the SDP says about it (its payload type
+/// included) and the packetizer that cuts it.
+#[derive(Debug, Clone)]
+pub struct Track {
+    pub description: TrackDescription,
+    pub packetizer: Packetizer,
+}
+
 /// Every supported payload format.
 #[derive(Debug, Clone)]
 pub enum Packetizer {
@@ -101,6 +117,11 @@ impl Packetizer {
             Ok(u) => u.duration,
             Err(p) => p.frames(),
         }
+    }
+
+    /// Total length of the media, in seconds.
+    pub fn duration_secs(&self) -> f64 {
+        ticks_to_secs(self.duration_ticks(), self.clock_rate())
     }
 
     /// Where playback from `ticks` starts: for PCM exactly there; for video

@@ -6,9 +6,13 @@
 //! [`super::framed`], shared with AAC.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::au::AccessUnits;
 use super::framed::{Framed, Layout};
+use super::{Packetizer, Track};
+use crate::proto::clock::duration_to_ticks;
+use crate::proto::sdp::{rtpmap, TrackDescription};
 
 /// The RTP clock of MPA (RFC 3551 §4.5.13).
 pub const CLOCK: u32 = 90_000;
@@ -20,6 +24,24 @@ pub const PAYLOAD_TYPE: u8 = 14;
 /// at [`CLOCK`].
 pub fn packetizer(units: Arc<AccessUnits>, ptime_ticks: u64, max_payload: usize) -> Framed {
     Framed::new(units, Layout::Mpa, ptime_ticks, max_payload)
+}
+
+/// An MPEG audio track: `MPA/90000` with the static payload type, and its
+/// [`packetizer`] cutting `ptime` at most a packet.
+pub fn track(units: Arc<AccessUnits>, channels: u32, ptime: Duration, max_payload: usize) -> Track {
+    Track {
+        description: TrackDescription::new(
+            "audio",
+            PAYLOAD_TYPE,
+            rtpmap("MPA", CLOCK, channels),
+            None,
+        ),
+        packetizer: Packetizer::Mpa(packetizer(
+            units,
+            duration_to_ticks(ptime, CLOCK),
+            max_payload,
+        )),
+    }
 }
 
 #[cfg(test)]
