@@ -8,6 +8,7 @@
 pub mod channels;
 pub mod conn;
 mod handler;
+pub mod input;
 mod interleave;
 pub mod live;
 mod publish;
