@@ -9,16 +9,19 @@
 //! timeout.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::ready;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::time::Sleep;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, info, info_span, trace};
 
+use super::input::Input;
 use super::interleave::{write_frame, Frame};
 use super::method::{self, base_response};
 use super::pacing::Command;
@@ -27,7 +30,7 @@ use super::{ConnSlot, Shared};
 use crate::net;
 use crate::proto::limit::Limit;
 use crate::proto::rtcp;
-use crate::proto::rtsp::{parse, Parsed, Response, StatusCode};
+use crate::proto::rtsp::{Parsed, Response, StatusCode};
 
 /// What to do after a read attempt.
 enum Read {
@@ -84,23 +87,26 @@ async fn serve_requests(
     let mut frames: Option<mpsc::Receiver<Frame>> = None;
     let _ = stream.set_nodelay(true);
     let shared = shared.clone();
-    let limits = shared.config.limits;
-    let mut buf = BytesMut::new();
+    let mut input = Input::new(shared.config.limits);
     let mut partial_since: Option<Instant> = None;
+    // One cancellation waiter and one timer for the connection's life: a
+    // read re-arms neither (the timer moves only when its deadline does).
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    let mut deadline = Instant::now() + shared.config.idle_timeout;
+    let timer = tokio::time::sleep_until(deadline.into());
+    tokio::pin!(timer);
     // Frames received in the current one-second window (ROBUSTNESS B10#74).
     let mut frame_window = (Instant::now(), 0u32);
     debug!("connection opened");
     loop {
         // Answer everything already buffered, in order.
         loop {
-            match parse(&buf, &limits) {
+            match input.next_message() {
                 Ok(Parsed::Incomplete) => break,
                 Ok(Parsed::Interleaved {
-                    channel,
-                    payload,
-                    consumed,
+                    channel, payload, ..
                 }) => {
-                    buf.advance(consumed);
                     // A frame on a connection that set up no interleaved
                     // transport is a framing error (ROBUSTNESS B10#73).
                     if frames.is_none() {
@@ -142,8 +148,7 @@ async fn serve_requests(
                         trace!(channel, "interleaved frame ignored");
                     }
                 }
-                Ok(Parsed::Request { request, consumed }) => {
-                    buf.advance(consumed);
+                Ok(Parsed::Request { request, .. }) => {
                     let response = if slot.is_none() {
                         base_response(StatusCode::SERVICE_UNAVAILABLE, request.cseq())
                             .header("Retry-After", RETRY_AFTER_SECS.to_string())
@@ -169,25 +174,31 @@ async fn serve_requests(
                 }
             }
         }
-        partial_since = if buf.is_empty() {
+        // A partial request keeps its deadline from its first byte; between
+        // requests the idle deadline restarts.
+        let due = if input.is_empty() {
             // An idle connection holds no read buffer (thousands of
             // listeners each sit idle between keepalives).
-            buf = BytesMut::new();
-            None
+            input.release_if_empty();
+            partial_since = None;
+            Instant::now() + shared.config.idle_timeout
         } else {
-            partial_since.or(Some(Instant::now()))
+            let since = *partial_since.get_or_insert_with(Instant::now);
+            since + shared.config.read_timeout
         };
-        match read(
-            &shared,
-            &mut stream,
-            &mut buf,
-            partial_since,
-            conn_id,
-            &mut frames,
-            cancel,
-        )
-        .await
-        {
+        if due != deadline {
+            deadline = due;
+            timer.as_mut().reset(deadline.into());
+        }
+        let io = Io {
+            stream: &mut stream,
+            input: &mut input,
+            frames: &mut frames,
+            cancelled: cancelled.as_mut(),
+            timer: timer.as_mut(),
+            deadline: &mut deadline,
+        };
+        match read(&shared, io, partial_since.is_some(), conn_id).await {
             Read::More => {}
             Read::Closed => {
                 debug!("connection closed");
@@ -222,27 +233,34 @@ async fn next_frame(frames: &mut Option<mpsc::Receiver<Frame>>) -> Option<Frame>
 /// Frames written per `write` call at most.
 const FRAMES_PER_WRITE: usize = 64;
 
+/// What [`read`] works with, borrowed from the connection for one call.
+struct Io<'a, 'c> {
+    stream: &'a mut TcpStream,
+    input: &'a mut Input,
+    frames: &'a mut Option<mpsc::Receiver<Frame>>,
+    cancelled: Pin<&'a mut WaitForCancellationFuture<'c>>,
+    /// Set to the read timeout of a partial request, else the idle timeout.
+    timer: Pin<&'a mut Sleep>,
+    /// When `timer` fires.
+    deadline: &'a mut Instant,
+}
+
 /// Reads more request bytes; meanwhile writes the interleaved frames the
 /// pacing thread queues for this connection.
-async fn read(
-    shared: &Shared,
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    partial_since: Option<Instant>,
-    conn_id: u64,
-    frames: &mut Option<mpsc::Receiver<Frame>>,
-    cancel: &CancellationToken,
-) -> Read {
+async fn read(shared: &Shared, io: Io<'_, '_>, partial: bool, conn_id: u64) -> Read {
+    let Io {
+        stream,
+        input,
+        frames,
+        mut cancelled,
+        mut timer,
+        deadline,
+    } = io;
     let cfg = &shared.config;
     let mut out = Vec::new();
-    let mut idle_deadline = Instant::now() + cfg.idle_timeout;
     loop {
-        let deadline = match partial_since {
-            Some(t) => t + cfg.read_timeout,
-            None => idle_deadline,
-        };
-        let r = tokio::select! {
-            _ = cancel.cancelled() => return Read::Closed,
+        tokio::select! {
+            _ = cancelled.as_mut() => return Read::Closed,
             Some((channel, data)) = next_frame(frames) => {
                 out.clear();
                 write_frame(&mut out, channel, &data);
@@ -255,53 +273,37 @@ async fn read(
                     debug!("interleaved client not reading; closing");
                     return Read::Closed;
                 }
-                continue;
             }
-            // `poll_read_ready` rather than `readable()`: the waker lives in
-            // the socket's registration, and the idle future stays small.
-            r = tokio::time::timeout_at(
-                deadline.into(),
-                std::future::poll_fn(|cx| stream.poll_read_ready(cx)),
-            ) => match r {
-                // Buffer space only once there is something to read.
-                Ok(Ok(())) => {
-                    buf.reserve(4096);
-                    match stream.try_read_buf(buf) {
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            // A stale readiness: give the space back.
-                            if buf.is_empty() {
-                                *buf = BytesMut::new();
-                            }
-                            continue;
-                        }
-                        other => Ok(other),
-                    }
+            // `poll_read_ready` first: buffer space only once there is
+            // something to read, and the waker lives in the socket's
+            // registration, so the idle future stays small.
+            r = std::future::poll_fn(|cx| {
+                ready!(stream.poll_read_ready(cx))?;
+                input.poll_read_from(cx, Pin::new(&mut *stream))
+            }) => {
+                return match r {
+                    Ok(0) | Err(_) => Read::Closed,
+                    Ok(_) => Read::More,
+                };
+            }
+            () = timer.as_mut() => {
+                if partial {
+                    debug!("request not completed within the read timeout");
+                    shared.refusals.refuse(Limit::ReadTimeout);
+                    let _ = write(
+                        shared,
+                        stream,
+                        &base_response(StatusCode::REQUEST_TIMEOUT, None),
+                    )
+                    .await;
+                    return Read::Closed;
                 }
-                Ok(Err(e)) => Ok(Err(e)),
-                Err(elapsed) => Err(elapsed),
-            },
-        };
-        match r {
-            Ok(Ok(0)) | Ok(Err(_)) => return Read::Closed,
-            Ok(Ok(_)) => return Read::More,
-            Err(_) if partial_since.is_some() => {
-                debug!("request not completed within the read timeout");
-                shared.refusals.refuse(Limit::ReadTimeout);
-                let _ = write(
-                    shared,
-                    stream,
-                    &base_response(StatusCode::REQUEST_TIMEOUT, None),
-                )
-                .await;
-                return Read::Closed;
-            }
-            Err(_) if shared.sessions.owned_by_conn(conn_id) => {
-                idle_deadline = Instant::now() + cfg.idle_timeout;
-                continue;
-            }
-            Err(_) => {
-                debug!("idle connection closed");
-                return Read::Closed;
+                if !shared.sessions.owned_by_conn(conn_id) {
+                    debug!("idle connection closed");
+                    return Read::Closed;
+                }
+                *deadline = Instant::now() + cfg.idle_timeout;
+                timer.as_mut().reset((*deadline).into());
             }
         }
     }

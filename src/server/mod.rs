@@ -7,6 +7,7 @@
 
 pub mod channels;
 pub mod conn;
+pub mod input;
 mod interleave;
 pub mod live;
 mod method;

@@ -1,9 +1,14 @@
 //! Streaming request parser (RFC 2326 §4, §6, §10.12 interleaved frames).
 //!
-//! [`parse`] looks at the start of a connection's input buffer and reports a
-//! whole request or `$` frame with the bytes it occupies, asks for more bytes,
-//! or rejects the input with the status to answer. It keeps no state: the
-//! caller appends what it reads and calls again.
+//! A [`RequestParser`] looks at the start of a connection's input buffer and
+//! reports a whole request or `$` frame with the bytes it occupies, asks for
+//! more bytes, or rejects the input with the status to answer. Between calls
+//! it keeps how far it has looked: the line being scanned, what the checks
+//! made on it so far found, and where the header lines already checked are.
+//! A request that arrives in many small reads therefore costs time linear in
+//! its length (each byte is looked at a bounded number of times, counted by
+//! [`RequestParser::examined`]), and nothing is allocated before the message
+//! is whole. [`parse`] is the same parser without memory, for one-shot uses.
 //!
 //! Every decision depends only on the bytes before the point where it is made,
 //! so the same stream split anywhere gives the same result (the property of
@@ -11,11 +16,12 @@
 //! is enforced as soon as it is exceeded, so one request never holds more
 //! than `max_head + max_body` bytes of the caller's buffer.
 
+use std::mem;
 use std::str::{self, FromStr};
 
 use bytes::Bytes;
 
-use super::{Headers, Method, Request, Response, StatusCode};
+use super::{Headers, Request, Response, StatusCode};
 
 /// Caps on what one request may occupy. Every one has a default and a CLI knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +79,7 @@ pub enum Parsed {
 pub struct ParseError {
     /// A short description of the problem.
     pub kind: &'static str,
-    /// Offset in the buffer passed to [`parse`] where the problem was found.
+    /// Offset in the buffer given to the parser where the problem was found.
     pub pos: usize,
     /// 400, 413, 414 or 505.
     pub status: StatusCode,
@@ -106,121 +112,76 @@ fn bad(pos: usize, kind: &'static str) -> ParseError {
 /// Longest method token accepted.
 const MAX_METHOD: usize = 32;
 
-/// Parses one message from the start of `buf`.
+/// Parses one message from the start of `buf`, remembering nothing: the
+/// same as a fresh [`RequestParser`].
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
-    let start = skip_empty_lines(buf, limits)?;
-    match buf.get(start) {
-        None => Ok(Parsed::Incomplete),
-        Some(b'$') => Ok(match interleaved(buf, start) {
-            Some((channel, payload, consumed)) => Parsed::Interleaved {
+    RequestParser::new(*limits).parse(buf)
+}
+
+/// One connection's request parser. It gives the results of [`parse`], but
+/// resumes where the previous call stopped instead of starting over.
+#[derive(Debug, Clone)]
+pub struct RequestParser(Scanner<RequestLine>);
+
+impl RequestParser {
+    pub fn new(limits: Limits) -> Self {
+        Self(Scanner::new(limits))
+    }
+
+    /// Parses one message from the start of `buf`.
+    ///
+    /// `buf` must hold what the previous call was given, with bytes
+    /// appended. After a message or an error the parser starts afresh: the
+    /// caller removes the `consumed` bytes (or closes the connection). A
+    /// buffer shorter than the previous one also starts afresh.
+    pub fn parse(&mut self, buf: &[u8]) -> Result<Parsed, ParseError> {
+        Ok(match self.0.feed(buf)? {
+            None => Parsed::Incomplete,
+            Some(Found::Interleaved {
+                channel,
+                payload,
+                consumed,
+            }) => Parsed::Interleaved {
                 channel,
                 payload,
                 consumed,
             },
-            None => Parsed::Incomplete,
-        }),
-        Some(_) => request(buf, start, limits),
-    }
-}
-
-/// Returns where the first non-empty line starts (`buf.len()` if none yet).
-fn skip_empty_lines(buf: &[u8], limits: &Limits) -> Result<usize, ParseError> {
-    let mut i = 0;
-    loop {
-        i += match buf[i..] {
-            [b'\n', ..] => 1,
-            [b'\r', b'\n', ..] => 2,
-            // A lone trailing CR may become an empty line: wait.
-            [b'\r'] => return Ok(buf.len()),
-            _ => return Ok(i),
-        };
-        if i > limits.max_head {
-            return Err(bad(i, "too many empty lines"));
-        }
-    }
-}
-
-/// `$`, channel, 16-bit big-endian length, payload: `(channel, payload,
-/// end)`, or `None` until the whole frame is there.
-fn interleaved(buf: &[u8], start: usize) -> Option<(u8, Bytes, usize)> {
-    let &[_, channel, hi, lo] = buf.get(start..start + 4)? else {
-        return None;
-    };
-    let end = start + 4 + usize::from(u16::from_be_bytes([hi, lo]));
-    let payload = buf.get(start + 4..end)?;
-    Some((channel, Bytes::copy_from_slice(payload), end))
-}
-
-fn request(buf: &[u8], start: usize, limits: &Limits) -> Result<Parsed, ParseError> {
-    let line_cap = (limits.max_request_line, "request line too long");
-    let Some(((method, uri), pos)) = line(buf, start, line_cap, |c, complete| {
-        request_line(c, complete, limits)
-    })?
-    else {
-        return Ok(Parsed::Incomplete);
-    };
-    Ok(match head_and_body(buf, start, pos, limits)? {
-        None => Parsed::Incomplete,
-        Some((headers, body, consumed)) => Parsed::Request {
-            request: Request {
-                method,
-                uri: uri.to_owned(),
+            Some(Found::Message {
+                start,
+                first,
                 headers,
                 body,
-            },
-            consumed,
-        },
-    })
-}
+                consumed,
+            }) => {
+                let line = buf.get(start..).unwrap_or_default();
+                let part = |(a, b): (usize, usize)| {
+                    String::from_utf8_lossy(line.get(a..b).unwrap_or_default())
+                };
+                let Ok(method) = part((0, first.method)).parse();
+                Parsed::Request {
+                    request: Request {
+                        method,
+                        uri: part(first.uri).into_owned(),
+                        headers,
+                        body,
+                    },
+                    consumed,
+                }
+            }
+        })
+    }
 
-/// The header lines from `pos` up to the blank line, and the body they
-/// announce, of a message whose start line began at `start`. Returns the
-/// end of the message too; `None` when more bytes are needed.
-fn head_and_body(
-    buf: &[u8],
-    start: usize,
-    mut pos: usize,
-    limits: &Limits,
-) -> Result<Option<(Headers, Bytes, usize)>, ParseError> {
-    let mut headers = Headers::new();
-    let with_cseq = |e: ParseError, headers: &Headers| ParseError {
-        cseq: headers.cseq(),
-        ..e
-    };
-    loop {
-        let room = limits.max_head.saturating_sub(pos - start);
-        let cap = if room < limits.max_header_line {
-            (room, "head too long")
-        } else {
-            (limits.max_header_line, "header line too long")
-        };
-        if headers.len() >= limits.max_headers
-            && buf.get(pos).is_some_and(|b| !matches!(b, b'\r' | b'\n'))
-        {
-            return Err(with_cseq(bad(pos, "too many headers"), &headers));
-        }
-        let Some((field, next)) =
-            line(buf, pos, cap, header_line).map_err(|e| with_cseq(e, &headers))?
-        else {
-            return Ok(None);
-        };
-        pos = next;
-        match field {
-            Some((name, value)) => headers.push(name, value),
-            None => break,
-        }
+    /// Drops any partial message: the next call parses from byte 0.
+    pub fn reset(&mut self) {
+        self.0.reset();
     }
-    if pos - start > limits.max_head {
-        return Err(with_cseq(
-            bad(start + limits.max_head, "head too long"),
-            &headers,
-        ));
+
+    /// Bytes looked at since the parser was made, counting each pass over
+    /// a byte once (the per-byte scan, the check of a finished request line,
+    /// the collection of the header fields): the cost model the tests bound.
+    pub fn examined(&self) -> u64 {
+        self.0.examined
     }
-    let len = content_length(&headers, limits).map_err(|e| with_cseq(e.at(pos), &headers))?;
-    let Some(body) = buf.get(pos..pos + len) else {
-        return Ok(None);
-    };
-    Ok(Some((headers, Bytes::copy_from_slice(body), pos + len)))
 }
 
 /// What [`parse_response`] found at the start of a client's input buffer.
@@ -241,32 +202,29 @@ pub enum ParsedResponse {
 /// Parses one response (§7) or interleaved frame from the start of `buf`,
 /// for the client side ([`crate::load`]), under the same [`Limits`] as
 /// requests. A server's request to the client (rare: ANNOUNCE, GET_PARAMETER
-/// keepalives from some servers) is an error here.
+/// keepalives from some servers) is an error here. Stateless: the load
+/// tester reads whole responses in few reads.
 pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<ParsedResponse, ParseError> {
-    let start = skip_empty_lines(buf, limits)?;
-    match buf.get(start) {
-        None => return Ok(ParsedResponse::Incomplete),
-        Some(b'$') => {
-            return Ok(match interleaved(buf, start) {
-                Some((channel, payload, consumed)) => ParsedResponse::Interleaved {
-                    channel,
-                    payload,
-                    consumed,
-                },
-                None => ParsedResponse::Incomplete,
-            })
-        }
-        Some(_) => {}
-    }
-    let cap = (limits.max_request_line, "status line too long");
-    let Some((status, pos)) = line(buf, start, cap, status_line)? else {
-        return Ok(ParsedResponse::Incomplete);
-    };
-    Ok(match head_and_body(buf, start, pos, limits)? {
+    Ok(match Scanner::<StatusLine>::new(*limits).feed(buf)? {
         None => ParsedResponse::Incomplete,
-        Some((headers, body, consumed)) => ParsedResponse::Response {
+        Some(Found::Interleaved {
+            channel,
+            payload,
+            consumed,
+        }) => ParsedResponse::Interleaved {
+            channel,
+            payload,
+            consumed,
+        },
+        Some(Found::Message {
+            first,
+            headers,
+            body,
+            consumed,
+            ..
+        }) => ParsedResponse::Response {
             response: Response {
-                status,
+                status: first,
                 reason: None,
                 headers,
                 body,
@@ -276,71 +234,492 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<ParsedResponse, Par
     })
 }
 
-/// `RTSP-Version SP Status-Code SP Reason-Phrase` (§7.1).
-fn status_line(c: &[u8], complete: bool) -> Result<Option<StatusCode>, ParseError> {
-    const VERSION: &[u8] = b"RTSP/1.0 ";
-    let n = c.len().min(VERSION.len());
-    if c[..n] != VERSION[..n] {
-        return Err(bad(0, "not an RTSP/1.0 status line"));
-    }
-    if !complete {
-        return Ok(None);
-    }
-    let code = c
-        .get(VERSION.len()..VERSION.len() + 3)
-        .and_then(|d| str::from_utf8(d).ok())
-        .and_then(digits::<u16>)
-        .filter(|n| (100..600).contains(n))
-        .ok_or_else(|| bad(VERSION.len(), "invalid status code"))?;
-    match c.get(VERSION.len() + 3) {
-        None | Some(b' ') => Ok(Some(StatusCode(code))),
-        Some(_) => Err(bad(VERSION.len() + 3, "invalid status code")),
-    }
-}
-
-/// Finds the line starting at `from` (its content is at most `cap.0` bytes
-/// before CRLF or bare LF) and hands its content to `f`, with whether the
-/// line end was seen. `f` reports errors relative to the line start, returns
-/// `None` only when it needs more bytes, and must not return `None` for a
-/// complete line. Returns the value and the next line's start.
-fn line<'a, T>(
-    buf: &'a [u8],
-    from: usize,
-    (max, too_long): (usize, &'static str),
-    f: impl FnOnce(&'a [u8], bool) -> Result<Option<T>, ParseError>,
-) -> Result<Option<(T, usize)>, ParseError> {
-    // One byte past the cap decides "too long" without waiting for more.
-    let window = &buf[from..buf.len().min(from.saturating_add(max).saturating_add(1))];
-    let eol = window.iter().position(|&b| b == b'\r' || b == b'\n');
-    let (content, next) = match eol {
-        None => (window, None),
-        Some(k) => (
-            &window[..k],
-            match (window[k], buf.get(from + k + 1)) {
-                (b'\n', _) => Some(from + k + 1),
-                (_, Some(b'\n')) => Some(from + k + 2),
-                (_, None) => None,
-                (_, Some(_)) => {
-                    // Let `f` report anything earlier first.
-                    f(&window[..k], false).map_err(|e| e.at(from))?;
-                    return Err(bad(from + k, "CR without LF"));
-                }
-            },
-        ),
-    };
-    match (f(content, next.is_some()).map_err(|e| e.at(from))?, next) {
-        (Some(value), Some(next)) => Ok(Some((value, next))),
-        _ if eol.is_none() && window.len() > max => Err(bad(from + max, too_long)),
-        _ => Ok(None),
-    }
+/// The first line of a message, checked as it arrives and when it ends.
+trait StartLine {
+    /// What the checks made before the line ends remember.
+    type Scan: Copy + Default + std::fmt::Debug;
+    /// What a whole line gives: offsets into it, nothing allocated.
+    type Value: Clone + std::fmt::Debug;
+    const TOO_LONG: &'static str;
+    /// Checks byte `b` at offset `i` of a line not ended yet; errors are
+    /// relative to the line start.
+    fn check(scan: &mut Self::Scan, i: usize, b: u8, limits: &Limits) -> Result<(), ParseError>;
+    /// Checks a whole line (CRLF excluded).
+    fn complete(c: &[u8], limits: &Limits) -> Result<Self::Value, ParseError>;
 }
 
 /// `Method SP Request-URI SP RTSP-Version` (§6.1).
-fn request_line<'a>(
-    c: &'a [u8],
-    complete: bool,
-    limits: &Limits,
-) -> Result<Option<(Method, &'a str)>, ParseError> {
+#[derive(Debug, Clone)]
+struct RequestLine;
+
+/// Where a request line is in its checks.
+#[derive(Debug, Clone, Copy, Default)]
+enum RequestScan {
+    #[default]
+    Method,
+    /// The URI starts at this offset.
+    Uri(usize),
+    Version,
+}
+
+/// A whole request line: the method's length and the URI's span.
+#[derive(Debug, Clone, Copy)]
+struct RequestParts {
+    method: usize,
+    uri: (usize, usize),
+}
+
+impl StartLine for RequestLine {
+    type Scan = RequestScan;
+    type Value = RequestParts;
+    const TOO_LONG: &'static str = "request line too long";
+
+    fn check(scan: &mut RequestScan, i: usize, b: u8, limits: &Limits) -> Result<(), ParseError> {
+        match *scan {
+            RequestScan::Method if is_tchar(b) => {
+                if i >= MAX_METHOD {
+                    return Err(bad(MAX_METHOD, "method too long"));
+                }
+            }
+            RequestScan::Method if b == b' ' && i > 0 => *scan = RequestScan::Uri(i + 1),
+            RequestScan::Method if i == 0 => {
+                return Err(bad(0, "request line does not start with a method"))
+            }
+            RequestScan::Method => return Err(bad(i, "invalid character in method")),
+            RequestScan::Uri(u) if b == b' ' => {
+                if i == u {
+                    return Err(bad(u, "empty Request-URI"));
+                }
+                *scan = RequestScan::Version;
+            }
+            RequestScan::Uri(u) if i - u >= limits.max_uri => {
+                return Err(uri_too_long(u, limits));
+            }
+            RequestScan::Uri(_) if b < 0x20 || b == 0x7f => {
+                return Err(bad(i, "control character in Request-URI"));
+            }
+            RequestScan::Uri(_) | RequestScan::Version => {}
+        }
+        Ok(())
+    }
+
+    fn complete(c: &[u8], limits: &Limits) -> Result<RequestParts, ParseError> {
+        request_line(c, limits)
+    }
+}
+
+/// `RTSP-Version SP Status-Code SP Reason-Phrase` (§7.1).
+#[derive(Debug, Clone)]
+struct StatusLine;
+
+impl StartLine for StatusLine {
+    type Scan = ();
+    type Value = StatusCode;
+    const TOO_LONG: &'static str = "status line too long";
+
+    fn check(_: &mut (), i: usize, b: u8, _: &Limits) -> Result<(), ParseError> {
+        match STATUS_VERSION.get(i) {
+            Some(&want) if b != want => Err(bad(0, "not an RTSP/1.0 status line")),
+            _ => Ok(()),
+        }
+    }
+
+    fn complete(c: &[u8], _: &Limits) -> Result<StatusCode, ParseError> {
+        status_line(c)
+    }
+}
+
+/// A header line's checks: the name until the colon, then the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldScan {
+    Name,
+    Value,
+}
+
+impl FieldScan {
+    /// `field-name ":" field-value` (§4.2), one byte before the line ends.
+    fn check(&mut self, i: usize, b: u8) -> Result<(), ParseError> {
+        match self {
+            Self::Name if is_tchar(b) => Ok(()),
+            Self::Name if b == b':' && i > 0 => {
+                *self = Self::Value;
+                Ok(())
+            }
+            Self::Name if i == 0 && matches!(b, b' ' | b'\t') => {
+                Err(bad(0, "obsolete header line folding"))
+            }
+            Self::Name => Err(bad(i, "invalid header name")),
+            Self::Value if (b < 0x20 && b != b'\t') || b == 0x7f => {
+                Err(bad(i, "control character in header value"))
+            }
+            Self::Value => Ok(()),
+        }
+    }
+}
+
+/// A line being scanned: its start, the next byte to look at and its cap.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    from: usize,
+    at: usize,
+    /// Longest content (CRLF excluded) and the error for one byte more.
+    max: usize,
+    too_long: &'static str,
+    /// No byte above 0x7f so far: the line is UTF-8 without a check.
+    ascii: bool,
+}
+
+impl Line {
+    fn new(from: usize, (max, too_long): (usize, &'static str)) -> Self {
+        Self {
+            from,
+            at: from,
+            max,
+            too_long,
+            ascii: true,
+        }
+    }
+
+    /// Looks at the bytes of the line not seen yet, handing each to `check`
+    /// (errors relative to the line start). Returns the end of the content
+    /// and the start of the next line once the line ends (CRLF or bare LF).
+    /// One byte past the cap decides "too long" without waiting for more,
+    /// after `check` has seen it.
+    fn scan(
+        &mut self,
+        buf: &[u8],
+        examined: &mut u64,
+        mut check: impl FnMut(usize, u8) -> Result<(), ParseError>,
+    ) -> Result<Option<(usize, usize)>, ParseError> {
+        while let Some(&b) = buf.get(self.at) {
+            *examined += 1;
+            match b {
+                b'\n' => return Ok(Some((self.at, self.at + 1))),
+                // A CR is looked at again once the next byte is there.
+                b'\r' => {
+                    return match buf.get(self.at + 1) {
+                        None => Ok(None),
+                        Some(b'\n') => Ok(Some((self.at, self.at + 2))),
+                        Some(_) => Err(bad(self.at, "CR without LF")),
+                    }
+                }
+                _ => {
+                    let i = self.at - self.from;
+                    check(i, b).map_err(|e| e.at(self.from))?;
+                    if i >= self.max {
+                        return Err(bad(self.at, self.too_long));
+                    }
+                    self.ascii &= b.is_ascii();
+                    self.at += 1;
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The resumable core shared by requests and responses.
+#[derive(Debug, Clone)]
+struct Scanner<K: StartLine> {
+    limits: Limits,
+    state: State<K>,
+    /// Length of the buffer last given; a shorter one starts over.
+    seen: usize,
+    examined: u64,
+}
+
+#[derive(Debug, Clone)]
+enum State<K: StartLine> {
+    /// Before a message, `pos` bytes of empty lines in.
+    Idle { pos: usize },
+    /// In the start line.
+    Start { line: Line, scan: K::Scan },
+    /// In the header lines after the start line at `start` (which gave
+    /// `first`): `count` of them, from `fields`, are checked and whole.
+    Fields {
+        start: usize,
+        first: K::Value,
+        fields: usize,
+        count: usize,
+        line: Line,
+        scan: FieldScan,
+    },
+    /// The head is whole; the body is `len` bytes from `body`.
+    Body {
+        start: usize,
+        first: K::Value,
+        headers: Headers,
+        body: usize,
+        len: usize,
+    },
+}
+
+/// A whole message or frame, with the start line still as offsets.
+enum Found<V> {
+    Interleaved {
+        channel: u8,
+        payload: Bytes,
+        consumed: usize,
+    },
+    Message {
+        /// Where the start line begins (after leading empty lines).
+        start: usize,
+        first: V,
+        headers: Headers,
+        body: Bytes,
+        consumed: usize,
+    },
+}
+
+impl<K: StartLine> Scanner<K> {
+    fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            state: State::Idle { pos: 0 },
+            seen: 0,
+            examined: 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.state = State::Idle { pos: 0 };
+        self.seen = 0;
+    }
+
+    fn feed(&mut self, buf: &[u8]) -> Result<Option<Found<K::Value>>, ParseError> {
+        if buf.len() < self.seen {
+            self.reset();
+        }
+        self.seen = buf.len();
+        let found = self.step(buf);
+        if !matches!(found, Ok(None)) {
+            self.reset();
+        }
+        found
+    }
+
+    /// Moves through the states as far as `buf` allows.
+    fn step(&mut self, buf: &[u8]) -> Result<Option<Found<K::Value>>, ParseError> {
+        let limits = self.limits;
+        loop {
+            match &mut self.state {
+                State::Idle { pos } => {
+                    loop {
+                        let n = match buf.get(*pos..).unwrap_or_default() {
+                            [b'\n', ..] => 1,
+                            [b'\r', b'\n', ..] => 2,
+                            // A lone trailing CR may become an empty line: wait.
+                            [b'\r'] => return Ok(None),
+                            _ => break,
+                        };
+                        *pos += n;
+                        self.examined += n as u64;
+                        if *pos > limits.max_head {
+                            return Err(bad(*pos, "too many empty lines"));
+                        }
+                    }
+                    let start = *pos;
+                    match buf.get(start) {
+                        None => return Ok(None),
+                        Some(b'$') => return Ok(interleaved(buf, start)),
+                        Some(_) => {
+                            let cap = (limits.max_request_line, K::TOO_LONG);
+                            self.state = State::Start {
+                                line: Line::new(start, cap),
+                                scan: K::Scan::default(),
+                            };
+                        }
+                    }
+                }
+                State::Start { line, scan } => {
+                    let check = |i, b| K::check(scan, i, b, &limits);
+                    let Some((end, next)) = line.scan(buf, &mut self.examined, check)? else {
+                        return Ok(None);
+                    };
+                    let start = line.from;
+                    let content = &buf[start..end];
+                    self.examined += content.len() as u64;
+                    let first = K::complete(content, &limits).map_err(|e| e.at(start))?;
+                    self.state = State::Fields {
+                        start,
+                        first,
+                        fields: next,
+                        count: 0,
+                        line: field_line(&limits, start, next),
+                        scan: FieldScan::Name,
+                    };
+                }
+                State::Fields {
+                    start,
+                    first,
+                    fields,
+                    count,
+                    line,
+                    scan,
+                } => {
+                    let done = &buf[*fields..line.from];
+                    let with_cseq = |e: ParseError| ParseError {
+                        cseq: collect_fields(done).cseq(),
+                        ..e
+                    };
+                    if *count >= limits.max_headers
+                        && buf
+                            .get(line.from)
+                            .is_some_and(|b| !matches!(b, b'\r' | b'\n'))
+                    {
+                        return Err(with_cseq(bad(line.from, "too many headers")));
+                    }
+                    let check = |i, b| scan.check(i, b);
+                    let Some((end, next)) = line
+                        .scan(buf, &mut self.examined, check)
+                        .map_err(with_cseq)?
+                    else {
+                        return Ok(None);
+                    };
+                    match scan {
+                        FieldScan::Name if end > line.from => {
+                            return Err(with_cseq(bad(end, "header without colon")));
+                        }
+                        FieldScan::Name => {
+                            // The blank line: the head is whole.
+                            if next - *start > limits.max_head {
+                                return Err(with_cseq(bad(
+                                    *start + limits.max_head,
+                                    "head too long",
+                                )));
+                            }
+                            self.examined += done.len() as u64;
+                            let headers = collect_fields(done);
+                            let len =
+                                content_length(&headers, &limits).map_err(|e| ParseError {
+                                    cseq: headers.cseq(),
+                                    ..e.at(next)
+                                })?;
+                            self.state = State::Body {
+                                start: *start,
+                                first: first.clone(),
+                                headers,
+                                body: next,
+                                len,
+                            };
+                        }
+                        FieldScan::Value => {
+                            if !line.ascii {
+                                str::from_utf8(&buf[line.from..end]).map_err(|e| {
+                                    with_cseq(
+                                        bad(e.valid_up_to(), "header value is not UTF-8")
+                                            .at(line.from),
+                                    )
+                                })?;
+                            }
+                            *count += 1;
+                            *line = field_line(&limits, *start, next);
+                            *scan = FieldScan::Name;
+                        }
+                    }
+                }
+                State::Body {
+                    start,
+                    first,
+                    headers,
+                    body,
+                    len,
+                } => {
+                    let end = *body + *len;
+                    let Some(bytes) = buf.get(*body..end) else {
+                        return Ok(None);
+                    };
+                    return Ok(Some(Found::Message {
+                        start: *start,
+                        first: first.clone(),
+                        headers: mem::take(headers),
+                        body: Bytes::copy_from_slice(bytes),
+                        consumed: end,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// The cap of the header line starting at `from` in a head that started at
+/// `start`: the line cap, or what is left of the head cap when that is less.
+fn field_line(limits: &Limits, start: usize, from: usize) -> Line {
+    let room = limits.max_head.saturating_sub(from - start);
+    let cap = if room < limits.max_header_line {
+        (room, "head too long")
+    } else {
+        (limits.max_header_line, "header line too long")
+    };
+    Line::new(from, cap)
+}
+
+/// The fields of header lines already checked: each ends with LF or CRLF
+/// and has a colon after a token. Values lose surrounding blanks.
+fn collect_fields(lines: &[u8]) -> Headers {
+    let mut headers = Headers::new();
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let value = String::from_utf8_lossy(&line[colon + 1..]);
+            headers.push(
+                String::from_utf8_lossy(&line[..colon]),
+                value.trim_matches([' ', '\t']),
+            );
+        }
+    }
+    headers
+}
+
+/// `$`, channel, 16-bit big-endian length, payload; `None` until the whole
+/// frame is there.
+fn interleaved<V>(buf: &[u8], start: usize) -> Option<Found<V>> {
+    let &[_, channel, hi, lo] = buf.get(start..start + 4)? else {
+        return None;
+    };
+    let end = start + 4 + usize::from(u16::from_be_bytes([hi, lo]));
+    let payload = buf.get(start + 4..end)?;
+    Some(Found::Interleaved {
+        channel,
+        payload: Bytes::copy_from_slice(payload),
+        consumed: end,
+    })
+}
+
+const STATUS_VERSION: &[u8] = b"RTSP/1.0 ";
+
+/// A whole status line (§7.1).
+fn status_line(c: &[u8]) -> Result<StatusCode, ParseError> {
+    let n = c.len().min(STATUS_VERSION.len());
+    if c[..n] != STATUS_VERSION[..n] {
+        return Err(bad(0, "not an RTSP/1.0 status line"));
+    }
+    let v = STATUS_VERSION.len();
+    let code = c
+        .get(v..v + 3)
+        .and_then(|d| str::from_utf8(d).ok())
+        .and_then(digits::<u16>)
+        .filter(|n| (100..600).contains(n))
+        .ok_or_else(|| bad(v, "invalid status code"))?;
+    match c.get(v + 3) {
+        None | Some(b' ') => Ok(StatusCode(code)),
+        Some(_) => Err(bad(v + 3, "invalid status code")),
+    }
+}
+
+fn uri_too_long(u: usize, limits: &Limits) -> ParseError {
+    ParseError::new(
+        StatusCode::REQUEST_URI_TOO_LARGE,
+        u + limits.max_uri,
+        "Request-URI too long",
+    )
+}
+
+/// A whole request line (§6.1), after [`RequestLine::check`] passed every
+/// byte: the checks that need the line end, then all again (cheap, and the
+/// order of errors stays that of one pass over the line).
+fn request_line(c: &[u8], limits: &Limits) -> Result<RequestParts, ParseError> {
     let m = c
         .iter()
         .take(MAX_METHOD + 1)
@@ -349,7 +728,6 @@ fn request_line<'a>(
     match c.get(m) {
         _ if m > MAX_METHOD => return Err(bad(MAX_METHOD, "method too long")),
         Some(b' ') if m > 0 => {}
-        None if !complete => return Ok(None),
         None => return Err(bad(m, "no Request-URI")),
         Some(_) if m == 0 => return Err(bad(0, "request line does not start with a method")),
         Some(_) => return Err(bad(m, "invalid character in method")),
@@ -365,24 +743,13 @@ fn request_line<'a>(
         return Err(bad(u + i, "control character in Request-URI"));
     }
     if uri_len > limits.max_uri {
-        return Err(ParseError::new(
-            StatusCode::REQUEST_URI_TOO_LARGE,
-            u + limits.max_uri,
-            "Request-URI too long",
-        ));
+        return Err(uri_too_long(u, limits));
     }
     if uri_len == rest.len() {
-        return if complete {
-            Err(bad(c.len(), "no RTSP version"))
-        } else {
-            Ok(None)
-        };
+        return Err(bad(c.len(), "no RTSP version"));
     }
     if uri_len == 0 {
         return Err(bad(u, "empty Request-URI"));
-    }
-    if !complete {
-        return Ok(None);
     }
     let v = u + uri_len + 1;
     match &c[v..] {
@@ -398,38 +765,12 @@ fn request_line<'a>(
         }
         _ => return Err(bad(v, "invalid RTSP version")),
     }
-    // Method and version are ASCII, so any invalid byte is in the URI; the
-    // slice bounds below are ASCII spaces.
-    let text = str::from_utf8(c).map_err(|e| bad(e.valid_up_to(), "Request-URI is not UTF-8"))?;
-    let Ok(method) = text[..m].parse();
-    Ok(Some((method, &text[u..u + uri_len])))
-}
-
-/// `field-name ":" field-value` (§4.2), or `Some(None)` for the blank line.
-fn header_line(c: &[u8], complete: bool) -> Result<Option<Option<(&str, &str)>>, ParseError> {
-    let n = c.iter().take_while(|&&b| is_tchar(b)).count();
-    match c.get(n) {
-        None if !complete => return Ok(None),
-        None if n == 0 => return Ok(Some(None)),
-        None => return Err(bad(n, "header without colon")),
-        Some(b' ' | b'\t') if n == 0 => return Err(bad(0, "obsolete header line folding")),
-        Some(b':') if n > 0 => {}
-        Some(_) => return Err(bad(n, "invalid header name")),
-    }
-    if let Some(i) = c[n + 1..]
-        .iter()
-        .position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-    {
-        return Err(bad(n + 1 + i, "control character in header value"));
-    }
-    if !complete {
-        return Ok(None);
-    }
-    let text = str::from_utf8(c).map_err(|e| bad(e.valid_up_to(), "header value is not UTF-8"))?;
-    Ok(Some(Some((
-        &text[..n],
-        text[n + 1..].trim_matches([' ', '\t']),
-    ))))
+    // Method and version are ASCII, so any invalid byte is in the URI.
+    str::from_utf8(c).map_err(|e| bad(e.valid_up_to(), "Request-URI is not UTF-8"))?;
+    Ok(RequestParts {
+        method: m,
+        uri: (u, u + uri_len),
+    })
 }
 
 /// The body length: every Content-Length (§12.14) must be plain decimal
@@ -468,6 +809,7 @@ pub(super) fn digits<T: FromStr>(s: &str) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::rtsp::Method;
 
     const L: Limits = Limits {
         max_request_line: 4096,
@@ -879,14 +1221,113 @@ mod tests {
             }
             for limits in [L, tiny] {
                 let full = parse(&buf, &limits);
+                // One parser kept across reads of random sizes answers what
+                // a fresh one does on the same bytes.
+                let mut kept = RequestParser::new(limits);
+                let mut next_read = 0;
                 for n in 0..buf.len() {
-                    match parse(&buf[..n], &limits) {
+                    let fresh = parse(&buf[..n], &limits);
+                    match &fresh {
                         Ok(Parsed::Incomplete) => {}
-                        other => assert_eq!(other, full, "{buf:?} at {n}"),
+                        other => assert_eq!(other, &full, "{buf:?} at {n}"),
+                    }
+                    if n == next_read {
+                        // After a message or an error it starts afresh.
+                        assert_eq!(kept.parse(&buf[..n]), fresh, "kept: {buf:?} at {n}");
+                        next_read += 1 + rand(3) * rand(3);
                     }
                 }
+                assert_eq!(kept.parse(&buf), full, "kept: {buf:?}");
             }
         }
+    }
+
+    /// A valid OPTIONS head of exactly `size` bytes: padding header lines
+    /// of 2,000 bytes at most (under the line cap).
+    fn padded_head(size: usize) -> Vec<u8> {
+        let mut head = b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n".to_vec();
+        let mut i = 0;
+        while size - head.len() > 2 {
+            let name = format!("X-Pad-{i}: ");
+            let room = size - head.len() - 2 - name.len() - 2;
+            head.extend(name.as_bytes());
+            head.resize(head.len() + room.min(2000 - name.len()), b'p');
+            head.extend(b"\r\n");
+            i += 1;
+        }
+        head.extend(b"\r\n");
+        assert_eq!(head.len(), size);
+        head
+    }
+
+    /// Feeds `head` one byte per read to one parser kept across reads, and
+    /// to a fresh parser per read (starting over from byte 0, as the
+    /// connection did before issue 10): the bytes each examined in all.
+    fn examined_one_byte_per_read(head: &[u8]) -> (u64, u64) {
+        let mut kept = RequestParser::new(L);
+        let mut restarting = 0;
+        for n in 1..=head.len() {
+            let got = kept.parse(&head[..n]);
+            let mut fresh = RequestParser::new(L);
+            assert_eq!(fresh.parse(&head[..n]), got, "at {n}");
+            restarting += fresh.examined();
+            if n < head.len() {
+                assert_eq!(got, Ok(Parsed::Incomplete), "at {n}");
+            } else {
+                let consumed = head.len();
+                assert!(matches!(got, Ok(Parsed::Request { consumed: c, .. }) if c == consumed));
+            }
+        }
+        (kept.examined(), restarting)
+    }
+
+    /// Issue 10: the work of reading a trickled head is linear in its size.
+    /// Each byte is examined about twice (the scan, then collecting the
+    /// header fields once the head is whole); starting over on every read
+    /// examines the whole prefix each time, about size / 2 times per byte.
+    #[test]
+    fn one_byte_reads_examine_each_byte_a_bounded_number_of_times() {
+        for size in [512, 2048, 8192, 16384] {
+            let head = padded_head(size);
+            let (kept, restarting) = examined_one_byte_per_read(&head);
+            let bound = 3 * size as u64;
+            assert!(kept <= bound, "{size}-byte head: {kept} bytes examined");
+            // The bound is one the quadratic way fails by far.
+            assert!(
+                restarting > 50 * bound,
+                "{size}-byte head: {restarting} bytes examined when starting over"
+            );
+        }
+    }
+
+    #[test]
+    fn kept_parser_resets_after_a_message_and_on_a_shorter_buffer() {
+        let two = b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n$\x01\x00\x01zOPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n";
+        let mut p = RequestParser::new(L);
+        let mut buf = &two[..];
+        let mut got = Vec::new();
+        while !buf.is_empty() {
+            // Every byte count from the message start, as reads would give.
+            let (n, consumed) = (1..=buf.len())
+                .find_map(|n| match p.parse(&buf[..n]).unwrap() {
+                    Parsed::Incomplete => None,
+                    Parsed::Request { request, consumed } => {
+                        got.push(request.cseq());
+                        Some((n, consumed))
+                    }
+                    Parsed::Interleaved { consumed, .. } => Some((n, consumed)),
+                })
+                .unwrap();
+            assert_eq!(n, consumed);
+            buf = &buf[consumed..];
+        }
+        assert_eq!(got, [Some(1), Some(2)]);
+        // Half a head, then a different, shorter buffer: parsed afresh.
+        assert_eq!(
+            p.parse(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nX-A"),
+            Ok(Parsed::Incomplete)
+        );
+        assert!(p.parse(b" OPTIONS").is_err());
     }
 
     #[test]
