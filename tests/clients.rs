@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::rtsp::parse_replies;
 use common::tools::{par, require, run_ok, run_tool, Run};
-use common::{bundled_media, wav_l16, Server};
+use common::{bundled_media, wav_l16, Reply, Server};
 
 /// The bundled clips: path under `media/`, sample rate, channels, seconds.
 const CLIPS: [(&str, u32, u16, f64); 4] = [
@@ -189,14 +190,19 @@ impl Recorder {
         }
     }
 
-    /// The messages one side sent, split at the blank line after each head
-    /// (neither side sends bodies here except the SDP, which has no blank line).
-    fn messages(buf: &Mutex<Vec<u8>>) -> Vec<String> {
-        let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+    /// The requests the client sent, split at the blank line after each
+    /// head (ffmpeg sends no request bodies here).
+    fn requests(&self) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.requests.lock().unwrap()).into_owned();
         text.split("\r\n\r\n")
             .map(str::to_owned)
             .filter(|m| !m.trim().is_empty())
             .collect()
+    }
+
+    /// The server's responses, each checked as `common::Rtsp` checks them.
+    fn replies(&self) -> Vec<Reply> {
+        parse_replies(&self.replies.lock().unwrap()).expect("well-formed responses")
     }
 }
 
@@ -213,6 +219,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, log: Arc<Mutex<Vec<u8>>>) {
     });
 }
 
+/// A header of a request.
 fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
@@ -487,7 +494,7 @@ fn ffmpeg_seeks_with_range() {
             let (decoded, run) = ffmpeg_decode(&url, &["-ss", "2.5", "-noaccurate_seek"], secs);
 
             // ffmpeg asked the server to seek...
-            let requests = Recorder::messages(&proxy.requests);
+            let requests = proxy.requests();
             let plays: Vec<&String> = requests.iter().filter(|m| m.starts_with("PLAY ")).collect();
             let last = plays
                 .last()
@@ -495,17 +502,19 @@ fn ffmpeg_seeks_with_range() {
             let range = header(last, "Range").unwrap_or_else(|| panic!("no Range in {last}"));
             assert_eq!(npt_start(range), 2.5, "ffmpeg's last PLAY: {last}");
             // ...and the server said it did.
-            let replies = Recorder::messages(&proxy.replies);
+            let replies = proxy.replies();
             let cseq = header(last, "CSeq").unwrap();
             let reply = replies
                 .iter()
-                .find(|m| header(m, "CSeq") == Some(cseq))
-                .unwrap_or_else(|| panic!("no reply to CSeq {cseq} in {replies:#?}"));
-            assert!(
-                reply.starts_with("RTSP/1.0 200 "),
-                "seek PLAY reply: {reply}"
-            );
-            let range = header(reply, "Range").unwrap_or_else(|| panic!("Range in {reply}"));
+                .find(|r| r.header("CSeq") == Some(cseq))
+                .unwrap_or_else(|| {
+                    let all: Vec<String> = replies.iter().map(Reply::to_string).collect();
+                    panic!("no reply to CSeq {cseq} in {all:#?}")
+                });
+            assert_eq!(reply.status, 200, "seek PLAY reply: {reply}");
+            let range = reply
+                .header("Range")
+                .unwrap_or_else(|| panic!("Range in {reply}"));
             assert_eq!(npt_start(range), 2.5, "seek PLAY reply: {reply}");
             // Streaming only the rest takes less than the whole clip.
             assert!(

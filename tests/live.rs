@@ -246,47 +246,29 @@ fn ffmpeg_plays_pcmu_channel_over_udp_and_tcp() {
 /// the stream positioned at the first frame. With `rcvbuf`, the socket's
 /// receive buffer is made that small before connecting.
 fn tcp_listener(server: &Server, url: &str, rcvbuf: Option<i32>) -> (std::net::TcpStream, Vec<u8>) {
-    use std::io::{BufRead, BufReader, Write};
-    let sock = std::net::TcpStream::connect(server.addr()).expect("connect");
+    let mut c = Rtsp::connect(server.addr());
     if let Some(size) = rcvbuf {
         // Set after connect, it still caps the window the server sees from
         // here on.
-        let fd = std::os::fd::AsFd::as_fd(&sock);
+        let fd = std::os::fd::AsFd::as_fd(c.stream());
         rtspd::net::set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size).expect("SO_RCVBUF");
     }
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut w = sock.try_clone().unwrap();
-    let mut r = BufReader::new(sock.try_clone().unwrap());
-    let mut ask = |req: String| -> Vec<String> {
-        w.write_all(req.as_bytes()).unwrap();
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                return head;
-            }
-            head.push(line.trim_end().to_owned());
-        }
-    };
-    let h = ask(format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"));
-    assert!(h[0].contains("200"), "{h:?}");
-    let session = h
-        .iter()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .and_then(|v| v.split(';').next())
-        .expect("Session")
-        .to_owned();
-    let h = ask(format!(
-        "PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"
-    ));
-    assert!(h[0].contains("200"), "{h:?}");
+    let s = c.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1"],
+    );
+    assert_eq!(s.status, 200, "{s}");
+    // Frames may follow the PLAY reply at once: read just the reply.
+    let cseq = c.send("PLAY", url, &[&format!("Session: {}", s.session())], b"");
+    let p = c.reply(cseq).expect("PLAY reply");
+    assert_eq!(p.status, 200, "{p}");
     assert!(
-        r.buffer().is_empty() || r.buffer()[0] == b'$',
+        c.pending().is_empty() || c.pending()[0] == b'$',
         "frames follow the reply"
     );
     // Frame bytes already read past the reply go back with the stream.
-    (sock, r.buffer().to_vec())
+    c.into_parts()
 }
 
 /// Reads interleaved frames for `dur`; returns the RTP sequence numbers

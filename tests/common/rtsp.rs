@@ -190,23 +190,14 @@ fn parse_reply(buf: &[u8]) -> Result<Parsed, String> {
     })
 }
 
-/// Every response in `bytes` (one side of a recorded connection), each
-/// checked as [`Rtsp::read_response`] checks it.
+/// Every whole response in `bytes` (one side of a recorded connection,
+/// which may end inside a response still arriving), each checked as
+/// [`Rtsp::read_response`] checks it.
 pub fn parse_replies(mut bytes: &[u8]) -> Result<Vec<Reply>, String> {
     let mut out = Vec::new();
-    while !bytes.is_empty() {
-        match parse_reply(bytes)? {
-            Parsed::Reply { reply, len } => {
-                out.push(reply);
-                bytes = &bytes[len..];
-            }
-            _ => {
-                return Err(format!(
-                    "a cut-off response: {:?}",
-                    String::from_utf8_lossy(bytes)
-                ))
-            }
-        }
+    while let Parsed::Reply { reply, len } = parse_reply(bytes)? {
+        out.push(reply);
+        bytes = &bytes[len..];
     }
     Ok(out)
 }
