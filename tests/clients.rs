@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::rtsp::parse_replies;
-use common::tools::{par, require, run_ok, run_tool, Run};
+use common::tools::{ffmpeg_s16be, ffprobe, par, require, run_tool, Run};
 use common::{bundled_media, wav_l16, Reply, Server};
 
 /// The bundled clips: path under `media/`, sample rate, channels, seconds.
@@ -318,14 +318,8 @@ fn write_f32(path: &Path) -> (Vec<u8>, Vec<u8>) {
 
 /// Decodes `url` with ffmpeg over UDP into big-endian 16-bit PCM.
 fn ffmpeg_decode(url: &str, before_input: &[&str], secs: f64) -> (Vec<u8>, Run) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out.raw");
-    let out_s = out.to_str().unwrap();
-    let mut args = vec!["-nostdin", "-v", "error", "-rtsp_transport", "udp"];
-    args.extend_from_slice(before_input);
-    args.extend_from_slice(&["-i", url, "-f", "s16be", "-y", out_s]);
-    let run = run_ok("ffmpeg", &args, limit_for(secs));
-    (std::fs::read(&out).expect("ffmpeg output"), run)
+    let input = [&["-rtsp_transport", "udp"], before_input, &["-i", url]].concat();
+    ffmpeg_s16be(&input, limit_for(secs))
 }
 
 #[test]
@@ -337,21 +331,15 @@ fn ffprobe_reports_l16_for_every_bundled_clip() {
         |c| c.0.to_owned(),
         |&(path, rate, channels, _)| {
             let url = server.url(path);
-            let run = run_ok(
-                "ffprobe",
-                &[
-                    "-v",
-                    "error",
-                    "-rtsp_transport",
-                    "udp",
-                    "-show_entries",
-                    "stream=codec_name,sample_rate,channels",
-                    "-of",
-                    "json",
-                    &url,
-                ],
-                Duration::from_secs(20),
-            );
+            let run = ffprobe(&[
+                "-rtsp_transport",
+                "udp",
+                "-show_entries",
+                "stream=codec_name,sample_rate,channels",
+                "-of",
+                "json",
+                &url,
+            ]);
             let json = run.stdout.as_str();
             assert_eq!(
                 json.matches("\"codec_name\"").count(),

@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use common::tools::{ffmpeg_s16be, require, run_tool};
 use common::{rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair};
 use rtspd::proto::packetize::g711::{linear_to_ulaw, ulaw_to_linear};
 
@@ -194,9 +194,7 @@ fn unknown_channel_is_404() {
 /// file's, from where it joined, through µ-law and back.
 #[test]
 fn ffmpeg_plays_pcmu_channel_over_udp_and_tcp() {
-    if !common::have("ffmpeg") {
-        panic!("ffmpeg is required (scripts/test installs it)");
-    }
+    require("ffmpeg");
     let (server, samples) = serve("pcmu");
     let expected: Vec<i16> = samples
         .iter()
@@ -204,28 +202,9 @@ fn ffmpeg_plays_pcmu_channel_over_udp_and_tcp() {
         .collect();
     let url = server.url("live/ch");
     for transport in ["udp", "tcp"] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("out.raw");
-        let status = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-rtsp_transport",
-                transport,
-                "-i",
-                &url,
-            ])
-            .args(["-t", "2", "-f", "s16le", "-y"])
-            .arg(&out)
-            .status()
-            .expect("run ffmpeg");
-        assert!(status.success(), "ffmpeg over {transport}");
-        let raw = std::fs::read(&out).expect("decoded audio");
-        let decoded: Vec<i16> = raw
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect();
+        let input = ["-rtsp_transport", transport, "-i", &url, "-t", "2"];
+        let (raw, _) = ffmpeg_s16be(&input, Duration::from_secs(30));
+        let decoded = l16(&raw);
         assert!(
             decoded.len() >= 15_000,
             "{transport}: {} samples",
@@ -383,9 +362,7 @@ fn slow_tcp_listener_is_dropped_without_hurting_others() {
 /// buffers (2 s), every sample the file's, from where it joined.
 #[test]
 fn gstreamer_plays_live_channel_over_tcp() {
-    if !common::have("gst-launch-1.0") {
-        panic!("gst-launch-1.0 is required (scripts/test installs it)");
-    }
+    require("gst-launch-1.0");
     let (server, samples) = serve("l16");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.raw");
@@ -395,29 +372,13 @@ fn gstreamer_plays_live_channel_over_tcp() {
         &["identity eos-after=100"],
         &out,
     );
-    let mut err = tempfile::tempfile().expect("temp file");
-    let mut child = Command::new("gst-launch-1.0")
-        .args(&args)
-        .stderr(err.try_clone().expect("clone"))
-        .spawn()
-        .expect("run gst-launch-1.0");
-    let end = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if std::time::Instant::now() > end {
-            let _ = child.kill();
-            panic!("gst-launch-1.0 did not finish in 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Seek::rewind(&mut err).expect("rewind");
-    std::io::Read::read_to_string(&mut err, &mut stderr).expect("stderr");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = run_tool("gst-launch-1.0", &args, Duration::from_secs(20));
     assert!(
-        status.success() || common::gst_shutdown_race_only(status, &stderr),
-        "gst-launch-1.0: {status}\n{stderr}"
+        run.status.success() || common::gst_shutdown_race_only(run.status, &run.stderr),
+        "gst-launch-1.0: {}\n{}",
+        run.status,
+        run.stderr
     );
     let decoded = l16(&std::fs::read(&out).expect("gst output"));
     // identity's eos-after=100 lets 99 or 100 buffers through, by version.
@@ -437,9 +398,7 @@ fn gstreamer_plays_live_channel_over_tcp() {
 /// command ends.
 #[test]
 fn pipe_source_is_relayed_and_its_end_says_bye() {
-    if !common::have("ffmpeg") {
-        panic!("ffmpeg is required (scripts/test installs it)");
-    }
+    require("ffmpeg");
     let dir = tempfile::tempdir().expect("tempdir");
     let samples = one_second(dir.path());
     let wav = dir.path().join("loop.wav");

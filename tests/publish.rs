@@ -5,23 +5,12 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::tools::{ffmpeg, ffmpeg_background, ffmpeg_s16be, require};
 use common::{rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair};
 use rtspd::proto::packetize::g711::ulaw_to_linear;
-
-/// A child process killed when the test is done with it.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Pseudo-random samples (an LCG), so any 32 of them find their place.
 fn noise(n: usize, seed: u32) -> Vec<i16> {
@@ -67,49 +56,12 @@ fn assert_run(what: &str, decoded: &[i16], expected: &[i16], channels: usize, mi
     assert_eq!(n, decoded.len(), "{what}: more audio than was published");
 }
 
-fn ffmpeg(args: &[&str]) -> Command {
-    let mut c = Command::new("ffmpeg");
-    c.args(["-nostdin", "-v", "error"]).args(args);
-    c.stdin(Stdio::null());
-    c
-}
-
 /// Runs an ffmpeg listener on `url` for `secs` seconds of audio; returns
 /// its samples.
-fn listen(url: &str, transport: &str, secs: &str, out: &Path) -> Vec<i16> {
-    let child = ffmpeg(&[
-        "-rtsp_transport",
-        transport,
-        "-i",
-        url,
-        "-t",
-        secs,
-        "-f",
-        "s16be",
-        "-y",
-    ])
-    .arg(out)
-    .spawn()
-    .expect("run ffmpeg");
-    let mut child = Kill(child);
-    let end = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            Instant::now() < end,
-            "ffmpeg listener on {url} still running after 30 s"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    assert!(
-        status.success(),
-        "ffmpeg listener {url} over {transport}: {status}"
-    );
-    std::fs::read(out)
-        .expect("listener output")
-        .chunks_exact(2)
+fn listen(url: &str, transport: &str, secs: &str) -> Vec<i16> {
+    let input = ["-rtsp_transport", transport, "-i", url, "-t", secs];
+    let (pcm, _) = ffmpeg_s16be(&input, Duration::from_secs(30));
+    pcm.chunks_exact(2)
         .map(|b| i16::from_be_bytes([b[0], b[1]]))
         .collect()
 }
@@ -120,10 +72,7 @@ fn listen(url: &str, transport: &str, secs: &str, out: &Path) -> Vec<i16> {
 /// decode 1.5 s: every sample is the publisher's, in order, none lost.
 #[test]
 fn ffmpeg_publishes_l16_and_pcmu_over_udp_and_tcp() {
-    assert!(
-        common::have("ffmpeg"),
-        "ffmpeg is required (scripts/test installs it)"
-    );
+    require("ffmpeg");
     let dir = tempfile::tempdir().expect("tempdir");
     let stereo = noise(44_100 * 2 * 6, 1);
     let narrow = noise(8000 * 6, 2);
@@ -143,19 +92,19 @@ fn ffmpeg_publishes_l16_and_pcmu_over_udp_and_tcp() {
     // at decision boundaries to the neighbouring code, unlike ours):
     // listeners must hear exactly those codes.
     let ulaw = dir.path().join("narrow.ulaw");
-    let status = ffmpeg(&[
-        "-i",
-        narrow_wav.to_str().expect("path"),
-        "-c:a",
-        "pcm_mulaw",
-        "-f",
-        "mulaw",
-        "-y",
-    ])
-    .arg(&ulaw)
-    .status()
-    .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg µ-law encode");
+    ffmpeg(
+        &[
+            "-i",
+            narrow_wav.to_str().expect("path"),
+            "-c:a",
+            "pcm_mulaw",
+            "-f",
+            "mulaw",
+            "-y",
+            ulaw.to_str().expect("path"),
+        ],
+        Duration::from_secs(60),
+    );
     let g711: Vec<i16> = std::fs::read(&ulaw)
         .expect("µ-law")
         .into_iter()
@@ -197,10 +146,9 @@ fn ffmpeg_publishes_l16_and_pcmu_over_udp_and_tcp() {
     thread::scope(|s| {
         for (name, wav, codec, transport, expected, channels, rate) in cases {
             let url = server.url(&format!("live/{name}"));
-            let dir = dir.path();
             s.spawn(move || {
                 let wav = wav.to_str().expect("path");
-                let publisher = ffmpeg(&[
+                let _publisher = ffmpeg_background(&[
                     "-re",
                     "-i",
                     wav,
@@ -208,18 +156,16 @@ fn ffmpeg_publishes_l16_and_pcmu_over_udp_and_tcp() {
                     codec,
                     "-rtsp_transport",
                     transport,
-                ])
-                .args(["-f", "rtsp", &url])
-                .spawn()
-                .expect("run ffmpeg publisher");
-                let _publisher = Kill(publisher);
+                    "-f",
+                    "rtsp",
+                    &url,
+                ]);
                 thread::sleep(Duration::from_secs(1));
                 let got: Vec<Vec<i16>> = thread::scope(|s| {
                     let listeners: Vec<_> = ["udp", "tcp"]
                         .map(|t| {
-                            let out = dir.join(format!("{name}-{t}.raw"));
                             let url = url.clone();
-                            s.spawn(move || listen(&url, t, "1.5", &out))
+                            s.spawn(move || listen(&url, t, "1.5"))
                         })
                         .into_iter()
                         .collect();

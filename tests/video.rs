@@ -11,7 +11,7 @@ use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::tools::{par, require, run_ok, run_tool};
+use common::tools::{ffmpeg, ffprobe, par, require, run_ok, run_tool};
 use common::{bundled_media, rtp_payload, rtp_seq, rtp_ts, Rtsp, Server, UdpPair};
 use rtspd::proto::rtcp::{parse_compound, Packet};
 
@@ -21,14 +21,6 @@ const SAMPLE: &str = "testsrc-320x240.mp4";
 
 fn sample_path() -> PathBuf {
     bundled_media().join(SAMPLE)
-}
-
-/// Runs ffmpeg quietly (`-nostdin -v error` first), failing the test unless
-/// it succeeds within `limit`.
-fn ffmpeg(args: &[&str], limit: Duration) -> common::tools::Run {
-    let mut all = vec!["-nostdin", "-v", "error"];
-    all.extend_from_slice(args);
-    run_ok("ffmpeg", &all, limit)
 }
 
 /// How long a client may take for a clip of `secs` seconds in real time.
@@ -128,21 +120,15 @@ fn ffprobe_reports_h264_and_aac_over_udp_and_tcp() {
         &["udp", "tcp"],
         |t| (*t).to_owned(),
         |transport| {
-            let run = run_ok(
-                "ffprobe",
-                &[
-                    "-v",
-                    "error",
-                    "-rtsp_transport",
-                    transport,
-                    "-show_entries",
-                    "stream=codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels",
-                    "-of",
-                    "default=nw=1",
-                    &url,
-                ],
-                Duration::from_secs(20),
-            );
+            let run = ffprobe(&[
+                "-rtsp_transport",
+                transport,
+                "-show_entries",
+                "stream=codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels",
+                "-of",
+                "default=nw=1",
+                &url,
+            ]);
             let out = &run.stdout;
             assert_eq!(probe_values(out, "codec_name"), ["h264", "aac"], "{out}");
             assert_eq!(probe_values(out, "width"), ["320"], "{out}");
@@ -256,17 +242,16 @@ fn recv_sr(sock: &UdpSocket, wait: Duration) -> Option<(u32, f64, u32)> {
 /// one CSV line each.
 fn probe_packets(src: &Path, stream: &str, entries: &str) -> String {
     let show = format!("packet={entries}");
-    let args = [
-        "-v",
-        "error",
+    ffprobe(&[
         "-select_streams",
         stream,
         "-show_entries",
         &show,
-    ];
-    let mut args = args.to_vec();
-    args.extend_from_slice(&["-of", "csv=p=0", src.to_str().unwrap()]);
-    run_ok("ffprobe", &args, Duration::from_secs(20)).stdout
+        "-of",
+        "csv=p=0",
+        src.to_str().unwrap(),
+    ])
+    .stdout
 }
 
 /// Presentation times (s) of the audio packets in the file, per ffprobe.
@@ -821,19 +806,13 @@ fn elementary_h264_aac_and_mp3_files_play_losslessly() {
         |c| c.0.to_owned(),
         |&(name, codec)| {
             let url = server.url(name);
-            let probe = run_ok(
-                "ffprobe",
-                &[
-                    "-v",
-                    "error",
-                    "-show_entries",
-                    "stream=codec_name,r_frame_rate",
-                    "-of",
-                    "default=nw=1",
-                    &url,
-                ],
-                Duration::from_secs(20),
-            );
+            let probe = ffprobe(&[
+                "-show_entries",
+                "stream=codec_name,r_frame_rate",
+                "-of",
+                "default=nw=1",
+                &url,
+            ]);
             assert_eq!(
                 probe_values(&probe.stdout, "codec_name"),
                 [codec],
@@ -911,19 +890,13 @@ fn a_second_audio_track_is_skipped_and_the_rest_plays() {
         },
         &[],
     );
-    let probe = run_ok(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,sample_rate",
-            "-of",
-            "default=nw=1",
-            &server.url("two-audio.mov"),
-        ],
-        Duration::from_secs(20),
-    );
+    let probe = ffprobe(&[
+        "-show_entries",
+        "stream=codec_name,sample_rate",
+        "-of",
+        "default=nw=1",
+        &server.url("two-audio.mov"),
+    ]);
     let out = &probe.stdout;
     assert_eq!(probe_values(out, "codec_name"), ["h264", "aac"], "{out}");
     assert_eq!(
