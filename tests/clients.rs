@@ -19,9 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::pcm::find_offset;
 use common::rtsp::parse_replies;
 use common::tools::{ffmpeg_s16be, ffprobe, par, require, run_tool, Run};
-use common::{bundled_media, wav_l16, Reply, Server};
+use common::{bundled_media, l16_samples, wav_l16, Reply, Server};
 
 /// The bundled clips: path under `media/`, sample rate, channels, seconds.
 const CLIPS: [(&str, u32, u16, f64); 4] = [
@@ -43,51 +44,6 @@ fn limit_for(secs: f64) -> Duration {
 // ---------------------------------------------------------------------------
 // Comparing PCM
 
-fn samples(pcm: &[u8]) -> impl Iterator<Item = i16> + '_ {
-    pcm.chunks_exact(2)
-        .map(|c| i16::from_be_bytes([c[0], c[1]]))
-}
-
-/// Where decoded PCM sits against the expected PCM, in frames: `d >= 0` means
-/// `decoded[i] == expected[i + d]` (the client dropped `d` leading frames),
-/// `d < 0` means the client put `-d` frames of its own before the audio.
-/// Offsets are tried nearest first, up to `max_frames` either way. An offset
-/// fits when the overlap covers at least half the shorter of the two and
-/// differs by less than 2 LSB per sample on average, so a stray rounding
-/// difference still aligns (and is reported as such) while being one frame
-/// off never does (unless the audio is silent, where 0 is found first).
-fn find_offset(decoded: &[u8], expected: &[u8], frame: usize, max_frames: usize) -> Option<i64> {
-    let fits = |d: i64| {
-        let (a, b) = if d >= 0 {
-            (
-                decoded,
-                expected.get(d as usize * frame..).unwrap_or_default(),
-            )
-        } else {
-            (
-                decoded.get((-d) as usize * frame..).unwrap_or_default(),
-                expected,
-            )
-        };
-        let n = a.len().min(b.len()) / 2;
-        if n == 0 || n < decoded.len().min(expected.len()) / 4 {
-            return false;
-        }
-        let budget = 2 * n as u64;
-        let mut diff = 0u64;
-        for (x, y) in samples(a).zip(samples(b)) {
-            diff += u64::from(x.abs_diff(y));
-            if diff >= budget {
-                return false;
-            }
-        }
-        true
-    };
-    std::iter::once(0)
-        .chain((1..=max_frames as i64).flat_map(|d| [d, -d]))
-        .find(|&d| fits(d))
-}
-
 /// Asserts that `decoded` is exactly `expected`: aligned at offset 0 (the
 /// offset is found and reported if not), same length, same samples.
 fn assert_pcm_eq(what: &str, decoded: &[u8], expected: &[u8], channels: u16, rate: u32) {
@@ -102,27 +58,30 @@ fn assert_pcm_eq(what: &str, decoded: &[u8], expected: &[u8], channels: u16, rat
     if decoded == expected {
         return;
     }
+    let (decoded, expected) = (l16_samples(decoded), l16_samples(expected));
+    let ch = usize::from(channels);
     // Search up to a second either way.
-    let offset = find_offset(decoded, expected, frame, rate as usize);
+    let offset = find_offset(&decoded, &expected, ch, rate as usize);
     assert_eq!(
         offset,
         Some(0),
         "{what}: decoded audio is not aligned with the clip (offset in frames; positive = \
          leading frames dropped, negative = frames added, None = no alignment within 1 s); \
          decoded {} frames, expected {}",
-        decoded.len() / frame,
-        expected.len() / frame
+        decoded.len() / ch,
+        expected.len() / ch
     );
     assert_eq!(
-        decoded.len() / frame,
-        expected.len() / frame,
+        decoded.len() / ch,
+        expected.len() / ch,
         "{what}: frame count, aligned at offset 0"
     );
-    let diffs: Vec<(usize, i16, i16)> = samples(decoded)
-        .zip(samples(expected))
+    let diffs: Vec<(usize, i16, i16)> = decoded
+        .iter()
+        .zip(&expected)
         .enumerate()
         .filter(|(_, (a, b))| a != b)
-        .map(|(i, (a, b))| (i, a, b))
+        .map(|(i, (&a, &b))| (i, a, b))
         .collect();
     let max = diffs
         .iter()
@@ -133,7 +92,7 @@ fn assert_pcm_eq(what: &str, decoded: &[u8], expected: &[u8], channels: u16, rat
         "{what}: aligned and the same length, but {} of {} samples differ (largest by {max}); \
          first few as (sample index, decoded, expected): {:?}",
         diffs.len(),
-        expected.len() / 2,
+        expected.len(),
         &diffs[..diffs.len().min(8)]
     );
 }
@@ -445,8 +404,9 @@ fn ffmpeg_decodes_float_wav_rounded_once() {
         "ffmpeg f32-22k-stereo.wav: the decoded samples equal the float samples scaled by \
          32767 in f32 and then rounded (two roundings), not the nearest integers; {} of {} \
          samples differ from the correctly rounded ones",
-        samples(&exact)
-            .zip(samples(&in_f32))
+        l16_samples(&exact)
+            .iter()
+            .zip(&l16_samples(&in_f32))
             .filter(|(a, b)| a != b)
             .count(),
         exact.len() / 2
@@ -617,11 +577,13 @@ fn helpers_find_offsets_and_kill_hung_tools() {
     let more =
         format!("{race}ERROR: from element /GstPipeline:pipeline0/GstFileSink:filesink0: x\n");
     assert!(!common::gst_shutdown_race_only(exit1, &more));
-    assert_eq!(find_offset(&pcm, &pcm, frame, 100), Some(0));
-    assert_eq!(find_offset(&pcm[3 * frame..], &pcm, frame, 100), Some(3));
-    let padded: Vec<u8> = [vec![0u8; 5 * frame], pcm.clone()].concat();
-    assert_eq!(find_offset(&padded, &pcm, frame, 100), Some(-5));
-    assert_eq!(find_offset(&pcm[..], &pcm[200 * frame..], frame, 100), None);
+    let samples = l16_samples(&pcm);
+    let f = frame / 2;
+    assert_eq!(find_offset(&samples, &samples, 2, 100), Some(0));
+    assert_eq!(find_offset(&samples[3 * f..], &samples, 2, 100), Some(3));
+    let padded: Vec<i16> = [vec![0; 5 * f], samples.clone()].concat();
+    assert_eq!(find_offset(&padded, &samples, 2, 100), Some(-5));
+    assert_eq!(find_offset(&samples, &samples[200 * f..], 2, 100), None);
 
     let msg = panics(&|| assert_pcm_eq("dropped", &pcm[3 * frame..], &pcm, 2, 100)).unwrap();
     assert!(msg.contains("Some(3)"), "{msg}");

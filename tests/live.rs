@@ -7,8 +7,11 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::pcm::find_offset;
 use common::tools::{ffmpeg_s16be, require, run_tool};
-use common::{rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair};
+use common::{
+    l16_samples, rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair,
+};
 use rtspd::proto::packetize::g711::{linear_to_ulaw, ulaw_to_linear};
 
 const RATE: u32 = 8000;
@@ -41,21 +44,12 @@ fn serve(codec: &str) -> (Server, Vec<i16>) {
 
 /// Where `window` starts in `samples` played in a loop.
 fn offset_in_loop(samples: &[i16], window: &[i16]) -> usize {
-    (0..samples.len())
-        .find(|&p| {
-            window
-                .iter()
-                .enumerate()
-                .all(|(i, &w)| samples[(p + i) % samples.len()] == w)
-        })
-        .unwrap_or_else(|| panic!("window {:?}.. not found in the source", &window[..4]))
-}
-
-fn l16(payload: &[u8]) -> Vec<i16> {
-    payload
-        .chunks_exact(2)
-        .map(|b| i16::from_be_bytes([b[0], b[1]]))
-        .collect()
+    // Twice over, every start has the whole window after it; an offset
+    // before 0 is where the window crosses the loop point.
+    let twice = samples.repeat(2);
+    let offset = find_offset(window, &twice, 1, samples.len())
+        .unwrap_or_else(|| panic!("window {:?}.. not found in the source", &window[..4]));
+    offset.rem_euclid(samples.len() as i64) as usize
 }
 
 fn play(c: &mut Rtsp, url: &str, session: &str) -> (u16, u32) {
@@ -111,7 +105,7 @@ fn looped_file_is_one_continuous_stream_and_late_joiners_share_it() {
         (seq_b, ts_b),
         "late joiner: first packet = RTP-Info"
     );
-    let start = offset_in_loop(&samples, &l16(rtp_payload(&got_a[0])));
+    let start = offset_in_loop(&samples, &l16_samples(rtp_payload(&got_a[0])));
     let mut n = 0usize;
     for (k, p) in got_a.iter().enumerate() {
         assert_eq!(
@@ -124,7 +118,7 @@ fn looped_file_is_one_continuous_stream_and_late_joiners_share_it() {
             ts_a.wrapping_add(160 * k as u32),
             "no timestamp jump at packet {k}"
         );
-        for s in l16(rtp_payload(p)) {
+        for s in l16_samples(rtp_payload(p)) {
             assert_eq!(
                 s,
                 samples[(start + n) % samples.len()],
@@ -204,7 +198,7 @@ fn ffmpeg_plays_pcmu_channel_over_udp_and_tcp() {
     for transport in ["udp", "tcp"] {
         let input = ["-rtsp_transport", transport, "-i", &url, "-t", "2"];
         let (raw, _) = ffmpeg_s16be(&input, Duration::from_secs(30));
-        let decoded = l16(&raw);
+        let decoded = l16_samples(&raw);
         assert!(
             decoded.len() >= 15_000,
             "{transport}: {} samples",
@@ -380,7 +374,7 @@ fn gstreamer_plays_live_channel_over_tcp() {
         run.status,
         run.stderr
     );
-    let decoded = l16(&std::fs::read(&out).expect("gst output"));
+    let decoded = l16_samples(&std::fs::read(&out).expect("gst output"));
     // identity's eos-after=100 lets 99 or 100 buffers through, by version.
     assert!(
         [99 * 160, 100 * 160].contains(&decoded.len()),
@@ -417,7 +411,10 @@ fn pipe_source_is_relayed_and_its_end_says_bye() {
     assert!(bye, "a BYE after the source ended");
     assert!(got.len() >= 20, "{} packets", got.len());
     assert_eq!(rtp_seq(&got[0]), seq0, "first packet = RTP-Info");
-    let pcm: Vec<i16> = got.iter().flat_map(|p| l16(rtp_payload(p))).collect();
+    let pcm: Vec<i16> = got
+        .iter()
+        .flat_map(|p| l16_samples(rtp_payload(p)))
+        .collect();
     let start = offset_in_loop(&samples, &pcm[..160]);
     for (i, &x) in pcm.iter().enumerate() {
         assert_eq!(
@@ -454,7 +451,10 @@ fn stdin_source_plays_what_is_written() {
     let (got, bye) = collect_until_bye(&p, Duration::from_secs(6));
     assert!(bye, "a BYE after stdin closed and the audio played out");
     assert_eq!(rtp_seq(&got[0]), seq0, "first packet = RTP-Info");
-    let pcm: Vec<i16> = got.iter().flat_map(|p| l16(rtp_payload(p))).collect();
+    let pcm: Vec<i16> = got
+        .iter()
+        .flat_map(|p| l16_samples(rtp_payload(p)))
+        .collect();
     assert_eq!(pcm, written, "every sample written, in order");
 }
 

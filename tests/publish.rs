@@ -8,8 +8,11 @@ use std::net::UdpSocket;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::pcm::find_offset;
 use common::tools::{ffmpeg, ffmpeg_background, ffmpeg_s16be, require};
-use common::{rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair};
+use common::{
+    l16_samples, rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair,
+};
 use rtspd::proto::packetize::g711::ulaw_to_linear;
 
 /// Pseudo-random samples (an LCG), so any 32 of them find their place.
@@ -23,13 +26,6 @@ fn noise(n: usize, seed: u32) -> Vec<i16> {
         .collect()
 }
 
-/// Where `window` starts in `whole`.
-fn find(whole: &[i16], window: &[i16], step: usize) -> Option<usize> {
-    (0..whole.len().saturating_sub(window.len()))
-        .step_by(step)
-        .find(|&i| whole[i..i + window.len()] == *window)
-}
-
 /// What one listener decoded must be one unbroken run of `expected`.
 fn assert_run(what: &str, decoded: &[i16], expected: &[i16], channels: usize, min: usize) {
     assert!(
@@ -37,13 +33,17 @@ fn assert_run(what: &str, decoded: &[i16], expected: &[i16], channels: usize, mi
         "{what}: {} samples, want {min}",
         decoded.len()
     );
-    let start = find(expected, &decoded[..64], channels).unwrap_or_else(|| {
-        panic!(
-            "{what}: its first samples ({:?}, {} in all) are not the publisher's",
-            &decoded[..8],
-            decoded.len()
-        )
-    });
+    let frames = expected.len() / channels;
+    let start = find_offset(&decoded[..64], expected, channels, frames)
+        .and_then(|frame| usize::try_from(frame).ok())
+        .map(|frame| frame * channels)
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: its first samples ({:?}, {} in all) are not the publisher's",
+                &decoded[..8],
+                decoded.len()
+            )
+        });
     let run = &expected[start..];
     let n = decoded.len().min(run.len());
     if let Some(i) = (0..n).find(|&i| decoded[i] != run[i]) {
@@ -61,9 +61,7 @@ fn assert_run(what: &str, decoded: &[i16], expected: &[i16], channels: usize, mi
 fn listen(url: &str, transport: &str, secs: &str) -> Vec<i16> {
     let input = ["-rtsp_transport", transport, "-i", url, "-t", secs];
     let (pcm, _) = ffmpeg_s16be(&input, Duration::from_secs(30));
-    pcm.chunks_exact(2)
-        .map(|b| i16::from_be_bytes([b[0], b[1]]))
-        .collect()
+    l16_samples(&pcm)
 }
 
 /// ffmpeg publishes (with `-re`) a 6 s clip as L16 (44.1 kHz stereo) and
@@ -348,11 +346,7 @@ fn publishers_hand_over_on_one_timeline() {
     }
     let pcm: Vec<i16> = got
         .iter()
-        .flat_map(|p| {
-            rtp_payload(p)
-                .chunks_exact(2)
-                .map(|b| i16::from_be_bytes([b[0], b[1]]))
-        })
+        .flat_map(|p| l16_samples(rtp_payload(p)))
         .collect();
     assert_eq!(
         pcm,

@@ -3,7 +3,7 @@
 //!
 //! - [`rtsp`]: the raw RTSP client, strict about every response.
 //! - [`udp`]: RTP/RTCP socket pairs and RTP fields.
-//! - [`pcm`]: WAV files and their samples as L16.
+//! - [`pcm`]: WAV files, L16 samples, finding decoded audio in its source.
 //! - [`tools`]: real clients (ffmpeg, ffprobe, gst-launch) under deadlines.
 
 #![allow(dead_code, unreachable_pub)]
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 // Short paths for what most test files use.
 #[allow(unused_imports)]
-pub use pcm::{int_spec, wav_l16, write_wav};
+pub use pcm::{int_spec, l16_samples, wav_l16, write_wav};
 #[allow(unused_imports)]
 pub use rtsp::{Reply, Rtsp};
 #[allow(unused_imports)]
