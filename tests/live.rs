@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::pcm::find_offset;
 use common::tools::{ffmpeg_s16be, require, run_tool};
+use common::udp::bye_within;
 use common::{
     l16_samples, rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair,
 };
@@ -461,24 +462,15 @@ fn stdin_source_plays_what_is_written() {
 /// RTP packets until an RTCP BYE arrives on the pair (or `max` passes);
 /// whether the BYE came.
 fn collect_until_bye(p: &UdpPair, max: Duration) -> (Vec<Vec<u8>>, bool) {
-    p.rtcp
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
     let (mut got, mut bye) = (Vec::new(), false);
     let end = std::time::Instant::now() + max;
-    let mut buf = [0u8; 2048];
     while std::time::Instant::now() < end && !bye {
         got.extend(
             p.recv_rtp_until_quiet(Duration::from_millis(50))
                 .into_iter()
                 .map(|x| x.0),
         );
-        if let Ok(n) = p.rtcp.recv(&mut buf) {
-            bye = rtspd::proto::rtcp::parse_compound(&buf[..n]).is_ok_and(|ps| {
-                ps.iter()
-                    .any(|x| matches!(x, rtspd::proto::rtcp::Packet::Goodbye { .. }))
-            });
-        }
+        bye = bye_within(&p.rtcp, Duration::from_millis(100));
     }
     // Packets that came with the BYE.
     got.extend(

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::pcm::find_offset;
 use common::tools::{ffmpeg, ffmpeg_background, ffmpeg_s16be, require};
+use common::udp::bye_within;
 use common::{
     l16_samples, rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair,
 };
@@ -257,27 +258,6 @@ fn announce(c: &mut Rtsp, url: &str, sdp: &str) -> common::Reply {
     )
 }
 
-/// Whether an RTCP BYE arrives on `p` within `wait`.
-fn bye_within(p: &UdpPair, wait: Duration) -> bool {
-    p.rtcp
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let end = Instant::now() + wait;
-    let mut buf = [0u8; 2048];
-    while Instant::now() < end {
-        if let Ok(n) = p.rtcp.recv(&mut buf) {
-            let bye = rtspd::proto::rtcp::parse_compound(&buf[..n]).is_ok_and(|ps| {
-                ps.iter()
-                    .any(|x| matches!(x, rtspd::proto::rtcp::Packet::Goodbye { .. }))
-            });
-            if bye {
-                return true;
-            }
-        }
-    }
-    false
-}
-
 /// Two publishers in turn on one channel: the second is refused while the
 /// first publishes; the listener stays through the handover and through a
 /// stall of the second (no BYE) and hears both, every sample, with the
@@ -320,7 +300,7 @@ fn publishers_hand_over_on_one_timeline() {
     assert_eq!(t.status, 200);
     let mut got = lp.recv_rtp_until_quiet(Duration::from_millis(600));
     assert!(
-        !bye_within(&lp, Duration::from_millis(400)),
+        !bye_within(&lp.rtcp, Duration::from_millis(400)),
         "listeners stay when the publisher leaves"
     );
     // The next publisher, on the connection that was refused.
@@ -354,7 +334,7 @@ fn publishers_hand_over_on_one_timeline() {
         "both publishers' audio, all of it, in order"
     );
     assert!(
-        !bye_within(&lp, Duration::from_millis(200)),
+        !bye_within(&lp.rtcp, Duration::from_millis(200)),
         "no BYE after a stall either"
     );
     // At the handover and at the stall: silence the timestamps account for.

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::tools::{ffmpeg, ffprobe, par, require, run_ok, run_tool};
+use common::udp::recv_sr;
 use common::{bundled_media, rtp_payload, rtp_seq, rtp_ts, Rtsp, Server, UdpPair};
-use rtspd::proto::rtcp::{parse_compound, Packet};
 
 /// The bundled sample: 10 s of 320x240 H.264 at 25 fps, a keyframe every
 /// second, with 44.1 kHz stereo AAC.
@@ -223,19 +223,11 @@ fn fragmented_idr_frames_decode_to_the_source_pictures_over_udp() {
 // ---------------------------------------------------------------------------
 // Seeking and sender reports, with raw sockets
 
-fn recv_sr(sock: &UdpSocket, wait: Duration) -> Option<(u32, f64, u32)> {
-    sock.set_read_timeout(Some(wait)).unwrap();
-    let mut buf = vec![0u8; 1500];
-    let deadline = std::time::Instant::now() + wait;
-    while std::time::Instant::now() < deadline {
-        let n = sock.recv(&mut buf).ok()?;
-        for p in parse_compound(&buf[..n]).expect("valid RTCP") {
-            if let Packet::SenderReport { ssrc, info, .. } = p {
-                return Some((ssrc, info.ntp.to_unix().as_secs_f64(), info.rtp_time));
-            }
-        }
-    }
-    None
+/// The first sender report on `sock` within `wait`: its wallclock (NTP, in
+/// Unix seconds) and RTP timestamp.
+fn sr_time(sock: &UdpSocket, wait: Duration) -> Option<(f64, u32)> {
+    let (_, info) = recv_sr(sock, wait)?;
+    Some((info.ntp.to_unix().as_secs_f64(), info.rtp_time))
 }
 
 /// ffprobe's `entries` of every packet of `stream` (`v` or `a`) in `src`,
@@ -427,8 +419,8 @@ fn seek_starts_at_the_keyframe_and_sender_reports_share_one_timeline() {
     assert_eq!(info.len(), 2, "RTP-Info for both tracks");
 
     // SRs arrive at PLAY, ahead of the first packets.
-    let (_, v_ntp, v_rtp) = recv_sr(&video.rtcp, Duration::from_secs(2)).expect("video SR");
-    let (_, a_ntp, a_rtp) = recv_sr(&audio.rtcp, Duration::from_secs(2)).expect("audio SR");
+    let (v_ntp, v_rtp) = sr_time(&video.rtcp, Duration::from_secs(2)).expect("video SR");
+    let (a_ntp, a_rtp) = sr_time(&audio.rtcp, Duration::from_secs(2)).expect("audio SR");
 
     // Video: STAP-A of SPS and PPS, then the IDR, with RTP-Info's numbers.
     let packets: Vec<Vec<u8>> = (0..3).map(|_| video.recv_rtp().expect("video").0).collect();
@@ -475,8 +467,8 @@ fn seek_starts_at_the_keyframe_and_sender_reports_share_one_timeline() {
     );
 
     // The periodic SRs keep to the same timeline.
-    let (_, v_ntp2, v_rtp2) = recv_sr(&video.rtcp, Duration::from_secs(7)).expect("video SR 2");
-    let (_, a_ntp2, a_rtp2) = recv_sr(&audio.rtcp, Duration::from_secs(7)).expect("audio SR 2");
+    let (v_ntp2, v_rtp2) = sr_time(&video.rtcp, Duration::from_secs(7)).expect("video SR 2");
+    let (a_ntp2, a_rtp2) = sr_time(&audio.rtcp, Duration::from_secs(7)).expect("audio SR 2");
     let v_wall2 = wall(v_ntp2, v_rtp2, info[0].1, 90000.0);
     let a_wall2 = wall(a_ntp2, a_rtp2, info[1].1, 44100.0);
     assert!((v_wall2 - v_wall).abs() < 0.001, "video SRs disagree");

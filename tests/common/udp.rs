@@ -1,7 +1,10 @@
-//! The client's UDP side: an RTP/RTCP socket pair and RTP header fields.
+//! The client's UDP side: an RTP/RTCP socket pair, RTP header fields, and
+//! receiving the server's RTCP (RFC 3550).
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
+
+use rtspd::proto::rtcp::{parse_compound, Packet, SenderInfo};
 
 /// The read timeout a pair's sockets are left with.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,4 +117,51 @@ pub fn rtp_ssrc(p: &[u8]) -> u32 {
 }
 pub fn rtp_payload(p: &[u8]) -> &[u8] {
     &p[12..]
+}
+
+/// The next RTCP datagram on `sock` within `wait`, which must be a valid
+/// compound packet, with its arrival time.
+pub fn recv_rtcp(sock: &UdpSocket, wait: Duration) -> Option<(Vec<Packet>, Instant)> {
+    sock.set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+        .unwrap();
+    let mut buf = vec![0u8; 1500];
+    let n = sock.recv(&mut buf).ok()?;
+    Some((
+        parse_compound(&buf[..n]).expect("valid RTCP from the server"),
+        Instant::now(),
+    ))
+}
+
+/// RTCP arriving on `sock` within `wait` until `pick` takes something from
+/// a packet.
+fn recv_rtcp_until<T>(
+    sock: &UdpSocket,
+    wait: Duration,
+    mut pick: impl FnMut(Packet) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let (packets, _) = recv_rtcp(sock, left)?;
+        if let Some(t) = packets.into_iter().find_map(&mut pick) {
+            return Some(t);
+        }
+    }
+}
+
+/// The first sender report arriving on `sock` within `wait`: its SSRC and
+/// sender info.
+pub fn recv_sr(sock: &UdpSocket, wait: Duration) -> Option<(u32, SenderInfo)> {
+    recv_rtcp_until(sock, wait, |p| match p {
+        Packet::SenderReport { ssrc, info, .. } => Some((ssrc, info)),
+        _ => None,
+    })
+}
+
+/// Whether an RTCP BYE arrives on `sock` within `wait`.
+pub fn bye_within(sock: &UdpSocket, wait: Duration) -> bool {
+    recv_rtcp_until(sock, wait, |p| {
+        matches!(p, Packet::Goodbye { .. }).then_some(())
+    })
+    .is_some()
 }
