@@ -19,8 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::tools::{par, require, run_ok, run_tool, Run};
-use common::{bundled_media, wav_l16, Server};
+use common::pcm::find_offset;
+use common::rtsp::parse_replies;
+use common::tools::{ffmpeg_s16be, ffprobe, par, require, run_tool, Run};
+use common::{bundled_media, l16_samples, wav_l16, Reply, Server};
 
 /// The bundled clips: path under `media/`, sample rate, channels, seconds.
 const CLIPS: [(&str, u32, u16, f64); 4] = [
@@ -42,51 +44,6 @@ fn limit_for(secs: f64) -> Duration {
 // ---------------------------------------------------------------------------
 // Comparing PCM
 
-fn samples(pcm: &[u8]) -> impl Iterator<Item = i16> + '_ {
-    pcm.chunks_exact(2)
-        .map(|c| i16::from_be_bytes([c[0], c[1]]))
-}
-
-/// Where decoded PCM sits against the expected PCM, in frames: `d >= 0` means
-/// `decoded[i] == expected[i + d]` (the client dropped `d` leading frames),
-/// `d < 0` means the client put `-d` frames of its own before the audio.
-/// Offsets are tried nearest first, up to `max_frames` either way. An offset
-/// fits when the overlap covers at least half the shorter of the two and
-/// differs by less than 2 LSB per sample on average, so a stray rounding
-/// difference still aligns (and is reported as such) while being one frame
-/// off never does (unless the audio is silent, where 0 is found first).
-fn find_offset(decoded: &[u8], expected: &[u8], frame: usize, max_frames: usize) -> Option<i64> {
-    let fits = |d: i64| {
-        let (a, b) = if d >= 0 {
-            (
-                decoded,
-                expected.get(d as usize * frame..).unwrap_or_default(),
-            )
-        } else {
-            (
-                decoded.get((-d) as usize * frame..).unwrap_or_default(),
-                expected,
-            )
-        };
-        let n = a.len().min(b.len()) / 2;
-        if n == 0 || n < decoded.len().min(expected.len()) / 4 {
-            return false;
-        }
-        let budget = 2 * n as u64;
-        let mut diff = 0u64;
-        for (x, y) in samples(a).zip(samples(b)) {
-            diff += u64::from(x.abs_diff(y));
-            if diff >= budget {
-                return false;
-            }
-        }
-        true
-    };
-    std::iter::once(0)
-        .chain((1..=max_frames as i64).flat_map(|d| [d, -d]))
-        .find(|&d| fits(d))
-}
-
 /// Asserts that `decoded` is exactly `expected`: aligned at offset 0 (the
 /// offset is found and reported if not), same length, same samples.
 fn assert_pcm_eq(what: &str, decoded: &[u8], expected: &[u8], channels: u16, rate: u32) {
@@ -101,27 +58,30 @@ fn assert_pcm_eq(what: &str, decoded: &[u8], expected: &[u8], channels: u16, rat
     if decoded == expected {
         return;
     }
+    let (decoded, expected) = (l16_samples(decoded), l16_samples(expected));
+    let ch = usize::from(channels);
     // Search up to a second either way.
-    let offset = find_offset(decoded, expected, frame, rate as usize);
+    let offset = find_offset(&decoded, &expected, ch, rate as usize);
     assert_eq!(
         offset,
         Some(0),
         "{what}: decoded audio is not aligned with the clip (offset in frames; positive = \
          leading frames dropped, negative = frames added, None = no alignment within 1 s); \
          decoded {} frames, expected {}",
-        decoded.len() / frame,
-        expected.len() / frame
+        decoded.len() / ch,
+        expected.len() / ch
     );
     assert_eq!(
-        decoded.len() / frame,
-        expected.len() / frame,
+        decoded.len() / ch,
+        expected.len() / ch,
         "{what}: frame count, aligned at offset 0"
     );
-    let diffs: Vec<(usize, i16, i16)> = samples(decoded)
-        .zip(samples(expected))
+    let diffs: Vec<(usize, i16, i16)> = decoded
+        .iter()
+        .zip(&expected)
         .enumerate()
         .filter(|(_, (a, b))| a != b)
-        .map(|(i, (a, b))| (i, a, b))
+        .map(|(i, (&a, &b))| (i, a, b))
         .collect();
     let max = diffs
         .iter()
@@ -132,7 +92,7 @@ fn assert_pcm_eq(what: &str, decoded: &[u8], expected: &[u8], channels: u16, rat
         "{what}: aligned and the same length, but {} of {} samples differ (largest by {max}); \
          first few as (sample index, decoded, expected): {:?}",
         diffs.len(),
-        expected.len() / 2,
+        expected.len(),
         &diffs[..diffs.len().min(8)]
     );
 }
@@ -189,14 +149,19 @@ impl Recorder {
         }
     }
 
-    /// The messages one side sent, split at the blank line after each head
-    /// (neither side sends bodies here except the SDP, which has no blank line).
-    fn messages(buf: &Mutex<Vec<u8>>) -> Vec<String> {
-        let text = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+    /// The requests the client sent, split at the blank line after each
+    /// head (ffmpeg sends no request bodies here).
+    fn requests(&self) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.requests.lock().unwrap()).into_owned();
         text.split("\r\n\r\n")
             .map(str::to_owned)
             .filter(|m| !m.trim().is_empty())
             .collect()
+    }
+
+    /// The server's responses, each checked as `common::Rtsp` checks them.
+    fn replies(&self) -> Vec<Reply> {
+        parse_replies(&self.replies.lock().unwrap()).expect("well-formed responses")
     }
 }
 
@@ -213,6 +178,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, log: Arc<Mutex<Vec<u8>>>) {
     });
 }
 
+/// A header of a request.
 fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
@@ -311,14 +277,8 @@ fn write_f32(path: &Path) -> (Vec<u8>, Vec<u8>) {
 
 /// Decodes `url` with ffmpeg over UDP into big-endian 16-bit PCM.
 fn ffmpeg_decode(url: &str, before_input: &[&str], secs: f64) -> (Vec<u8>, Run) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out.raw");
-    let out_s = out.to_str().unwrap();
-    let mut args = vec!["-nostdin", "-v", "error", "-rtsp_transport", "udp"];
-    args.extend_from_slice(before_input);
-    args.extend_from_slice(&["-i", url, "-f", "s16be", "-y", out_s]);
-    let run = run_ok("ffmpeg", &args, limit_for(secs));
-    (std::fs::read(&out).expect("ffmpeg output"), run)
+    let input = [&["-rtsp_transport", "udp"], before_input, &["-i", url]].concat();
+    ffmpeg_s16be(&input, limit_for(secs))
 }
 
 #[test]
@@ -330,21 +290,15 @@ fn ffprobe_reports_l16_for_every_bundled_clip() {
         |c| c.0.to_owned(),
         |&(path, rate, channels, _)| {
             let url = server.url(path);
-            let run = run_ok(
-                "ffprobe",
-                &[
-                    "-v",
-                    "error",
-                    "-rtsp_transport",
-                    "udp",
-                    "-show_entries",
-                    "stream=codec_name,sample_rate,channels",
-                    "-of",
-                    "json",
-                    &url,
-                ],
-                Duration::from_secs(20),
-            );
+            let run = ffprobe(&[
+                "-rtsp_transport",
+                "udp",
+                "-show_entries",
+                "stream=codec_name,sample_rate,channels",
+                "-of",
+                "json",
+                &url,
+            ]);
             let json = run.stdout.as_str();
             assert_eq!(
                 json.matches("\"codec_name\"").count(),
@@ -450,8 +404,9 @@ fn ffmpeg_decodes_float_wav_rounded_once() {
         "ffmpeg f32-22k-stereo.wav: the decoded samples equal the float samples scaled by \
          32767 in f32 and then rounded (two roundings), not the nearest integers; {} of {} \
          samples differ from the correctly rounded ones",
-        samples(&exact)
-            .zip(samples(&in_f32))
+        l16_samples(&exact)
+            .iter()
+            .zip(&l16_samples(&in_f32))
             .filter(|(a, b)| a != b)
             .count(),
         exact.len() / 2
@@ -487,7 +442,7 @@ fn ffmpeg_seeks_with_range() {
             let (decoded, run) = ffmpeg_decode(&url, &["-ss", "2.5", "-noaccurate_seek"], secs);
 
             // ffmpeg asked the server to seek...
-            let requests = Recorder::messages(&proxy.requests);
+            let requests = proxy.requests();
             let plays: Vec<&String> = requests.iter().filter(|m| m.starts_with("PLAY ")).collect();
             let last = plays
                 .last()
@@ -495,17 +450,19 @@ fn ffmpeg_seeks_with_range() {
             let range = header(last, "Range").unwrap_or_else(|| panic!("no Range in {last}"));
             assert_eq!(npt_start(range), 2.5, "ffmpeg's last PLAY: {last}");
             // ...and the server said it did.
-            let replies = Recorder::messages(&proxy.replies);
+            let replies = proxy.replies();
             let cseq = header(last, "CSeq").unwrap();
             let reply = replies
                 .iter()
-                .find(|m| header(m, "CSeq") == Some(cseq))
-                .unwrap_or_else(|| panic!("no reply to CSeq {cseq} in {replies:#?}"));
-            assert!(
-                reply.starts_with("RTSP/1.0 200 "),
-                "seek PLAY reply: {reply}"
-            );
-            let range = header(reply, "Range").unwrap_or_else(|| panic!("Range in {reply}"));
+                .find(|r| r.header("CSeq") == Some(cseq))
+                .unwrap_or_else(|| {
+                    let all: Vec<String> = replies.iter().map(Reply::to_string).collect();
+                    panic!("no reply to CSeq {cseq} in {all:#?}")
+                });
+            assert_eq!(reply.status, 200, "seek PLAY reply: {reply}");
+            let range = reply
+                .header("Range")
+                .unwrap_or_else(|| panic!("Range in {reply}"));
             assert_eq!(npt_start(range), 2.5, "seek PLAY reply: {reply}");
             // Streaming only the rest takes less than the whole clip.
             assert!(
@@ -620,11 +577,13 @@ fn helpers_find_offsets_and_kill_hung_tools() {
     let more =
         format!("{race}ERROR: from element /GstPipeline:pipeline0/GstFileSink:filesink0: x\n");
     assert!(!common::gst_shutdown_race_only(exit1, &more));
-    assert_eq!(find_offset(&pcm, &pcm, frame, 100), Some(0));
-    assert_eq!(find_offset(&pcm[3 * frame..], &pcm, frame, 100), Some(3));
-    let padded: Vec<u8> = [vec![0u8; 5 * frame], pcm.clone()].concat();
-    assert_eq!(find_offset(&padded, &pcm, frame, 100), Some(-5));
-    assert_eq!(find_offset(&pcm[..], &pcm[200 * frame..], frame, 100), None);
+    let samples = l16_samples(&pcm);
+    let f = frame / 2;
+    assert_eq!(find_offset(&samples, &samples, 2, 100), Some(0));
+    assert_eq!(find_offset(&samples[3 * f..], &samples, 2, 100), Some(3));
+    let padded: Vec<i16> = [vec![0; 5 * f], samples.clone()].concat();
+    assert_eq!(find_offset(&padded, &samples, 2, 100), Some(-5));
+    assert_eq!(find_offset(&samples, &samples[200 * f..], 2, 100), None);
 
     let msg = panics(&|| assert_pcm_eq("dropped", &pcm[3 * frame..], &pcm, 2, 100)).unwrap();
     assert!(msg.contains("Some(3)"), "{msg}");

@@ -5,10 +5,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair};
+use common::pcm::find_offset;
+use common::tools::{ffmpeg_s16be, require, run_tool};
+use common::udp::bye_within;
+use common::{
+    l16_samples, rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair,
+};
 use rtspd::proto::packetize::g711::{linear_to_ulaw, ulaw_to_linear};
 
 const RATE: u32 = 8000;
@@ -41,21 +45,12 @@ fn serve(codec: &str) -> (Server, Vec<i16>) {
 
 /// Where `window` starts in `samples` played in a loop.
 fn offset_in_loop(samples: &[i16], window: &[i16]) -> usize {
-    (0..samples.len())
-        .find(|&p| {
-            window
-                .iter()
-                .enumerate()
-                .all(|(i, &w)| samples[(p + i) % samples.len()] == w)
-        })
-        .unwrap_or_else(|| panic!("window {:?}.. not found in the source", &window[..4]))
-}
-
-fn l16(payload: &[u8]) -> Vec<i16> {
-    payload
-        .chunks_exact(2)
-        .map(|b| i16::from_be_bytes([b[0], b[1]]))
-        .collect()
+    // Twice over, every start has the whole window after it; an offset
+    // before 0 is where the window crosses the loop point.
+    let twice = samples.repeat(2);
+    let offset = find_offset(window, &twice, 1, samples.len())
+        .unwrap_or_else(|| panic!("window {:?}.. not found in the source", &window[..4]));
+    offset.rem_euclid(samples.len() as i64) as usize
 }
 
 fn play(c: &mut Rtsp, url: &str, session: &str) -> (u16, u32) {
@@ -111,7 +106,7 @@ fn looped_file_is_one_continuous_stream_and_late_joiners_share_it() {
         (seq_b, ts_b),
         "late joiner: first packet = RTP-Info"
     );
-    let start = offset_in_loop(&samples, &l16(rtp_payload(&got_a[0])));
+    let start = offset_in_loop(&samples, &l16_samples(rtp_payload(&got_a[0])));
     let mut n = 0usize;
     for (k, p) in got_a.iter().enumerate() {
         assert_eq!(
@@ -124,7 +119,7 @@ fn looped_file_is_one_continuous_stream_and_late_joiners_share_it() {
             ts_a.wrapping_add(160 * k as u32),
             "no timestamp jump at packet {k}"
         );
-        for s in l16(rtp_payload(p)) {
+        for s in l16_samples(rtp_payload(p)) {
             assert_eq!(
                 s,
                 samples[(start + n) % samples.len()],
@@ -194,9 +189,7 @@ fn unknown_channel_is_404() {
 /// file's, from where it joined, through µ-law and back.
 #[test]
 fn ffmpeg_plays_pcmu_channel_over_udp_and_tcp() {
-    if !common::have("ffmpeg") {
-        panic!("ffmpeg is required (scripts/test installs it)");
-    }
+    require("ffmpeg");
     let (server, samples) = serve("pcmu");
     let expected: Vec<i16> = samples
         .iter()
@@ -204,28 +197,9 @@ fn ffmpeg_plays_pcmu_channel_over_udp_and_tcp() {
         .collect();
     let url = server.url("live/ch");
     for transport in ["udp", "tcp"] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("out.raw");
-        let status = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-rtsp_transport",
-                transport,
-                "-i",
-                &url,
-            ])
-            .args(["-t", "2", "-f", "s16le", "-y"])
-            .arg(&out)
-            .status()
-            .expect("run ffmpeg");
-        assert!(status.success(), "ffmpeg over {transport}");
-        let raw = std::fs::read(&out).expect("decoded audio");
-        let decoded: Vec<i16> = raw
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect();
+        let input = ["-rtsp_transport", transport, "-i", &url, "-t", "2"];
+        let (raw, _) = ffmpeg_s16be(&input, Duration::from_secs(30));
+        let decoded = l16_samples(&raw);
         assert!(
             decoded.len() >= 15_000,
             "{transport}: {} samples",
@@ -246,47 +220,29 @@ fn ffmpeg_plays_pcmu_channel_over_udp_and_tcp() {
 /// the stream positioned at the first frame. With `rcvbuf`, the socket's
 /// receive buffer is made that small before connecting.
 fn tcp_listener(server: &Server, url: &str, rcvbuf: Option<i32>) -> (std::net::TcpStream, Vec<u8>) {
-    use std::io::{BufRead, BufReader, Write};
-    let sock = std::net::TcpStream::connect(server.addr()).expect("connect");
+    let mut c = Rtsp::connect(server.addr());
     if let Some(size) = rcvbuf {
         // Set after connect, it still caps the window the server sees from
         // here on.
-        let fd = std::os::fd::AsFd::as_fd(&sock);
+        let fd = std::os::fd::AsFd::as_fd(c.stream());
         rtspd::net::set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size).expect("SO_RCVBUF");
     }
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut w = sock.try_clone().unwrap();
-    let mut r = BufReader::new(sock.try_clone().unwrap());
-    let mut ask = |req: String| -> Vec<String> {
-        w.write_all(req.as_bytes()).unwrap();
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                return head;
-            }
-            head.push(line.trim_end().to_owned());
-        }
-    };
-    let h = ask(format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"));
-    assert!(h[0].contains("200"), "{h:?}");
-    let session = h
-        .iter()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .and_then(|v| v.split(';').next())
-        .expect("Session")
-        .to_owned();
-    let h = ask(format!(
-        "PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"
-    ));
-    assert!(h[0].contains("200"), "{h:?}");
+    let s = c.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1"],
+    );
+    assert_eq!(s.status, 200, "{s}");
+    // Frames may follow the PLAY reply at once: read just the reply.
+    let cseq = c.send("PLAY", url, &[&format!("Session: {}", s.session())], b"");
+    let p = c.reply(cseq).expect("PLAY reply");
+    assert_eq!(p.status, 200, "{p}");
     assert!(
-        r.buffer().is_empty() || r.buffer()[0] == b'$',
+        c.pending().is_empty() || c.pending()[0] == b'$',
         "frames follow the reply"
     );
     // Frame bytes already read past the reply go back with the stream.
-    (sock, r.buffer().to_vec())
+    c.into_parts()
 }
 
 /// Reads interleaved frames for `dur`; returns the RTP sequence numbers
@@ -401,9 +357,7 @@ fn slow_tcp_listener_is_dropped_without_hurting_others() {
 /// buffers (2 s), every sample the file's, from where it joined.
 #[test]
 fn gstreamer_plays_live_channel_over_tcp() {
-    if !common::have("gst-launch-1.0") {
-        panic!("gst-launch-1.0 is required (scripts/test installs it)");
-    }
+    require("gst-launch-1.0");
     let (server, samples) = serve("l16");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.raw");
@@ -413,31 +367,15 @@ fn gstreamer_plays_live_channel_over_tcp() {
         &["identity eos-after=100"],
         &out,
     );
-    let mut err = tempfile::tempfile().expect("temp file");
-    let mut child = Command::new("gst-launch-1.0")
-        .args(&args)
-        .stderr(err.try_clone().expect("clone"))
-        .spawn()
-        .expect("run gst-launch-1.0");
-    let end = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if std::time::Instant::now() > end {
-            let _ = child.kill();
-            panic!("gst-launch-1.0 did not finish in 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Seek::rewind(&mut err).expect("rewind");
-    std::io::Read::read_to_string(&mut err, &mut stderr).expect("stderr");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = run_tool("gst-launch-1.0", &args, Duration::from_secs(20));
     assert!(
-        status.success() || common::gst_shutdown_race_only(status, &stderr),
-        "gst-launch-1.0: {status}\n{stderr}"
+        run.status.success() || common::gst_shutdown_race_only(run.status, &run.stderr),
+        "gst-launch-1.0: {}\n{}",
+        run.status,
+        run.stderr
     );
-    let decoded = l16(&std::fs::read(&out).expect("gst output"));
+    let decoded = l16_samples(&std::fs::read(&out).expect("gst output"));
     // identity's eos-after=100 lets 99 or 100 buffers through, by version.
     assert!(
         [99 * 160, 100 * 160].contains(&decoded.len()),
@@ -455,9 +393,7 @@ fn gstreamer_plays_live_channel_over_tcp() {
 /// command ends.
 #[test]
 fn pipe_source_is_relayed_and_its_end_says_bye() {
-    if !common::have("ffmpeg") {
-        panic!("ffmpeg is required (scripts/test installs it)");
-    }
+    require("ffmpeg");
     let dir = tempfile::tempdir().expect("tempdir");
     let samples = one_second(dir.path());
     let wav = dir.path().join("loop.wav");
@@ -476,7 +412,10 @@ fn pipe_source_is_relayed_and_its_end_says_bye() {
     assert!(bye, "a BYE after the source ended");
     assert!(got.len() >= 20, "{} packets", got.len());
     assert_eq!(rtp_seq(&got[0]), seq0, "first packet = RTP-Info");
-    let pcm: Vec<i16> = got.iter().flat_map(|p| l16(rtp_payload(p))).collect();
+    let pcm: Vec<i16> = got
+        .iter()
+        .flat_map(|p| l16_samples(rtp_payload(p)))
+        .collect();
     let start = offset_in_loop(&samples, &pcm[..160]);
     for (i, &x) in pcm.iter().enumerate() {
         assert_eq!(
@@ -513,31 +452,25 @@ fn stdin_source_plays_what_is_written() {
     let (got, bye) = collect_until_bye(&p, Duration::from_secs(6));
     assert!(bye, "a BYE after stdin closed and the audio played out");
     assert_eq!(rtp_seq(&got[0]), seq0, "first packet = RTP-Info");
-    let pcm: Vec<i16> = got.iter().flat_map(|p| l16(rtp_payload(p))).collect();
+    let pcm: Vec<i16> = got
+        .iter()
+        .flat_map(|p| l16_samples(rtp_payload(p)))
+        .collect();
     assert_eq!(pcm, written, "every sample written, in order");
 }
 
 /// RTP packets until an RTCP BYE arrives on the pair (or `max` passes);
 /// whether the BYE came.
 fn collect_until_bye(p: &UdpPair, max: Duration) -> (Vec<Vec<u8>>, bool) {
-    p.rtcp
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
     let (mut got, mut bye) = (Vec::new(), false);
     let end = std::time::Instant::now() + max;
-    let mut buf = [0u8; 2048];
     while std::time::Instant::now() < end && !bye {
         got.extend(
             p.recv_rtp_until_quiet(Duration::from_millis(50))
                 .into_iter()
                 .map(|x| x.0),
         );
-        if let Ok(n) = p.rtcp.recv(&mut buf) {
-            bye = rtspd::proto::rtcp::parse_compound(&buf[..n]).is_ok_and(|ps| {
-                ps.iter()
-                    .any(|x| matches!(x, rtspd::proto::rtcp::Packet::Goodbye { .. }))
-            });
-        }
+        bye = bye_within(&p.rtcp, Duration::from_millis(100));
     }
     // Packets that came with the BYE.
     got.extend(

@@ -7,8 +7,9 @@ mod common;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::udp::{bye_within, recv_rtcp};
 use common::*;
-use rtspd::proto::rtcp::{parse_compound, write_receiver_report, Packet, SenderInfo};
+use rtspd::proto::rtcp::{write_receiver_report, Packet, SenderInfo};
 
 const TONES: &str = "tones-8k-mono.wav";
 
@@ -169,16 +170,6 @@ fn pause_stops_and_play_resumes_where_it_stopped() {
     assert!(ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 160));
 }
 
-fn recv_rtcp(sock: &UdpSocket, wait: Duration) -> Option<(Vec<Packet>, Instant)> {
-    sock.set_read_timeout(Some(wait)).unwrap();
-    let mut buf = vec![0u8; 1500];
-    let n = sock.recv(&mut buf).ok()?;
-    Some((
-        parse_compound(&buf[..n]).expect("valid RTCP from the server"),
-        Instant::now(),
-    ))
-}
-
 fn unix_now() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
 }
@@ -272,14 +263,10 @@ fn end_of_clip_sends_bye_and_play_works_again() {
             .status,
         200
     );
-    let mut bye = false;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !bye && Instant::now() < deadline {
-        if let Some((pk, _)) = recv_rtcp(&pair.rtcp, Duration::from_millis(500)) {
-            bye = pk.iter().any(|p| matches!(p, Packet::Goodbye { .. }));
-        }
-    }
-    assert!(bye, "RTCP BYE at the end of the clip");
+    assert!(
+        bye_within(&pair.rtcp, Duration::from_secs(3)),
+        "RTCP BYE at the end of the clip"
+    );
     assert_eq!(
         pair.recv_rtp_until_quiet(Duration::from_millis(200)).len(),
         15,

@@ -5,23 +5,16 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair};
+use common::pcm::find_offset;
+use common::tools::{ffmpeg, ffmpeg_background, ffmpeg_s16be, require};
+use common::udp::bye_within;
+use common::{
+    l16_samples, rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, setup_udp, Rtsp, Server, UdpPair,
+};
 use rtspd::proto::packetize::g711::ulaw_to_linear;
-
-/// A child process killed when the test is done with it.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Pseudo-random samples (an LCG), so any 32 of them find their place.
 fn noise(n: usize, seed: u32) -> Vec<i16> {
@@ -34,13 +27,6 @@ fn noise(n: usize, seed: u32) -> Vec<i16> {
         .collect()
 }
 
-/// Where `window` starts in `whole`.
-fn find(whole: &[i16], window: &[i16], step: usize) -> Option<usize> {
-    (0..whole.len().saturating_sub(window.len()))
-        .step_by(step)
-        .find(|&i| whole[i..i + window.len()] == *window)
-}
-
 /// What one listener decoded must be one unbroken run of `expected`.
 fn assert_run(what: &str, decoded: &[i16], expected: &[i16], channels: usize, min: usize) {
     assert!(
@@ -48,13 +34,17 @@ fn assert_run(what: &str, decoded: &[i16], expected: &[i16], channels: usize, mi
         "{what}: {} samples, want {min}",
         decoded.len()
     );
-    let start = find(expected, &decoded[..64], channels).unwrap_or_else(|| {
-        panic!(
-            "{what}: its first samples ({:?}, {} in all) are not the publisher's",
-            &decoded[..8],
-            decoded.len()
-        )
-    });
+    let frames = expected.len() / channels;
+    let start = find_offset(&decoded[..64], expected, channels, frames)
+        .and_then(|frame| usize::try_from(frame).ok())
+        .map(|frame| frame * channels)
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: its first samples ({:?}, {} in all) are not the publisher's",
+                &decoded[..8],
+                decoded.len()
+            )
+        });
     let run = &expected[start..];
     let n = decoded.len().min(run.len());
     if let Some(i) = (0..n).find(|&i| decoded[i] != run[i]) {
@@ -67,51 +57,12 @@ fn assert_run(what: &str, decoded: &[i16], expected: &[i16], channels: usize, mi
     assert_eq!(n, decoded.len(), "{what}: more audio than was published");
 }
 
-fn ffmpeg(args: &[&str]) -> Command {
-    let mut c = Command::new("ffmpeg");
-    c.args(["-nostdin", "-v", "error"]).args(args);
-    c.stdin(Stdio::null());
-    c
-}
-
 /// Runs an ffmpeg listener on `url` for `secs` seconds of audio; returns
 /// its samples.
-fn listen(url: &str, transport: &str, secs: &str, out: &Path) -> Vec<i16> {
-    let child = ffmpeg(&[
-        "-rtsp_transport",
-        transport,
-        "-i",
-        url,
-        "-t",
-        secs,
-        "-f",
-        "s16be",
-        "-y",
-    ])
-    .arg(out)
-    .spawn()
-    .expect("run ffmpeg");
-    let mut child = Kill(child);
-    let end = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            Instant::now() < end,
-            "ffmpeg listener on {url} still running after 30 s"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    assert!(
-        status.success(),
-        "ffmpeg listener {url} over {transport}: {status}"
-    );
-    std::fs::read(out)
-        .expect("listener output")
-        .chunks_exact(2)
-        .map(|b| i16::from_be_bytes([b[0], b[1]]))
-        .collect()
+fn listen(url: &str, transport: &str, secs: &str) -> Vec<i16> {
+    let input = ["-rtsp_transport", transport, "-i", url, "-t", secs];
+    let (pcm, _) = ffmpeg_s16be(&input, Duration::from_secs(30));
+    l16_samples(&pcm)
 }
 
 /// ffmpeg publishes (with `-re`) a 6 s clip as L16 (44.1 kHz stereo) and
@@ -120,10 +71,7 @@ fn listen(url: &str, transport: &str, secs: &str, out: &Path) -> Vec<i16> {
 /// decode 1.5 s: every sample is the publisher's, in order, none lost.
 #[test]
 fn ffmpeg_publishes_l16_and_pcmu_over_udp_and_tcp() {
-    assert!(
-        common::have("ffmpeg"),
-        "ffmpeg is required (scripts/test installs it)"
-    );
+    require("ffmpeg");
     let dir = tempfile::tempdir().expect("tempdir");
     let stereo = noise(44_100 * 2 * 6, 1);
     let narrow = noise(8000 * 6, 2);
@@ -143,19 +91,19 @@ fn ffmpeg_publishes_l16_and_pcmu_over_udp_and_tcp() {
     // at decision boundaries to the neighbouring code, unlike ours):
     // listeners must hear exactly those codes.
     let ulaw = dir.path().join("narrow.ulaw");
-    let status = ffmpeg(&[
-        "-i",
-        narrow_wav.to_str().expect("path"),
-        "-c:a",
-        "pcm_mulaw",
-        "-f",
-        "mulaw",
-        "-y",
-    ])
-    .arg(&ulaw)
-    .status()
-    .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg µ-law encode");
+    ffmpeg(
+        &[
+            "-i",
+            narrow_wav.to_str().expect("path"),
+            "-c:a",
+            "pcm_mulaw",
+            "-f",
+            "mulaw",
+            "-y",
+            ulaw.to_str().expect("path"),
+        ],
+        Duration::from_secs(60),
+    );
     let g711: Vec<i16> = std::fs::read(&ulaw)
         .expect("µ-law")
         .into_iter()
@@ -197,10 +145,9 @@ fn ffmpeg_publishes_l16_and_pcmu_over_udp_and_tcp() {
     thread::scope(|s| {
         for (name, wav, codec, transport, expected, channels, rate) in cases {
             let url = server.url(&format!("live/{name}"));
-            let dir = dir.path();
             s.spawn(move || {
                 let wav = wav.to_str().expect("path");
-                let publisher = ffmpeg(&[
+                let _publisher = ffmpeg_background(&[
                     "-re",
                     "-i",
                     wav,
@@ -208,18 +155,16 @@ fn ffmpeg_publishes_l16_and_pcmu_over_udp_and_tcp() {
                     codec,
                     "-rtsp_transport",
                     transport,
-                ])
-                .args(["-f", "rtsp", &url])
-                .spawn()
-                .expect("run ffmpeg publisher");
-                let _publisher = Kill(publisher);
+                    "-f",
+                    "rtsp",
+                    &url,
+                ]);
                 thread::sleep(Duration::from_secs(1));
                 let got: Vec<Vec<i16>> = thread::scope(|s| {
                     let listeners: Vec<_> = ["udp", "tcp"]
                         .map(|t| {
-                            let out = dir.join(format!("{name}-{t}.raw"));
                             let url = url.clone();
-                            s.spawn(move || listen(&url, t, "1.5", &out))
+                            s.spawn(move || listen(&url, t, "1.5"))
                         })
                         .into_iter()
                         .collect();
@@ -313,27 +258,6 @@ fn announce(c: &mut Rtsp, url: &str, sdp: &str) -> common::Reply {
     )
 }
 
-/// Whether an RTCP BYE arrives on `p` within `wait`.
-fn bye_within(p: &UdpPair, wait: Duration) -> bool {
-    p.rtcp
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let end = Instant::now() + wait;
-    let mut buf = [0u8; 2048];
-    while Instant::now() < end {
-        if let Ok(n) = p.rtcp.recv(&mut buf) {
-            let bye = rtspd::proto::rtcp::parse_compound(&buf[..n]).is_ok_and(|ps| {
-                ps.iter()
-                    .any(|x| matches!(x, rtspd::proto::rtcp::Packet::Goodbye { .. }))
-            });
-            if bye {
-                return true;
-            }
-        }
-    }
-    false
-}
-
 /// Two publishers in turn on one channel: the second is refused while the
 /// first publishes; the listener stays through the handover and through a
 /// stall of the second (no BYE) and hears both, every sample, with the
@@ -376,7 +300,7 @@ fn publishers_hand_over_on_one_timeline() {
     assert_eq!(t.status, 200);
     let mut got = lp.recv_rtp_until_quiet(Duration::from_millis(600));
     assert!(
-        !bye_within(&lp, Duration::from_millis(400)),
+        !bye_within(&lp.rtcp, Duration::from_millis(400)),
         "listeners stay when the publisher leaves"
     );
     // The next publisher, on the connection that was refused.
@@ -402,11 +326,7 @@ fn publishers_hand_over_on_one_timeline() {
     }
     let pcm: Vec<i16> = got
         .iter()
-        .flat_map(|p| {
-            rtp_payload(p)
-                .chunks_exact(2)
-                .map(|b| i16::from_be_bytes([b[0], b[1]]))
-        })
+        .flat_map(|p| l16_samples(rtp_payload(p)))
         .collect();
     assert_eq!(
         pcm,
@@ -414,7 +334,7 @@ fn publishers_hand_over_on_one_timeline() {
         "both publishers' audio, all of it, in order"
     );
     assert!(
-        !bye_within(&lp, Duration::from_millis(200)),
+        !bye_within(&lp.rtcp, Duration::from_millis(200)),
         "no BYE after a stall either"
     );
     // At the handover and at the stall: silence the timestamps account for.

@@ -11,9 +11,9 @@ use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::tools::{par, require, run_ok, run_tool};
+use common::tools::{ffmpeg, ffprobe, par, require, run_ok, run_tool};
+use common::udp::recv_sr;
 use common::{bundled_media, rtp_payload, rtp_seq, rtp_ts, Rtsp, Server, UdpPair};
-use rtspd::proto::rtcp::{parse_compound, Packet};
 
 /// The bundled sample: 10 s of 320x240 H.264 at 25 fps, a keyframe every
 /// second, with 44.1 kHz stereo AAC.
@@ -21,14 +21,6 @@ const SAMPLE: &str = "testsrc-320x240.mp4";
 
 fn sample_path() -> PathBuf {
     bundled_media().join(SAMPLE)
-}
-
-/// Runs ffmpeg quietly (`-nostdin -v error` first), failing the test unless
-/// it succeeds within `limit`.
-fn ffmpeg(args: &[&str], limit: Duration) -> common::tools::Run {
-    let mut all = vec!["-nostdin", "-v", "error"];
-    all.extend_from_slice(args);
-    run_ok("ffmpeg", &all, limit)
 }
 
 /// How long a client may take for a clip of `secs` seconds in real time.
@@ -128,21 +120,15 @@ fn ffprobe_reports_h264_and_aac_over_udp_and_tcp() {
         &["udp", "tcp"],
         |t| (*t).to_owned(),
         |transport| {
-            let run = run_ok(
-                "ffprobe",
-                &[
-                    "-v",
-                    "error",
-                    "-rtsp_transport",
-                    transport,
-                    "-show_entries",
-                    "stream=codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels",
-                    "-of",
-                    "default=nw=1",
-                    &url,
-                ],
-                Duration::from_secs(20),
-            );
+            let run = ffprobe(&[
+                "-rtsp_transport",
+                transport,
+                "-show_entries",
+                "stream=codec_type,codec_name,width,height,r_frame_rate,sample_rate,channels",
+                "-of",
+                "default=nw=1",
+                &url,
+            ]);
             let out = &run.stdout;
             assert_eq!(probe_values(out, "codec_name"), ["h264", "aac"], "{out}");
             assert_eq!(probe_values(out, "width"), ["320"], "{out}");
@@ -237,36 +223,27 @@ fn fragmented_idr_frames_decode_to_the_source_pictures_over_udp() {
 // ---------------------------------------------------------------------------
 // Seeking and sender reports, with raw sockets
 
-fn recv_sr(sock: &UdpSocket, wait: Duration) -> Option<(u32, f64, u32)> {
-    sock.set_read_timeout(Some(wait)).unwrap();
-    let mut buf = vec![0u8; 1500];
-    let deadline = std::time::Instant::now() + wait;
-    while std::time::Instant::now() < deadline {
-        let n = sock.recv(&mut buf).ok()?;
-        for p in parse_compound(&buf[..n]).expect("valid RTCP") {
-            if let Packet::SenderReport { ssrc, info, .. } = p {
-                return Some((ssrc, info.ntp.to_unix().as_secs_f64(), info.rtp_time));
-            }
-        }
-    }
-    None
+/// The first sender report on `sock` within `wait`: its wallclock (NTP, in
+/// Unix seconds) and RTP timestamp.
+fn sr_time(sock: &UdpSocket, wait: Duration) -> Option<(f64, u32)> {
+    let (_, info) = recv_sr(sock, wait)?;
+    Some((info.ntp.to_unix().as_secs_f64(), info.rtp_time))
 }
 
 /// ffprobe's `entries` of every packet of `stream` (`v` or `a`) in `src`,
 /// one CSV line each.
 fn probe_packets(src: &Path, stream: &str, entries: &str) -> String {
     let show = format!("packet={entries}");
-    let args = [
-        "-v",
-        "error",
+    ffprobe(&[
         "-select_streams",
         stream,
         "-show_entries",
         &show,
-    ];
-    let mut args = args.to_vec();
-    args.extend_from_slice(&["-of", "csv=p=0", src.to_str().unwrap()]);
-    run_ok("ffprobe", &args, Duration::from_secs(20)).stdout
+        "-of",
+        "csv=p=0",
+        src.to_str().unwrap(),
+    ])
+    .stdout
 }
 
 /// Presentation times (s) of the audio packets in the file, per ffprobe.
@@ -442,8 +419,8 @@ fn seek_starts_at_the_keyframe_and_sender_reports_share_one_timeline() {
     assert_eq!(info.len(), 2, "RTP-Info for both tracks");
 
     // SRs arrive at PLAY, ahead of the first packets.
-    let (_, v_ntp, v_rtp) = recv_sr(&video.rtcp, Duration::from_secs(2)).expect("video SR");
-    let (_, a_ntp, a_rtp) = recv_sr(&audio.rtcp, Duration::from_secs(2)).expect("audio SR");
+    let (v_ntp, v_rtp) = sr_time(&video.rtcp, Duration::from_secs(2)).expect("video SR");
+    let (a_ntp, a_rtp) = sr_time(&audio.rtcp, Duration::from_secs(2)).expect("audio SR");
 
     // Video: STAP-A of SPS and PPS, then the IDR, with RTP-Info's numbers.
     let packets: Vec<Vec<u8>> = (0..3).map(|_| video.recv_rtp().expect("video").0).collect();
@@ -490,8 +467,8 @@ fn seek_starts_at_the_keyframe_and_sender_reports_share_one_timeline() {
     );
 
     // The periodic SRs keep to the same timeline.
-    let (_, v_ntp2, v_rtp2) = recv_sr(&video.rtcp, Duration::from_secs(7)).expect("video SR 2");
-    let (_, a_ntp2, a_rtp2) = recv_sr(&audio.rtcp, Duration::from_secs(7)).expect("audio SR 2");
+    let (v_ntp2, v_rtp2) = sr_time(&video.rtcp, Duration::from_secs(7)).expect("video SR 2");
+    let (a_ntp2, a_rtp2) = sr_time(&audio.rtcp, Duration::from_secs(7)).expect("audio SR 2");
     let v_wall2 = wall(v_ntp2, v_rtp2, info[0].1, 90000.0);
     let a_wall2 = wall(a_ntp2, a_rtp2, info[1].1, 44100.0);
     assert!((v_wall2 - v_wall).abs() < 0.001, "video SRs disagree");
@@ -821,19 +798,13 @@ fn elementary_h264_aac_and_mp3_files_play_losslessly() {
         |c| c.0.to_owned(),
         |&(name, codec)| {
             let url = server.url(name);
-            let probe = run_ok(
-                "ffprobe",
-                &[
-                    "-v",
-                    "error",
-                    "-show_entries",
-                    "stream=codec_name,r_frame_rate",
-                    "-of",
-                    "default=nw=1",
-                    &url,
-                ],
-                Duration::from_secs(20),
-            );
+            let probe = ffprobe(&[
+                "-show_entries",
+                "stream=codec_name,r_frame_rate",
+                "-of",
+                "default=nw=1",
+                &url,
+            ]);
             assert_eq!(
                 probe_values(&probe.stdout, "codec_name"),
                 [codec],
@@ -911,19 +882,13 @@ fn a_second_audio_track_is_skipped_and_the_rest_plays() {
         },
         &[],
     );
-    let probe = run_ok(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,sample_rate",
-            "-of",
-            "default=nw=1",
-            &server.url("two-audio.mov"),
-        ],
-        Duration::from_secs(20),
-    );
+    let probe = ffprobe(&[
+        "-show_entries",
+        "stream=codec_name,sample_rate",
+        "-of",
+        "default=nw=1",
+        &server.url("two-audio.mov"),
+    ]);
     let out = &probe.stdout;
     assert_eq!(probe_values(out, "codec_name"), ["h264", "aac"], "{out}");
     assert_eq!(

@@ -1,16 +1,32 @@
 //! Test harness: starts the built `rtspd` binary on ephemeral ports in a temp
 //! media folder, and speaks raw RTSP and RTP to it over loopback.
+//!
+//! - [`rtsp`]: the raw RTSP client, strict about every response.
+//! - [`udp`]: RTP/RTCP socket pairs and RTP fields.
+//! - [`pcm`]: WAV files, L16 samples, finding decoded audio in its source.
+//! - [`tools`]: real clients (ffmpeg, ffprobe, gst-launch) under deadlines.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pcm;
+pub mod rtsp;
 pub mod tools;
+pub mod udp;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Short paths for what most test files use.
+#[allow(unused_imports)]
+pub use pcm::{int_spec, l16_samples, wav_l16, write_wav};
+#[allow(unused_imports)]
+pub use rtsp::{Reply, Rtsp};
+#[allow(unused_imports)]
+pub use udp::{rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, UdpPair};
 
 /// A running server process, killed on drop.
 pub struct Server {
@@ -151,12 +167,12 @@ impl Server {
         self.child.stdin.take()
     }
 
-    /// Lines of the server's stderr that report a panic or an abort.
     /// The server's log lines so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Lines of the server's stderr that report a panic or an abort.
     pub fn panics(&self) -> Vec<String> {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         log.iter()
@@ -171,265 +187,6 @@ impl Server {
             .ok()
             .map(|d| d.count())
     }
-}
-
-/// Writes a WAV of `spec` holding `samples` (interleaved).
-pub fn write_wav<S: hound::Sample + Copy>(
-    path: &Path,
-    spec: hound::WavSpec,
-    samples: impl IntoIterator<Item = S>,
-) {
-    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
-    for s in samples {
-        w.write_sample(s).expect("write sample");
-    }
-    w.finalize().expect("finalize wav");
-}
-
-/// A WAV spec for integer samples.
-pub fn int_spec(rate: u32, channels: u16, bits: u16) -> hound::WavSpec {
-    hound::WavSpec {
-        channels,
-        sample_rate: rate,
-        bits_per_sample: bits,
-        sample_format: hound::SampleFormat::Int,
-    }
-}
-
-/// A parsed RTSP response.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    /// The status line's reason phrase.
-    pub reason: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn session(&self) -> String {
-        self.header("Session")
-            .expect("Session header")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .to_owned()
-    }
-
-    /// `(seq, rtptime)` of each RTP-Info entry.
-    pub fn rtp_info(&self) -> Vec<(u16, u32)> {
-        self.header("RTP-Info")
-            .expect("RTP-Info")
-            .split(',')
-            .map(|e| {
-                let field = |k: &str| {
-                    e.split(';')
-                        .find_map(|p| p.trim().strip_prefix(k))
-                        .unwrap_or_else(|| panic!("{k} in {e}"))
-                        .to_owned()
-                };
-                (
-                    field("seq=").parse().unwrap(),
-                    field("rtptime=").parse().unwrap(),
-                )
-            })
-            .collect()
-    }
-}
-
-/// A raw RTSP control connection.
-pub struct Rtsp {
-    pub stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    cseq: u32,
-}
-
-impl Rtsp {
-    pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        Self {
-            stream,
-            reader,
-            cseq: 0,
-        }
-    }
-
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
-    }
-
-    /// Sends `METHOD url` with the given extra header lines and a fresh CSeq.
-    pub fn request(&mut self, method: &str, url: &str, headers: &[&str]) -> Reply {
-        self.request_with_body(method, url, headers, b"")
-    }
-
-    /// [`Rtsp::request`] with a body (its Content-Length added).
-    pub fn request_with_body(
-        &mut self,
-        method: &str,
-        url: &str,
-        headers: &[&str],
-        body: &[u8],
-    ) -> Reply {
-        self.cseq += 1;
-        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
-        for h in headers {
-            req.push_str(h);
-            req.push_str("\r\n");
-        }
-        if !body.is_empty() {
-            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        self.send_raw(&bytes);
-        let reply = self.read_reply().expect("a reply");
-        assert_eq!(
-            reply.header("CSeq"),
-            Some(self.cseq.to_string().as_str()),
-            "CSeq echoed"
-        );
-        reply
-    }
-
-    /// Reads one response; `None` when the server closed the connection.
-    pub fn read_reply(&mut self) -> Option<Reply> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let mut parts = line.trim_end().splitn(3, ' ');
-        let status = parts.nth(1)?.parse().ok()?;
-        let reason = parts.next().unwrap_or_default().to_owned();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            self.reader.read_line(&mut h).ok()?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            let (n, v) = h.split_once(':')?;
-            headers.push((n.trim().to_owned(), v.trim().to_owned()));
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
-            .map_or(0, |(_, v)| v.parse().unwrap_or(0));
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).ok()?;
-        Some(Reply {
-            status,
-            reason,
-            headers,
-            body,
-        })
-    }
-
-    /// Whether the server closed the connection (EOF within `wait`).
-    pub fn closed_within(&mut self, wait: Duration) -> bool {
-        self.stream.set_read_timeout(Some(wait)).unwrap();
-        let mut b = [0u8; 1];
-        let r = matches!(self.reader.read(&mut b), Ok(0) | Err(_));
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        r
-    }
-}
-
-/// A client RTP/RTCP socket pair on an even port.
-pub struct UdpPair {
-    pub rtp: UdpSocket,
-    pub rtcp: UdpSocket,
-}
-
-impl UdpPair {
-    pub fn bind() -> Self {
-        for _ in 0..100 {
-            let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let p = rtp.local_addr().unwrap().port();
-            if p % 2 != 0 {
-                continue;
-            }
-            if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", p + 1)) {
-                rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                rtcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                return Self { rtp, rtcp };
-            }
-        }
-        panic!("no even UDP port pair");
-    }
-
-    pub fn port(&self) -> u16 {
-        self.rtp.local_addr().unwrap().port()
-    }
-
-    pub fn transport(&self) -> String {
-        format!(
-            "Transport: RTP/AVP;unicast;client_port={}-{}",
-            self.port(),
-            self.port() + 1
-        )
-    }
-
-    /// Receives one RTP datagram, with its arrival time.
-    pub fn recv_rtp(&self) -> Option<(Vec<u8>, Instant)> {
-        let mut buf = vec![0u8; 2048];
-        let n = self.rtp.recv(&mut buf).ok()?;
-        buf.truncate(n);
-        Some((buf, Instant::now()))
-    }
-
-    /// Receives RTP until `dur` has passed with nothing arriving.
-    pub fn recv_rtp_until_quiet(&self, dur: Duration) -> Vec<(Vec<u8>, Instant)> {
-        self.rtp.set_read_timeout(Some(dur)).unwrap();
-        let mut out = Vec::new();
-        while let Some(p) = self.recv_rtp() {
-            out.push(p);
-        }
-        self.rtp
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        out
-    }
-}
-
-/// Fields of an RTP packet.
-pub fn rtp_seq(p: &[u8]) -> u16 {
-    u16::from_be_bytes([p[2], p[3]])
-}
-pub fn rtp_ts(p: &[u8]) -> u32 {
-    u32::from_be_bytes([p[4], p[5], p[6], p[7]])
-}
-pub fn rtp_ssrc(p: &[u8]) -> u32 {
-    u32::from_be_bytes([p[8], p[9], p[10], p[11]])
-}
-pub fn rtp_payload(p: &[u8]) -> &[u8] {
-    &p[12..]
-}
-
-/// The samples of a WAV file as big-endian 16-bit bytes (what L16 carries).
-pub fn wav_l16(path: &Path) -> (Vec<u8>, u32, u16) {
-    let mut r = hound::WavReader::open(path).expect("open wav");
-    let spec = r.spec();
-    let data = r
-        .samples::<i16>()
-        .flat_map(|s| s.expect("sample").to_be_bytes())
-        .collect();
-    (data, spec.sample_rate, spec.channels)
 }
 
 /// Runs DESCRIBE, SETUP (UDP to `pair`) and returns the session id.

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,57 @@ pub fn run_ok(tool: &str, args: &[&str], limit: Duration) -> Run {
         run.stderr
     );
     run
+}
+
+/// What every ffmpeg run here starts with: no stdin, errors only.
+const FFMPEG_QUIET: [&str; 3] = ["-nostdin", "-v", "error"];
+
+/// Runs `ffmpeg -nostdin -v error ARGS`, failing the test unless it exits
+/// with 0 within `limit`.
+pub fn ffmpeg(args: &[&str], limit: Duration) -> Run {
+    run_ok("ffmpeg", &[&FFMPEG_QUIET[..], args].concat(), limit)
+}
+
+/// Decodes with `ffmpeg -nostdin -v error INPUT -f s16be -y OUT` (`INPUT`
+/// names the input, e.g. `-rtsp_transport tcp -i URL`, and may limit the
+/// output, e.g. `-t 2`) and returns the big-endian 16-bit PCM it wrote.
+pub fn ffmpeg_s16be(input: &[&str], limit: Duration) -> (Vec<u8>, Run) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.raw");
+    let out_s = out.to_str().expect("temp path");
+    let run = ffmpeg(&[input, &["-f", "s16be", "-y", out_s]].concat(), limit);
+    (std::fs::read(&out).expect("ffmpeg output"), run)
+}
+
+/// A tool running in the background, killed when dropped.
+pub struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `ffmpeg -nostdin -v error ARGS` in the background.
+pub fn ffmpeg_background(args: &[&str]) -> Background {
+    let child = Command::new("ffmpeg")
+        .args(FFMPEG_QUIET)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `ffmpeg` ({e}); is it installed?"));
+    Background(child)
+}
+
+/// Runs `ffprobe -v error ARGS`, failing the test unless it exits with 0
+/// within 20 s.
+pub fn ffprobe(args: &[&str]) -> Run {
+    run_ok(
+        "ffprobe",
+        &[&["-v", "error"][..], args].concat(),
+        Duration::from_secs(20),
+    )
 }
 
 /// Runs `f` on every item in its own thread (clips stream in real time, so

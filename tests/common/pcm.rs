@@ -1,0 +1,92 @@
+//! PCM in tests: writing WAVs, reading them as L16, and finding where
+//! decoded audio sits in its source.
+
+use std::path::Path;
+
+/// Writes a WAV of `spec` holding `samples` (interleaved).
+pub fn write_wav<S: hound::Sample + Copy>(
+    path: &Path,
+    spec: hound::WavSpec,
+    samples: impl IntoIterator<Item = S>,
+) {
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for s in samples {
+        w.write_sample(s).expect("write sample");
+    }
+    w.finalize().expect("finalize wav");
+}
+
+/// A WAV spec for integer samples.
+pub fn int_spec(rate: u32, channels: u16, bits: u16) -> hound::WavSpec {
+    hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: bits,
+        sample_format: hound::SampleFormat::Int,
+    }
+}
+
+/// The samples of a WAV file as big-endian 16-bit bytes (what L16 carries).
+pub fn wav_l16(path: &Path) -> (Vec<u8>, u32, u16) {
+    let mut r = hound::WavReader::open(path).expect("open wav");
+    let spec = r.spec();
+    let data = r
+        .samples::<i16>()
+        .flat_map(|s| s.expect("sample").to_be_bytes())
+        .collect();
+    (data, spec.sample_rate, spec.channels)
+}
+
+/// Big-endian 16-bit PCM bytes (L16, ffmpeg's `s16be`) as samples.
+pub fn l16_samples(bytes: &[u8]) -> Vec<i16> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_be_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// Where decoded PCM sits against the expected PCM, in frames of
+/// `channels` samples: `d >= 0` means `decoded[i] == expected[i + d]` (the
+/// client dropped `d` leading frames, or joined `d` frames in), `d < 0`
+/// means the client put `-d` frames of its own before the audio. Offsets
+/// are tried nearest first, up to `max_frames` either way. An offset fits
+/// when the overlap covers at least half the shorter of the two and
+/// differs by less than 2 LSB per sample on average, so a stray rounding
+/// difference still aligns (and is reported as such) while being one frame
+/// off never does (unless the audio is silent, where 0 is found first).
+pub fn find_offset(
+    decoded: &[i16],
+    expected: &[i16],
+    channels: usize,
+    max_frames: usize,
+) -> Option<i64> {
+    let fits = |d: i64| {
+        let (a, b) = if d >= 0 {
+            (
+                decoded,
+                expected.get(d as usize * channels..).unwrap_or_default(),
+            )
+        } else {
+            (
+                decoded.get((-d) as usize * channels..).unwrap_or_default(),
+                expected,
+            )
+        };
+        let n = a.len().min(b.len());
+        if n == 0 || n < decoded.len().min(expected.len()) / 2 {
+            return false;
+        }
+        let budget = 2 * n as u64;
+        let mut diff = 0u64;
+        for (x, y) in a.iter().zip(b) {
+            diff += u64::from(x.abs_diff(*y));
+            if diff >= budget {
+                return false;
+            }
+        }
+        true
+    };
+    std::iter::once(0)
+        .chain((1..=max_frames as i64).flat_map(|d| [d, -d]))
+        .find(|&d| fits(d))
+}
