@@ -152,7 +152,7 @@ impl Server {
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().ok()?;
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         while t0.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
