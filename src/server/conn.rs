@@ -169,6 +169,9 @@ async fn serve_requests(
                 }
                 Err(e) => {
                     debug!(error = %e, "unparseable request, closing");
+                    if let Some(limit) = e.limit() {
+                        shared.refusals.refuse(limit);
+                    }
                     let _ = write(&shared, &mut stream, &base_response(e.status, e.cseq)).await;
                     return;
                 }

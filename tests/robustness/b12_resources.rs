@@ -318,3 +318,68 @@ fn b12_connection_flood() {
     }
     assert_no_failures(f, fx);
 }
+
+/// B1#5/B2#13 at their caps, with `--max-head-bytes 1024`, `--max-headers 8`
+/// and `--max-body-bytes 100`: each request over a cap gets its status and a
+/// close, and the log names the limit and its flag once per burst, as the
+/// connection and session caps do (issue 10, defect 5).
+#[test]
+fn b12_parse_caps_are_logged() {
+    let fx = Fixture::start(&[
+        "--max-head-bytes",
+        "1024",
+        "--max-headers",
+        "8",
+        "--max-body-bytes",
+        "100",
+    ]);
+    let mut f = Vec::new();
+    let long_head = format!(
+        "OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nX-Pad: {}\r\n",
+        "p".repeat(1000)
+    );
+    let many: String = (0..9).map(|i| format!("X-{i}: v\r\n")).collect();
+    let many = format!("OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n{many}\r\n");
+    let body = "SET_PARAMETER * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 101\r\n\r\n".to_string();
+    for (name, bytes, status) in [
+        ("head", &long_head, 400),
+        ("headers", &many, 400),
+        ("body", &body, 413),
+    ] {
+        // Three in a burst each.
+        for _ in 0..3 {
+            let mut c = fx.client();
+            if c.write(bytes.as_bytes()).is_err() {
+                f.push(format!("{name}: write failed"));
+                continue;
+            }
+            match c.read_response(Duration::from_secs(2)) {
+                Ok(r) => check!(f, r.status == status, "{name} over its cap: {}", r.status),
+                Err(e) => f.push(format!("{name} over its cap: {e}")),
+            }
+            if let Err(e) = c.expect_eof(Duration::from_secs(2)) {
+                f.push(format!("{name} over its cap, then: {e}"));
+            }
+        }
+    }
+    thread::sleep(Duration::from_millis(100));
+    let lines = fx.proc.log_lines();
+    for (limit, flag, value) in [
+        ("max_head_bytes", "--max-head-bytes", "1024"),
+        ("max_headers", "--max-headers", "8"),
+        ("max_body_bytes", "--max-body-bytes", "100"),
+    ] {
+        let warns: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("WARN") && l.contains(&format!("limit=\"{limit}\"")))
+            .collect();
+        check!(
+            f,
+            warns.len() == 1
+                && warns[0].contains(flag)
+                && warns[0].contains(&format!("value={value}")),
+            "3 refusals at {limit}: {warns:?}"
+        );
+    }
+    assert_no_failures(f, fx);
+}

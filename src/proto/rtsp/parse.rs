@@ -22,6 +22,7 @@ use std::str::{self, FromStr};
 use bytes::Bytes;
 
 use super::{Headers, Request, Response, StatusCode};
+use crate::proto::limit::Limit;
 
 /// Caps on what one request may occupy. Every one has a default and a CLI knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,18 @@ impl ParseError {
         }
     }
 
+    /// The server limit this error is a refusal at, if any: a head, a body
+    /// or a header count over its cap. The server logs those (rate-limited)
+    /// so that an operator can tell which option to raise.
+    pub fn limit(&self) -> Option<Limit> {
+        match self.kind {
+            HEAD_TOO_LONG | TOO_MANY_EMPTY_LINES => Some(Limit::MaxHeadBytes),
+            TOO_MANY_HEADERS => Some(Limit::MaxHeaders),
+            BODY_TOO_LARGE => Some(Limit::MaxBodyBytes),
+            _ => None,
+        }
+    }
+
     fn at(self, offset: usize) -> Self {
         Self {
             pos: self.pos + offset,
@@ -104,6 +117,11 @@ impl ParseError {
         }
     }
 }
+
+const HEAD_TOO_LONG: &str = "head too long";
+const TOO_MANY_EMPTY_LINES: &str = "too many empty lines";
+const TOO_MANY_HEADERS: &str = "too many headers";
+const BODY_TOO_LARGE: &str = "body too large";
 
 fn bad(pos: usize, kind: &'static str) -> ParseError {
     ParseError::new(StatusCode::BAD_REQUEST, pos, kind)
@@ -515,7 +533,7 @@ impl<K: StartLine> Scanner<K> {
                         *pos += n;
                         self.examined += n as u64;
                         if *pos > limits.max_head {
-                            return Err(bad(*pos, "too many empty lines"));
+                            return Err(bad(*pos, TOO_MANY_EMPTY_LINES));
                         }
                     }
                     let start = *pos;
@@ -567,7 +585,7 @@ impl<K: StartLine> Scanner<K> {
                             .get(line.from)
                             .is_some_and(|b| !matches!(b, b'\r' | b'\n'))
                     {
-                        return Err(with_cseq(bad(line.from, "too many headers")));
+                        return Err(with_cseq(bad(line.from, TOO_MANY_HEADERS)));
                     }
                     let check = |i, b| scan.check(i, b);
                     let Some((end, next)) = line
@@ -585,7 +603,7 @@ impl<K: StartLine> Scanner<K> {
                             if next - *start > limits.max_head {
                                 return Err(with_cseq(bad(
                                     *start + limits.max_head,
-                                    "head too long",
+                                    HEAD_TOO_LONG,
                                 )));
                             }
                             self.examined += done.len() as u64;
@@ -647,7 +665,7 @@ impl<K: StartLine> Scanner<K> {
 fn field_line(limits: &Limits, start: usize, from: usize) -> Line {
     let room = limits.max_head.saturating_sub(from - start);
     let cap = if room < limits.max_header_line {
-        (room, "head too long")
+        (room, HEAD_TOO_LONG)
     } else {
         (limits.max_header_line, "header line too long")
     };
@@ -789,7 +807,7 @@ fn content_length(headers: &Headers, limits: &Limits) -> Result<usize, ParseErro
     usize::try_from(len.unwrap_or(0))
         .ok()
         .filter(|&n| n <= limits.max_body)
-        .ok_or_else(|| ParseError::new(StatusCode::REQUEST_ENTITY_TOO_LARGE, 0, "body too large"))
+        .ok_or_else(|| ParseError::new(StatusCode::REQUEST_ENTITY_TOO_LARGE, 0, BODY_TOO_LARGE))
 }
 
 /// RFC 2616 §2.2 token character.
@@ -1038,6 +1056,31 @@ mod tests {
     }
 
     #[test]
+    fn refusals_at_a_server_limit_name_it() {
+        let many: String = (0..=L.max_headers)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
+        let cases = [
+            ("\r\n".repeat(L.max_head / 2 + 1), Some(Limit::MaxHeadBytes)),
+            (
+                format!("OPTIONS * RTSP/1.0\r\n{many}\r\n"),
+                Some(Limit::MaxHeaders),
+            ),
+            (
+                "OPTIONS * RTSP/1.0\r\nContent-Length: 1000000\r\n\r\n".to_string(),
+                Some(Limit::MaxBodyBytes),
+            ),
+            // Line caps are protocol sanity, not operator limits.
+            (format!("OPTIONS /{}", "a".repeat(L.max_uri)), None),
+            ("BAD\x01 * RTSP/1.0\r\n\r\n".to_string(), None),
+        ];
+        for (buf, limit) in cases {
+            let e = parse(buf.as_bytes(), &L).unwrap_err();
+            assert_eq!(e.limit(), limit, "{}", e.kind);
+        }
+    }
+
+    #[test]
     fn caps_are_decided_without_waiting() {
         let cases: [(String, u16, &str); 5] = [
             (
@@ -1082,6 +1125,7 @@ mod tests {
             (e.status.0, e.kind, e.pos),
             (400, "head too long", L.max_head)
         );
+        assert_eq!(e.limit(), Some(Limit::MaxHeadBytes));
         // With a URL cap above the line cap, a long URL gets 400, not 414.
         let wide = Limits { max_uri: 8192, ..L };
         let buf = format!("OPTIONS rtsp://h/{}", "a".repeat(5000));
