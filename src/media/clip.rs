@@ -9,7 +9,7 @@ use crate::proto::packetize::Track;
 use crate::proto::sdp::PresentationDescription;
 
 /// How clips are cut into packets, and how big they may be.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClipOptions {
     pub ptime: Duration,
     /// Largest RTP payload in bytes.

@@ -32,17 +32,24 @@ const TOUCH_EVERY: Duration = Duration::from_secs(1);
 /// The registry.
 pub struct Channels {
     inner: Mutex<Inner>,
-    params: ChannelParams,
     /// `--allow-publish`: a publisher may start any unconfigured name.
-    allow_publish: bool,
-    /// Channels publishers may start beyond the configured ones.
-    max_published: usize,
-    /// A configured channel takes publishers (set at start only).
+    allow_publish: AtomicBool,
+    /// A configured channel takes publishers.
     any_publish_channel: AtomicBool,
 }
 
-#[derive(Default)]
+/// What new channels are built with and what publishers may start; a
+/// reload replaces them (running channels keep what they were built with).
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub params: ChannelParams,
+    pub allow_publish: bool,
+    /// Channels publishers may start beyond the configured ones.
+    pub max_published: usize,
+}
+
 struct Inner {
+    rules: Rules,
     slots: HashMap<String, Slot>,
     /// RTP source address of a recording UDP publisher.
     udp_routes: HashMap<SocketAddr, Route>,
@@ -108,15 +115,40 @@ pub struct Released {
     pub session: Option<String>,
 }
 
+/// A configured channel a reload took away.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Its pacing-thread key, if it was running.
+    pub key: Option<String>,
+    /// The session of the publisher feeding it, to remove with it.
+    pub publisher_session: Option<String>,
+}
+
 impl Channels {
-    pub fn new(params: ChannelParams, allow_publish: bool, max_published: usize) -> Self {
+    pub fn new(rules: Rules) -> Self {
         Self {
-            inner: Mutex::default(),
-            params,
-            allow_publish,
-            max_published,
+            allow_publish: AtomicBool::new(rules.allow_publish),
             any_publish_channel: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                rules,
+                slots: HashMap::new(),
+                udp_routes: HashMap::new(),
+                tcp_routes: HashMap::new(),
+                next_epoch: 0,
+            }),
         }
+    }
+
+    /// What channels are built with now.
+    pub fn params(&self) -> ChannelParams {
+        self.lock().rules.params.clone()
+    }
+
+    /// Replaces the rules for channels made from now on.
+    pub fn set_rules(&self, rules: Rules) {
+        self.allow_publish
+            .store(rules.allow_publish, Ordering::Relaxed);
+        self.lock().rules = rules;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -124,34 +156,62 @@ impl Channels {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a `--live` channel; returns the channel to run now, if its
-    /// format is known.
+    /// Adds a `--live` channel at start (its pacing-thread key is its
+    /// name); returns the channel to run now, if its format is known.
     pub fn configure(&self, spec: &LiveSpec, now: Instant) -> Result<Option<Channel>, SpecError> {
-        let mut inner = self.lock();
+        self.add_configured(spec, false, now)
+            .map(|(channel, _)| channel)
+    }
+
+    /// Adds a configured channel at a reload: its key is new (a name
+    /// removed or changed earlier may still have packets or an old
+    /// source's end on their way to the pacing thread). Returns the channel
+    /// to run, if its format is known, and its key.
+    pub fn reconfigure(
+        &self,
+        spec: &LiveSpec,
+        now: Instant,
+    ) -> Result<(Option<Channel>, String), SpecError> {
+        self.add_configured(spec, true, now)
+    }
+
+    fn add_configured(
+        &self,
+        spec: &LiveSpec,
+        fresh_key: bool,
+        now: Instant,
+    ) -> Result<(Option<Channel>, String), SpecError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if inner.slots.contains_key(&spec.name) {
             return Err(SpecError::Duplicate(spec.name.clone()));
         }
-        let shape = live::configured_shape(spec, self.params.max_bytes)?;
-        if spec.source == Source::Publish {
-            self.any_publish_channel.store(true, Ordering::Relaxed);
-        }
+        let key = if fresh_key {
+            inner.next_epoch += 1;
+            format!("{}#{}", spec.name, inner.next_epoch)
+        } else {
+            spec.name.clone()
+        };
+        let params = &inner.rules.params;
+        let shape = live::configured_shape(spec, params.max_bytes)?;
         let publish = (spec.source == Source::Publish).then_some(PublishRule {
             codec: spec.codec,
             declared: shape.is_some(),
         });
         let (info, channel) = match shape {
             Some(shape) => {
-                let (info, channel) =
-                    live::make_channel(&self.params, &spec.name, &spec.name, shape, now).map_err(
-                        |error| SpecError::Channel {
-                            name: spec.name.clone(),
-                            error,
-                        },
-                    )?;
+                let (info, channel) = live::make_channel(params, &spec.name, &key, shape, now)
+                    .map_err(|error| SpecError::Channel {
+                        name: spec.name.clone(),
+                        error,
+                    })?;
                 (Some(Arc::new(info)), Some(channel))
             }
             None => (None, None),
         };
+        if spec.source == Source::Publish {
+            self.any_publish_channel.store(true, Ordering::Relaxed);
+        }
         inner.slots.insert(
             spec.name.clone(),
             Slot {
@@ -161,13 +221,36 @@ impl Channels {
                 publisher: None,
             },
         );
-        Ok(channel)
+        Ok((channel, key))
+    }
+
+    /// A reload took configured channel `name` away: it is forgotten at
+    /// once (new requests for it get 404), with its publisher's routes.
+    pub fn remove(&self, name: &str) -> Option<Removed> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let slot = inner.slots.remove(name)?;
+        let publisher_session = slot.publisher.and_then(|p| p.session);
+        if let Some(id) = &publisher_session {
+            inner.udp_routes.retain(|_, r| &r.session != id);
+            inner.tcp_routes.retain(|_, r| &r.session != id);
+        }
+        let any = inner
+            .slots
+            .values()
+            .any(|s| s.configured && s.publish.is_some());
+        self.any_publish_channel.store(any, Ordering::Relaxed);
+        Some(Removed {
+            key: slot.info.map(|i| i.key.clone()),
+            publisher_session,
+        })
     }
 
     /// Whether any channel takes publishers (a `publish` one, or any with
     /// `--allow-publish`).
     pub fn takes_publishers(&self) -> bool {
-        self.allow_publish || self.any_publish_channel.load(Ordering::Relaxed)
+        self.allow_publish.load(Ordering::Relaxed)
+            || self.any_publish_channel.load(Ordering::Relaxed)
     }
 
     /// The running channel `name`, for listeners.
@@ -189,7 +272,7 @@ impl Channels {
         let mut guard = self.lock();
         let inner = &mut *guard;
         if !inner.slots.contains_key(name) {
-            if !self.allow_publish {
+            if !inner.rules.allow_publish {
                 return Err(Error::Forbidden(
                     "no such channel, and publishing new ones is off",
                 ));
@@ -200,7 +283,7 @@ impl Channels {
                 ));
             }
             let started = inner.slots.values().filter(|s| !s.configured).count();
-            if started >= self.max_published {
+            if started >= inner.rules.max_published {
                 return Err(Error::LimitReached(Limit::MaxPublishedChannels));
             }
             inner.slots.insert(
@@ -250,11 +333,15 @@ impl Channels {
                     channels: format.channels,
                     clip: None,
                 };
-                let (info, channel) = live::make_channel(&self.params, name, &key, shape, now)
-                    .map_err(|e| match e {
-                        LiveError::NotNarrowband { .. } => Error::UnsupportedMedia(e.to_string()),
-                        _ => Error::Internal(e.to_string()),
-                    })?;
+                let (info, channel) =
+                    live::make_channel(&inner.rules.params, name, &key, shape, now).map_err(
+                        |e| match e {
+                            LiveError::NotNarrowband { .. } => {
+                                Error::UnsupportedMedia(e.to_string())
+                            }
+                            _ => Error::Internal(e.to_string()),
+                        },
+                    )?;
                 inner.next_epoch += 1;
                 let info = Arc::new(info);
                 slot.info = Some(info.clone());
@@ -431,6 +518,14 @@ mod tests {
         }
     }
 
+    fn rules(allow_publish: bool, max_published: usize) -> Rules {
+        Rules {
+            params: params(),
+            allow_publish,
+            max_published,
+        }
+    }
+
     fn l16(rate: u32, channels: u16) -> StreamFormat {
         StreamFormat {
             codec: Codec::L16,
@@ -443,7 +538,7 @@ mod tests {
     #[test]
     fn configured_publish_channel_takes_one_publisher_at_a_time() {
         let now = Instant::now();
-        let c = Channels::new(params(), false, 4);
+        let c = Channels::new(rules(false, 4));
         assert!(c
             .configure(&"studio=publish".parse().unwrap(), now)
             .unwrap()
@@ -515,7 +610,7 @@ mod tests {
     #[test]
     fn who_may_publish_where() {
         let now = Instant::now();
-        let closed = Channels::new(params(), false, 4);
+        let closed = Channels::new(rules(false, 4));
         assert_eq!(
             closed
                 .announce("new", 1, l16(8000, 1), now)
@@ -525,7 +620,7 @@ mod tests {
                 .0,
             403
         );
-        let open = Channels::new(params(), true, 1);
+        let open = Channels::new(rules(true, 1));
         let f = std::env::temp_dir().join("rtspd-channels-test.wav");
         let mut w = hound::WavWriter::create(
             &f,
@@ -571,7 +666,7 @@ mod tests {
             503
         );
         // G.711 listeners need 8 kHz mono.
-        let fixed = Channels::new(params(), false, 4);
+        let fixed = Channels::new(rules(false, 4));
         fixed
             .configure(&"s=publish,codec=pcmu".parse().unwrap(), now)
             .unwrap();

@@ -87,13 +87,13 @@ async fn serve_requests(
     let mut frames: Option<mpsc::Receiver<Frame>> = None;
     let _ = stream.set_nodelay(true);
     let shared = shared.clone();
-    let mut input = Input::new(shared.config.limits);
+    let mut input = Input::new(shared.config().limits);
     let mut partial_since: Option<Instant> = None;
     // One cancellation waiter and one timer for the connection's life: a
     // read re-arms neither (the timer moves only when its deadline does).
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
-    let mut deadline = Instant::now() + shared.config.idle_timeout;
+    let mut deadline = Instant::now() + shared.config().idle_timeout;
     let timer = tokio::time::sleep_until(deadline.into());
     tokio::pin!(timer);
     // Frames received in the current one-second window (ROBUSTNESS B10#74).
@@ -127,7 +127,7 @@ async fn serve_requests(
                         frame_window = (now, 0);
                     }
                     frame_window.1 += 1;
-                    if frame_window.1 > shared.config.max_client_frames_per_sec {
+                    if frame_window.1 > shared.config().max_client_frames_per_sec {
                         info!(channel, "client sends too many interleaved frames, closing");
                         shared.refusals.refuse(Limit::MaxClientFramesPerSec);
                         return;
@@ -184,10 +184,10 @@ async fn serve_requests(
             // listeners each sit idle between keepalives).
             input.release_if_empty();
             partial_since = None;
-            Instant::now() + shared.config.idle_timeout
+            Instant::now() + shared.config().idle_timeout
         } else {
             let since = *partial_since.get_or_insert_with(Instant::now);
-            since + shared.config.read_timeout
+            since + shared.config().read_timeout
         };
         if due != deadline {
             deadline = due;
@@ -259,7 +259,7 @@ async fn read(shared: &Shared, io: Io<'_, '_>, partial: bool, conn_id: u64) -> R
         mut timer,
         deadline,
     } = io;
-    let cfg = &shared.config;
+    let cfg = shared.config();
     let mut out = Vec::new();
     loop {
         tokio::select! {
@@ -316,7 +316,7 @@ async fn write(shared: &Shared, stream: &mut TcpStream, response: &Response) -> 
     let bytes = response.to_bytes();
     trace!(status = response.status.0, "response");
     matches!(
-        tokio::time::timeout(shared.config.write_timeout, stream.write_all(&bytes)).await,
+        tokio::time::timeout(shared.config().write_timeout, stream.write_all(&bytes)).await,
         Ok(Ok(()))
     )
 }

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
 
 use tracing::{info, warn};
 
@@ -294,45 +295,92 @@ pub fn configured_shape(
     }
 }
 
-/// Starts a reader thread for every pipe and stdin channel: it feeds the
-/// channel raw PCM as it comes and says when the source ends.
-pub fn spawn_sources(specs: &[LiveSpec], data: &DataHandle) -> Result<(), SpecError> {
-    for spec in specs {
-        let reader: Box<dyn Read + Send> = match &spec.source {
-            Source::File(_) | Source::Publish => continue,
-            Source::Stdin => Box::new(std::io::stdin()),
-            Source::Pipe(cmd) => {
-                let child = Command::new("sh")
-                    .arg("-c")
-                    .arg(cmd)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| SpecError::Media {
-                        name: spec.name.clone(),
-                        path: cmd.clone(),
-                        error: e.to_string(),
-                    })?;
-                match child.stdout {
-                    Some(out) => Box::new(out),
-                    None => continue,
-                }
-            }
-        };
-        let (name, data) = (spec.name.clone(), data.clone());
-        let frame = 2 * usize::from(spec.channels.unwrap_or(1));
-        let chunk = (spec.rate.unwrap_or(8000) as usize / 50).max(1) * frame;
-        let big_endian = spec.big_endian;
-        std::thread::Builder::new()
-            .name(format!("live-{name}"))
-            .spawn(move || read_source(&name, reader, frame, chunk, big_endian, &data))
-            .map_err(|e| SpecError::Media {
-                name: spec.name.clone(),
-                path: "reader thread".into(),
-                error: e.to_string(),
-            })?;
+/// A running pipe or stdin source. Dropping it stops a pipe's command (its
+/// whole process group, so a shell's children go too); the reader thread
+/// then sees the end of the pipe and finishes.
+#[derive(Debug)]
+pub struct SourceGuard {
+    child: Option<Child>,
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        let Some(child) = &mut self.child else { return };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process
+            // group; it touches no memory of ours.
+            unsafe { libc::kill(-pid, libc::SIGTERM) };
+        }
+        let _ = child.kill();
+        // Reaped off the caller's thread: the command may take a moment.
+        if let Some(mut child) = self.child.take() {
+            let _ = std::thread::Builder::new()
+                .name("live-reap".into())
+                .spawn(move || child.wait());
+        }
     }
-    Ok(())
+}
+
+/// Starts a reader thread for every pipe and stdin channel of `specs`
+/// (their pacing-thread key is their name), returning their guards by
+/// name.
+pub fn spawn_sources(
+    specs: &[LiveSpec],
+    data: &DataHandle,
+) -> Result<Vec<(String, SourceGuard)>, SpecError> {
+    let mut guards = Vec::new();
+    for spec in specs {
+        if let Some(guard) = spawn_source(spec, &spec.name, data)? {
+            guards.push((spec.name.clone(), guard));
+        }
+    }
+    Ok(guards)
+}
+
+/// Starts the reader thread of a pipe or stdin channel: it feeds channel
+/// `key` raw PCM as it comes and says when the source ends. `None` for
+/// sources the pacing thread plays itself (files) or publishers feed.
+pub fn spawn_source(
+    spec: &LiveSpec,
+    key: &str,
+    data: &DataHandle,
+) -> Result<Option<SourceGuard>, SpecError> {
+    let (reader, child): (Box<dyn Read + Send>, _) = match &spec.source {
+        Source::File(_) | Source::Publish => return Ok(None),
+        Source::Stdin => (Box::new(std::io::stdin()), None),
+        Source::Pipe(cmd) => {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .map_err(|e| SpecError::Media {
+                    name: spec.name.clone(),
+                    path: cmd.clone(),
+                    error: e.to_string(),
+                })?;
+            match child.stdout.take() {
+                Some(out) => (Box::new(out), Some(child)),
+                None => return Ok(None),
+            }
+        }
+    };
+    let guard = SourceGuard { child };
+    let (key, data) = (key.to_owned(), data.clone());
+    let frame = 2 * usize::from(spec.channels.unwrap_or(1));
+    let chunk = (spec.rate.unwrap_or(8000) as usize / 50).max(1) * frame;
+    let big_endian = spec.big_endian;
+    std::thread::Builder::new()
+        .name(format!("live-{}", spec.name))
+        .spawn(move || read_source(&key, reader, frame, chunk, big_endian, &data))
+        .map_err(|e| SpecError::Media {
+            name: spec.name.clone(),
+            path: "reader thread".into(),
+            error: e.to_string(),
+        })?;
+    Ok(Some(guard))
 }
 
 /// Reads raw PCM until the end, in about 20 ms pieces of whole frames,

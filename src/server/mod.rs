@@ -14,6 +14,7 @@ mod method;
 pub mod pacing;
 pub mod placement;
 pub mod refusals;
+pub mod reload;
 pub mod sessions;
 pub mod udp;
 
@@ -42,6 +43,7 @@ use live::{ChannelParams, LiveSpec};
 use pacing::{Command, DataHandle, Events, PacerHandle, SendStats};
 use placement::PacerPriority;
 use refusals::Refusals;
+use reload::{Reloader, Swap};
 use sessions::{SessionLimits, SessionTable};
 use udp::RecvStats;
 
@@ -176,8 +178,14 @@ impl Listeners {
 
 /// State shared by every connection.
 pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) catalog: Catalog,
+    /// The configuration in force; a reload replaces it.
+    config: Swap<Config>,
+    /// The media folder's clips; a reload may open another folder.
+    catalog: Swap<Catalog>,
+    /// Pipe and stdin sources of configured channels, by channel name.
+    sources: Mutex<HashMap<String, live::SourceGuard>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) pacer: PacerHandle,
     pub(crate) data: DataHandle,
@@ -214,15 +222,29 @@ impl Drop for ConnSlot {
 }
 
 impl Shared {
+    /// The configuration in force (a snapshot: a reload replaces it whole).
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.config.get()
+    }
+
+    /// The catalog in force.
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.get()
+    }
+
+    fn sources(&self) -> std::sync::MutexGuard<'_, HashMap<String, live::SourceGuard>> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A connection slot for a client at `ip`, or the limit that refuses
     /// it (counted and reported).
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
+        let config = self.config();
         let mut m = self.conns_per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(ip).or_default();
-        let refused = if self.conns.load(Ordering::Relaxed) as usize >= self.config.max_connections
-        {
+        let refused = if self.conns.load(Ordering::Relaxed) as usize >= config.max_connections {
             Some(Limit::MaxConnections)
-        } else if *n >= self.config.max_connections_per_ip {
+        } else if *n >= config.max_connections_per_ip {
             Some(Limit::MaxConnectionsPerIp)
         } else {
             None
@@ -251,6 +273,8 @@ pub struct Running {
     pub sessions: Arc<SessionTable>,
     pub send_stats: Arc<SendStats>,
     pub recv_stats: Arc<RecvStats>,
+    /// Applies a new configuration (SIGHUP, the HTTP API).
+    pub reloader: Reloader,
 }
 
 /// Runs the server until `shutdown` completes, then drains: every session
@@ -280,8 +304,8 @@ pub async fn run(
     let now = Instant::now();
     let clock = WallClock::new(now, unix);
     let cname = format!("rtspd@{}", rtsp_addr.ip());
-    let registry = Arc::new(Channels::new(
-        ChannelParams {
+    let registry = Arc::new(Channels::new(channels::Rules {
+        params: ChannelParams {
             ptime: config.clip.ptime,
             max_payload: config.clip.max_payload,
             max_bytes: config.clip.max_clip_bytes,
@@ -289,9 +313,9 @@ pub async fn run(
             clock,
             cname: cname.clone(),
         },
-        config.allow_publish,
-        config.max_published_channels,
-    ));
+        allow_publish: config.allow_publish,
+        max_published: config.max_published_channels,
+    }));
     let mut channels = HashMap::new();
     for spec in &config.live {
         let channel = registry
@@ -306,7 +330,7 @@ pub async fn run(
         }
     }
     let pacer = Pacer::new(clock, cname);
-    live::spawn_sources(&config.live, &data)
+    let sources = live::spawn_sources(&config.live, &data)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let rtp = Arc::new(listeners.rtp);
     let rtcp = Arc::new(listeners.rtcp);
@@ -350,8 +374,10 @@ pub async fn run(
     let refusals = Refusals::new(&config);
     let shared = Arc::new(Shared {
         refusals,
-        config,
-        catalog,
+        config: Swap::new(config),
+        catalog: Swap::new(catalog),
+        sources: Mutex::new(sources.into_iter().collect()),
+        reloading: tokio::sync::Mutex::new(()),
         sessions: sessions.clone(),
         pacer: tx,
         data,
@@ -369,6 +395,7 @@ pub async fn run(
         sessions,
         send_stats: send_stats.clone(),
         recv_stats: recv_stats.clone(),
+        reloader: Reloader::new(shared.clone()),
     });
 
     let accept = accept_loop(
@@ -445,7 +472,7 @@ async fn apply_ends(mut ended: tokio::sync::mpsc::Receiver<Event>, sessions: Arc
 
 /// Frees sessions that timed out, and says why.
 async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
-    let period = (shared.config.session_timeout / 4)
+    let period = (shared.config().session_timeout / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     loop {

@@ -25,29 +25,23 @@ pub struct Refusals {
     totals: [AtomicU64; N],
     /// A std `Mutex`: held for a counter update, never across `.await`.
     gates: Mutex<[LogGate; N]>,
-    /// Each limit's configured value, as the log line shows it.
-    values: [String; N],
+    /// Each limit's configured value, as the log line shows it (replaced
+    /// by a reload).
+    values: Mutex<[String; N]>,
 }
 
 impl Refusals {
     pub fn new(config: &Config) -> Self {
-        let values = Limit::ALL.map(|l| match l {
-            Limit::MaxConnections => config.max_connections.to_string(),
-            Limit::MaxConnectionsPerIp => config.max_connections_per_ip.to_string(),
-            Limit::MaxSessions => config.sessions.max_sessions.to_string(),
-            Limit::MaxSessionsPerIp => config.sessions.max_sessions_per_ip.to_string(),
-            Limit::MaxPublishedChannels => config.max_published_channels.to_string(),
-            Limit::MaxClientFramesPerSec => config.max_client_frames_per_sec.to_string(),
-            Limit::MaxHeadBytes => config.limits.max_head.to_string(),
-            Limit::MaxBodyBytes => config.limits.max_body.to_string(),
-            Limit::MaxHeaders => config.limits.max_headers.to_string(),
-            Limit::ReadTimeout => format!("{} s", config.read_timeout.as_secs_f64()),
-        });
         Self {
             totals: Default::default(),
             gates: Mutex::new(std::array::from_fn(|_| LogGate::new(REPORT_INTERVAL))),
-            values,
+            values: Mutex::new(values(config)),
         }
+    }
+
+    /// The limits' values changed.
+    pub fn set_values(&self, config: &Config) {
+        *self.values.lock().unwrap_or_else(|e| e.into_inner()) = values(config);
     }
 
     /// Something was refused at `limit`.
@@ -85,7 +79,7 @@ impl Refusals {
     }
 
     fn report(&self, limit: Limit, n: u64) {
-        let value = &self.values[limit.index()];
+        let value = self.values.lock().unwrap_or_else(|e| e.into_inner())[limit.index()].clone();
         warn!(
             limit = limit.name(),
             value = %value,
@@ -96,4 +90,20 @@ impl Refusals {
             limit.flag(),
         );
     }
+}
+
+/// Each limit's value in `config`, as the log line shows it.
+fn values(config: &Config) -> [String; N] {
+    Limit::ALL.map(|l| match l {
+        Limit::MaxConnections => config.max_connections.to_string(),
+        Limit::MaxConnectionsPerIp => config.max_connections_per_ip.to_string(),
+        Limit::MaxSessions => config.sessions.max_sessions.to_string(),
+        Limit::MaxSessionsPerIp => config.sessions.max_sessions_per_ip.to_string(),
+        Limit::MaxPublishedChannels => config.max_published_channels.to_string(),
+        Limit::MaxClientFramesPerSec => config.max_client_frames_per_sec.to_string(),
+        Limit::MaxHeadBytes => config.limits.max_head.to_string(),
+        Limit::MaxBodyBytes => config.limits.max_body.to_string(),
+        Limit::MaxHeaders => config.limits.max_headers.to_string(),
+        Limit::ReadTimeout => format!("{} s", config.read_timeout.as_secs_f64()),
+    })
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -167,15 +168,26 @@ pub struct SessionLimits {
 
 pub struct SessionTable {
     inner: Mutex<Inner>,
-    limits: SessionLimits,
+    /// Replaced by a reload; sessions over a lowered cap stay.
+    max_sessions: AtomicUsize,
+    max_sessions_per_ip: AtomicUsize,
 }
 
 impl SessionTable {
     pub fn new(limits: SessionLimits) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            limits,
+            max_sessions: AtomicUsize::new(limits.max_sessions),
+            max_sessions_per_ip: AtomicUsize::new(limits.max_sessions_per_ip),
         }
+    }
+
+    /// New caps, for sessions set up from now on.
+    pub fn set_limits(&self, limits: SessionLimits) {
+        self.max_sessions
+            .store(limits.max_sessions, Ordering::Relaxed);
+        self.max_sessions_per_ip
+            .store(limits.max_sessions_per_ip, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -204,10 +216,12 @@ impl SessionTable {
             .collect();
         inner.indexes().0.check(entry.group, &dests)?;
         let ip = entry.session.client_ip;
-        if inner.by_id.len() >= self.limits.max_sessions {
+        if inner.by_id.len() >= self.max_sessions.load(Ordering::Relaxed) {
             return Err(Error::LimitReached(Limit::MaxSessions));
         }
-        if inner.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_sessions_per_ip {
+        if inner.per_ip.get(&ip).copied().unwrap_or(0)
+            >= self.max_sessions_per_ip.load(Ordering::Relaxed)
+        {
             return Err(Error::LimitReached(Limit::MaxSessionsPerIp));
         }
         let id = entry.session.id.clone();
@@ -339,12 +353,22 @@ impl SessionTable {
 
     /// Removes and returns every session that timed out.
     pub fn take_expired(&self, now: Instant) -> Vec<Entry> {
+        self.take_where(|e| e.session.expired(now))
+    }
+
+    /// Removes and returns every session of the live channel whose
+    /// pacing-thread key is `key` (a reload took the channel away).
+    pub fn take_live(&self, key: &str) -> Vec<Entry> {
+        self.take_where(|e| matches!(&e.source, Presentation::Live(l) if l.key == key))
+    }
+
+    fn take_where(&self, which: impl Fn(&Entry) -> bool) -> Vec<Entry> {
         let ids: Vec<String> = {
             let inner = self.lock();
             inner
                 .by_id
                 .values()
-                .filter(|e| e.session.expired(now))
+                .filter(|e| which(e))
                 .map(|e| e.session.id.clone())
                 .collect()
         };

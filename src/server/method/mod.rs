@@ -152,7 +152,7 @@ pub(crate) async fn handle(
 }
 
 fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {
-    parse_target(&req.uri, shared.config.limits.max_uri)
+    parse_target(&req.uri, shared.config().limits.max_uri)
 }
 
 /// The clip or live channel a path names.
@@ -173,7 +173,7 @@ async fn open_clip(shared: &Arc<Shared>, path: &str) -> Result<Arc<Clip>, Error>
     }
     let shared2 = shared.clone();
     let p = path.to_owned();
-    let opened = tokio::task::spawn_blocking(move || shared2.catalog.open(&p))
+    let opened = tokio::task::spawn_blocking(move || shared2.catalog().open(&p))
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
     opened.map_err(|e| {

@@ -54,7 +54,7 @@ pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error>
         return Err(Error::NotFound);
     }
     if dest.rtp.udp().is_none() {
-        shared.sinks.open(conn, shared.config.client_queue);
+        shared.sinks.open(conn, shared.config().client_queue);
     }
     let now = Instant::now();
     let existing = session_id(req)?;
@@ -108,7 +108,7 @@ pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error>
                 id.clone(),
                 peer.ip(),
                 t.path.clone(),
-                shared.config.session_timeout,
+                shared.config().session_timeout,
                 now,
             );
             session.setup(&t.path, track, dest)?;
@@ -162,7 +162,7 @@ fn setup_record(
                 "this connection already streams an interleaved session",
             ));
         }
-        shared.sinks.open(conn, shared.config.client_queue);
+        shared.sinks.open(conn, shared.config().client_queue);
     }
     let id = new_session_id()?;
     let path = format!("{LIVE_PREFIX}{name}");
@@ -171,7 +171,7 @@ fn setup_record(
         id.clone(),
         peer.ip(),
         path.clone(),
-        shared.config.session_timeout,
+        shared.config().session_timeout,
         now,
     )
     .recording();
