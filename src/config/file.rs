@@ -308,6 +308,12 @@ fn value_error(text: &str, root: Range<usize>, e: &toml::de::Error) -> FileError
             expected: expected.to_owned(),
             got: source_text(text, span),
         },
+        // A missing field's span is its whole table: nothing to quote.
+        None if message.starts_with("missing field") => FileError::Invalid {
+            key,
+            at,
+            message: message.to_owned(),
+        },
         None => FileError::Invalid {
             key,
             at,

@@ -24,6 +24,9 @@ pub mod cli;
 pub mod file;
 pub mod value;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
