@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve a folder of clips (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load-test an RTSP server and measure what arrives.
     #[command(after_help = LOAD_FIGURES)]
     Load(LoadArgs),
@@ -247,7 +247,7 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let args = match &cli.command {
+    let args: &ServeArgs = match &cli.command {
         Some(Command::Serve(a)) => a,
         Some(Command::Load(a)) => return load(a),
         Some(Command::CheckConfig(a)) => {

@@ -571,9 +571,8 @@ fn help_shows_the_defaults() {
 #[test]
 fn every_section_has_its_keys() {
     for name in file::fields::<Settings>() {
-        let keys = match file::section(name) {
-            Some(Section::Table(k) | Section::Tables(k)) => k,
-            None => panic!("{name} has no keys"),
+        let Some(Section::Table(keys) | Section::Tables(keys)) = file::section(name) else {
+            panic!("{name} has no keys");
         };
         assert!(!keys.is_empty(), "{name}");
     }
