@@ -398,7 +398,7 @@ fn live_specs(
             spec.set(k, &v).map_err(|allowed| FileError::Value {
                 key: path(k),
                 at: at(k),
-                expected: allowed.into(),
+                expected: allowed,
                 got: item
                     .and_then(|t| t.get(k))
                     .map_or(v.clone(), |s| source_text(text, s.span())),

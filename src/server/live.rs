@@ -126,7 +126,7 @@ impl LiveSpec {
 
     /// Sets one key: `codec`, `rate`, `channels` or `format`. The error
     /// says what the key allows (or which keys there are).
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), &'static str> {
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
             "codec" => {
                 let (_, codec) = CODECS
@@ -135,32 +135,16 @@ impl LiveSpec {
                     .ok_or("l16, pcmu or pcma")?;
                 self.codec = Some(*codec);
             }
-            "rate" => {
-                self.rate = Some(
-                    value
-                        .parse()
-                        .ok()
-                        .filter(|r| (1000..=192_000).contains(r))
-                        .ok_or("an integer from 1000 to 192000")?,
-                )
-            }
-            "channels" => {
-                self.channels = Some(
-                    value
-                        .parse()
-                        .ok()
-                        .filter(|c| (1..=8).contains(c))
-                        .ok_or("an integer from 1 to 8")?,
-                )
-            }
+            "rate" => self.rate = Some(in_range(value, 1000..=192_000)?),
+            "channels" => self.channels = Some(in_range(value, 1..=8)?),
             "format" => {
                 self.big_endian = match value {
                     "s16le" => false,
                     "s16be" => true,
-                    _ => return Err("s16le or s16be"),
+                    _ => return Err("s16le or s16be".into()),
                 }
             }
-            _ => return Err("one of codec, rate, channels, format"),
+            _ => return Err("one of codec, rate, channels, format".into()),
         }
         Ok(())
     }
@@ -189,6 +173,18 @@ impl LiveSpec {
         let codec = self.codec?;
         CODECS.iter().find(|(_, c)| *c == codec).map(|(n, _)| *n)
     }
+}
+
+/// `value` as a number in `range`; the error says what is allowed.
+fn in_range<T>(value: &str, range: std::ops::RangeInclusive<T>) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    value
+        .parse()
+        .ok()
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| format!("an integer from {} to {}", range.start(), range.end()))
 }
 
 impl std::fmt::Display for Source {
