@@ -50,6 +50,7 @@ pub struct ServerFlags {
     /// Folder of clips to serve; subfolders are served at their relative
     /// path. [default: media]
     #[arg(long)]
+    #[serde(skip)] // set apart: a path need not be UTF-8, a TOML string must
     pub media: Option<PathBuf>,
     /// Address to listen on. [default: 0.0.0.0]
     #[arg(long)]

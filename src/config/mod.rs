@@ -254,6 +254,9 @@ pub fn from_cli(cli: &CliOverrides) -> Result<Effective, ConfigError> {
 fn merge(parsed: file::Parsed, cli: &CliOverrides) -> Result<Effective, ConfigError> {
     let mut settings = parsed.settings;
     settings.server = overlay(&settings.server, &cli.server)?;
+    if let Some(media) = &cli.server.media {
+        settings.server.media.clone_from(media);
+    }
     settings.limits = overlay(&settings.limits, &cli.limits)?;
     if let Some(listen) = cli.http {
         settings.http.listen = listen;

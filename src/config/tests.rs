@@ -630,3 +630,21 @@ fn the_example_names_every_key_with_its_default() {
     );
     assert_eq!(e.server.live.len(), 3);
 }
+
+/// `--media` takes any path, as before there was a config file; only
+/// printing it as TOML needs UTF-8.
+#[test]
+fn media_flag_need_not_be_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(b"clips-\xff"));
+    let cli = CliOverrides {
+        server: cli::ServerFlags {
+            media: Some(path.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let e = from_cli(&cli).expect("a non-UTF-8 media folder");
+    assert_eq!(e.server.media, path);
+    assert!(e.to_toml().starts_with("# cannot write"));
+}

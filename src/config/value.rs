@@ -14,8 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Int<const MIN: u64, const MAX: u64>(u64);
 
-/// The upper bound of keys that take any non-negative integer.
-pub const ANY: u64 = u64::MAX;
+/// The upper bound of keys that take any non-negative integer: the
+/// largest a TOML integer holds.
+pub const ANY: u64 = i64::MAX as u64;
 
 impl<const MIN: u64, const MAX: u64> Int<MIN, MAX> {
     /// A built-in value; panics when out of range (a programming error).
