@@ -4,6 +4,7 @@
 //! - [`proto`] is the sans-IO core: parsing, the session state machine,
 //!   packetizers, RTCP and pacing maths. It never touches sockets or clocks.
 //! - [`media`] reads clips from disk.
+//! - [`config`] reads the config file and overlays the command line.
 //! - [`server`] is the tokio edge: TCP control connections, the shared UDP
 //!   RTP/RTCP port pair and the one pacing loop.
 //! - [`load`] is `rtspd load`, the load tester and measuring receiver.
@@ -12,6 +13,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("rtspd batches UDP with sendmmsg/recvmmsg and builds on Linux only");
 
+pub mod config;
 pub mod load;
 pub mod media;
 pub mod net;

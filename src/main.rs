@@ -1,18 +1,15 @@
 //! The `rtspd` command line. All logic lives in the library.
 
 use std::io::IsTerminal;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use rtspd::media::ClipOptions;
-use rtspd::proto::rtsp::Limits;
-use rtspd::server::live::{LiveSpec, Source};
-use rtspd::server::placement::{self, PacerPriority};
-use rtspd::server::sessions::SessionLimits;
-use rtspd::server::{self, Config, Listeners};
+use rtspd::config::{self, CliOverrides, ConfigError, Effective, LogFormat, LogLevel, LogSettings};
+use rtspd::server::live::Source;
+use rtspd::server::placement;
+use rtspd::server::{self, Listeners};
 
 /// rtspd: an RTSP/1.0 streaming media server.
 ///
@@ -33,10 +30,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve a folder of clips (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load-test an RTSP server and measure what arrives.
     #[command(after_help = LOAD_FIGURES)]
     Load(LoadArgs),
+    /// Check a config file: print the effective configuration (every key)
+    /// and exit 0, or print the error and exit 2.
+    CheckConfig(CheckArgs),
 }
 
 /// What `rtspd load` reports, for its `--help`.
@@ -103,173 +103,68 @@ struct LoadArgs {
     verbose: u8,
 }
 
+/// `rtspd serve`: the settings come from the flags, over the config file
+/// if one is given, over the built-in defaults.
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Folder of clips to serve; subfolders are served at their relative path.
-    #[arg(long, default_value = "media")]
-    media: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
-    bind: IpAddr,
-    /// RTSP port. Without it, 554 is tried and 8554 used when 554 cannot be
-    /// bound. 0 picks a free port (printed at start).
-    #[arg(long)]
-    port: Option<u16>,
-    /// The shared server RTP port for all sessions (even); RTCP uses the next
-    /// port. 0 picks a free pair.
-    #[arg(long, default_value_t = 6970)]
-    rtp_port: u16,
-    /// Seconds without a request or RTCP before a session is freed.
-    #[arg(long, default_value_t = 60)]
-    session_timeout: u64,
-    /// Milliseconds of audio per RTP packet.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    ptime: u64,
-    /// Frame rate of H.264 elementary files (.264) whose SPS gives none.
-    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=300))]
-    fps: u32,
-    /// Largest RTP payload, in bytes.
-    #[arg(long, default_value_t = 1400, value_parser = clap::value_parser!(u64).range(64..=65000))]
-    mtu: u64,
-    /// Most concurrent RTSP connections.
-    #[arg(long, default_value_t = 10_000)]
-    max_connections: usize,
-    /// Most concurrent RTSP connections from one IP address.
-    #[arg(long, default_value_t = 256)]
-    max_connections_per_ip: usize,
-    /// Most sessions.
-    #[arg(long, default_value_t = 10_000)]
-    max_sessions: usize,
-    /// Most sessions from one IP address.
-    #[arg(long, default_value_t = 256)]
-    max_sessions_per_ip: usize,
-    /// Largest request head (request line and headers), in bytes.
-    #[arg(long, default_value_t = 16 * 1024)]
-    max_head_bytes: usize,
-    /// Most header lines in a request.
-    #[arg(long, default_value_t = 256)]
-    max_headers: usize,
-    /// Largest request body, in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
-    max_body_bytes: usize,
-    /// Seconds a client has to finish sending a request once it started.
-    #[arg(long, default_value_t = 10)]
-    read_timeout: u64,
-    /// Seconds a response may take to write.
-    #[arg(long, default_value_t = 10)]
-    write_timeout: u64,
-    /// Seconds before a silent connection that owns no session is closed.
-    #[arg(long, default_value_t = 60)]
-    idle_timeout: u64,
-    /// RTP/RTCP frames queued per connection for interleaved (TCP) clients;
-    /// a client that reads slower loses frames instead of stalling others.
-    #[arg(long, default_value_t = 512)]
-    max_client_queue: usize,
-    /// Interleaved frames (RTCP) a TCP client may send per second before it
-    /// is disconnected.
-    #[arg(long, default_value_t = 1000)]
-    max_client_frames_per_sec: u32,
-    /// Microseconds a packet may be sent before its deadline, so one wake-up
-    /// of the pacing thread serves many sessions (more: less CPU, coarser
-    /// pacing).
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=10_000))]
-    send_ahead_us: u64,
-    /// Datagrams per sendmmsg call (1: one system call per datagram).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    send_batch: u64,
-    /// Largest clip held in memory, in MiB of 16-bit samples.
-    #[arg(long, default_value_t = 512)]
-    max_clip_mib: u64,
-    /// A live channel at /live/NAME (repeatable). SOURCE is file:PATH.wav
-    /// (looped), pipe:COMMAND or stdin (raw PCM; give rate=, channels=,
-    /// format=s16le|s16be), or publish (fed by an RTSP publisher: ANNOUNCE
-    /// and RECORD; rate= and channels= fix its format, else the first
-    /// publisher's is used). codec=l16|pcmu|pcma is what listeners get.
-    #[arg(long = "live", value_name = "NAME=SOURCE[,key=value...]")]
-    live: Vec<LiveSpec>,
-    /// Let publishers start a channel at any /live/NAME not configured
-    /// (without it, ANNOUNCE to such a name gets 403).
-    #[arg(long)]
-    allow_publish: bool,
-    /// Most channels publishers may start with --allow-publish.
-    #[arg(long, default_value_t = 64)]
-    max_published_channels: usize,
-    /// Milliseconds of audio a pipe, stdin or published channel buffers
-    /// before sending, to ride out its source's jitter (max 1000).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=1000))]
-    live_prebuffer_ms: u64,
-    /// Scheduling of the pacing thread: auto (real-time where permitted,
-    /// else nice -10), realtime, nice or normal.
-    #[arg(long, default_value = "auto")]
-    pacer_priority: PacerPriority,
-    /// Run the pacing thread alone on this core, and every other thread of
-    /// the server on the remaining ones (machines with more than one core).
-    #[arg(long, value_name = "N")]
-    pacer_cpu: Option<usize>,
-    /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
+    /// Read the settings from this TOML file (see rtspd.example.toml);
+    /// flags given here override its keys.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: CliOverrides,
 }
 
 impl ServeArgs {
-    fn config(&self) -> Config {
-        let limits = Limits {
-            max_head: self.max_head_bytes,
-            max_headers: self.max_headers,
-            max_body: self.max_body_bytes,
-            ..Limits::default()
-        };
-        Config {
-            media: self.media.clone(),
-            bind: self.bind,
-            port: self.port,
-            rtp_port: self.rtp_port,
-            session_timeout: Duration::from_secs(self.session_timeout.max(1)),
-            clip: ClipOptions {
-                ptime: Duration::from_millis(self.ptime),
-                max_payload: self.mtu as usize,
-                max_clip_bytes: self.max_clip_mib << 20,
-                fps: self.fps,
-                ..ClipOptions::default()
-            },
-            limits,
-            max_connections: self.max_connections,
-            max_connections_per_ip: self.max_connections_per_ip,
-            sessions: SessionLimits {
-                max_sessions: self.max_sessions,
-                max_sessions_per_ip: self.max_sessions_per_ip,
-            },
-            read_timeout: Duration::from_secs(self.read_timeout.max(1)),
-            write_timeout: Duration::from_secs(self.write_timeout.max(1)),
-            idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
-            client_queue: self.max_client_queue.max(1),
-            max_client_frames_per_sec: self.max_client_frames_per_sec.max(1),
-            send_ahead: Duration::from_micros(self.send_ahead_us),
-            send_batch: self.send_batch as usize,
-            pacer_priority: self.pacer_priority,
-            pacer_cpu: self.pacer_cpu,
-            live: self.live.clone(),
-            allow_publish: self.allow_publish,
-            max_published_channels: self.max_published_channels,
-            live_prebuffer: Duration::from_millis(self.live_prebuffer_ms),
-            ..Config::default()
+    /// The merged configuration, or the error (exit code 2).
+    fn effective(&self) -> Result<Effective, ConfigError> {
+        match &self.config {
+            Some(path) => config::load(path, &self.overrides),
+            None => config::from_cli(&self.overrides),
         }
     }
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
+/// `rtspd check-config FILE`.
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// The TOML file to check.
+    file: PathBuf,
+}
+
+/// The exit code of a configuration that cannot be used.
+const BAD_CONFIG: i32 = 2;
+
+/// Prints why the configuration is unusable and exits with code 2.
+fn bad_config(e: &ConfigError) -> ! {
+    eprintln!("rtspd: {e}");
+    std::process::exit(BAD_CONFIG)
+}
+
+/// Validates a file and prints the configuration it gives, every key.
+fn check_config(args: &CheckArgs) {
+    match config::load(&args.file, &CliOverrides::default()) {
+        Ok(effective) => {
+            println!(
+                "# {}: valid; the effective configuration:",
+                args.file.display()
+            );
+            print!("{}", effective.to_toml());
+        }
+        Err(e) => bad_config(&e),
+    }
+}
+
+fn init_logging(log: LogSettings) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log.level.as_str()));
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => fmt.json().with_ansi(false).init(),
+    }
 }
 
 /// Percent-encodes what may not stand in a URL path segment.
@@ -309,7 +204,10 @@ async fn shutdown_signal() {
 }
 
 fn load(args: &LoadArgs) -> anyhow::Result<()> {
-    init_logging(args.verbose);
+    init_logging(LogSettings {
+        level: LogLevel::from_verbosity(args.verbose).unwrap_or_default(),
+        format: LogFormat::Text,
+    });
     if !(args.duration.is_finite() && args.duration > 0.0) {
         anyhow::bail!("--duration must be a positive number of seconds");
     }
@@ -349,13 +247,19 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let args = match &cli.command {
+    let args: &ServeArgs = match &cli.command {
         Some(Command::Serve(a)) => a,
         Some(Command::Load(a)) => return load(a),
+        Some(Command::CheckConfig(a)) => {
+            check_config(a);
+            return Ok(());
+        }
         None => &cli.serve,
     };
+    // Nothing starts on a bad configuration.
+    let effective = args.effective().unwrap_or_else(|e| bad_config(&e));
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(cpu) = args.pacer_cpu {
+    if let Some(cpu) = effective.server.pacer_cpu {
         // Every thread but the pacing one (which pins itself) stays off
         // its core: this one, and every thread the runtime starts.
         let others = placement::control_cpus(cpu).map_err(anyhow::Error::msg)?;
@@ -368,12 +272,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?
-        .block_on(serve(args))
+        .block_on(serve(effective))
 }
 
-async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.verbose);
-    let config = args.config();
+async fn serve(effective: Effective) -> anyhow::Result<()> {
+    init_logging(effective.log);
+    let config = effective.server;
     let listeners = Listeners::bind(&config)
         .await
         .context("binding the listeners")?;

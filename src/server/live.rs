@@ -78,6 +78,128 @@ pub enum SpecError {
     Duplicate(String),
 }
 
+/// The codecs a channel may send, by the name `codec=` gives them.
+const CODECS: [(&str, Codec); 3] = [
+    ("l16", Codec::L16),
+    ("pcmu", Codec::Pcmu),
+    ("pcma", Codec::Pcma),
+];
+
+impl LiveSpec {
+    /// A channel `name` fed by `source`: `file:PATH` (or a WAV's path),
+    /// `pipe:COMMAND`, `stdin` or `publish`; its keys are set with
+    /// [`Self::set`] and checked together with [`Self::check`]. The
+    /// `--live` option and the config file's `[[live]]` tables both go
+    /// through these three.
+    pub fn new(name: &str, source: &str) -> Result<Self, SpecError> {
+        if !valid_name(name) {
+            return Err(SpecError::Name(name.into()));
+        }
+        let unsupported = || SpecError::Source {
+            name: name.into(),
+            given: source.into(),
+        };
+        let source = if let Some(p) = source.strip_prefix("file:") {
+            Source::File(PathBuf::from(p))
+        } else if let Some(cmd) = source.strip_prefix("pipe:") {
+            if cmd.trim().is_empty() {
+                return Err(unsupported());
+            }
+            Source::Pipe(cmd.to_owned())
+        } else if source == "stdin" {
+            Source::Stdin
+        } else if source == "publish" {
+            Source::Publish
+        } else if source.contains(':') || source.is_empty() {
+            return Err(unsupported());
+        } else {
+            Source::File(PathBuf::from(source))
+        };
+        Ok(Self {
+            name: name.into(),
+            source,
+            codec: None,
+            rate: None,
+            channels: None,
+            big_endian: false,
+        })
+    }
+
+    /// Sets one key: `codec`, `rate`, `channels` or `format`. The error
+    /// says what the key allows (or which keys there are).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "codec" => {
+                let (_, codec) = CODECS
+                    .iter()
+                    .find(|(n, _)| *n == value)
+                    .ok_or("l16, pcmu or pcma")?;
+                self.codec = Some(*codec);
+            }
+            "rate" => self.rate = Some(in_range(value, 1000..=192_000)?),
+            "channels" => self.channels = Some(in_range(value, 1..=8)?),
+            "format" => {
+                self.big_endian = match value {
+                    "s16le" => false,
+                    "s16be" => true,
+                    _ => return Err("s16le or s16be".into()),
+                }
+            }
+            _ => return Err("one of codec, rate, channels, format".into()),
+        }
+        Ok(())
+    }
+
+    /// The checks across keys: a raw source declares its format, and a
+    /// `publish` channel declares both rate and channels or neither.
+    pub fn check(&self) -> Result<(), SpecError> {
+        let raw = matches!(self.source, Source::Pipe(_) | Source::Stdin);
+        if raw && (self.rate.is_none() || self.channels.is_none()) {
+            return Err(SpecError::Key {
+                name: self.name.clone(),
+                kv: "a pipe or stdin source needs rate= and channels=".into(),
+            });
+        }
+        if self.source == Source::Publish && self.rate.is_some() != self.channels.is_some() {
+            return Err(SpecError::Key {
+                name: self.name.clone(),
+                kv: "a publish channel declares both rate= and channels=, or neither".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The name `codec=` gives the codec listeners get, if one is set.
+    pub fn codec_name(&self) -> Option<&'static str> {
+        let codec = self.codec?;
+        CODECS.iter().find(|(_, c)| *c == codec).map(|(n, _)| *n)
+    }
+}
+
+/// `value` as a number in `range`; the error says what is allowed.
+fn in_range<T>(value: &str, range: std::ops::RangeInclusive<T>) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    value
+        .parse()
+        .ok()
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| format!("an integer from {} to {}", range.start(), range.end()))
+}
+
+impl std::fmt::Display for Source {
+    /// As `--live` and `[[live]] source` take it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "file:{}", p.display()),
+            Self::Pipe(cmd) => write!(f, "pipe:{cmd}"),
+            Self::Stdin => f.write_str("stdin"),
+            Self::Publish => f.write_str("publish"),
+        }
+    }
+}
+
 impl std::str::FromStr for LiveSpec {
     type Err = SpecError;
 
@@ -85,82 +207,17 @@ impl std::str::FromStr for LiveSpec {
         let (name, rest) = s
             .split_once('=')
             .ok_or_else(|| SpecError::Syntax(s.into()))?;
-        if !valid_name(name) {
-            return Err(SpecError::Name(name.into()));
-        }
         let mut parts = rest.split(',');
-        let given = parts.next().unwrap_or("");
-        let unsupported = || SpecError::Source {
-            name: name.into(),
-            given: given.into(),
-        };
-        let source = if let Some(p) = given.strip_prefix("file:") {
-            Source::File(PathBuf::from(p))
-        } else if let Some(cmd) = given.strip_prefix("pipe:") {
-            if cmd.trim().is_empty() {
-                return Err(unsupported());
-            }
-            Source::Pipe(cmd.to_owned())
-        } else if given == "stdin" {
-            Source::Stdin
-        } else if given == "publish" {
-            Source::Publish
-        } else if given.contains(':') || given.is_empty() {
-            return Err(unsupported());
-        } else {
-            Source::File(PathBuf::from(given))
-        };
-        let mut spec = Self {
-            name: name.into(),
-            source,
-            codec: None,
-            rate: None,
-            channels: None,
-            big_endian: false,
-        };
+        let mut spec = Self::new(name, parts.next().unwrap_or(""))?;
         for kv in parts {
             let bad = || SpecError::Key {
                 name: name.into(),
                 kv: kv.into(),
             };
-            match kv.split_once('=').ok_or_else(bad)? {
-                ("codec", "l16") => spec.codec = Some(Codec::L16),
-                ("codec", "pcmu") => spec.codec = Some(Codec::Pcmu),
-                ("codec", "pcma") => spec.codec = Some(Codec::Pcma),
-                ("rate", v) => {
-                    spec.rate = Some(
-                        v.parse()
-                            .ok()
-                            .filter(|r| (1000..=192_000).contains(r))
-                            .ok_or_else(bad)?,
-                    )
-                }
-                ("channels", v) => {
-                    spec.channels = Some(
-                        v.parse()
-                            .ok()
-                            .filter(|c| (1..=8).contains(c))
-                            .ok_or_else(bad)?,
-                    )
-                }
-                ("format", "s16le") => spec.big_endian = false,
-                ("format", "s16be") => spec.big_endian = true,
-                _ => return Err(bad()),
-            }
+            let (key, value) = kv.split_once('=').ok_or_else(bad)?;
+            spec.set(key, value).map_err(|_| bad())?;
         }
-        let raw = matches!(spec.source, Source::Pipe(_) | Source::Stdin);
-        if raw && (spec.rate.is_none() || spec.channels.is_none()) {
-            return Err(SpecError::Key {
-                name: name.into(),
-                kv: "a pipe or stdin source needs rate= and channels=".into(),
-            });
-        }
-        if spec.source == Source::Publish && spec.rate.is_some() != spec.channels.is_some() {
-            return Err(SpecError::Key {
-                name: name.into(),
-                kv: "a publish channel declares both rate= and channels=, or neither".into(),
-            });
-        }
+        spec.check()?;
         Ok(spec)
     }
 }

@@ -18,7 +18,8 @@ use std::str::FromStr;
 use tracing::{info, warn};
 
 /// How the pacing thread asks the scheduler for precedence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PacerPriority {
     /// Real-time if permitted, else nice −10, else the default.
     #[default]
@@ -42,6 +43,18 @@ impl FromStr for PacerPriority {
             "normal" => Ok(Self::Normal),
             _ => Err(format!("{s:?}: expected auto, realtime, nice or normal")),
         }
+    }
+}
+
+impl std::fmt::Display for PacerPriority {
+    /// As `--pacer-priority` takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Realtime => "realtime",
+            Self::Nice => "nice",
+            Self::Normal => "normal",
+        })
     }
 }
 

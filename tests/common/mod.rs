@@ -71,18 +71,33 @@ impl Server {
     }
 
     fn start_in(media: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
+        let mut args: Vec<std::ffi::OsString> = [
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--rtp-port",
+            "0",
+            "--media",
+        ]
+        .map(Into::into)
+        .into();
+        args.push(media.clone().into());
+        args.extend(extra.iter().map(Into::into));
+        Self::spawn(&args, media, dir)
+    }
+
+    /// Runs `rtspd ARGS` as given, with no flags of ours: for a server
+    /// whose address and media come from a config file. It must listen on
+    /// 127.0.0.1.
+    pub fn start_args(args: &[&str], media: &Path) -> Self {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        Self::spawn(&args, media.to_path_buf(), None)
+    }
+
+    fn spawn(args: &[std::ffi::OsString], media: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rtspd"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--rtp-port",
-                "0",
-                "--media",
-            ])
-            .arg(&media)
-            .args(extra)
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -1,0 +1,355 @@
+//! The config file (`rtspd --config rtspd.toml`) and how the command line
+//! overlays it.
+//!
+//! Every `serve` option has a key, in one of the sections `[server]`,
+//! `[limits]`, `[http]` and `[log]`, and live channels are `[[live]]`
+//! tables. A value comes from the command line if a flag gave it, else
+//! from the file, else from the built-in default ([`Settings::default`]).
+//! A `--live` flag adds a channel, or replaces the file's channel of the
+//! same name.
+//!
+//! - [`file`] reads TOML: an unknown key is an error with its line and the
+//!   nearest valid key, a wrong value names the key and what it allows.
+//! - [`cli`] holds the `serve` flags, as [`CliOverrides`].
+//! - [`value`] has the key types that carry their allowed range.
+//!
+//! [`load`] is the one entry point: the binary calls it at start, and a
+//! reload (SIGHUP) calls it again with the same [`CliOverrides`]; it
+//! touches nothing but the file, so a bad file changes nothing.
+//!
+//! Another section (such as `[[users]]` or `[[paths]]`) is a field of
+//! [`Settings`] and an arm of [`file::section`]; nothing else changes.
+
+pub mod cli;
+pub mod file;
+pub mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::media::ClipOptions;
+use crate::proto::rtsp::Limits;
+use crate::server::live::LiveSpec;
+use crate::server::placement::PacerPriority;
+use crate::server::sessions::SessionLimits;
+use crate::server::Config;
+pub use cli::CliOverrides;
+pub use file::FileError;
+use value::{as_str, Int, ANY};
+pub use value::{HttpListen, LogFormat, LogLevel, PacerCpu, Port};
+
+/// Every key, as the file spells it: the file's contents over the
+/// built-in defaults, then the command line over both.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub limits: LimitSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<LiveTable>,
+}
+
+/// `[server]`: what is served, where, and how it is paced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub media: PathBuf,
+    pub bind: IpAddr,
+    pub port: Port,
+    pub rtp_port: Int<0, 65535>,
+    /// Seconds (0 counts as 1).
+    pub session_timeout: Int<0, ANY>,
+    pub ptime: Int<1, 1000>,
+    pub mtu: Int<64, 65000>,
+    pub fps: Int<1, 300>,
+    pub send_ahead_us: Int<0, 10_000>,
+    pub send_batch: Int<1, 1024>,
+    pub max_clip_mib: Int<0, ANY>,
+    pub pacer_priority: PacerPriority,
+    pub pacer_cpu: PacerCpu,
+    pub allow_publish: bool,
+    pub live_prebuffer_ms: Int<0, 1000>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            media: PathBuf::from("media"),
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: Port::Auto,
+            rtp_port: Int::of(6970),
+            session_timeout: Int::of(60),
+            ptime: Int::of(20),
+            mtu: Int::of(1400),
+            fps: Int::of(25),
+            send_ahead_us: Int::of(500),
+            send_batch: Int::of(64),
+            max_clip_mib: Int::of(512),
+            pacer_priority: PacerPriority::Auto,
+            pacer_cpu: PacerCpu::None,
+            allow_publish: false,
+            live_prebuffer_ms: Int::of(200),
+        }
+    }
+}
+
+/// `[limits]`: what one client, or all of them, may take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_connections: Int<0, ANY>,
+    pub max_connections_per_ip: Int<0, ANY>,
+    pub max_sessions: Int<0, ANY>,
+    pub max_sessions_per_ip: Int<0, ANY>,
+    pub max_head_bytes: Int<0, ANY>,
+    pub max_headers: Int<0, ANY>,
+    pub max_body_bytes: Int<0, ANY>,
+    /// Seconds (0 counts as 1), like the other two timeouts.
+    pub read_timeout: Int<0, ANY>,
+    pub write_timeout: Int<0, ANY>,
+    pub idle_timeout: Int<0, ANY>,
+    /// Frames (0 counts as 1).
+    pub max_client_queue: Int<0, ANY>,
+    /// Frames per second (0 counts as 1).
+    pub max_client_frames_per_sec: Int<0, { u32::MAX as u64 }>,
+    pub max_published_channels: Int<0, ANY>,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: Int::of(10_000),
+            max_connections_per_ip: Int::of(256),
+            max_sessions: Int::of(10_000),
+            max_sessions_per_ip: Int::of(256),
+            max_head_bytes: Int::of(16 * 1024),
+            max_headers: Int::of(256),
+            max_body_bytes: Int::of(64 * 1024),
+            read_timeout: Int::of(10),
+            write_timeout: Int::of(10),
+            idle_timeout: Int::of(60),
+            max_client_queue: Int::of(512),
+            max_client_frames_per_sec: Int::of(1000),
+            max_published_channels: Int::of(64),
+        }
+    }
+}
+
+/// `[http]`: the HTTP side (metrics, API, status page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    #[serde(with = "as_str")]
+    pub listen: HttpListen,
+}
+
+/// `[log]`: the level (`RUST_LOG` overrides it) and the line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+/// One `[[live]]` table: the keys of one `--live NAME=SOURCE,key=value`.
+/// [`file`] turns it into a [`LiveSpec`] through the same checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveTable {
+    pub name: String,
+    /// `file:PATH`, `pipe:COMMAND`, `stdin` or `publish`.
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Int<0, ANY>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Int<0, ANY>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+impl From<&LiveSpec> for LiveTable {
+    fn from(spec: &LiveSpec) -> Self {
+        use crate::server::live::Source;
+        let raw = matches!(spec.source, Source::Pipe(_) | Source::Stdin);
+        Self {
+            name: spec.name.clone(),
+            source: spec.source.to_string(),
+            codec: spec.codec_name().map(Into::into),
+            rate: spec.rate.map(|r| Int::of(r.into())),
+            channels: spec.channels.map(|c| Int::of(c.into())),
+            format: (raw || spec.big_endian)
+                .then(|| if spec.big_endian { "s16be" } else { "s16le" }.into()),
+        }
+    }
+}
+
+/// The configuration in force: what the server, the HTTP side and the
+/// logger are built from, and the keys it came from.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub server: Config,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    /// Every key with its value (what `rtspd check-config` prints).
+    pub settings: Settings,
+}
+
+impl Effective {
+    /// Every key as TOML.
+    pub fn to_toml(&self) -> String {
+        // Every key type serializes to a TOML value; a failure would be a
+        // bug, and shows as a comment rather than a crash.
+        toml::to_string(&self.settings)
+            .unwrap_or_else(|e| format!("# cannot write the settings: {e}\n"))
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {error}", path.display())]
+    File { path: PathBuf, error: FileError },
+    /// A command-line value that does not fit its key.
+    #[error("{flag}: {message}")]
+    Flag { flag: String, message: String },
+}
+
+/// Reads the file at `path`, applies `cli` over it and returns the merged
+/// configuration. Nothing is started or bound: a caller (start, or a
+/// reload) applies the result only if this succeeds.
+pub fn load(path: &Path, cli: &CliOverrides) -> Result<Effective, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let parsed = file::parse(&text).map_err(|error| ConfigError::File {
+        path: path.to_owned(),
+        error,
+    })?;
+    merge(parsed, cli)
+}
+
+/// The configuration without a file: the built-in defaults under `cli`.
+pub fn from_cli(cli: &CliOverrides) -> Result<Effective, ConfigError> {
+    merge(file::Parsed::default(), cli)
+}
+
+/// `cli` over what a file gave.
+fn merge(parsed: file::Parsed, cli: &CliOverrides) -> Result<Effective, ConfigError> {
+    let mut settings = parsed.settings;
+    settings.server = overlay(&settings.server, &cli.server)?;
+    if let Some(media) = &cli.server.media {
+        settings.server.media.clone_from(media);
+    }
+    settings.limits = overlay(&settings.limits, &cli.limits)?;
+    if let Some(listen) = cli.http {
+        settings.http.listen = listen;
+    }
+    if let Some(level) = LogLevel::from_verbosity(cli.verbose) {
+        settings.log.level = level;
+    }
+    if let Some(format) = cli.log_format {
+        settings.log.format = format;
+    }
+    // A flag's channel replaces the file's of that name; two flags naming
+    // one channel stay an error (reported when the channels start).
+    let mut live = parsed.live;
+    live.retain(|f| !cli.live.iter().any(|c| c.name == f.name));
+    live.extend(cli.live.iter().cloned());
+    settings.live = live.iter().map(LiveTable::from).collect();
+    Ok(Effective {
+        server: settings.server_config(live),
+        http: settings.http,
+        log: settings.log,
+        settings,
+    })
+}
+
+/// `base` with every key `top` sets replaced. `top` serializes only the
+/// keys its flags gave (`None` is left out), under the same names.
+fn overlay<T: Serialize + DeserializeOwned>(
+    base: &T,
+    top: &impl Serialize,
+) -> Result<T, ConfigError> {
+    let flag_error = |message: String| ConfigError::Flag {
+        flag: "command line".into(),
+        message,
+    };
+    let mut table = toml::Table::try_from(base).map_err(|e| flag_error(e.to_string()))?;
+    let given = toml::Table::try_from(top).map_err(|e| flag_error(e.to_string()))?;
+    let flags: Vec<String> = given
+        .keys()
+        .map(|k| format!("--{}", k.replace('_', "-")))
+        .collect();
+    table.extend(given);
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Flag {
+            flag: flags.join(", "),
+            message: e.message().to_owned(),
+        })
+}
+
+impl Settings {
+    /// The server's configuration from these keys, with `live` channels.
+    pub fn server_config(&self, live: Vec<LiveSpec>) -> Config {
+        let (s, l) = (&self.server, &self.limits);
+        let secs = |v: Int<0, ANY>| Duration::from_secs(v.get().max(1));
+        Config {
+            media: s.media.clone(),
+            bind: s.bind,
+            port: s.port.get(),
+            rtp_port: s.rtp_port.get() as u16,
+            session_timeout: secs(s.session_timeout),
+            clip: ClipOptions {
+                ptime: Duration::from_millis(s.ptime.get()),
+                max_payload: s.mtu.usize(),
+                max_clip_bytes: s.max_clip_mib.get() << 20,
+                fps: s.fps.get() as u32,
+                ..ClipOptions::default()
+            },
+            limits: Limits {
+                max_head: l.max_head_bytes.usize(),
+                max_headers: l.max_headers.usize(),
+                max_body: l.max_body_bytes.usize(),
+                ..Limits::default()
+            },
+            max_connections: l.max_connections.usize(),
+            max_connections_per_ip: l.max_connections_per_ip.usize(),
+            sessions: SessionLimits {
+                max_sessions: l.max_sessions.usize(),
+                max_sessions_per_ip: l.max_sessions_per_ip.usize(),
+            },
+            read_timeout: secs(l.read_timeout),
+            write_timeout: secs(l.write_timeout),
+            idle_timeout: secs(l.idle_timeout),
+            client_queue: l.max_client_queue.usize().max(1),
+            max_client_frames_per_sec: (l.max_client_frames_per_sec.get() as u32).max(1),
+            send_ahead: Duration::from_micros(s.send_ahead_us.get()),
+            send_batch: s.send_batch.usize(),
+            pacer_priority: s.pacer_priority,
+            pacer_cpu: s.pacer_cpu.get(),
+            live,
+            allow_publish: s.allow_publish,
+            max_published_channels: l.max_published_channels.usize(),
+            live_prebuffer: Duration::from_millis(s.live_prebuffer_ms.get()),
+            ..Config::default()
+        }
+    }
+}
