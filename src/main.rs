@@ -2,10 +2,12 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rtspd::config::reload::{ConfigReload, SetLogLevel};
 use rtspd::config::{self, CliOverrides, ConfigError, Effective, LogFormat, LogLevel, LogSettings};
 use rtspd::server::live::Source;
 use rtspd::server::placement;
@@ -155,16 +157,61 @@ fn check_config(args: &CheckArgs) {
     }
 }
 
-fn init_logging(log: LogSettings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log.level.as_str()));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => fmt.json().with_ansi(false).init(),
-    }
+/// Starts the log. Returns what changes its level later (a reload), unless
+/// `RUST_LOG` decides the level.
+fn init_logging(log: LogSettings) -> Option<SetLogLevel> {
+    use tracing_subscriber::EnvFilter;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(log.level.as_str()));
+    let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    let set: SetLogLevel = match log.format {
+        LogFormat::Text => {
+            let fmt = fmt
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = fmt.reload_handle();
+            fmt.init();
+            Box::new(move |level: LogLevel| {
+                handle
+                    .reload(EnvFilter::new(level.as_str()))
+                    .map_err(|e| e.to_string())
+            })
+        }
+        LogFormat::Json => {
+            let fmt = fmt
+                .json()
+                .with_ansi(false)
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = fmt.reload_handle();
+            fmt.init();
+            Box::new(move |level: LogLevel| {
+                handle
+                    .reload(EnvFilter::new(level.as_str()))
+                    .map_err(|e| e.to_string())
+            })
+        }
+    };
+    (!fixed).then_some(set)
+}
+
+/// Re-reads the config file at every SIGHUP until shutdown. The handler is
+/// in place when this returns (before the server says it listens), so an
+/// early SIGHUP reloads rather than ends the process.
+fn reload_on_hangup(reload: Arc<ConfigReload>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload only through the API");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            // The outcome is logged by `reload` itself.
+            let _ = reload.reload().await;
+        }
+    });
 }
 
 /// Percent-encodes what may not stand in a URL path segment.
@@ -204,7 +251,7 @@ async fn shutdown_signal() {
 }
 
 fn load(args: &LoadArgs) -> anyhow::Result<()> {
-    init_logging(LogSettings {
+    let _ = init_logging(LogSettings {
         level: LogLevel::from_verbosity(args.verbose).unwrap_or_default(),
         format: LogFormat::Text,
     });
@@ -272,11 +319,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?
-        .block_on(serve(effective))
+        .block_on(serve(effective, args))
 }
 
-async fn serve(effective: Effective) -> anyhow::Result<()> {
-    init_logging(effective.log);
+async fn serve(effective: Effective, args: &ServeArgs) -> anyhow::Result<()> {
+    let set_log_level = init_logging(effective.log);
+    let (log, http) = (effective.log, effective.http);
+    let (path, overrides) = (args.config.clone(), args.overrides.clone());
     let config = effective.server;
     let listeners = Listeners::bind(&config)
         .await
@@ -305,7 +354,16 @@ async fn serve(effective: Effective) -> anyhow::Result<()> {
     drop(catalog);
     // Printed once everything runs (live sources are open), so a script
     // that waits for the first line can use the server at once.
-    let started = move |_: &server::Running| {
+    let started = move |running: &server::Running| {
+        let reload = Arc::new(ConfigReload::new(
+            path,
+            overrides,
+            running.reloader.clone(),
+            log,
+            http,
+            set_log_level,
+        ));
+        reload_on_hangup(reload);
         println!(
             "rtspd listening on rtsp://{host}:{}/ (RTP/RTCP on UDP {rtp_port}-{})",
             addr.port(),

@@ -22,6 +22,7 @@
 
 pub mod cli;
 pub mod file;
+pub mod reload;
 pub mod value;
 
 #[cfg(test)]

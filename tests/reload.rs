@@ -1,0 +1,175 @@
+//! Live reload (issue 11): `SIGHUP` re-reads `--config` and applies the
+//! difference while listeners play.
+
+mod common;
+
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::interleaved::{gaps, read_frames, tcp_listener};
+use common::udp::bye_within;
+use common::{int_spec, rtp_seq, rtp_ssrc, setup_udp, write_wav, Rtsp, Server, UdpPair};
+
+/// A config file with `[limits] max_sessions_per_ip` and one `file:`
+/// channel per name, all looping `wav`.
+fn config(max_per_ip: u32, channels: &[&str], wav: &Path) -> String {
+    let mut s =
+        format!("[http]\nlisten = \"off\"\n\n[limits]\nmax_sessions_per_ip = {max_per_ip}\n");
+    for name in channels {
+        s += &format!(
+            "\n[[live]]\nname = \"{name}\"\nsource = \"file:{}\"\ncodec = \"pcmu\"\n",
+            wav.display()
+        );
+    }
+    s
+}
+
+/// Polls DESCRIBE of `url` until it answers `status` (bounded).
+fn wait_for_status(server: &Server, url: &str, status: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let r = Rtsp::connect(server.addr()).request("DESCRIBE", url, &[]);
+        if r.status == status {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A UDP reader and a TCP reader play channel `keep`, a UDP reader plays
+/// `gone`. The file is rewritten to drop `gone`, add `fresh` and lower the
+/// per-IP session cap, and the server gets SIGHUP: `fresh` becomes
+/// playable, `gone`'s reader hears BYE and its session is gone (454), the
+/// new cap refuses the next session, and `keep`'s readers lose nothing,
+/// with continuous sequence numbers and one SSRC. A broken file at the next
+/// SIGHUP changes nothing.
+#[test]
+fn reload_while_streaming() {
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let wav = cfg_dir.path().join("tone.wav");
+    let samples: Vec<i16> = (0..8000)
+        .map(|i| ((i as f64 * 0.05).sin() * 8000.0) as i16)
+        .collect();
+    write_wav(&wav, int_spec(8000, 1, 16), samples);
+    let cfg = cfg_dir.path().join("rtspd.toml");
+    std::fs::write(&cfg, config(10, &["keep", "gone"], &wav)).expect("write config");
+    let cfg_arg = cfg.display().to_string();
+    let server = Server::start_with(|_| {}, &["--config", &cfg_arg]);
+    let (keep, gone, fresh) = (
+        server.url("live/keep"),
+        server.url("live/gone"),
+        server.url("live/fresh"),
+    );
+    assert!(
+        wait_for_status(&server, &fresh, 404),
+        "fresh exists before the reload"
+    );
+
+    // Readers of `keep` (UDP and TCP) and of `gone` (UDP).
+    let mut c_keep = Rtsp::connect(server.addr());
+    let keep_pair = UdpPair::bind();
+    let keep_id = setup_udp(&mut c_keep, &keep, &keep_pair);
+    let r = c_keep.request("PLAY", &keep, &[&format!("Session: {keep_id}")]);
+    assert_eq!(r.status, 200, "{r}");
+    let (tcp, pending) = tcp_listener(&server, &keep, None);
+    let mut c_gone = Rtsp::connect(server.addr());
+    let gone_pair = UdpPair::bind();
+    let gone_id = setup_udp(&mut c_gone, &gone, &gone_pair);
+    let r = c_gone.request("PLAY", &gone, &[&format!("Session: {gone_id}")]);
+    assert_eq!(r.status, 200, "{r}");
+
+    let listen = Duration::from_secs(4);
+    let tcp_reader = thread::spawn(move || read_frames(tcp, pending, listen));
+    let udp_reader = thread::spawn(move || {
+        let pkts = keep_pair.collect(listen);
+        let seqs: Vec<u16> = pkts.iter().map(|(p, _)| rtp_seq(p)).collect();
+        let ssrcs: Vec<u32> = pkts.iter().map(|(p, _)| rtp_ssrc(p)).collect();
+        (seqs, ssrcs)
+    });
+    thread::sleep(Duration::from_secs(1));
+
+    // The reload: `gone` out, `fresh` in, at most 3 sessions per IP.
+    std::fs::write(&cfg, config(3, &["keep", "fresh"], &wav)).expect("write config");
+    server.signal("HUP");
+    assert!(
+        wait_for_status(&server, &fresh, 200),
+        "fresh never became playable"
+    );
+    assert!(
+        bye_within(&gone_pair.rtcp, Duration::from_secs(3)),
+        "the removed channel's reader heard no BYE"
+    );
+    assert!(
+        wait_for_status(&server, &gone, 404),
+        "gone is still described"
+    );
+    let r = c_gone.request("PLAY", &gone, &[&format!("Session: {gone_id}")]);
+    assert_eq!(r.status, 454, "a removed channel's session: {r}");
+
+    // `fresh` plays; it is the 3rd session from 127.0.0.1, the 4th is refused.
+    let mut c_fresh = Rtsp::connect(server.addr());
+    let fresh_pair = UdpPair::bind();
+    let fresh_id = setup_udp(&mut c_fresh, &fresh, &fresh_pair);
+    let r = c_fresh.request("PLAY", &fresh, &[&format!("Session: {fresh_id}")]);
+    assert_eq!(r.status, 200, "{r}");
+    assert!(
+        fresh_pair.collect(Duration::from_millis(500)).len() >= 10,
+        "the added channel sent nothing"
+    );
+    let extra = UdpPair::bind();
+    let r = Rtsp::connect(server.addr()).request(
+        "SETUP",
+        &format!("{keep}/trackID=0"),
+        &[&extra.transport()],
+    );
+    assert_eq!(
+        r.status, 503,
+        "a 4th session under the reloaded cap of 3: {r}"
+    );
+
+    // The untouched readers lost nothing.
+    let tcp_seqs = tcp_reader.join().expect("tcp reader");
+    let (udp_seqs, ssrcs) = udp_reader.join().expect("udp reader");
+    for (name, seqs) in [("UDP", &udp_seqs), ("TCP", &tcp_seqs)] {
+        assert!(
+            seqs.len() >= 150,
+            "{name} reader got {} packets in 4 s",
+            seqs.len()
+        );
+        assert_eq!(
+            gaps(seqs),
+            0,
+            "{name} reader: sequence gaps across the reload"
+        );
+    }
+    assert!(
+        ssrcs.windows(2).all(|w| w[0] == w[1]),
+        "the SSRC changed across the reload"
+    );
+
+    // A broken file is refused whole: `fresh` stays, `keep` plays on.
+    std::fs::write(&cfg, "[limits]\nmax_sessions_per_ip = \"many\"\n").expect("write config");
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let log = server.log_lines();
+        if let Some(line) = log.iter().find(|l| l.contains("reload refused")) {
+            break line.clone();
+        }
+        assert!(Instant::now() < deadline, "no refusal logged: {log:?}");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        refused.contains("max_sessions_per_ip"),
+        "the refusal names the key: {refused}"
+    );
+    assert!(
+        wait_for_status(&server, &fresh, 200),
+        "a broken file removed fresh"
+    );
+    let r = c_keep.request("GET_PARAMETER", &keep, &[&format!("Session: {keep_id}")]);
+    assert_eq!(r.status, 200, "keep's session after a broken reload: {r}");
+    assert!(server.panics().is_empty(), "{:?}", server.panics());
+}
