@@ -173,3 +173,75 @@ fn reload_while_streaming() {
     assert_eq!(r.status, 200, "keep's session after a broken reload: {r}");
     assert!(server.panics().is_empty(), "{:?}", server.panics());
 }
+
+/// The log level follows the file at a reload (when `RUST_LOG` does not
+/// fix it): a DEBUG line appears only after the file says `debug`; a
+/// setting that needs a restart is reported as such and keeps its value.
+#[test]
+fn reload_changes_the_log_level_and_reports_restart_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("rtspd.toml");
+    let file = |level: &str, rtp_port: u16| {
+        format!(
+            "[server]\nmedia = \"{}\"\nbind = \"127.0.0.1\"\nport = 0\nrtp_port = {rtp_port}\n\n\
+             [http]\nlisten = \"off\"\n\n[log]\nlevel = \"{level}\"\n",
+            dir.path().display()
+        )
+    };
+    std::fs::write(&cfg, file("warn", 0)).expect("write config");
+    let cfg_arg = cfg.display().to_string();
+    let server = Server::start_args_leveled_by_config(&["--config", &cfg_arg], dir.path());
+    // A garbage request is logged at DEBUG ("unparseable request").
+    let garbage = |server: &Server| {
+        let mut c = Rtsp::connect(server.addr());
+        let _ = c.write(b"\x01\x02 nonsense\r\n\r\n");
+        let _ = c.read_response(Duration::from_secs(2));
+    };
+    let debug_lines = |server: &Server| {
+        server
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("DEBUG") && l.contains("unparseable request"))
+            .count()
+    };
+    garbage(&server);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(debug_lines(&server), 0, "DEBUG logged at level warn");
+
+    std::fs::write(&cfg, file("debug", 40000)).expect("write config");
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("needs a restart"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no restart warning: {:?}",
+            server.log_lines()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log_lines();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("needs a restart") && l.contains("rtp_port: 40000")),
+        "{log:?}"
+    );
+    garbage(&server);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while debug_lines(&server) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no DEBUG line after the reload: {:?}",
+            server.log_lines()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The RTP pair is the one bound at start.
+    let mut c = Rtsp::connect(server.addr());
+    let r = c.request("OPTIONS", "*", &[]);
+    assert_eq!(r.status, 200);
+    assert_ne!(server.rtp_port, 40000);
+}

@@ -84,7 +84,7 @@ impl Server {
         .into();
         args.push(media.clone().into());
         args.extend(extra.iter().map(Into::into));
-        Self::spawn(&args, media, dir)
+        Self::spawn(&args, media, dir, true)
     }
 
     /// Runs `rtspd ARGS` as given, with no flags of ours: for a server
@@ -92,16 +92,31 @@ impl Server {
     /// 127.0.0.1.
     pub fn start_args(args: &[&str], media: &Path) -> Self {
         let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-        Self::spawn(&args, media.to_path_buf(), None)
+        Self::spawn(&args, media.to_path_buf(), None, true)
     }
 
-    fn spawn(args: &[std::ffi::OsString], media: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rtspd"))
-            .args(args)
-            .env(
+    /// [`Server::start_args`] without `RUST_LOG`, so that the log level is
+    /// the config file's (and a reload may change it).
+    pub fn start_args_leveled_by_config(args: &[&str], media: &Path) -> Self {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        Self::spawn(&args, media.to_path_buf(), None, false)
+    }
+
+    fn spawn(
+        args: &[std::ffi::OsString],
+        media: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        rust_log: bool,
+    ) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rtspd"));
+        command.args(args).env_remove("RUST_LOG");
+        if rust_log {
+            command.env(
                 "RUST_LOG",
                 std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            );
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
