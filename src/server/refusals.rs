@@ -85,9 +85,10 @@ impl Refusals {
             value = %value,
             refused = n,
             total = self.total(limit),
-            "refused {n} at limit {}={value} since the last report; raise it with {}",
+            "refused {n} at limit {}={value} since the last report; raise it with {} or the config key [limits] {}",
             limit.name(),
             limit.flag(),
+            limit.name(),
         );
     }
 }
