@@ -122,6 +122,17 @@ fn check_config_rejects_a_bad_file_with_exit_2() {
             "names the file: {err}"
         );
     }
+    // Not a config file at all: a device that never ends, a huge file.
+    for path in ["/dev/zero".to_string(), {
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "# padding\n".repeat(200_000)).expect("write");
+        big.display().to_string()
+    }] {
+        let out = run_to_end(rtspd(&["check-config", &path]), Duration::from_secs(20));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{path}: {err}");
+        assert!(err.contains("larger than 1048576 bytes"), "{path}: {err}");
+    }
     let missing = dir.path().join("none.toml");
     let out = run_to_end(
         rtspd(&["check-config", &missing.to_string_lossy()]),

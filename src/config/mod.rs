@@ -235,7 +235,7 @@ pub enum ConfigError {
 /// configuration. Nothing is started or bound: a caller (start, or a
 /// reload) applies the result only if this succeeds.
 pub fn load(path: &Path, cli: &CliOverrides) -> Result<Effective, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = read_capped(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
@@ -244,6 +244,26 @@ pub fn load(path: &Path, cli: &CliOverrides) -> Result<Effective, ConfigError> {
         error,
     })?;
     merge(parsed, cli)
+}
+
+/// Largest config file read. Real ones are a few KiB; the cap keeps a
+/// wrong path (a device, a FIFO, a huge log) from filling memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The file's text, refused past [`MAX_FILE_BYTES`].
+fn read_capped(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_FILE_BYTES} bytes; is this the config file?"),
+        ));
+    }
+    Ok(text)
 }
 
 /// The configuration without a file: the built-in defaults under `cli`.
