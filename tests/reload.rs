@@ -245,3 +245,49 @@ fn reload_changes_the_log_level_and_reports_restart_settings() {
     assert_eq!(r.status, 200);
     assert_ne!(server.rtp_port, 40000);
 }
+
+/// A burst of SIGHUPs while the file flips a channel in and out: reloads
+/// run one at a time, the untouched reader loses nothing, and the last
+/// file wins.
+#[test]
+fn a_burst_of_reloads_loses_nothing_and_the_last_file_wins() {
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let wav = cfg_dir.path().join("tone.wav");
+    let samples: Vec<i16> = (0..8000).map(|i| (i % 200) as i16 * 40).collect();
+    write_wav(&wav, int_spec(8000, 1, 16), samples);
+    let cfg = cfg_dir.path().join("rtspd.toml");
+    std::fs::write(&cfg, config(10, &["keep"], &wav)).expect("write config");
+    let cfg_arg = cfg.display().to_string();
+    let server = Server::start_with(|_| {}, &["--config", &cfg_arg]);
+    let keep = server.url("live/keep");
+    let mut c = Rtsp::connect(server.addr());
+    let pair = UdpPair::bind();
+    let id = setup_udp(&mut c, &keep, &pair);
+    let r = c.request("PLAY", &keep, &[&format!("Session: {id}")]);
+    assert_eq!(r.status, 200, "{r}");
+    let reader = thread::spawn(move || pair.collect(Duration::from_secs(3)));
+    for i in 0..30 {
+        let channels: &[&str] = if i % 2 == 0 {
+            &["keep", "flap"]
+        } else {
+            &["keep"]
+        };
+        std::fs::write(&cfg, config(10, channels, &wav)).expect("write config");
+        server.signal("HUP");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The last write has `flap` out; put it in once more and wait for it.
+    std::fs::write(&cfg, config(10, &["keep", "flap"], &wav)).expect("write config");
+    server.signal("HUP");
+    assert!(
+        wait_for_status(&server, &server.url("live/flap"), 200),
+        "the last file's channel is missing"
+    );
+    let pkts = reader.join().expect("reader");
+    let seqs: Vec<u16> = pkts.iter().map(|(p, _)| rtp_seq(p)).collect();
+    assert!(seqs.len() >= 100, "{} packets in 3 s", seqs.len());
+    assert_eq!(gaps(&seqs), 0, "the untouched reader lost packets");
+    let r = c.request("GET_PARAMETER", &keep, &[&format!("Session: {id}")]);
+    assert_eq!(r.status, 200, "{r}");
+    assert!(server.panics().is_empty(), "{:?}", server.panics());
+}
