@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rtspd::http::{HttpConfig, HttpListen};
 use rtspd::media::ClipOptions;
 use rtspd::proto::rtsp::Limits;
 use rtspd::server::live::{LiveSpec, Source};
@@ -206,6 +207,30 @@ struct ServeArgs {
     /// the server on the remaining ones (machines with more than one core).
     #[arg(long, value_name = "N")]
     pacer_cpu: Option<usize>,
+    /// Where the HTTP side (status page, Prometheus /metrics, JSON API, SDP
+    /// over HTTP) listens: ADDR:PORT, or off. Without it, 127.0.0.1:8080,
+    /// skipped with a warning when that port is taken.
+    #[arg(long, value_name = "ADDR:PORT|off")]
+    http: Option<HttpListen>,
+    /// Most concurrent HTTP connections; more are closed at once.
+    #[arg(long, default_value_t = 64)]
+    http_max_connections: usize,
+    /// Largest HTTP request head, in bytes (at least 8192); more gets 431.
+    #[arg(long, default_value_t = 16 * 1024)]
+    http_max_head_bytes: usize,
+    /// Most header lines in an HTTP request; more gets 431.
+    #[arg(long, default_value_t = 64)]
+    http_max_headers: usize,
+    /// Largest HTTP request body, in bytes; more gets 413.
+    #[arg(long, default_value_t = 64 * 1024)]
+    http_max_body_bytes: usize,
+    /// Seconds an HTTP client has to send a request head once it started,
+    /// and before an idle HTTP connection is closed.
+    #[arg(long, default_value_t = 10)]
+    http_read_timeout: u64,
+    /// Seconds an HTTP response may wait for the client to read it.
+    #[arg(long, default_value_t = 10)]
+    http_write_timeout: u64,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -252,6 +277,18 @@ impl ServeArgs {
             allow_publish: self.allow_publish,
             max_published_channels: self.max_published_channels,
             live_prebuffer: Duration::from_millis(self.live_prebuffer_ms),
+            http: HttpConfig {
+                listen: self
+                    .http
+                    .unwrap_or(HttpListen::Default(rtspd::http::DEFAULT_LISTEN)),
+                max_connections: self.http_max_connections.max(1),
+                max_head_bytes: self.http_max_head_bytes,
+                max_headers: self.http_max_headers.max(1),
+                max_body_bytes: self.http_max_body_bytes,
+                read_timeout: Duration::from_secs(self.http_read_timeout.max(1)),
+                write_timeout: Duration::from_secs(self.http_write_timeout.max(1)),
+                reload: None,
+            },
             ..Config::default()
         }
     }
@@ -401,12 +438,15 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     drop(catalog);
     // Printed once everything runs (live sources are open), so a script
     // that waits for the first line can use the server at once.
-    let started = move |_: &server::Running| {
+    let started = move |running: &server::Running| {
         println!(
             "rtspd listening on rtsp://{host}:{}/ (RTP/RTCP on UDP {rtp_port}-{})",
             addr.port(),
             rtp_port + 1
         );
+        if let Some(http) = running.http_addr {
+            println!("http status page: http://{http}/");
+        }
         if clips.is_empty() {
             println!("no playable clips under {media}");
         }

@@ -10,7 +10,7 @@ pub mod conn;
 pub mod input;
 mod interleave;
 pub mod live;
-mod method;
+pub(crate) mod method;
 pub mod pacing;
 pub mod placement;
 pub mod refusals;
@@ -30,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::http::{self, HttpConfig};
 use crate::media::{Catalog, ClipOptions};
+use crate::metrics::Metrics;
 use crate::net::bind_pair;
 use crate::proto::clock::WallClock;
 use crate::proto::limit::Limit;
@@ -96,6 +98,8 @@ pub struct Config {
     /// Audio a pipe, stdin or published channel buffers before it sends, to
     /// ride out its source's jitter.
     pub live_prebuffer: Duration,
+    /// The HTTP side: where it listens and its limits.
+    pub http: HttpConfig,
 }
 
 impl Default for Config {
@@ -129,6 +133,7 @@ impl Default for Config {
             allow_publish: false,
             max_published_channels: 64,
             live_prebuffer: Duration::from_millis(200),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -138,6 +143,8 @@ pub struct Listeners {
     pub rtsp: TcpListener,
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
+    /// `None` when HTTP is off, or its default port was taken.
+    pub http: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -162,7 +169,13 @@ impl Listeners {
             }
             Err(e) => return Err(e),
         };
-        Ok(Self { rtsp, rtp, rtcp })
+        let http = http::bind(&config.http.listen).await?;
+        Ok(Self {
+            rtsp,
+            rtp,
+            rtcp,
+            http,
+        })
     }
 
     pub fn rtsp_addr(&self) -> io::Result<SocketAddr> {
@@ -186,6 +199,10 @@ pub(crate) struct Shared {
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
     pub(crate) refusals: Refusals,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) send_stats: Arc<SendStats>,
+    pub(crate) recv_stats: Arc<RecvStats>,
+    pub(crate) rtsp_addr: SocketAddr,
     conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
     conns: AtomicU64,
 }
@@ -214,6 +231,11 @@ impl Drop for ConnSlot {
 }
 
 impl Shared {
+    /// Open RTSP connections.
+    pub(crate) fn connections(&self) -> u64 {
+        self.conns.load(Ordering::Relaxed)
+    }
+
     /// A connection slot for a client at `ip`, or the limit that refuses
     /// it (counted and reported).
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
@@ -251,6 +273,8 @@ pub struct Running {
     pub sessions: Arc<SessionTable>,
     pub send_stats: Arc<SendStats>,
     pub recv_stats: Arc<RecvStats>,
+    /// Where the HTTP side listens, when it runs.
+    pub http_addr: Option<SocketAddr>,
 }
 
 /// Runs the server until `shutdown` completes, then drains: every session
@@ -268,6 +292,7 @@ pub async fn run(
     let sessions = Arc::new(SessionTable::new(config.sessions));
     let send_stats = Arc::new(SendStats::default());
     let recv_stats = Arc::new(RecvStats::default());
+    let metrics = Arc::new(Metrics::default());
     let (tx, data, queues) =
         pacing::queues(config.command_queue, config.data_queue, send_stats.clone());
     let (events, ended) = Events::new(config.command_queue);
@@ -318,6 +343,7 @@ pub async fn run(
             rtcp: rtcp.clone(),
             sinks: sinks.clone(),
             stats: send_stats.clone(),
+            metrics: metrics.clone(),
         };
         let cancel = cancel.clone();
         let (ahead, priority, cpu) = (config.send_ahead, config.pacer_priority, config.pacer_cpu);
@@ -337,6 +363,7 @@ pub async fn run(
         rtcp,
         sessions.clone(),
         recv_stats.clone(),
+        metrics.clone(),
         cancel.clone(),
     ));
     tracker.spawn(udp::run_rtp_receiver(
@@ -348,8 +375,13 @@ pub async fn run(
     ));
 
     let refusals = Refusals::new(&config);
+    let http_config = config.http.clone();
     let shared = Arc::new(Shared {
         refusals,
+        metrics,
+        send_stats: send_stats.clone(),
+        recv_stats: recv_stats.clone(),
+        rtsp_addr,
         config,
         catalog,
         sessions: sessions.clone(),
@@ -363,12 +395,25 @@ pub async fn run(
         conns: AtomicU64::new(0),
     });
     tracker.spawn(reaper(shared.clone(), cancel.clone()));
+    let http_addr = match listeners.http {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            let state = http::State::new(shared.clone(), &http_config, cancel.clone());
+            tracker.spawn(
+                http::serve(state, l, http_config, tracker.clone(), cancel.clone())
+                    .instrument(info_span!("http")),
+            );
+            Some(addr)
+        }
+        None => None,
+    };
     started(&Running {
         rtsp_addr,
         rtp_port,
         sessions,
         send_stats: send_stats.clone(),
         recv_stats: recv_stats.clone(),
+        http_addr,
     });
 
     let accept = accept_loop(
@@ -454,13 +499,7 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = tick.tick() => {}
         }
         for e in shared.sessions.take_expired(Instant::now()) {
-            info!(
-                session = %e.session.id,
-                client = %e.session.client_ip,
-                timeout_s = e.session.timeout().as_secs_f64(),
-                "session expired: no request or RTCP within the timeout"
-            );
-            forget(&shared, &e).await;
+            end(&shared, &e, "timeout: no request or RTCP").await;
         }
         shared.refusals.flush(Instant::now());
         for key in shared.channels.sweep() {
@@ -468,6 +507,12 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
             let _ = shared.pacer.send(Command::RemoveChannel { key }).await;
         }
     }
+}
+
+/// A session left the table for `why`: log its summary and [`forget`] it.
+pub(crate) async fn end(shared: &Shared, e: &sessions::Entry, why: &str) {
+    e.log_end(why);
+    forget(shared, e).await;
 }
 
 /// A session left the table: stop what it sent or received. A publisher's

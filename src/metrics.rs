@@ -1,0 +1,358 @@
+//! The server's counters and histograms, kept where the work happens and
+//! read when Prometheus scrapes (text exposition format 0.0.4:
+//! <https://prometheus.io/docs/instrumenting/exposition_formats/>).
+//!
+//! Nothing here takes a lock or allocates on the send path: the pacing
+//! thread adds to [`SessionCounters`] and [`PathCounters`] it was handed
+//! when the session started, and observes into [`Histogram`]s whose buckets
+//! are atomics. A scrape only loads them. Per-listener detail goes to the
+//! JSON API; the series here stay bounded however many listeners there are
+//! (no per-session labels, methods outside RFC 2326's set are `other`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::proto::rtsp::Method;
+
+/// A histogram with fixed bucket bounds and atomic buckets: observations
+/// are integers in `unit`s (nanoseconds, 1/256ths), so the sum is exact.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Upper bounds in the exposed unit (seconds, ratio), ascending.
+    bounds: &'static [f64],
+    /// How many exposed units one observed unit is.
+    unit: f64,
+    /// Observations per bucket (not cumulative); the last one is `+Inf`.
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    /// Sum of observations, in observed units.
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64], unit: f64) -> Self {
+        Self {
+            bounds,
+            unit,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    /// One observation of `units` (the observed unit, e.g. nanoseconds).
+    pub fn observe(&self, units: u64) {
+        let v = units as f64 * self.unit;
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(self.bounds.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(units, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The sum in the exposed unit.
+    pub fn sum(&self) -> f64 {
+        self.sum.load(Ordering::Relaxed) as f64 * self.unit
+    }
+
+    /// `(upper bound, cumulative count)` per bucket, `+Inf` last.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut acc = 0;
+        self.bounds
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(self.buckets.iter())
+            .map(|(b, n)| {
+                acc += n.load(Ordering::Relaxed);
+                (b, acc)
+            })
+            .collect()
+    }
+}
+
+/// Bounds of `rtspd_pacing_lateness_seconds`.
+pub const LATENESS_BOUNDS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+/// Bounds of `rtspd_listener_loss_ratio`.
+pub const LOSS_BOUNDS: [f64; 10] = [0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+/// Bounds of `rtspd_listener_jitter_seconds`.
+pub const JITTER_BOUNDS: [f64; 12] = [
+    0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+];
+
+/// What one presentation path has sent, across its sessions.
+#[derive(Debug, Default)]
+pub struct PathCounters {
+    pub bytes: AtomicU64,
+}
+
+/// What one session has been sent; the pacing thread adds, the API reads.
+#[derive(Debug, Default)]
+pub struct SessionCounters {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub path: Arc<PathCounters>,
+}
+
+impl SessionCounters {
+    /// One RTP packet of `len` bytes handed to the socket or connection.
+    pub fn sent(&self, len: usize) {
+        self.packets.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        self.path.bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
+}
+
+/// RTSP methods by label, `other` last.
+pub const METHODS: [&str; 12] = [
+    "OPTIONS",
+    "DESCRIBE",
+    "SETUP",
+    "PLAY",
+    "PAUSE",
+    "TEARDOWN",
+    "GET_PARAMETER",
+    "SET_PARAMETER",
+    "ANNOUNCE",
+    "RECORD",
+    "REDIRECT",
+    "other",
+];
+/// Status codes counted one by one (RFC 2326 §7.1.1: three digits, 100 to
+/// 599); anything else lands on 599's neighbour below.
+const STATUS_MIN: u16 = 100;
+const STATUSES: usize = 500;
+
+fn method_index(m: Option<&Method>) -> usize {
+    match m {
+        Some(Method::Options) => 0,
+        Some(Method::Describe) => 1,
+        Some(Method::Setup) => 2,
+        Some(Method::Play) => 3,
+        Some(Method::Pause) => 4,
+        Some(Method::Teardown) => 5,
+        Some(Method::GetParameter) => 6,
+        Some(Method::SetParameter) => 7,
+        Some(Method::Announce) => 8,
+        Some(Method::Record) => 9,
+        Some(Method::Redirect) => 10,
+        Some(Method::Other(_)) | None => 11,
+    }
+}
+
+/// Every counter and histogram that is not already a field of
+/// `SendStats`, `RecvStats` or `Refusals`.
+#[derive(Debug)]
+pub struct Metrics {
+    pub sessions_started: AtomicU64,
+    /// `METHODS × STATUSES` answer counts.
+    requests: Box<[AtomicU64]>,
+    pub rtp_packets: AtomicU64,
+    pub rtp_bytes: AtomicU64,
+    pub lateness: Histogram,
+    pub loss: Histogram,
+    pub jitter: Histogram,
+    /// By presentation path; a path is added by its first session, so the
+    /// map is bounded by the paths that exist. Locked at SETUP and scrape,
+    /// never per packet.
+    paths: Mutex<BTreeMap<String, Arc<PathCounters>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            sessions_started: AtomicU64::new(0),
+            requests: (0..METHODS.len() * STATUSES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            rtp_packets: AtomicU64::new(0),
+            rtp_bytes: AtomicU64::new(0),
+            lateness: Histogram::new(&LATENESS_BOUNDS, 1e-9),
+            loss: Histogram::new(&LOSS_BOUNDS, 1.0 / 256.0),
+            jitter: Histogram::new(&JITTER_BOUNDS, 1e-9),
+            paths: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Metrics {
+    /// A response with `status` to a request with `method` (`None`: the
+    /// request could not be parsed).
+    pub fn answered(&self, method: Option<&Method>, status: u16) {
+        let s =
+            usize::from(status.clamp(STATUS_MIN, STATUS_MIN + STATUSES as u16 - 1) - STATUS_MIN);
+        self.requests[method_index(method) * STATUSES + s].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(method, status, count)` of every pair answered at least once.
+    pub fn requests(&self) -> Vec<(&'static str, u16, u64)> {
+        self.requests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                let n = n.load(Ordering::Relaxed);
+                let status = STATUS_MIN + (i % STATUSES) as u16;
+                (n > 0).then_some((METHODS[i / STATUSES], status, n))
+            })
+            .collect()
+    }
+
+    /// Counters for a new session on `path`.
+    pub fn session(&self, path: &str) -> Arc<SessionCounters> {
+        let path = {
+            let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+            paths.entry(path.to_owned()).or_default().clone()
+        };
+        Arc::new(SessionCounters {
+            path,
+            ..SessionCounters::default()
+        })
+    }
+
+    /// Bytes sent per path, by path.
+    pub fn path_bytes(&self) -> Vec<(String, u64)> {
+        let paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+        paths
+            .iter()
+            .map(|(p, c)| (p.clone(), c.bytes.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// Writes the text exposition format 0.0.4: a `# HELP` and `# TYPE` line
+/// per family, then its samples.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    out: String,
+}
+
+/// The kind of a family, as `# TYPE` names it.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Exposition {
+    pub fn family(&mut self, name: &str, help: &str, kind: Kind) -> &mut Self {
+        let kind = match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        self
+    }
+
+    /// One sample; label values are escaped as the format requires.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"");
+                for c in v.chars() {
+                    match c {
+                        '\\' => self.out.push_str("\\\\"),
+                        '"' => self.out.push_str("\\\""),
+                        '\n' => self.out.push_str("\\n"),
+                        c => self.out.push(c),
+                    }
+                }
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", number(value));
+        self
+    }
+
+    /// A whole histogram family from `h`.
+    pub fn histogram(&mut self, name: &str, help: &str, h: &Histogram) -> &mut Self {
+        self.family(name, help, Kind::Histogram);
+        let bucket = format!("{name}_bucket");
+        for (le, n) in h.cumulative() {
+            self.sample(&bucket, &[("le", &number(le))], n as f64);
+        }
+        self.sample(&format!("{name}_sum"), &[], h.sum());
+        self.sample(&format!("{name}_count"), &[], h.count() as f64)
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// A sample value as the format writes it (`+Inf`, integers without `.0`).
+fn number(v: f64) -> String {
+    if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_the_sum_exact() {
+        let h = Histogram::new(&LOSS_BOUNDS, 1.0 / 256.0);
+        h.observe(0); // 0
+        h.observe(64); // 0.25 → le 0.5
+        h.observe(256); // 1.0 → le 1
+        let c = h.cumulative();
+        assert_eq!(c[0], (0.0, 1));
+        assert_eq!(c[7], (0.2, 1));
+        assert_eq!(c[8], (0.5, 2));
+        assert_eq!(c[9], (1.0, 3));
+        assert_eq!(c[10], (f64::INFINITY, 3));
+        assert_eq!(h.count(), 3);
+        assert!((h.sum() - 1.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn requests_by_method_and_status() {
+        let m = Metrics::default();
+        m.answered(Some(&Method::Options), 200);
+        m.answered(Some(&Method::Options), 200);
+        m.answered(Some(&Method::Other("XPLAY".into())), 501);
+        m.answered(None, 400);
+        assert_eq!(
+            m.requests(),
+            [("OPTIONS", 200, 2), ("other", 400, 1), ("other", 501, 1)]
+        );
+    }
+
+    #[test]
+    fn exposition_escapes_label_values() {
+        let mut e = Exposition::default();
+        e.family("x_total", "a \\ help", Kind::Counter)
+            .sample("x_total", &[("path", "a\"b\\c\nd")], 3.0)
+            .sample("y", &[], 0.5);
+        assert_eq!(
+            e.finish(),
+            "# HELP x_total a \\\\ help\n# TYPE x_total counter\n\
+             x_total{path=\"a\\\"b\\\\c\\nd\"} 3\ny 0.5\n"
+        );
+    }
+}
