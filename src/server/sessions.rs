@@ -76,8 +76,8 @@ impl Entry {
             duration_s = format_args!("{:.1}", self.started.1.elapsed().as_secs_f64()),
             packets = self.counters.packets.load(Ordering::Relaxed),
             bytes = self.counters.bytes.load(Ordering::Relaxed),
-            rr_fraction_lost = rr.map(|r| r.fraction_lost),
-            rr_jitter_ms = rr.map(|r| r.jitter_s * 1000.0),
+            rr_fraction_lost = %rr.map_or("none".into(), |r| format!("{:.4}", r.fraction_lost)),
+            rr_jitter_ms = %rr.map_or("none".into(), |r| format!("{:.3}", r.jitter_s * 1000.0)),
             reason = why,
             "session ended"
         );

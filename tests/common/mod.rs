@@ -5,9 +5,11 @@
 //! - [`udp`]: RTP/RTCP socket pairs and RTP fields.
 //! - [`pcm`]: WAV files, L16 samples, finding decoded audio in its source.
 //! - [`tools`]: real clients (ffmpeg, ffprobe, gst-launch) under deadlines.
+//! - [`http`]: a raw HTTP/1.1 client and readers of the metrics text.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod http;
 pub mod pcm;
 pub mod rtsp;
 pub mod tools;
@@ -33,6 +35,8 @@ pub struct Server {
     child: Child,
     pub port: u16,
     pub rtp_port: u16,
+    /// The HTTP side's address, when it runs (`--http 127.0.0.1:0`).
+    pub http: Option<SocketAddr>,
     pub media: PathBuf,
     /// The server's stderr lines (the first 10,000), also echoed to ours.
     log: Arc<Mutex<Vec<String>>>,
@@ -57,6 +61,15 @@ impl Server {
         Self::start_in(bundled_media(), None, extra)
     }
 
+    /// Serves the bundled `media/` with the HTTP side on an ephemeral port
+    /// and `RUST_LOG=log`.
+    pub fn start_http(extra: &[&str], log: &str) -> Self {
+        let args = [&["--http", "127.0.0.1:0"][..], extra].concat();
+        let s = Self::spawn(bundled_media(), None, &args, log);
+        assert!(s.http.is_some(), "no HTTP address printed");
+        s
+    }
+
     /// Serves a fresh temp folder filled by `fill`.
     pub fn start_with(fill: impl FnOnce(&Path), extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -70,6 +83,11 @@ impl Server {
     }
 
     fn start_in(media: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
+        let log = std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        Self::spawn(media, dir, extra, &log)
+    }
+
+    fn spawn(media: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str], log: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rtspd"))
             .args([
                 "--bind",
@@ -82,10 +100,7 @@ impl Server {
             ])
             .arg(&media)
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", log)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -123,12 +138,20 @@ impl Server {
             .and_then(|s| s.split('-').next())
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no RTP port in {first:?}"));
+        // The HTTP address comes next when HTTP runs; there is always a
+        // second line (a clip, or "no playable clips").
+        let http = lines.next().and_then(Result::ok).and_then(|l| {
+            l.strip_prefix("http status page: http://")
+                .and_then(|a| a.strip_suffix('/'))
+                .and_then(|a| a.parse().ok())
+        });
         // Keep draining stdout so the server never blocks on it.
         std::thread::spawn(move || for _ in lines {});
         Self {
             child,
             port,
             rtp_port,
+            http,
             media,
             log,
             _dir: dir,
