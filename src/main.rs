@@ -444,7 +444,10 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             addr.port(),
             rtp_port + 1
         );
-        if let Some(http) = running.http_addr {
+        if let Some(mut http) = running.http_addr {
+            if http.ip().is_unspecified() {
+                http.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
             println!("http status page: http://{http}/");
         }
         if clips.is_empty() {
