@@ -3,7 +3,8 @@
 //! runtime as the RTSP side and reading the same shared state.
 //!
 //! It is bounded like the RTSP side: a connection cap (beyond it a
-//! connection is closed at once), a cap on the request head (hyper answers
+//! connection is closed at once, and counted and reported as a refusal at
+//! [`Limit::HttpMaxConnections`]), a cap on the request head (hyper answers
 //! 431 beyond it), on header lines and on a declared body (413), a deadline
 //! for the whole head from its first byte (slow clients are closed), and a
 //! write timeout. Routing is axum's: an unknown path is 404, a known path
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::proto::limit::Limit;
 use crate::server::Shared;
 
 /// The address the HTTP side listens on when none is given.
@@ -247,7 +249,7 @@ pub(crate) async fn serve(
     cancel: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let app = router(state, config.max_body_bytes);
+    let app = router(state.clone(), config.max_body_bytes);
     let mut next_id = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
@@ -262,7 +264,8 @@ pub(crate) async fn serve(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            debug!(%peer, limit = config.max_connections, "HTTP connection refused at --http-max-connections");
+            debug!(%peer, "HTTP connection refused");
+            state.shared.refusals.refuse(Limit::HttpMaxConnections);
             continue;
         };
         next_id += 1;

@@ -42,6 +42,7 @@ impl Refusals {
             Limit::MaxBodyBytes => config.limits.max_body.to_string(),
             Limit::MaxHeaders => config.limits.max_headers.to_string(),
             Limit::ReadTimeout => format!("{} s", config.read_timeout.as_secs_f64()),
+            Limit::HttpMaxConnections => config.http.max_connections.to_string(),
         });
         Self {
             totals: Default::default(),
