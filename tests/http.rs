@@ -633,3 +633,47 @@ fn bad_http_input_gets_clean_errors_and_the_canary_loses_nothing() {
     assert!(gaps.is_empty(), "canary sequence gaps: {gaps:?}");
     assert!(server.panics().is_empty());
 }
+
+#[test]
+fn a_taken_default_port_warns_and_a_taken_explicit_address_stops_the_start() {
+    // Whoever holds 127.0.0.1:8080 (this test, or another test's server),
+    // it is taken while the server starts.
+    let _held = std::net::TcpListener::bind("127.0.0.1:8080");
+    let server = Server::start_logged(&[], "warn");
+    assert_eq!(server.http, None, "no HTTP on a taken default port");
+    let warned = eventually(Duration::from_secs(5), || {
+        let log = server.log_lines();
+        log.into_iter()
+            .find(|l| l.contains("WARN") && l.contains("running without HTTP"))
+    });
+    assert!(warned.is_some(), "{:?}", server.log_lines());
+    assert!(server.url("x").starts_with("rtsp://"), "RTSP runs");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let media = bundled_media();
+    let run = run_tool(
+        env!("CARGO_BIN_EXE_rtspd"),
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--rtp-port",
+            "0",
+            "--media",
+            media.to_str().unwrap(),
+            "--http",
+            &addr,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(!run.status.success());
+    assert!(
+        run.stderr
+            .contains(&format!("cannot bind the HTTP address {addr}")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("listening"), "{}", run.stdout);
+}

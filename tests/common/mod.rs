@@ -65,9 +65,14 @@ impl Server {
     /// and `RUST_LOG=log`.
     pub fn start_http(extra: &[&str], log: &str) -> Self {
         let args = [&["--http", "127.0.0.1:0"][..], extra].concat();
-        let s = Self::spawn(bundled_media(), None, &args, log);
+        let s = Self::start_logged(&args, log);
         assert!(s.http.is_some(), "no HTTP address printed");
         s
+    }
+
+    /// Serves the bundled `media/` with `RUST_LOG=log`.
+    pub fn start_logged(extra: &[&str], log: &str) -> Self {
+        Self::spawn(bundled_media(), None, extra, log)
     }
 
     /// Serves a fresh temp folder filled by `fill`.
