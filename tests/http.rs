@@ -652,22 +652,12 @@ fn a_taken_default_port_warns_and_a_taken_explicit_address_stops_the_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let media = bundled_media();
-    let run = run_tool(
-        env!("CARGO_BIN_EXE_rtspd"),
-        &[
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--rtp-port",
-            "0",
-            "--media",
-            media.to_str().unwrap(),
-            "--http",
-            &addr,
-        ],
-        Duration::from_secs(20),
-    );
+    let args = [
+        &common::LOOPBACK_ARGS[..],
+        &[media.to_str().unwrap(), "--http", &addr],
+    ]
+    .concat();
+    let run = run_tool(env!("CARGO_BIN_EXE_rtspd"), &args, Duration::from_secs(20));
     assert!(!run.status.success());
     assert!(
         run.stderr

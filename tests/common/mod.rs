@@ -50,6 +50,18 @@ impl Drop for Server {
     }
 }
 
+/// What every test server is started with: loopback, ephemeral ports,
+/// and the media folder to follow.
+pub const LOOPBACK_ARGS: [&str; 7] = [
+    "--bind",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--rtp-port",
+    "0",
+    "--media",
+];
+
 /// The bundled sample clips.
 pub fn bundled_media() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("media")
@@ -94,15 +106,7 @@ impl Server {
 
     fn spawn(media: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str], log: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rtspd"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--rtp-port",
-                "0",
-                "--media",
-            ])
+            .args(LOOPBACK_ARGS)
             .arg(&media)
             .args(extra)
             .env("RUST_LOG", log)
