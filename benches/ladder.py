@@ -5,6 +5,7 @@ the same 8 kHz mono clip, measured by `rtspd load` in one run.
     benches/ladder.py [--sizes 100,500,1000,2000,4000] [--duration 20]
                       [--ramp 200] [--servers rtspd,gst,gst-shared] [--out FILE.md]
                       [--live] [--rtspd-args "..."] [--load-args "..."]
+                      [--scrape-metrics SECONDS]
 
 Each server runs pinned to core 0 (taskset), the tester to core 1. For each
 size it starts a fresh server, warms it with one session (so the clip is
@@ -12,7 +13,12 @@ loaded), reads the server's CPU time and RSS, runs the load, samples the
 RSS once every session is playing, and reads the CPU time again. Output: one
 Markdown table row per run (and the raw JSON lines in FILE.md.jsonl).
 
-Needs a release build (`cargo build --release`), ffmpeg (to make the clip),
+rtspd runs with its HTTP side on the RTSP port + 3; with --scrape-metrics S
+a thread of this script GETs its /metrics every S seconds during the run
+(the scrape's cost is the server's: compare against the same run without).
+
+Needs a release build (`cargo build --release`; RTSPD_BIN names another
+binary, e.g. under a CARGO_TARGET_DIR), ffmpeg (to make the clip),
 taskset, and for the gst rows benches/gst_rtsp_server.py's packages.
 """
 
@@ -27,7 +33,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RTSPD = os.path.join(ROOT, "target", "release", "rtspd")
+RTSPD = os.environ.get("RTSPD_BIN", os.path.join(ROOT, "target", "release", "rtspd"))
 GST = os.path.join(ROOT, "benches", "gst_rtsp_server.py")
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -48,13 +54,38 @@ RTSPD_ARGS = []
 LOAD_ARGS = []
 # --live: rtspd serves the clip as a PCMU live channel, gst as shared PCMU.
 LIVE = []
+# --scrape-metrics: seconds between scrapes of rtspd's /metrics.
+SCRAPE = []
+
+
+def http_port(port):
+    return port + 3
+
+
+def scraper(url, every, stop, stats):
+    """GETs url every `every` s until `stop` is set; counts scrapes, bytes
+    and the slowest answer."""
+    import urllib.request
+    while not stop.wait(every):
+        t0 = time.monotonic()
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                n = len(r.read())
+        except OSError:
+            stats["failed"] = stats.get("failed", 0) + 1
+            continue
+        dt = time.monotonic() - t0
+        stats["scrapes"] = stats.get("scrapes", 0) + 1
+        stats["bytes"] = n
+        stats["max_ms"] = max(stats.get("max_ms", 0), dt * 1000)
 
 
 def start_server(kind, media, clip, port, rtp_port):
     if kind == "rtspd":
         cmd = [RTSPD, "--bind", "127.0.0.1", "--port", str(port), "--rtp-port", str(rtp_port),
                "--media", media, "--max-sessions-per-ip", "20000",
-               "--max-connections-per-ip", "20000"] + RTSPD_ARGS
+               "--max-connections-per-ip", "20000",
+               "--http", f"127.0.0.1:{http_port(port)}"] + RTSPD_ARGS
         url = f"rtsp://127.0.0.1:{port}/clip.wav"
         if LIVE:
             cmd += ["--live", f"ch=file:{clip},codec=pcmu"]
@@ -87,6 +118,10 @@ def one(kind, n, duration, ramp, media, clip, port):
         result = {}
         runner = threading.Thread(target=lambda: result.update(zip(("json", "cmd"), load(url, n, duration, ramp))))
         runner.start()
+        stop, scraped = threading.Event(), {}
+        if SCRAPE and kind == "rtspd":
+            url = f"http://127.0.0.1:{http_port(port)}/metrics"
+            threading.Thread(target=scraper, args=(url, SCRAPE[0], stop, scraped), daemon=True).start()
         # CPU is charged over the steady state only: from 2 s after the last
         # session started to 2 s before the first one ends.
         time.sleep(n / ramp + 2)
@@ -95,6 +130,7 @@ def one(kind, n, duration, ramp, media, clip, port):
         cpu = cpu_seconds(server.pid) - cpu0
         wall = time.monotonic() - t0
         rss_mid = rss_kib(server.pid)
+        stop.set()
         runner.join()
     finally:
         server.terminate()
@@ -109,6 +145,7 @@ def one(kind, n, duration, ramp, media, clip, port):
         "server_cpu_pct": 100 * cpu / wall,
         "rss_mib": rss_mid / 1024,
         "rss_per_session_kib": (rss_mid - rss0) / max(n - 1, 1),
+        "scraped": scraped,
     }
 
 
@@ -138,6 +175,8 @@ def main():
     ap.add_argument("--rtspd-args", default="", help="extra rtspd flags, space-separated")
     ap.add_argument("--load-args", default="",
                     help="extra `rtspd load` flags, space-separated (e.g. --source-ips 127.0.0.2-127.0.0.251)")
+    ap.add_argument("--scrape-metrics", type=float, metavar="SECONDS",
+                    help="scrape rtspd's /metrics this often during each run")
     ap.add_argument("--live", action="store_true",
                     help="one shared PCMU timeline: rtspd --live against gst shared media")
     a = ap.parse_args()
@@ -145,6 +184,8 @@ def main():
     LOAD_ARGS.extend(a.load_args.split())
     if a.live:
         LIVE.append(True)
+    if a.scrape_metrics:
+        SCRAPE.append(a.scrape_metrics)
     media = tempfile.mkdtemp()
     clip = os.path.join(media, "clip.wav")
     sizes = [int(s) for s in a.sizes.split(",")]
@@ -161,6 +202,8 @@ def main():
             r = one(kind, n, a.duration, a.ramp, media, clip, port)
             rows.append(r)
             print(row(r), flush=True)
+            if r["scraped"]:
+                print(f"<!-- {kind} {n}: scrapes {r['scraped']} -->", flush=True)
     if a.out:
         with open(a.out, "w") as f:
             f.write(HEADER + "\n" + "\n".join(row(r) for r in rows) + "\n")

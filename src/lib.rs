@@ -9,13 +9,18 @@
 //!   RTP/RTCP port pair and the one pacing loop.
 //! - [`load`] is `rtspd load`, the load tester and measuring receiver.
 //! - [`net`] wraps the batched UDP system calls both sides use (Linux).
+//! - [`metrics`] holds the counters and histograms the server keeps.
+//! - [`http`] is the HTTP side: Prometheus metrics, the JSON API, the status
+//!   page and SDP over HTTP.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("rtspd batches UDP with sendmmsg/recvmmsg and builds on Linux only");
 
 pub mod config;
+pub mod http;
 pub mod load;
 pub mod media;
+pub mod metrics;
 pub mod net;
 pub mod proto;
 pub mod server;

@@ -2,13 +2,14 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rtspd::config::reload::{ConfigReload, SetLogLevel};
 use rtspd::config::{self, CliOverrides, ConfigError, Effective, LogFormat, LogLevel, LogSettings};
+use rtspd::http::ReloadHook;
 use rtspd::server::live::Source;
 use rtspd::server::placement;
 use rtspd::server::{self, Listeners};
@@ -324,9 +325,23 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(effective: Effective, args: &ServeArgs) -> anyhow::Result<()> {
     let set_log_level = init_logging(effective.log);
-    let (log, http) = (effective.log, effective.http);
+    let log = effective.log;
     let (path, overrides) = (args.config.clone(), args.overrides.clone());
-    let config = effective.server;
+    let mut config = effective.server;
+    // POST /api/v1/reload does what SIGHUP does, once the server runs.
+    let reloader: Arc<OnceLock<Arc<ConfigReload>>> = Arc::default();
+    if path.is_some() {
+        let reloader = reloader.clone();
+        config.http.reload = Some(ReloadHook(Arc::new(move || {
+            let reload = reloader.get().cloned();
+            Box::pin(async move {
+                match reload {
+                    Some(r) => r.reload().await.map_err(|e| e.to_string()),
+                    None => Err("the server is still starting".into()),
+                }
+            })
+        })));
+    }
     let listeners = Listeners::bind(&config)
         .await
         .context("binding the listeners")?;
@@ -360,15 +375,21 @@ async fn serve(effective: Effective, args: &ServeArgs) -> anyhow::Result<()> {
             overrides,
             running.reloader.clone(),
             log,
-            http,
             set_log_level,
         ));
+        let _ = reloader.set(reload.clone());
         reload_on_hangup(reload);
         println!(
             "rtspd listening on rtsp://{host}:{}/ (RTP/RTCP on UDP {rtp_port}-{})",
             addr.port(),
             rtp_port + 1
         );
+        if let Some(mut http) = running.http_addr {
+            if http.ip().is_unspecified() {
+                http.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            println!("http status page: http://{http}/");
+        }
         if clips.is_empty() {
             println!("no playable clips under {media}");
         }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::http;
 use common::interleaved::{gaps, read_frames, tcp_listener};
 use common::udp::bye_within;
 use common::{int_spec, rtp_seq, rtp_ssrc, setup_udp, write_wav, Rtsp, Server, UdpPair};
@@ -290,4 +291,70 @@ fn a_burst_of_reloads_loses_nothing_and_the_last_file_wins() {
     let r = c.request("GET_PARAMETER", &keep, &[&format!("Session: {id}")]);
     assert_eq!(r.status, 200, "{r}");
     assert!(server.panics().is_empty(), "{:?}", server.panics());
+}
+
+/// `POST /api/v1/reload` does what SIGHUP does and answers with what
+/// changed: a channel added, and the HTTP side moved to another port (the
+/// old one stops accepting). A broken file gets 400 with the key, and
+/// nothing changes.
+#[test]
+fn reload_over_http_applies_the_file_and_moves_the_http_side() {
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let wav = cfg_dir.path().join("tone.wav");
+    write_wav(
+        &wav,
+        int_spec(8000, 1, 16),
+        (0..8000).map(|i| (i % 100) as i16),
+    );
+    let cfg = cfg_dir.path().join("rtspd.toml");
+    let file = |listen: &str, channels: &[&str]| {
+        config(10, channels, &wav).replace(
+            "[http]\nlisten = \"off\"",
+            &format!("[http]\nlisten = \"{listen}\""),
+        )
+    };
+    std::fs::write(&cfg, file("127.0.0.1:0", &["keep"])).expect("write config");
+    let cfg_arg = cfg.display().to_string();
+    let server = Server::start_with(|_| {}, &["--config", &cfg_arg]);
+    let old = server.http.expect("the HTTP side runs");
+    // A port free a moment ago, for the new address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let new: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    std::fs::write(&cfg, file(&new.to_string(), &["keep", "fresh"])).expect("write config");
+    let r = http::request(old, "POST", "/api/v1/reload", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let summary: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    let applied: Vec<&str> = summary["applied"]
+        .as_array()
+        .expect("applied")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(applied.contains(&"live channel fresh added"), "{applied:?}");
+    assert!(
+        applied
+            .iter()
+            .any(|l| l.starts_with("http.listen:") && l.ends_with(&new.to_string())),
+        "{applied:?}"
+    );
+    assert!(wait_for_status(&server, &server.url("live/fresh"), 200));
+    assert_eq!(http::request(new, "GET", "/healthz", &[]).status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(old).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the old HTTP address still accepts"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    std::fs::write(&cfg, "[http]\nmax_connections = -1\n").expect("write config");
+    let r = http::request(new, "POST", "/api/v1/reload", &[]);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("http.max_connections"), "{}", r.body);
+    assert_eq!(http::request(new, "GET", "/healthz", &[]).status, 200);
+    assert!(wait_for_status(&server, &server.url("live/fresh"), 200));
 }

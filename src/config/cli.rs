@@ -35,6 +35,8 @@ pub struct CliOverrides {
     /// [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR:PORT|off")]
     pub http: Option<HttpListen>,
+    #[command(flatten)]
+    pub http_limits: HttpFlags,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -158,4 +160,35 @@ pub struct LimitFlags {
     /// [default: 64]
     #[arg(long)]
     pub max_published_channels: Option<Int<0, ANY>>,
+}
+
+/// The `[http]` limits as flags: `--http-` and the key.
+#[derive(Args, Debug, Clone, Default, Serialize)]
+pub struct HttpFlags {
+    /// Most concurrent HTTP connections. [default: 64]
+    #[arg(long = "http-max-connections")]
+    #[serde(rename = "max_connections")]
+    pub http_max_connections: Option<Int<0, ANY>>,
+    /// Largest HTTP request head, in bytes (at least 8192 is used).
+    /// [default: 16384]
+    #[arg(long = "http-max-head-bytes")]
+    #[serde(rename = "max_head_bytes")]
+    pub http_max_head_bytes: Option<Int<0, ANY>>,
+    /// Most header lines in an HTTP request. [default: 64]
+    #[arg(long = "http-max-headers")]
+    #[serde(rename = "max_headers")]
+    pub http_max_headers: Option<Int<0, ANY>>,
+    /// Largest HTTP request body, in bytes. [default: 65536]
+    #[arg(long = "http-max-body-bytes")]
+    #[serde(rename = "max_body_bytes")]
+    pub http_max_body_bytes: Option<Int<0, ANY>>,
+    /// Seconds an HTTP client has to send its request head; an idle HTTP
+    /// connection is closed after as long. [default: 10]
+    #[arg(long = "http-read-timeout")]
+    #[serde(rename = "read_timeout")]
+    pub http_read_timeout: Option<Int<0, ANY>>,
+    /// Seconds an HTTP response may wait for the client. [default: 10]
+    #[arg(long = "http-write-timeout")]
+    #[serde(rename = "write_timeout")]
+    pub http_write_timeout: Option<Int<0, ANY>>,
 }

@@ -35,6 +35,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::http::HttpConfig;
 use crate::media::ClipOptions;
 use crate::proto::rtsp::Limits;
 use crate::server::live::LiveSpec;
@@ -145,12 +146,39 @@ impl Default for LimitSettings {
     }
 }
 
-/// `[http]`: the HTTP side (metrics, API, status page).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// `[http]`: the HTTP side (metrics, API, status page) and its limits,
+/// bounded like the RTSP side's (flags `--http`, `--http-max-connections`,
+/// ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     #[serde(with = "as_str")]
     pub listen: HttpListen,
+    /// Connections at once (0 counts as 1).
+    pub max_connections: Int<0, ANY>,
+    /// Request head, in bytes (under 8 KiB counts as 8 KiB).
+    pub max_head_bytes: Int<0, ANY>,
+    /// Header lines (0 counts as 1).
+    pub max_headers: Int<0, ANY>,
+    pub max_body_bytes: Int<0, ANY>,
+    /// Seconds to send a request head, and before an idle connection closes.
+    pub read_timeout: Int<0, ANY>,
+    /// Seconds a response may wait for the client to read.
+    pub write_timeout: Int<0, ANY>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: HttpListen::default(),
+            max_connections: Int::of(64),
+            max_head_bytes: Int::of(16 * 1024),
+            max_headers: Int::of(64),
+            max_body_bytes: Int::of(64 * 1024),
+            read_timeout: Int::of(10),
+            write_timeout: Int::of(10),
+        }
+    }
 }
 
 /// `[log]`: the level (`RUST_LOG` overrides it) and the line format.
@@ -279,9 +307,11 @@ fn merge(parsed: file::Parsed, cli: &CliOverrides) -> Result<Effective, ConfigEr
         settings.server.media.clone_from(media);
     }
     settings.limits = overlay(&settings.limits, &cli.limits)?;
-    if let Some(listen) = cli.http {
-        settings.http.listen = listen;
-    }
+    // The address is set apart: written out and read back, the default
+    // would become an explicit one (whose bind failure is an error).
+    let listen = settings.http.listen;
+    settings.http = overlay(&settings.http, &cli.http_limits)?;
+    settings.http.listen = cli.http.unwrap_or(listen);
     if let Some(level) = LogLevel::from_verbosity(cli.verbose) {
         settings.log.level = level;
     }
@@ -330,7 +360,7 @@ fn overlay<T: Serialize + DeserializeOwned>(
 impl Settings {
     /// The server's configuration from these keys, with `live` channels.
     pub fn server_config(&self, live: Vec<LiveSpec>) -> Config {
-        let (s, l) = (&self.server, &self.limits);
+        let (s, l, h) = (&self.server, &self.limits, &self.http);
         let secs = |v: Int<0, ANY>| Duration::from_secs(v.get().max(1));
         Config {
             media: s.media.clone(),
@@ -370,6 +400,16 @@ impl Settings {
             allow_publish: s.allow_publish,
             max_published_channels: l.max_published_channels.usize(),
             live_prebuffer: Duration::from_millis(s.live_prebuffer_ms.get()),
+            http: HttpConfig {
+                listen: h.listen,
+                max_connections: h.max_connections.usize().max(1),
+                max_head_bytes: h.max_head_bytes.usize(),
+                max_headers: h.max_headers.usize().max(1),
+                max_body_bytes: h.max_body_bytes.usize(),
+                read_timeout: secs(h.read_timeout),
+                write_timeout: secs(h.write_timeout),
+                reload: None,
+            },
             ..Config::default()
         }
     }

@@ -5,22 +5,19 @@
 //! ([`super::load`]), so a flag keeps winning over the file. A file that
 //! does not parse or validate is refused whole and the running
 //! configuration stays; otherwise the server applies the difference
-//! ([`crate::server::reload`]), the log level changes at once (unless
-//! `RUST_LOG` fixed it), and the HTTP side is told its new settings.
+//! ([`crate::server::reload`], the HTTP side included), and the log level
+//! changes at once (unless `RUST_LOG` fixed it).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tracing::{error, info, warn};
 
-use super::{CliOverrides, ConfigError, HttpSettings, LogLevel, LogSettings};
+use super::{CliOverrides, ConfigError, LogLevel, LogSettings};
 use crate::server::reload::{ReloadError, Reloader, Summary};
 
 /// Changes the log level of the running subscriber.
 pub type SetLogLevel = Box<dyn Fn(LogLevel) -> Result<(), String> + Send + Sync>;
-
-/// Tells the HTTP side its new settings; returns what it did.
-pub type SetHttp = Box<dyn Fn(HttpSettings) -> Result<String, String> + Send + Sync>;
 
 /// Why a reload was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +38,8 @@ pub struct ConfigReload {
     overrides: CliOverrides,
     server: Reloader,
     set_log_level: Option<SetLogLevel>,
-    set_http: Mutex<Option<SetHttp>>,
-    /// The log and HTTP settings in force.
-    running: Mutex<(LogSettings, HttpSettings)>,
+    /// The log settings in force.
+    running: Mutex<LogSettings>,
 }
 
 impl ConfigReload {
@@ -53,7 +49,6 @@ impl ConfigReload {
         overrides: CliOverrides,
         server: Reloader,
         log: LogSettings,
-        http: HttpSettings,
         set_log_level: Option<SetLogLevel>,
     ) -> Self {
         Self {
@@ -61,14 +56,8 @@ impl ConfigReload {
             overrides,
             server,
             set_log_level,
-            set_http: Mutex::new(None),
-            running: Mutex::new((log, http)),
+            running: Mutex::new(log),
         }
-    }
-
-    /// Where new HTTP settings go (the HTTP side registers itself).
-    pub fn on_http_change(&self, set: SetHttp) {
-        *self.set_http.lock().unwrap_or_else(|e| e.into_inner()) = Some(set);
     }
 
     /// Reads the file again and applies it; logs the outcome either way.
@@ -95,7 +84,7 @@ impl ConfigReload {
             .await
             .map_err(|e| RefusedReload::Reader(e.to_string()))??;
         let mut summary = self.server.apply(effective.server).await?;
-        let (log, http) = *self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let log = *self.running.lock().unwrap_or_else(|e| e.into_inner());
         let mut new_log = log;
         if effective.log.level != log.level {
             let line = format!(
@@ -121,29 +110,15 @@ impl ConfigReload {
                 .needs_restart
                 .push(format!("log.format: {:?}", effective.log.format));
         }
-        let mut new_http = http;
-        if effective.http != http {
-            let set = self.set_http.lock().unwrap_or_else(|e| e.into_inner());
-            match set.as_ref().map(|set| set(effective.http)) {
-                Some(Ok(line)) => {
-                    summary.applied.push(line);
-                    new_http = effective.http;
-                }
-                Some(Err(e)) => warn!(error = %e, "reload: the HTTP settings did not change"),
-                None => summary
-                    .needs_restart
-                    .push(format!("http.listen: {}", effective.http.listen)),
-            }
-        }
-        // The server logged its own lines; these are the log's and HTTP's.
-        let ours = |l: &&String| l.starts_with("log.") || l.starts_with("http");
+        // The server logged its own lines; these are the log's.
+        let ours = |l: &&String| l.starts_with("log.");
         for line in summary.applied.iter().filter(ours) {
             info!(change = %line, "reload applied");
         }
         for line in summary.needs_restart.iter().filter(ours) {
             warn!(setting = %line, "reload: this setting needs a restart");
         }
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = (new_log, new_http);
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = new_log;
         Ok(summary)
     }
 }

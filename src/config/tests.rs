@@ -79,7 +79,15 @@ fn unknown_keys_name_the_line_and_the_nearest_key() {
             "[http]\nwhatever = 1\n",
             "http.whatever",
             at(2, 1),
-            Hint::OneOf(vec!["listen"]),
+            Hint::OneOf(vec![
+                "listen",
+                "max_connections",
+                "max_head_bytes",
+                "max_headers",
+                "max_body_bytes",
+                "read_timeout",
+                "write_timeout",
+            ]),
         ),
     ];
     for (text, key, loc, hint) in cases {
@@ -501,6 +509,12 @@ fn every_flag_has_a_key() {
         "--max-client-frames-per-sec=22",
         "--max-published-channels=23",
         "--http=127.0.0.1:1",
+        "--http-max-connections=24",
+        "--http-max-head-bytes=25",
+        "--http-max-headers=26",
+        "--http-max-body-bytes=27",
+        "--http-read-timeout=28",
+        "--http-write-timeout=29",
         "--log-format=json",
         "--verbose",
         "--live=a=publish",
@@ -548,12 +562,15 @@ fn help_shows_the_defaults() {
             continue;
         };
         let shown = shown.trim_end_matches(']');
-        let key = match long {
-            "http" => "listen".to_owned(),
-            "log-format" => "format".to_owned(),
-            l => l.replace('-', "_"),
+        let (sections, key): (&[&str], String) = match long {
+            "http" => (&["http"], "listen".to_owned()),
+            "log-format" => (&["log"], "format".to_owned()),
+            l => match l.strip_prefix("http-") {
+                Some(k) => (&["http"], k.replace('-', "_")),
+                None => (&["server", "limits", "log"], l.replace('-', "_")),
+            },
         };
-        let value = ["server", "limits", "http", "log"]
+        let value = sections
             .iter()
             .find_map(|s| defaults[*s].get(&key))
             .unwrap_or_else(|| panic!("--{long} has no key"));

@@ -24,11 +24,13 @@ pub enum Limit {
     MaxBodyBytes,
     MaxHeaders,
     ReadTimeout,
+    /// Connections to the HTTP side.
+    HttpMaxConnections,
 }
 
 impl Limit {
     /// Every limit, in a fixed order (for per-limit tables).
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::MaxConnections,
         Self::MaxConnectionsPerIp,
         Self::MaxSessions,
@@ -39,6 +41,7 @@ impl Limit {
         Self::MaxBodyBytes,
         Self::MaxHeaders,
         Self::ReadTimeout,
+        Self::HttpMaxConnections,
     ];
 
     /// Its position in [`Limit::ALL`].
@@ -59,6 +62,7 @@ impl Limit {
             Self::MaxBodyBytes => "max_body_bytes",
             Self::MaxHeaders => "max_headers",
             Self::ReadTimeout => "read_timeout",
+            Self::HttpMaxConnections => "http_max_connections",
         }
     }
 
@@ -75,6 +79,7 @@ impl Limit {
             Self::MaxBodyBytes => "--max-body-bytes",
             Self::MaxHeaders => "--max-headers",
             Self::ReadTimeout => "--read-timeout",
+            Self::HttpMaxConnections => "--http-max-connections",
         }
     }
 }

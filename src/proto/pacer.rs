@@ -57,6 +57,35 @@ pub struct Transmit {
     pub data: Bytes,
     /// Sent from the RTCP socket rather than the RTP one.
     pub rtcp: bool,
+    /// The session (pacer group, or live listener) an RTP packet is for;
+    /// 0 for RTCP.
+    pub group: GroupId,
+    /// An RTP packet's send deadline, for the lateness the server reports.
+    pub due: Option<Instant>,
+}
+
+impl Transmit {
+    /// An RTP packet for `group`, due at `due`.
+    pub fn rtp(dest: Dest, data: Bytes, group: GroupId, due: Instant) -> Self {
+        Self {
+            dest,
+            data,
+            rtcp: false,
+            group,
+            due: Some(due),
+        }
+    }
+
+    /// An RTCP packet.
+    pub fn rtcp(dest: Dest, data: Bytes) -> Self {
+        Self {
+            dest,
+            data,
+            rtcp: true,
+            group: 0,
+            due: None,
+        }
+    }
 }
 
 /// Where each track of a PLAY starts.
@@ -422,11 +451,7 @@ impl Pacer {
                         let dest = t.rtp_dest;
                         let next_at = t.deadline(anchor, c.next);
                         self.schedule(next_at, e.group, e.track, Due::Rtp, e.generation);
-                        return Some(Transmit {
-                            dest,
-                            data,
-                            rtcp: false,
-                        });
+                        return Some(Transmit::rtp(dest, data, e.group, e.at));
                     }
                     None => {
                         t.done = true;
@@ -477,11 +502,10 @@ fn sender_report(
     let rtp_time = t
         .ts_offset
         .wrapping_add(t.base.wrapping_add(elapsed) as u32);
-    Transmit {
-        dest: t.rtcp_dest,
-        data: t.sender.report(clock.ntp(now), rtp_time, cname, bye),
-        rtcp: true,
-    }
+    Transmit::rtcp(
+        t.rtcp_dest,
+        t.sender.report(clock.ntp(now), rtp_time, cname, bye),
+    )
 }
 
 #[cfg(test)]

@@ -70,8 +70,36 @@ fn attr(name: &str, value: impl Into<String>) -> Attribute {
     }
 }
 
-/// Writes the SDP text for `desc`, served from `server_ip`.
+/// Writes the SDP text for `desc`, served from `server_ip`, as DESCRIBE
+/// answers it: control URLs relative to the Content-Base (RFC 2326 §C.1.1,
+/// `a=control:*` for the aggregate).
 pub fn describe(desc: &PresentationDescription, server_ip: IpAddr, session_id: u64) -> String {
+    write(desc, server_ip, session_id, "*")
+}
+
+/// [`describe`] with absolute control URLs under `base` (the presentation's
+/// `rtsp://` URL): the aggregate is `base` itself and each track
+/// `base/CONTROL`, so an SDP fetched over HTTP names the RTSP server to
+/// play it from (RFC 2326 §C.1.1).
+pub fn describe_absolute(
+    desc: &PresentationDescription,
+    server_ip: IpAddr,
+    session_id: u64,
+    base: &str,
+) -> String {
+    let mut desc = desc.clone();
+    for t in &mut desc.tracks {
+        t.control = format!("{base}/{}", t.control);
+    }
+    write(&desc, server_ip, session_id, base)
+}
+
+fn write(
+    desc: &PresentationDescription,
+    server_ip: IpAddr,
+    session_id: u64,
+    aggregate: &str,
+) -> String {
     let addrtype = if server_ip.is_ipv4() {
         AddrType::Ip4
     } else {
@@ -134,7 +162,7 @@ pub fn describe(desc: &PresentationDescription, server_ip: IpAddr, session_id: u
         attributes: vec![
             attr("tool", concat!("rtspd ", env!("CARGO_PKG_VERSION"))),
             attr("type", "broadcast"),
-            attr("control", "*"),
+            attr("control", aggregate),
             attr("range", range),
         ],
         medias,
@@ -245,6 +273,46 @@ pub fn parse_offer(sdp: &[u8]) -> Result<Vec<OfferedTrack>, SdpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absolute_control_urls_under_the_base() {
+        let desc = PresentationDescription {
+            name: "a.mp4".into(),
+            duration: Some(1.0),
+            tracks: ["video", "audio"]
+                .iter()
+                .enumerate()
+                .map(|(i, m)| TrackDescription {
+                    control: format!("trackID={i}"),
+                    ..TrackDescription::new(m, 96 + i as u8, "X/90000".into(), None)
+                })
+                .collect(),
+        };
+        let ip = IpAddr::from([0, 0, 0, 0]);
+        let base = "rtsp://10.0.0.1:8554/a.mp4";
+        let abs = describe_absolute(&desc, ip, 7, base);
+        let controls: Vec<&str> = abs
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=control:"))
+            .collect();
+        assert_eq!(
+            controls,
+            [
+                base,
+                &format!("{base}/trackID=0"),
+                &format!("{base}/trackID=1")
+            ]
+        );
+        // Everything but the control lines is DESCRIBE's answer.
+        let rel = describe(&desc, ip, 7);
+        let strip = |s: &str| {
+            s.lines()
+                .filter(|l| !l.starts_with("a=control:"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&abs), strip(&rel));
+    }
 
     #[test]
     fn l16_stereo_description() {

@@ -90,6 +90,20 @@ fn percent_decode(s: &str) -> Option<String> {
 /// Where live channels live: `live/NAME`.
 pub const LIVE_PREFIX: &str = "live/";
 
+/// `path` ('/'-separated segments) with every byte outside RFC 3986's
+/// unreserved set percent-encoded, for an `rtsp://` or `http://` URL.
+pub fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b == b'/' || b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The aggregate URL of the presentation a Request-URI names, without a
 /// trailing slash: the URI as the client wrote it, minus any `trackID=`
 /// segment (the base of RTP-Info URLs and of Content-Base).
@@ -118,6 +132,15 @@ pub fn live_channel_name(path: &str) -> Result<&str, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_paths_decode_to_the_same_target() {
+        for p in ["a b/ü#?.wav", "speech/x%y.mp3", "plain-1_2~.wav"] {
+            let uri = format!("rtsp://h/{}", encode_path(p));
+            assert_eq!(parse_target(&uri, 4096).unwrap().path, p, "{uri}");
+        }
+        assert_eq!(encode_path("a b/c"), "a%20b/c");
+    }
 
     fn t(uri: &str) -> Result<Target, Error> {
         parse_target(uri, 2048)

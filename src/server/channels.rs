@@ -253,6 +253,19 @@ impl Channels {
             || self.any_publish_channel.load(Ordering::Relaxed)
     }
 
+    /// Every channel by name, with its description once it runs (a
+    /// channel fed by publishers has none until the first one comes).
+    pub fn list(&self) -> Vec<(String, Option<Arc<LiveInfo>>)> {
+        let mut all: Vec<_> = self
+            .lock()
+            .slots
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.info.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// The running channel `name`, for listeners.
     pub fn get(&self, name: &str) -> Option<Arc<LiveInfo>> {
         self.lock().slots.get(name)?.info.clone()

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
-use tracing::{debug, info, info_span, trace};
+use tracing::{debug, info, trace};
 
 use super::input::Input;
 use super::interleave::{write_frame, Frame};
@@ -58,17 +58,14 @@ async fn close(shared: Arc<Shared>, conn_id: u64) {
     shared.sinks.close(conn_id);
     // Sessions streaming over this connection have lost their transport.
     for e in shared.sessions.remove_interleaved_on(conn_id) {
-        info_span!("session", id = %e.session.id)
-            .in_scope(|| info!("session closed with its interleaved connection"));
-        super::forget(&shared, &e).await;
+        super::end(&shared, &e, "interleaved connection closed").await;
     }
     // A publisher's session ends with its connection, over UDP too, so the
     // channel is free for the next publisher at once.
     let released = shared.channels.release_conn(conn_id);
     for id in released.iter().filter_map(|r| r.session.as_deref()) {
         if let Some(e) = shared.sessions.remove(id) {
-            info_span!("session", id = %e.session.id)
-                .in_scope(|| info!("publishing session closed with its connection"));
+            e.log_end("publishing connection closed");
             let _ = shared.pacer.send(Command::Remove { group: e.group }).await;
         }
     }
@@ -114,6 +111,7 @@ async fn serve_requests(
                             channel,
                             "interleaved frame before an interleaved SETUP, closing"
                         );
+                        shared.metrics.answered(None, StatusCode::BAD_REQUEST.0);
                         let _ = write(
                             &shared,
                             &mut stream,
@@ -157,6 +155,9 @@ async fn serve_requests(
                         // request, so idle connections stay small.
                         Box::pin(method::handle(&shared, &request, peer, conn_id)).await
                     };
+                    shared
+                        .metrics
+                        .answered(Some(&request.method), response.status.0);
                     if !write(&shared, &mut stream, &response).await || slot.is_none() {
                         return;
                     }
@@ -172,6 +173,7 @@ async fn serve_requests(
                     if let Some(limit) = e.limit() {
                         shared.refusals.refuse(limit);
                     }
+                    shared.metrics.answered(None, e.status.0);
                     let _ = write(&shared, &mut stream, &base_response(e.status, e.cseq)).await;
                     return;
                 }
@@ -293,6 +295,7 @@ async fn read(shared: &Shared, io: Io<'_, '_>, partial: bool, conn_id: u64) -> R
                 if partial {
                     debug!("request not completed within the read timeout");
                     shared.refusals.refuse(Limit::ReadTimeout);
+                    shared.metrics.answered(None, StatusCode::REQUEST_TIMEOUT.0);
                     let _ = write(
                         shared,
                         stream,

@@ -10,7 +10,7 @@ pub mod conn;
 pub mod input;
 mod interleave;
 pub mod live;
-mod method;
+pub(crate) mod method;
 pub mod pacing;
 pub mod placement;
 pub mod refusals;
@@ -31,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::http::{self, HttpConfig};
 use crate::media::{Catalog, ClipOptions};
+use crate::metrics::Metrics;
 use crate::net::bind_pair;
 use crate::proto::clock::WallClock;
 use crate::proto::limit::Limit;
@@ -98,6 +100,8 @@ pub struct Config {
     /// Audio a pipe, stdin or published channel buffers before it sends, to
     /// ride out its source's jitter.
     pub live_prebuffer: Duration,
+    /// The HTTP side: where it listens and its limits.
+    pub http: HttpConfig,
 }
 
 impl Default for Config {
@@ -131,6 +135,7 @@ impl Default for Config {
             allow_publish: false,
             max_published_channels: 64,
             live_prebuffer: Duration::from_millis(200),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -140,6 +145,8 @@ pub struct Listeners {
     pub rtsp: TcpListener,
     pub rtp: UdpSocket,
     pub rtcp: UdpSocket,
+    /// `None` when HTTP is off, or its default port was taken.
+    pub http: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -164,7 +171,13 @@ impl Listeners {
             }
             Err(e) => return Err(e),
         };
-        Ok(Self { rtsp, rtp, rtcp })
+        let http = http::bind(&config.http.listen).await?;
+        Ok(Self {
+            rtsp,
+            rtp,
+            rtcp,
+            http,
+        })
     }
 
     pub fn rtsp_addr(&self) -> io::Result<SocketAddr> {
@@ -184,8 +197,12 @@ pub(crate) struct Shared {
     catalog: Swap<Catalog>,
     /// Pipe and stdin sources of configured channels, by channel name.
     sources: Mutex<HashMap<String, live::SourceGuard>>,
-    /// One reload at a time.
-    reloading: tokio::sync::Mutex<()>,
+    /// One reload at a time; it holds the HTTP side, which a reload may
+    /// move to another address.
+    reloading: tokio::sync::Mutex<http::Side>,
+    /// Every task of the server, and what stops them all.
+    pub(crate) tracker: TaskTracker,
+    pub(crate) cancel: CancellationToken,
     pub(crate) sessions: Arc<SessionTable>,
     pub(crate) pacer: PacerHandle,
     pub(crate) data: DataHandle,
@@ -194,6 +211,10 @@ pub(crate) struct Shared {
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
     pub(crate) refusals: Refusals,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) send_stats: Arc<SendStats>,
+    pub(crate) recv_stats: Arc<RecvStats>,
+    pub(crate) rtsp_addr: SocketAddr,
     conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
     conns: AtomicU64,
 }
@@ -236,6 +257,11 @@ impl Shared {
         self.sources.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Open RTSP connections.
+    pub(crate) fn connections(&self) -> u64 {
+        self.conns.load(Ordering::Relaxed)
+    }
+
     /// A connection slot for a client at `ip`, or the limit that refuses
     /// it (counted and reported).
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
@@ -275,6 +301,8 @@ pub struct Running {
     pub recv_stats: Arc<RecvStats>,
     /// Applies a new configuration (SIGHUP, the HTTP API).
     pub reloader: Reloader,
+    /// Where the HTTP side listens, when it runs.
+    pub http_addr: Option<SocketAddr>,
 }
 
 /// Runs the server until `shutdown` completes, then drains: every session
@@ -292,6 +320,7 @@ pub async fn run(
     let sessions = Arc::new(SessionTable::new(config.sessions));
     let send_stats = Arc::new(SendStats::default());
     let recv_stats = Arc::new(RecvStats::default());
+    let metrics = Arc::new(Metrics::default());
     let (tx, data, queues) =
         pacing::queues(config.command_queue, config.data_queue, send_stats.clone());
     let (events, ended) = Events::new(config.command_queue);
@@ -342,6 +371,7 @@ pub async fn run(
             rtcp: rtcp.clone(),
             sinks: sinks.clone(),
             stats: send_stats.clone(),
+            metrics: metrics.clone(),
         };
         let cancel = cancel.clone();
         let (ahead, priority, cpu) = (config.send_ahead, config.pacer_priority, config.pacer_cpu);
@@ -361,6 +391,7 @@ pub async fn run(
         rtcp,
         sessions.clone(),
         recv_stats.clone(),
+        metrics.clone(),
         cancel.clone(),
     ));
     tracker.spawn(udp::run_rtp_receiver(
@@ -374,10 +405,16 @@ pub async fn run(
     let refusals = Refusals::new(&config);
     let shared = Arc::new(Shared {
         refusals,
+        metrics,
+        send_stats: send_stats.clone(),
+        recv_stats: recv_stats.clone(),
+        rtsp_addr,
         config: Swap::new(config),
         catalog: Swap::new(catalog),
         sources: Mutex::new(sources.into_iter().collect()),
-        reloading: tokio::sync::Mutex::new(()),
+        reloading: tokio::sync::Mutex::new(http::Side::default()),
+        tracker: tracker.clone(),
+        cancel: cancel.clone(),
         sessions: sessions.clone(),
         pacer: tx,
         data,
@@ -389,6 +426,7 @@ pub async fn run(
         conns: AtomicU64::new(0),
     });
     tracker.spawn(reaper(shared.clone(), cancel.clone()));
+    let http_addr = http::start(&shared, listeners.http, &mut *shared.reloading.lock().await)?;
     started(&Running {
         rtsp_addr,
         rtp_port,
@@ -396,6 +434,7 @@ pub async fn run(
         send_stats: send_stats.clone(),
         recv_stats: recv_stats.clone(),
         reloader: Reloader::new(shared.clone()),
+        http_addr,
     });
 
     let accept = accept_loop(
@@ -481,13 +520,7 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = tick.tick() => {}
         }
         for e in shared.sessions.take_expired(Instant::now()) {
-            info!(
-                session = %e.session.id,
-                client = %e.session.client_ip,
-                timeout_s = e.session.timeout().as_secs_f64(),
-                "session expired: no request or RTCP within the timeout"
-            );
-            forget(&shared, &e).await;
+            end(&shared, &e, "timeout: no request or RTCP").await;
         }
         shared.refusals.flush(Instant::now());
         for key in shared.channels.sweep() {
@@ -495,6 +528,12 @@ async fn reaper(shared: Arc<Shared>, cancel: CancellationToken) {
             let _ = shared.pacer.send(Command::RemoveChannel { key }).await;
         }
     }
+}
+
+/// A session left the table for `why`: log its summary and [`forget`] it.
+pub(crate) async fn end(shared: &Shared, e: &sessions::Entry, why: &str) {
+    e.log_end(why);
+    forget(shared, e).await;
 }
 
 /// A session left the table: stop what it sent or received. A publisher's

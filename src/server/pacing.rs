@@ -21,6 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
 use super::interleave::Sinks;
+use crate::metrics::{add_owned, Metrics, SessionCounters, Tally};
 use crate::net::mmsg;
 use crate::proto::depacketize::{Outcome, StreamFormat};
 use crate::proto::error::Error;
@@ -95,6 +97,12 @@ pub enum Command {
     RemoveTrack {
         group: GroupId,
         track: usize,
+    },
+    /// What session `group` is sent is counted in `counters` (until
+    /// [`Command::Remove`]).
+    Count {
+        group: GroupId,
+        counters: Arc<SessionCounters>,
     },
 }
 
@@ -268,6 +276,32 @@ pub struct Outputs {
     pub rtcp: Arc<UdpSocket>,
     pub(crate) sinks: Arc<Sinks>,
     pub stats: Arc<SendStats>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Each session's counters, by pacer group: the pacing thread's own map,
+/// so counting a packet is a lookup and three plain adds.
+type Counted = HashMap<GroupId, Arc<SessionCounters>, BuildHasherDefault<GroupHasher>>;
+
+/// Pacer groups are sequential numbers: a multiplicative hash spreads them
+/// at a fraction of SipHash's cost per packet (no attacker picks them).
+#[derive(Default)]
+struct GroupHasher(u64);
+
+impl Hasher for GroupHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// Longest the pacing thread sleeps without looking at `cancel` and the
@@ -296,6 +330,7 @@ pub fn run(
     cancel: CancellationToken,
 ) {
     let mut batch: Vec<Transmit> = Vec::with_capacity(256);
+    let mut counted = Counted::default();
     loop {
         if cancel.is_cancelled() {
             let now = Instant::now();
@@ -303,7 +338,7 @@ pub fn run(
             for c in live.values_mut() {
                 c.end_now(now, &mut batch);
             }
-            flush(&mut pacer, &mut live, now, &mut batch, &out);
+            flush(&mut pacer, &mut live, now, &mut batch, &out, &counted);
             return;
         }
         let now = Instant::now();
@@ -317,10 +352,10 @@ pub fn run(
         });
         match queues.commands.recv_timeout(wait) {
             Ok(cmd) => {
-                apply(&mut pacer, &mut live, cmd, &mut batch);
+                apply(&mut pacer, &mut live, &mut counted, cmd, &mut batch);
                 // Take whatever else is queued before sending.
                 while let Ok(cmd) = queues.commands.try_recv() {
-                    apply(&mut pacer, &mut live, cmd, &mut batch);
+                    apply(&mut pacer, &mut live, &mut counted, cmd, &mut batch);
                 }
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
@@ -331,7 +366,7 @@ pub fn run(
         }
         out.stats.pacer_wakeups.fetch_add(1, Ordering::Relaxed);
         let due = Instant::now() + send_ahead;
-        flush(&mut pacer, &mut live, due, &mut batch, &out);
+        flush(&mut pacer, &mut live, due, &mut batch, &out, &counted);
         while let Some(e) = pacer.poll_event() {
             let Event::Ended { group, run } = e;
             debug!(group, run, "end of media");
@@ -343,6 +378,7 @@ pub fn run(
 fn apply(
     pacer: &mut Pacer,
     live: &mut HashMap<String, Channel>,
+    counted: &mut Counted,
     cmd: Command,
     out: &mut Vec<Transmit>,
 ) {
@@ -402,7 +438,11 @@ fn apply(
         Command::Pause { group, reply } => {
             let _ = reply.send(pacer.pause(group));
         }
+        Command::Count { group, counters } => {
+            counted.insert(group, counters);
+        }
         Command::Remove { group } => {
+            counted.remove(&group);
             pacer.remove(group, now);
             for c in live.values_mut() {
                 c.unsubscribe(group, true, now, out);
@@ -451,6 +491,7 @@ fn flush(
     now: Instant,
     batch: &mut Vec<Transmit>,
     out: &Outputs,
+    counted: &Counted,
 ) {
     for c in live.values_mut() {
         c.poll(now, batch);
@@ -463,7 +504,7 @@ fn flush(
             batch.push(t);
         }
         let more = batch.len() >= MAX_FLUSH;
-        send(batch, out);
+        send(batch, out, counted);
         batch.clear();
         if !more {
             break;
@@ -475,31 +516,62 @@ fn flush(
     }
 }
 
-/// Sends one batch of datagrams.
-fn send(batch: &[Transmit], out: &Outputs) {
+/// Sends one batch of datagrams, and counts each RTP packet for its
+/// session and path, its bytes and how late it goes out (all atomics: the
+/// scrape reads them, nothing here waits for it).
+fn send(batch: &[Transmit], out: &Outputs, counted: &Counted) {
     if batch.is_empty() {
         return;
     }
     let (mut on_rtp, mut on_rtcp) = (Vec::with_capacity(batch.len()), Vec::new());
-    let mut interleaved = Vec::new();
+    let (mut interleaved, mut interleaved_rtcp) = (Vec::new(), Vec::new());
+    let sent_at = Instant::now();
+    let mut rtp_bytes = 0u64;
+    let mut late = Tally::default();
     for t in batch {
+        if !t.rtcp {
+            rtp_bytes += t.data.len() as u64;
+            if let Some(c) = counted.get(&t.group) {
+                c.sent(t.data.len());
+            }
+            if let Some(due) = t.due {
+                let ns = sent_at.saturating_duration_since(due).as_nanos();
+                late.observe(&out.metrics.lateness, ns as u64);
+            }
+        }
         match t.dest {
             Dest::Udp(a) if t.rtcp => on_rtcp.push((a, &t.data[..])),
             Dest::Udp(a) => on_rtp.push((a, &t.data[..])),
+            Dest::Interleaved { conn, channel } if t.rtcp => {
+                interleaved_rtcp.push((conn, channel, &t.data));
+            }
             Dest::Interleaved { conn, channel } => interleaved.push((conn, channel, &t.data)),
         }
     }
-    send_all(&out.rtp, &on_rtp, out.per_call, &out.stats);
+    // The pacing thread is the only writer of these.
+    late.publish_owned(&out.metrics.lateness);
+    add_owned(&out.metrics.rtp_bytes, rtp_bytes);
+    let sent = send_all(&out.rtp, &on_rtp, out.per_call, &out.stats);
     send_all(&out.rtcp, &on_rtcp, out.per_call, &out.stats);
-    if !interleaved.is_empty() {
-        let d = out.sinks.deliver(interleaved);
-        out.stats
-            .interleaved_queued
-            .fetch_add(d.queued as u64, Ordering::Relaxed);
-        out.stats
-            .interleaved_dropped
-            .fetch_add(d.dropped as u64, Ordering::Relaxed);
+    let queued = deliver(out, interleaved);
+    deliver(out, interleaved_rtcp);
+    add_owned(&out.metrics.rtp_packets, (sent + queued) as u64);
+}
+
+/// Queues interleaved frames on their connections; returns how many were
+/// queued.
+fn deliver(out: &Outputs, frames: Vec<(u64, u8, &Bytes)>) -> usize {
+    if frames.is_empty() {
+        return 0;
     }
+    let d = out.sinks.deliver(frames);
+    out.stats
+        .interleaved_queued
+        .fetch_add(d.queued as u64, Ordering::Relaxed);
+    out.stats
+        .interleaved_dropped
+        .fetch_add(d.dropped as u64, Ordering::Relaxed);
+    d.queued
 }
 
 /// Sends `datagrams` from `socket` in `sendmmsg` batches and counts the
@@ -509,9 +581,9 @@ fn send_all(
     datagrams: &[(SocketAddr, &[u8])],
     per_call: usize,
     stats: &SendStats,
-) {
+) -> usize {
     if datagrams.is_empty() {
-        return;
+        return 0;
     }
     let out = mmsg::send_batch_of(socket.as_fd(), datagrams, per_call);
     stats.sent.fetch_add(out.sent as u64, Ordering::Relaxed);
@@ -531,4 +603,5 @@ fn send_all(
             "datagrams refused"
         );
     }
+    out.sent
 }

@@ -106,5 +106,6 @@ fn values(config: &Config) -> [String; N] {
         Limit::MaxBodyBytes => config.limits.max_body.to_string(),
         Limit::MaxHeaders => config.limits.max_headers.to_string(),
         Limit::ReadTimeout => format!("{} s", config.read_timeout.as_secs_f64()),
+        Limit::HttpMaxConnections => config.http.max_connections.to_string(),
     })
 }

@@ -8,7 +8,10 @@
 //!   channel under the same name, with a new pacing-thread key, so nothing
 //!   of the old source can reach it;
 //! - limits, timeouts, the media root and the clip options apply to what
-//!   comes next: connections accepted, sessions set up, clips opened.
+//!   comes next: connections accepted, sessions set up, clips opened;
+//! - the HTTP side's limits apply to its next connection, and a new
+//!   `[http] listen` address is bound before anything changes (a reload
+//!   that cannot bind it is refused), then served in place of the old.
 //!
 //! Sessions the change does not touch go on without a gap: the pacing
 //! thread is told only about the channels that changed. What is bound or
@@ -28,6 +31,7 @@ use tracing::{info, warn};
 use super::live::{self, LiveSpec, Source, SpecError};
 use super::pacing::Command;
 use super::{channels, forget, Config, Shared};
+use crate::http;
 use crate::media::Catalog;
 
 /// A value many readers take a snapshot of and one writer replaces whole.
@@ -59,6 +63,8 @@ pub enum ReloadError {
         "live channel {0}: stdin is read by one channel from start; adding it needs a restart"
     )]
     Stdin(String),
+    #[error("http.listen: {0}")]
+    Http(std::io::Error),
 }
 
 /// What a reload did, one line per change.
@@ -96,7 +102,7 @@ impl Reloader {
     /// Applies `new`, or changes nothing and says why.
     pub async fn apply(&self, mut new: Config) -> Result<Summary, ReloadError> {
         let shared = &self.shared;
-        let _one_at_a_time = shared.reloading.lock().await;
+        let mut http_side = shared.reloading.lock().await;
         let old = shared.config();
         let mut summary = Summary::default();
         for ((key, was, applies), (_, now, _)) in settings(&old).into_iter().zip(settings(&new)) {
@@ -125,6 +131,15 @@ impl Reloader {
                 error,
             })?;
             Some(catalog)
+        } else {
+            None
+        };
+        let http_listener = if new.http.listen.addr() != old.http.listen.addr() {
+            Some(
+                http::bind(&new.http.listen)
+                    .await
+                    .map_err(ReloadError::Http)?,
+            )
         } else {
             None
         };
@@ -204,6 +219,13 @@ impl Reloader {
             shared.catalog.set(catalog);
         }
         shared.config.set(new);
+        if let Some(listener) = http_listener {
+            match http::start(shared, listener, &mut http_side) {
+                Ok(Some(addr)) => info!(%addr, "HTTP side moved"),
+                Ok(None) => info!("HTTP side off"),
+                Err(e) => warn!(error = %e, "reload: the HTTP side did not start"),
+            }
+        }
         for line in &summary.applied {
             info!(change = %line, "reload applied");
         }
@@ -333,6 +355,25 @@ fn settings(c: &Config) -> Vec<(&'static str, String, Applies)> {
             Now,
         ),
         ("live_prebuffer_ms", ms(c.live_prebuffer), Now),
+        ("http.listen", c.http.listen.to_string(), Now),
+        (
+            "http.max_connections",
+            c.http.max_connections.to_string(),
+            Now,
+        ),
+        (
+            "http.max_head_bytes",
+            c.http.max_head_bytes.to_string(),
+            Now,
+        ),
+        ("http.max_headers", c.http.max_headers.to_string(), Now),
+        (
+            "http.max_body_bytes",
+            c.http.max_body_bytes.to_string(),
+            Now,
+        ),
+        ("http.read_timeout", secs(c.http.read_timeout), Now),
+        ("http.write_timeout", secs(c.http.write_timeout), Now),
     ]
 }
 
@@ -347,6 +388,7 @@ fn keep_restart_settings(new: &mut Config, old: &Config) {
     new.pacer_cpu = old.pacer_cpu;
     new.command_queue = old.command_queue;
     new.data_queue = old.data_queue;
+    new.http.reload.clone_from(&old.http.reload);
 }
 
 #[cfg(test)]

@@ -4,19 +4,23 @@
 //! A std `Mutex`, not a tokio one: it is held only for short, synchronous
 //! lookups and never across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
+
+use tracing::info;
 
 use super::live::LiveInfo;
 use crate::media::Clip;
+use crate::metrics::SessionCounters;
 use crate::proto::error::Error;
 use crate::proto::limit::Limit;
 use crate::proto::pacer::GroupId;
+use crate::proto::rtcp::ReportBlock;
 use crate::proto::sdp::PresentationDescription;
-use crate::proto::session::{Dest, Session};
+use crate::proto::session::{Dest, Session, State};
 use crate::proto::track_map::TrackMap;
 
 /// A session and what the server attached to it.
@@ -29,6 +33,65 @@ pub struct Entry {
     pub conn: u64,
     /// The SSRC of each track set up, kept across repeated SETUPs.
     pub ssrcs: TrackMap<u32>,
+    /// The RTSP peer that created it.
+    pub client: SocketAddr,
+    /// When it was created, on the wall clock (for the API) and the
+    /// monotonic one (for its duration).
+    pub started: (SystemTime, Instant),
+    /// What the pacing thread sent it.
+    pub counters: Arc<SessionCounters>,
+    /// The client's last receiver report.
+    pub last_rr: Option<LastReport>,
+}
+
+/// A receiver report block (RFC 3550 §6.4.1) as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LastReport {
+    /// Fraction lost since the previous report, 0 to 1.
+    pub fraction_lost: f64,
+    pub cumulative_lost: i32,
+    /// Interarrival jitter in seconds (the report's timestamp units over the
+    /// track's clock rate).
+    pub jitter_s: f64,
+}
+
+impl Entry {
+    /// `udp` or `tcp` (interleaved).
+    pub fn transport(&self) -> &'static str {
+        if self.session.tracks().any(|(_, t)| t.rtp.udp().is_none()) {
+            "tcp"
+        } else {
+            "udp"
+        }
+    }
+
+    /// The one INFO line every ended session leaves, with `why` it ended.
+    pub fn log_end(&self, why: &str) {
+        let rr = self.last_rr;
+        info!(
+            session = %self.session.id,
+            path = %self.session.presentation,
+            client = %self.client,
+            transport = self.transport(),
+            duration_s = format_args!("{:.1}", self.started.1.elapsed().as_secs_f64()),
+            packets = self.counters.packets.load(Ordering::Relaxed),
+            bytes = self.counters.bytes.load(Ordering::Relaxed),
+            rr_fraction_lost = %rr.map_or("none".into(), |r| format!("{:.4}", r.fraction_lost)),
+            rr_jitter_ms = %rr.map_or("none".into(), |r| format!("{:.3}", r.jitter_s * 1000.0)),
+            reason = why,
+            "session ended"
+        );
+    }
+}
+
+/// How many sessions are in each state, and readers per path.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Census {
+    pub ready: usize,
+    pub playing: usize,
+    pub recording: usize,
+    /// Sessions that play (or are set up to play) each path.
+    pub readers: BTreeMap<String, usize>,
 }
 
 /// What a session plays.
@@ -59,6 +122,16 @@ impl Presentation {
             Self::Clip(c) => Some(c.duration),
             Self::Live(_) => None,
         }
+    }
+
+    /// Track `track`'s RTP clock rate, from its `a=rtpmap`
+    /// (`encoding/clock rate[/channels]`, RFC 4566 §6).
+    pub fn clock_rate(&self, track: usize) -> Option<u32> {
+        let rtpmap = match self {
+            Self::Clip(c) => &c.tracks.get(track)?.description.rtpmap,
+            Self::Live(l) => &l.description.tracks.get(track)?.rtpmap,
+        };
+        rtpmap.split('/').nth(1)?.parse().ok().filter(|&r| r > 0)
     }
 }
 
@@ -308,6 +381,66 @@ impl SessionTable {
         Some(id)
     }
 
+    /// A receiver report block arrived from `from`: it becomes the last
+    /// report of the session whose client sends from there. Returns the
+    /// jitter in seconds, on the clock of the track whose SSRC it reports
+    /// on (the session's first track when the SSRC is none of them).
+    pub fn receiver_report(&self, from: SocketAddr, r: &ReportBlock) -> Option<f64> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let e = inner.by_id.get_mut(inner.by_rtcp.get(&from)?)?;
+        let track = e
+            .ssrcs
+            .iter()
+            .find(|(_, &s)| s == r.ssrc)
+            .map(|(t, _)| t)
+            .or_else(|| e.session.tracks().next().map(|(t, _)| t))?;
+        let jitter_s = f64::from(r.jitter) / f64::from(e.source.clock_rate(track)?);
+        e.last_rr = Some(LastReport {
+            fraction_lost: f64::from(r.fraction_lost) / 256.0,
+            cumulative_lost: r.cumulative_lost,
+            jitter_s,
+        });
+        Some(jitter_s)
+    }
+
+    /// Sessions by state, and readers by path.
+    pub fn census(&self) -> Census {
+        let inner = self.lock();
+        let mut c = Census::default();
+        for e in inner.by_id.values() {
+            match e.session.state() {
+                State::Recording => c.recording += 1,
+                State::Playing => c.playing += 1,
+                State::Ready => c.ready += 1,
+                State::Init => {}
+            }
+            if !matches!(e.session.state(), State::Recording) {
+                *c.readers.entry(e.session.presentation.clone()).or_default() += 1;
+            }
+        }
+        c
+    }
+
+    /// The total, and `f` of at most `limit` sessions from `offset` on,
+    /// oldest first.
+    pub fn page<R>(&self, offset: usize, limit: usize, f: impl Fn(&Entry) -> R) -> (usize, Vec<R>) {
+        let inner = self.lock();
+        let mut keys: Vec<(Instant, &str)> = inner
+            .by_id
+            .values()
+            .map(|e| (e.started.1, e.session.id.as_str()))
+            .collect();
+        keys.sort_unstable();
+        let page = keys
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|(_, id)| inner.by_id.get(*id).map(&f))
+            .collect();
+        (keys.len(), page)
+    }
+
     /// RTCP arrived interleaved on connection `conn`: refresh the sessions
     /// whose tracks are interleaved there.
     pub fn touch_by_conn(&self, conn: u64, now: Instant) {
@@ -406,6 +539,10 @@ mod tests {
             })),
             conn,
             ssrcs: TrackMap::default(),
+            client: SocketAddr::from((ip, 1)),
+            started: (SystemTime::now(), now),
+            counters: Arc::default(),
+            last_rr: None,
         }
     }
 

@@ -18,6 +18,7 @@ use tracing::{debug, trace};
 use super::channels::Channels;
 use super::pacing::DataHandle;
 use super::sessions::SessionTable;
+use crate::metrics::Metrics;
 use crate::proto::rtcp::{self, Packet};
 
 /// Counters of what arrives on the pair, readable while running.
@@ -28,11 +29,13 @@ pub struct RecvStats {
 }
 
 /// Receives RTCP from clients: validates it (RFC 3550 A.2), refreshes the
-/// session it comes from, and logs receiver reports at debug level.
+/// session it comes from, keeps each receiver report as the session's last
+/// and observes its loss and jitter (§6.4.1) into the listener histograms.
 pub async fn run_rtcp_receiver(
     socket: Arc<UdpSocket>,
     sessions: Arc<SessionTable>,
     stats: Arc<RecvStats>,
+    metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
     let Ok(fd) = readable(&socket) else { return };
@@ -63,6 +66,10 @@ pub async fn run_rtcp_receiver(
             if let Packet::ReceiverReport { reports, .. } | Packet::SenderReport { reports, .. } = p
             {
                 for r in reports {
+                    if let Some(jitter_s) = sessions.receiver_report(from, &r) {
+                        metrics.loss.observe(u64::from(r.fraction_lost));
+                        metrics.jitter.observe((jitter_s * 1e9) as u64);
+                    }
                     debug!(
                         %session,
                         ssrc = format_args!("{:08X}", r.ssrc),

@@ -5,9 +5,11 @@
 //! - [`udp`]: RTP/RTCP socket pairs and RTP fields.
 //! - [`pcm`]: WAV files, L16 samples, finding decoded audio in its source.
 //! - [`tools`]: real clients (ffmpeg, ffprobe, gst-launch) under deadlines.
+//! - [`http`]: a raw HTTP/1.1 client and readers of the metrics text.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod http;
 pub mod interleaved;
 pub mod pcm;
 pub mod rtsp;
@@ -34,6 +36,8 @@ pub struct Server {
     child: Child,
     pub port: u16,
     pub rtp_port: u16,
+    /// The HTTP side's address, when it runs (`--http 127.0.0.1:0`).
+    pub http: Option<SocketAddr>,
     pub media: PathBuf,
     /// The server's stderr lines (the first 10,000), also echoed to ours.
     log: Arc<Mutex<Vec<String>>>,
@@ -47,6 +51,18 @@ impl Drop for Server {
     }
 }
 
+/// What every test server is started with: loopback, ephemeral ports,
+/// and the media folder to follow.
+pub const LOOPBACK_ARGS: [&str; 7] = [
+    "--bind",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--rtp-port",
+    "0",
+    "--media",
+];
+
 /// The bundled sample clips.
 pub fn bundled_media() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("media")
@@ -56,6 +72,24 @@ impl Server {
     /// Serves the bundled `media/`.
     pub fn start(extra: &[&str]) -> Self {
         Self::start_in(bundled_media(), None, extra)
+    }
+
+    /// Serves the bundled `media/` with the HTTP side on an ephemeral port
+    /// and `RUST_LOG=log`.
+    pub fn start_http(extra: &[&str], log: &str) -> Self {
+        let args = [&["--http", "127.0.0.1:0"][..], extra].concat();
+        let s = Self::start_logged(&args, log);
+        assert!(s.http.is_some(), "no HTTP address printed");
+        s
+    }
+
+    /// Serves the bundled `media/` with `RUST_LOG=log`.
+    pub fn start_logged(extra: &[&str], log: &str) -> Self {
+        let media = bundled_media();
+        let mut args: Vec<std::ffi::OsString> = LOOPBACK_ARGS.map(Into::into).into();
+        args.push(media.clone().into());
+        args.extend(extra.iter().map(Into::into));
+        Self::spawn(&args, media, None, Some(log))
     }
 
     /// Serves a fresh temp folder filled by `fill`.
@@ -71,20 +105,11 @@ impl Server {
     }
 
     fn start_in(media: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> Self {
-        let mut args: Vec<std::ffi::OsString> = [
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--rtp-port",
-            "0",
-            "--media",
-        ]
-        .map(Into::into)
-        .into();
+        let mut args: Vec<std::ffi::OsString> = LOOPBACK_ARGS.map(Into::into).into();
         args.push(media.clone().into());
         args.extend(extra.iter().map(Into::into));
-        Self::spawn(&args, media, dir, true)
+        let log = std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        Self::spawn(&args, media, dir, Some(&log))
     }
 
     /// Runs `rtspd ARGS` as given, with no flags of ours: for a server
@@ -92,29 +117,28 @@ impl Server {
     /// 127.0.0.1.
     pub fn start_args(args: &[&str], media: &Path) -> Self {
         let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-        Self::spawn(&args, media.to_path_buf(), None, true)
+        let log = std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        Self::spawn(&args, media.to_path_buf(), None, Some(&log))
     }
 
     /// [`Server::start_args`] without `RUST_LOG`, so that the log level is
     /// the config file's (and a reload may change it).
     pub fn start_args_leveled_by_config(args: &[&str], media: &Path) -> Self {
         let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-        Self::spawn(&args, media.to_path_buf(), None, false)
+        Self::spawn(&args, media.to_path_buf(), None, None)
     }
 
+    /// Runs the binary with `args` and `RUST_LOG=log` (none: unset).
     fn spawn(
         args: &[std::ffi::OsString],
         media: PathBuf,
         dir: Option<tempfile::TempDir>,
-        rust_log: bool,
+        log: Option<&str>,
     ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rtspd"));
         command.args(args).env_remove("RUST_LOG");
-        if rust_log {
-            command.env(
-                "RUST_LOG",
-                std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            );
+        if let Some(log) = log {
+            command.env("RUST_LOG", log);
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -154,12 +178,20 @@ impl Server {
             .and_then(|s| s.split('-').next())
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no RTP port in {first:?}"));
+        // The HTTP address comes next when HTTP runs; there is always a
+        // second line (a clip, or "no playable clips").
+        let http = lines.next().and_then(Result::ok).and_then(|l| {
+            l.strip_prefix("http status page: http://")
+                .and_then(|a| a.strip_suffix('/'))
+                .and_then(|a| a.parse().ok())
+        });
         // Keep draining stdout so the server never blocks on it.
         std::thread::spawn(move || for _ in lines {});
         Self {
             child,
             port,
             rtp_port,
+            http,
             media,
             log,
             _dir: dir,

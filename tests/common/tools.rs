@@ -116,6 +116,20 @@ impl Drop for Background {
     }
 }
 
+impl Background {
+    /// Its exit status, if it exits within `limit`.
+    pub fn exited_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
 /// Starts `ffmpeg -nostdin -v error ARGS` in the background.
 pub fn ffmpeg_background(args: &[&str]) -> Background {
     let child = Command::new("ffmpeg")

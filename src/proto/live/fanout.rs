@@ -159,11 +159,7 @@ impl Fanout {
     /// `data` to every listener's RTCP destination.
     pub(super) fn report_to_all(&self, data: &Bytes, out: &mut Vec<Transmit>) {
         for l in self.slots.iter().flat_map(BTreeMap::values) {
-            out.push(Transmit {
-                dest: l.rtcp,
-                data: data.clone(),
-                rtcp: true,
-            });
+            out.push(Transmit::rtcp(l.rtcp, data.clone()));
         }
     }
 
@@ -203,12 +199,8 @@ impl Fanout {
             return;
         };
         let mut srs_due = false;
-        for l in self.slots[slot].values().filter(|l| l.first <= packet) {
-            out.push(Transmit {
-                dest: l.rtp,
-                data: current.data.clone(),
-                rtcp: false,
-            });
+        for (&id, l) in self.slots[slot].iter().filter(|(_, l)| l.first <= packet) {
+            out.push(Transmit::rtp(l.rtp, current.data.clone(), id, at));
             srs_due |= l.next_sr <= at;
         }
         if !srs_due {
@@ -223,11 +215,7 @@ impl Fanout {
             if l.next_sr <= at {
                 l.next_sr = at + SR_INTERVAL;
             }
-            out.push(Transmit {
-                dest: l.rtcp,
-                data: sr.clone(),
-                rtcp: true,
-            });
+            out.push(Transmit::rtcp(l.rtcp, sr.clone()));
         }
     }
 }

@@ -192,11 +192,7 @@ impl Channel {
         let join = self
             .fanout
             .subscribe(id, rtp, rtcp, now, |k| self.timeline.due(k), edge);
-        out.push(Transmit {
-            dest: rtcp,
-            data: self.timeline.report(now, false),
-            rtcp: true,
-        });
+        out.push(Transmit::rtcp(rtcp, self.timeline.report(now, false)));
         join
     }
 
@@ -204,11 +200,7 @@ impl Channel {
     pub fn unsubscribe(&mut self, id: u64, bye: bool, now: Instant, out: &mut Vec<Transmit>) {
         if let Some(rtcp) = self.fanout.remove(id) {
             if bye {
-                out.push(Transmit {
-                    dest: rtcp,
-                    data: self.timeline.report(now, true),
-                    rtcp: true,
-                });
+                out.push(Transmit::rtcp(rtcp, self.timeline.report(now, true)));
             }
         }
     }

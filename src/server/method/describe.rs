@@ -8,6 +8,7 @@ use crate::proto::error::Error;
 use crate::proto::rtsp::Response;
 use crate::proto::sdp;
 use crate::proto::target::aggregate_url;
+use crate::server::sessions::Presentation;
 
 pub(super) async fn describe(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> {
     let Ctx {
@@ -18,11 +19,22 @@ pub(super) async fn describe(cx: &Ctx<'_>, ok: Response) -> Result<Response, Err
         return Err(Error::NotFound);
     }
     let source = open_presentation(shared, &t.path).await?;
-    let server_ip = local_ip_for(peer.ip());
-    let sdp = sdp::describe(&source.description(), server_ip, session_version());
+    let sdp = sdp_of(&source, peer.ip(), None);
     Ok(ok
         .header("Content-Base", format!("{}/", aggregate_url(&req.uri)))
         .body("application/sdp", sdp))
+}
+
+/// The SDP of `source` for a client at `peer`: control URLs relative to the
+/// Content-Base (DESCRIBE), or absolute under `base`, the presentation's
+/// `rtsp://` URL (SDP over HTTP).
+pub(crate) fn sdp_of(source: &Presentation, peer: IpAddr, base: Option<&str>) -> String {
+    let desc = source.description();
+    let ip = local_ip_for(peer);
+    match base {
+        None => sdp::describe(&desc, ip, session_version()),
+        Some(base) => sdp::describe_absolute(&desc, ip, session_version(), base),
+    }
 }
 
 fn local_ip_for(peer: IpAddr) -> IpAddr {

@@ -6,7 +6,7 @@
 //! through before its method runs.
 
 mod announce;
-mod describe;
+pub(crate) mod describe;
 mod parameter;
 mod pause;
 mod play;
@@ -156,7 +156,10 @@ fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {
 }
 
 /// The clip or live channel a path names.
-async fn open_presentation(shared: &Arc<Shared>, path: &str) -> Result<Presentation, Error> {
+pub(crate) async fn open_presentation(
+    shared: &Arc<Shared>,
+    path: &str,
+) -> Result<Presentation, Error> {
     match path.strip_prefix(live::PREFIX) {
         Some(name) => shared
             .channels

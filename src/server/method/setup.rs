@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tracing::{info, info_span};
 
@@ -114,15 +114,30 @@ pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error>
             session.setup(&t.path, track, dest)?;
             let group = shared.next_group.fetch_add(1, Ordering::Relaxed);
             let header = session.header();
+            let counters = shared.metrics.session(&t.path);
             shared.sessions.insert(Entry {
                 session,
                 group,
                 source: source.clone(),
                 conn,
                 ssrcs: TrackMap::one(track, new_ssrc),
+                client: peer,
+                started: (SystemTime::now(), now),
+                counters: counters.clone(),
+                last_rr: None,
             })?;
+            shared
+                .metrics
+                .sessions_started
+                .fetch_add(1, Ordering::Relaxed);
             info_span!("session", %id)
                 .in_scope(|| info!(clip = %t.path, client = %peer, "session created"));
+            // Before any track: the pacing thread counts from the first packet.
+            shared
+                .pacer
+                .send(Command::Count { group, counters })
+                .await
+                .map_err(|_| Error::Unavailable("shutting down"))?;
             (group, header, new_ssrc)
         }
     };
@@ -183,7 +198,15 @@ fn setup_record(
         source: Presentation::Live(info),
         conn,
         ssrcs: TrackMap::default(),
+        client: peer,
+        started: (SystemTime::now(), now),
+        counters: shared.metrics.session(&path),
+        last_rr: None,
     })?;
+    shared
+        .metrics
+        .sessions_started
+        .fetch_add(1, Ordering::Relaxed);
     shared.channels.bind_session(name, conn, &id);
     info_span!("session", %id)
         .in_scope(|| info!(channel = %name, client = %peer, "publishing session created"));

@@ -1,7 +1,5 @@
 //! TEARDOWN (RFC 2326 §10.7) of a session or one of its tracks.
 
-use tracing::{info, info_span};
-
 use super::Ctx;
 use crate::proto::error::Error;
 use crate::proto::rtsp::Response;
@@ -17,8 +15,7 @@ pub(super) async fn teardown(cx: &Ctx<'_>, ok: Response) -> Result<Response, Err
     match what {
         Teardown::All => {
             if let Some(e) = shared.sessions.remove(&id) {
-                info_span!("session", %id).in_scope(|| info!("session torn down"));
-                crate::server::forget(shared, &e).await;
+                crate::server::end(shared, &e, "teardown").await;
             }
         }
         Teardown::Track(track) => {

@@ -1,0 +1,49 @@
+//! `GET /sdp/{path}`: the presentation description over HTTP, the web
+//! page → description → RTSP server flow of RFC 2326 §1.1 and §C.1.1: the
+//! same SDP as DESCRIBE, with absolute `rtsp://` control URLs of this
+//! server so whoever fetched it knows where to play it.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State as Extract};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::State;
+use crate::proto::error::Error;
+use crate::proto::target::{encode_path, parse_target};
+use crate::server::method::describe::sdp_of;
+use crate::server::method::open_presentation;
+
+pub(super) async fn sdp(
+    Extract(state): Extract<Arc<State>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let base = state.rtsp_base(&headers);
+    // The same checks as an RTSP Request-URI: percent-decoding already
+    // happened, so encode again and let the RTSP target parser decide.
+    let url = format!("{base}/{}", encode_path(&path));
+    let shared = &state.shared;
+    let target = match parse_target(&url, shared.config().limits.max_uri) {
+        Ok(t) if t.track.is_none() => t,
+        _ => return not_found(),
+    };
+    match open_presentation(shared, &target.path).await {
+        Ok(source) => (
+            [(header::CONTENT_TYPE, "application/sdp")],
+            sdp_of(&source, shared.rtsp_addr.ip(), Some(&url)),
+        )
+            .into_response(),
+        Err(Error::NotFound) => not_found(),
+        Err(e) => (
+            StatusCode::from_u16(e.status().0).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            format!("{e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "no such presentation\n").into_response()
+}
