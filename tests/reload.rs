@@ -358,3 +358,57 @@ fn reload_over_http_applies_the_file_and_moves_the_http_side() {
     assert_eq!(http::request(new, "GET", "/healthz", &[]).status, 200);
     assert!(wait_for_status(&server, &server.url("live/fresh"), 200));
 }
+
+/// A reload that points `media` at another folder serves that folder's
+/// clips from the next request on; a session already playing a clip of the
+/// old folder plays on.
+#[test]
+fn reload_switches_the_media_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (folder, name) in [(&a, "one.wav"), (&b, "two.wav")] {
+        std::fs::create_dir(folder).expect("mkdir");
+        write_wav(
+            &folder.join(name),
+            int_spec(8000, 1, 16),
+            (0..40_000).map(|i| (i % 300) as i16),
+        );
+    }
+    let cfg = dir.path().join("rtspd.toml");
+    let file = |media: &Path| {
+        format!(
+            "[server]\nmedia = \"{}\"\nbind = \"127.0.0.1\"\nport = 0\nrtp_port = 0\n\n[http]\nlisten = \"off\"\n",
+            media.display()
+        )
+    };
+    std::fs::write(&cfg, file(&a)).expect("write config");
+    let cfg_arg = cfg.display().to_string();
+    let server = Server::start_args(&["--config", &cfg_arg], &a);
+    let (one, two) = (server.url("one.wav"), server.url("two.wav"));
+    let mut c = Rtsp::connect(server.addr());
+    let pair = UdpPair::bind();
+    let id = setup_udp(&mut c, &one, &pair);
+    let r = c.request("PLAY", &one, &[&format!("Session: {id}")]);
+    assert_eq!(r.status, 200, "{r}");
+    assert!(
+        wait_for_status(&server, &two, 404),
+        "two.wav before the reload"
+    );
+
+    std::fs::write(&cfg, file(&b)).expect("write config");
+    server.signal("HUP");
+    assert!(
+        wait_for_status(&server, &two, 200),
+        "two.wav after the reload"
+    );
+    assert!(
+        wait_for_status(&server, &one, 404),
+        "one.wav after the reload"
+    );
+    // The session of the old folder's clip still streams.
+    pair.drain_now();
+    let pkts = pair.collect(Duration::from_millis(500));
+    assert!(pkts.len() >= 15, "{} packets after the reload", pkts.len());
+    let r = c.request("GET_PARAMETER", &one, &[&format!("Session: {id}")]);
+    assert_eq!(r.status, 200, "{r}");
+}
