@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use common::pcm::find_offset;
 use common::rtsp::parse_replies;
 use common::tools::{ffmpeg_s16be, ffprobe, par, require, run_tool, Run};
+use common::udp::rcvbuf_errors;
 use common::{bundled_media, l16_samples, wav_l16, Reply, Server};
 
 /// The bundled clips: path under `media/`, sample rate, channels, seconds.
@@ -355,8 +356,16 @@ fn ffmpeg_decodes_bit_exact_pcm() {
         &jobs,
         |j| j.path.to_owned(),
         |j| {
-            let (decoded, _) = ffmpeg_decode(&j.server.url(j.path), &[], j.secs);
             let what = format!("ffmpeg {}", j.path);
+            let dropped = rcvbuf_errors();
+            let (mut decoded, _) = ffmpeg_decode(&j.server.url(j.path), &[], j.secs);
+            // On a busy machine ffmpeg's own UDP socket may overflow; that
+            // loss is the client's (the kernel counts it), so the clip is
+            // played once more. A loss the kernel did not see still fails.
+            if decoded.len() != j.expected.len() && rcvbuf_errors() > dropped {
+                eprintln!("{what}: ffmpeg's socket overflowed; playing it again");
+                decoded = ffmpeg_decode(&j.server.url(j.path), &[], j.secs).0;
+            }
             assert_pcm_eq(&what, &decoded, &j.expected, j.channels, j.rate);
         },
     );

@@ -165,3 +165,21 @@ pub fn bye_within(sock: &UdpSocket, wait: Duration) -> bool {
     })
     .is_some()
 }
+
+/// Datagrams the kernel dropped because a receiving socket's buffer was
+/// full, machine-wide since boot (`Udp: RcvbufErrors` in /proc/net/snmp).
+/// A UDP client that misses packets while this rises lost them at its own
+/// socket, not on the server's side.
+pub fn rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
