@@ -12,6 +12,7 @@ use rtspd::config::{self, CliOverrides, ConfigError, Effective, LogFormat, LogLe
 use rtspd::http::ReloadHook;
 use rtspd::server::live::Source;
 use rtspd::server::placement;
+use rtspd::server::tls::TlsError;
 use rtspd::server::{self, Listeners};
 
 /// rtspd: an RTSP/1.0 streaming media server.
@@ -342,9 +343,22 @@ async fn serve(effective: Effective, args: &ServeArgs) -> anyhow::Result<()> {
             })
         })));
     }
-    let listeners = Listeners::bind(&config)
-        .await
-        .context("binding the listeners")?;
+    let listeners = match Listeners::bind(&config).await {
+        Ok(l) => l,
+        Err(e) => match e.get_ref().and_then(|e| e.downcast_ref::<TlsError>()) {
+            // A certificate or key that does not load is a configuration
+            // error: exit 2, naming the file.
+            Some(tls) => {
+                eprintln!("rtspd: {tls}");
+                std::process::exit(BAD_CONFIG)
+            }
+            None => return Err(anyhow::Error::new(e).context("binding the listeners")),
+        },
+    };
+    let rtsps_port = match &listeners.rtsps {
+        Some(l) => Some(l.local_addr()?.port()),
+        None => None,
+    };
     let catalog = rtspd::media::Catalog::new(&config.media, config.clip)
         .with_context(|| format!("opening the media folder {}", config.media.display()))?;
     let clips = catalog.list();
@@ -390,11 +404,19 @@ async fn serve(effective: Effective, args: &ServeArgs) -> anyhow::Result<()> {
             }
             println!("http status page: http://{http}/");
         }
+        if let Some(port) = rtsps_port {
+            println!(
+                "rtspd listening on rtsps://{host}:{port}/ (RTSP over TLS, media interleaved)"
+            );
+        }
         if clips.is_empty() {
             println!("no playable clips under {media}");
         }
         for clip in &clips {
             println!("rtsp://{host}:{}/{}", addr.port(), url_path(clip));
+            if let Some(port) = rtsps_port {
+                println!("rtsps://{host}:{port}/{}", url_path(clip));
+            }
         }
         for (name, publish) in &live {
             let port = addr.port();

@@ -37,6 +37,8 @@ pub struct CliOverrides {
     pub http: Option<HttpListen>,
     #[command(flatten)]
     pub http_limits: HttpFlags,
+    #[command(flatten)]
+    pub tls: TlsFlags,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -191,4 +193,29 @@ pub struct HttpFlags {
     #[arg(long = "http-write-timeout")]
     #[serde(rename = "write_timeout")]
     pub http_write_timeout: Option<Int<0, ANY>>,
+}
+
+/// The `[tls]` keys as flags: `--tls-` and the key, and `--rtsps-port`.
+#[derive(Args, Debug, Clone, Default, Serialize)]
+pub struct TlsFlags {
+    /// Certificate chain (PEM) for RTSPS; with --tls-key, turns RTSPS on.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    #[serde(rename = "cert", skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    #[serde(rename = "key", skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// RTSPS port. Without it, 322 is tried and 8322 used when 322 cannot
+    /// be bound. 0 picks a free port (printed at start).
+    #[arg(long)]
+    pub rtsps_port: Option<u16>,
+    /// Refuse plain RTSP (403, OPTIONS excepted): clients must use rtsps://.
+    #[arg(long = "tls-require")]
+    #[serde(rename = "require", skip_serializing_if = "std::ops::Not::not")]
+    pub tls_require: bool,
+    /// Seconds a client has to complete the TLS handshake. [default: 10]
+    #[arg(long = "tls-handshake-timeout")]
+    #[serde(rename = "handshake_timeout")]
+    pub tls_handshake_timeout: Option<Int<0, ANY>>,
 }

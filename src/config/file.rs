@@ -21,7 +21,9 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::{HttpSettings, LimitSettings, LiveTable, LogSettings, ServerSettings, Settings};
+use super::{
+    HttpSettings, LimitSettings, LiveTable, LogSettings, ServerSettings, Settings, TlsSettings,
+};
 use crate::server::live::{LiveSpec, SpecError};
 
 /// A file's settings and its live channels, checked.
@@ -130,6 +132,7 @@ pub fn section(name: &str) -> Option<Section> {
         "server" => Section::Table(fields::<ServerSettings>()),
         "limits" => Section::Table(fields::<LimitSettings>()),
         "http" => Section::Table(fields::<HttpSettings>()),
+        "tls" => Section::Table(fields::<TlsSettings>()),
         "log" => Section::Table(fields::<LogSettings>()),
         "live" => Section::Tables(fields::<LiveTable>()),
         _ => return None,

@@ -2,7 +2,7 @@
 //! overlays it.
 //!
 //! Every `serve` option has a key, in one of the sections `[server]`,
-//! `[limits]`, `[http]` and `[log]`, and live channels are `[[live]]`
+//! `[limits]`, `[http]`, `[tls]` and `[log]`, and live channels are `[[live]]`
 //! tables. A value comes from the command line if a flag gave it, else
 //! from the file, else from the built-in default ([`Settings::default`]).
 //! A `--live` flag adds a channel, or replaces the file's channel of the
@@ -41,6 +41,7 @@ use crate::proto::rtsp::Limits;
 use crate::server::live::LiveSpec;
 use crate::server::placement::PacerPriority;
 use crate::server::sessions::SessionLimits;
+use crate::server::tls::TlsConfig;
 use crate::server::Config;
 pub use cli::CliOverrides;
 pub use file::FileError;
@@ -55,6 +56,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub limits: LimitSettings,
     pub http: HttpSettings,
+    pub tls: TlsSettings,
     pub log: LogSettings,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub live: Vec<LiveTable>,
@@ -177,6 +179,35 @@ impl Default for HttpSettings {
             max_body_bytes: Int::of(64 * 1024),
             read_timeout: Int::of(10),
             write_timeout: Int::of(10),
+        }
+    }
+}
+
+/// `[tls]`: RTSPS, RTSP over TLS (flags `--tls-cert`, `--rtsps-port`, ...).
+/// Empty `cert` and `key` leave it off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The certificate chain, PEM; empty: no RTSPS.
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// `"auto"` tries 322, then 8322; 0 picks a free port.
+    pub rtsps_port: Port,
+    /// Plain RTSP requests other than OPTIONS get 403.
+    pub require: bool,
+    /// Seconds a client has to complete the TLS handshake (0 counts as 1).
+    pub handshake_timeout: Int<0, ANY>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            rtsps_port: Port::Auto,
+            require: false,
+            handshake_timeout: Int::of(10),
         }
     }
 }
@@ -312,6 +343,7 @@ fn merge(parsed: file::Parsed, cli: &CliOverrides) -> Result<Effective, ConfigEr
     let listen = settings.http.listen;
     settings.http = overlay(&settings.http, &cli.http_limits)?;
     settings.http.listen = cli.http.unwrap_or(listen);
+    settings.tls = overlay(&settings.tls, &cli.tls)?;
     if let Some(level) = LogLevel::from_verbosity(cli.verbose) {
         settings.log.level = level;
     }
@@ -360,7 +392,7 @@ fn overlay<T: Serialize + DeserializeOwned>(
 impl Settings {
     /// The server's configuration from these keys, with `live` channels.
     pub fn server_config(&self, live: Vec<LiveSpec>) -> Config {
-        let (s, l, h) = (&self.server, &self.limits, &self.http);
+        let (s, l, h, t) = (&self.server, &self.limits, &self.http, &self.tls);
         let secs = |v: Int<0, ANY>| Duration::from_secs(v.get().max(1));
         Config {
             media: s.media.clone(),
@@ -409,6 +441,13 @@ impl Settings {
                 read_timeout: secs(h.read_timeout),
                 write_timeout: secs(h.write_timeout),
                 reload: None,
+            },
+            tls: TlsConfig {
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                port: t.rtsps_port.get(),
+                require: t.require,
+                handshake_timeout: secs(t.handshake_timeout),
             },
             ..Config::default()
         }

@@ -515,6 +515,11 @@ fn every_flag_has_a_key() {
         "--http-max-body-bytes=27",
         "--http-read-timeout=28",
         "--http-write-timeout=29",
+        "--tls-cert=c.pem",
+        "--tls-key=k.pem",
+        "--rtsps-port=30",
+        "--tls-require",
+        "--tls-handshake-timeout=31",
         "--log-format=json",
         "--verbose",
         "--live=a=publish",
@@ -538,7 +543,7 @@ fn every_flag_has_a_key() {
     let e = from_cli(&flags(all)).expect("every flag");
     let got = toml::Table::try_from(&e.settings).expect("serialize");
     let defaults = toml::Table::try_from(Settings::default()).expect("serialize");
-    for section in ["server", "limits", "http", "log"] {
+    for section in ["server", "limits", "http", "tls", "log"] {
         let (g, d) = (&got[section], &defaults[section]);
         let keys = g.as_table().map(|t| t.keys().cloned().collect::<Vec<_>>());
         for key in keys.unwrap_or_default() {
@@ -565,9 +570,10 @@ fn help_shows_the_defaults() {
         let (sections, key): (&[&str], String) = match long {
             "http" => (&["http"], "listen".to_owned()),
             "log-format" => (&["log"], "format".to_owned()),
-            l => match l.strip_prefix("http-") {
-                Some(k) => (&["http"], k.replace('-', "_")),
-                None => (&["server", "limits", "log"], l.replace('-', "_")),
+            l => match (l.strip_prefix("http-"), l.strip_prefix("tls-")) {
+                (Some(k), _) => (&["http"], k.replace('-', "_")),
+                (_, Some(k)) => (&["tls"], k.replace('-', "_")),
+                _ => (&["server", "limits", "tls", "log"], l.replace('-', "_")),
             },
         };
         let value = sections

@@ -42,6 +42,10 @@ pub enum Error {
     /// listeners behind one NAT address, or a neighbour taking a stream).
     #[error("client ports already in use by another session")]
     PortsInUse,
+    /// A UDP transport asked for on an RTSPS connection: media would go in
+    /// clear after a TLS-protected control session (461).
+    #[error("plaintext RTP must not follow a TLS control session")]
+    PlaintextAfterTls,
     /// Refused at one of the server's limits (503 with `Retry-After`).
     #[error("limit {} reached", .0.name())]
     LimitReached(Limit),
@@ -66,6 +70,7 @@ impl Error {
             Self::ParameterNotUnderstood => StatusCode::PARAMETER_NOT_UNDERSTOOD,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::PortsInUse => StatusCode::BAD_REQUEST,
+            Self::PlaintextAfterTls => StatusCode::UNSUPPORTED_TRANSPORT,
             Self::LimitReached(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -75,6 +80,9 @@ impl Error {
     pub fn reason(&self) -> Option<&'static str> {
         match self {
             Self::PortsInUse => Some("Client Ports Already In Use"),
+            Self::PlaintextAfterTls => {
+                Some("Plaintext RTP Must Not Follow A TLS Control Session; Use Interleaved")
+            }
             _ => None,
         }
     }

@@ -26,11 +26,13 @@ pub enum Limit {
     ReadTimeout,
     /// Connections to the HTTP side.
     HttpMaxConnections,
+    /// An RTSPS client that did not complete its TLS handshake in time.
+    TlsHandshakeTimeout,
 }
 
 impl Limit {
     /// Every limit, in a fixed order (for per-limit tables).
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::MaxConnections,
         Self::MaxConnectionsPerIp,
         Self::MaxSessions,
@@ -42,6 +44,7 @@ impl Limit {
         Self::MaxHeaders,
         Self::ReadTimeout,
         Self::HttpMaxConnections,
+        Self::TlsHandshakeTimeout,
     ];
 
     /// Its position in [`Limit::ALL`].
@@ -63,6 +66,7 @@ impl Limit {
             Self::MaxHeaders => "max_headers",
             Self::ReadTimeout => "read_timeout",
             Self::HttpMaxConnections => "http_max_connections",
+            Self::TlsHandshakeTimeout => "tls_handshake_timeout",
         }
     }
 
@@ -80,6 +84,7 @@ impl Limit {
             Self::MaxHeaders => "--max-headers",
             Self::ReadTimeout => "--read-timeout",
             Self::HttpMaxConnections => "--http-max-connections",
+            Self::TlsHandshakeTimeout => "--tls-handshake-timeout",
         }
     }
 }

@@ -7,17 +7,24 @@
 //! connection that owns no session is closed after `idle_timeout` of silence.
 //! A connection that owns sessions stays open: those sessions have their own
 //! timeout.
+//!
+//! The task is generic over its [`Stream`]: a `TcpStream` (RTSP) or TLS
+//! over one (RTSPS, [`super::tls`]); each is compiled on its own, so plain
+//! RTSP pays nothing for TLS. With `[tls] require`, a plain connection's
+//! requests other than OPTIONS get 403.
 
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::ready;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, info, trace};
 
@@ -30,7 +37,47 @@ use super::{ConnSlot, Shared};
 use crate::net;
 use crate::proto::limit::Limit;
 use crate::proto::rtcp;
-use crate::proto::rtsp::{Parsed, Response, StatusCode};
+use crate::proto::rtsp::{Method, Parsed, Request, Response, StatusCode};
+
+/// What a control connection runs over: TCP, or TLS over TCP.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// An RTSPS connection.
+    const TLS: bool;
+
+    /// The TCP connection underneath (socket options).
+    fn tcp(&self) -> &TcpStream;
+
+    /// Ready once a read may return data.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Stream for TcpStream {
+    const TLS: bool = false;
+
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    /// The socket's readiness, so that an idle connection's buffer is
+    /// reserved only once there is something to read.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
+
+impl Stream for TlsStream<TcpStream> {
+    const TLS: bool = true;
+
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+
+    /// At once: rustls may hold decrypted bytes the socket no longer
+    /// signals, so the read itself must be tried.
+    fn poll_readable(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
 
 /// What to do after a read attempt.
 enum Read {
@@ -38,9 +85,9 @@ enum Read {
     Closed,
 }
 
-pub(crate) async fn serve(
+pub(crate) async fn serve<S: Stream>(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     conn_id: u64,
     slot: Option<ConnSlot>,
@@ -72,9 +119,9 @@ async fn close(shared: Arc<Shared>, conn_id: u64) {
     super::stop_publishers(&shared, released).await;
 }
 
-async fn serve_requests(
+async fn serve_requests<S: Stream>(
     shared: &Arc<Shared>,
-    mut stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     conn_id: u64,
     slot: Option<ConnSlot>,
@@ -82,7 +129,7 @@ async fn serve_requests(
 ) {
     // The interleaved frame queue, once a SETUP asked for one.
     let mut frames: Option<mpsc::Receiver<Frame>> = None;
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let shared = shared.clone();
     let mut input = Input::new(shared.config().limits);
     let mut partial_since: Option<Instant> = None;
@@ -150,6 +197,10 @@ async fn serve_requests(
                     let response = if slot.is_none() {
                         base_response(StatusCode::SERVICE_UNAVAILABLE, request.cseq())
                             .header("Retry-After", RETRY_AFTER_SECS.to_string())
+                    } else if !S::TLS && tls_required(&shared, &request) {
+                        debug!(method = %request.method, "plain RTSP refused: [tls] require");
+                        base_response(StatusCode::FORBIDDEN, request.cseq())
+                            .reason("Forbidden: use RTSPS (rtsps://)")
                     } else {
                         // Boxed: the handler future is large and exists only during a
                         // request, so idle connections stay small.
@@ -164,7 +215,7 @@ async fn serve_requests(
                     if frames.is_none() {
                         frames = shared.sinks.take_receiver(conn_id);
                         if frames.is_some() {
-                            limit_send_buffer(&stream);
+                            limit_send_buffer(stream.tcp());
                         }
                     }
                 }
@@ -213,6 +264,13 @@ async fn serve_requests(
     }
 }
 
+/// Whether `[tls] require` refuses `request` on a plain connection:
+/// everything but OPTIONS (which says what the server is, and keeps
+/// nothing secret), once RTSPS runs.
+fn tls_required(shared: &Shared, request: &Request) -> bool {
+    shared.tls.is_some() && shared.config().tls.require && request.method != Method::Options
+}
+
 /// Kernel send buffer of a connection that streams interleaved. Linux
 /// would grow it to megabytes for a client that stops reading; bounded, the
 /// write timeout notices such a client in seconds and the memory a stuck
@@ -239,8 +297,8 @@ async fn next_frame(frames: &mut Option<mpsc::Receiver<Frame>>) -> Option<Frame>
 const FRAMES_PER_WRITE: usize = 64;
 
 /// What [`read`] works with, borrowed from the connection for one call.
-struct Io<'a, 'c> {
-    stream: &'a mut TcpStream,
+struct Io<'a, 'c, S> {
+    stream: &'a mut S,
     input: &'a mut Input,
     frames: &'a mut Option<mpsc::Receiver<Frame>>,
     cancelled: Pin<&'a mut WaitForCancellationFuture<'c>>,
@@ -252,7 +310,7 @@ struct Io<'a, 'c> {
 
 /// Reads more request bytes; meanwhile writes the interleaved frames the
 /// pacing thread queues for this connection.
-async fn read(shared: &Shared, io: Io<'_, '_>, partial: bool, conn_id: u64) -> Read {
+async fn read<S: Stream>(shared: &Shared, io: Io<'_, '_, S>, partial: bool, conn_id: u64) -> Read {
     let Io {
         stream,
         input,
@@ -273,7 +331,7 @@ async fn read(shared: &Shared, io: Io<'_, '_>, partial: bool, conn_id: u64) -> R
                     let Some(Ok((channel, data))) = frames.as_mut().map(mpsc::Receiver::try_recv) else { break };
                     write_frame(&mut out, channel, &data);
                 }
-                let written = tokio::time::timeout(cfg.write_timeout, stream.write_all(&out)).await;
+                let written = tokio::time::timeout(cfg.write_timeout, write_all(stream, &out)).await;
                 if !matches!(written, Ok(Ok(()))) {
                     debug!("interleaved client not reading; closing");
                     return Read::Closed;
@@ -283,7 +341,7 @@ async fn read(shared: &Shared, io: Io<'_, '_>, partial: bool, conn_id: u64) -> R
             // something to read, and the waker lives in the socket's
             // registration, so the idle future stays small.
             r = std::future::poll_fn(|cx| {
-                ready!(stream.poll_read_ready(cx))?;
+                ready!(stream.poll_readable(cx))?;
                 input.poll_read_from(cx, Pin::new(&mut *stream))
             }) => {
                 return match r {
@@ -315,11 +373,21 @@ async fn read(shared: &Shared, io: Io<'_, '_>, partial: bool, conn_id: u64) -> R
     }
 }
 
-async fn write(shared: &Shared, stream: &mut TcpStream, response: &Response) -> bool {
+async fn write<S: Stream>(shared: &Shared, stream: &mut S, response: &Response) -> bool {
     let bytes = response.to_bytes();
     trace!(status = response.status.0, "response");
     matches!(
-        tokio::time::timeout(shared.config().write_timeout, stream.write_all(&bytes)).await,
+        tokio::time::timeout(shared.config().write_timeout, write_all(stream, &bytes)).await,
         Ok(Ok(()))
     )
+}
+
+/// Writes `bytes` out: for TLS, flushed, so no record waits in rustls's
+/// buffer (for TCP the flush does nothing).
+async fn write_all<S: Stream>(stream: &mut S, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes).await?;
+    if S::TLS {
+        stream.flush().await?;
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ pub mod placement;
 pub mod refusals;
 pub mod reload;
 pub mod sessions;
+pub mod tls;
 pub mod udp;
 
 use std::collections::HashMap;
@@ -102,6 +103,8 @@ pub struct Config {
     pub live_prebuffer: Duration,
     /// The HTTP side: where it listens and its limits.
     pub http: HttpConfig,
+    /// RTSPS: certificate, port, handshake deadline.
+    pub tls: tls::TlsConfig,
 }
 
 impl Default for Config {
@@ -136,6 +139,7 @@ impl Default for Config {
             max_published_channels: 64,
             live_prebuffer: Duration::from_millis(200),
             http: HttpConfig::default(),
+            tls: tls::TlsConfig::default(),
         }
     }
 }
@@ -147,12 +151,18 @@ pub struct Listeners {
     pub rtcp: UdpSocket,
     /// `None` when HTTP is off, or its default port was taken.
     pub http: Option<TcpListener>,
+    /// `None` without `[tls]` cert and key.
+    pub rtsps: Option<tls::Listener>,
 }
 
 impl Listeners {
     /// Binds everything `config` asks for. Without a port, tries 554 and
-    /// falls back to 8554 when 554 cannot be bound (it needs privileges).
+    /// falls back to 8554 when 554 cannot be bound (it needs privileges);
+    /// RTSPS likewise 322, then 8322. A certificate or key that does not
+    /// load is an `InvalidInput` error wrapping a [`tls::TlsError`].
     pub async fn bind(config: &Config) -> io::Result<Self> {
+        // First: a bad certificate stops the start before anything binds.
+        let rtsps = tls::Listener::bind(config.bind, &config.tls).await?;
         let rtsp = match config.port {
             Some(p) => TcpListener::bind((config.bind, p)).await?,
             None => match TcpListener::bind((config.bind, 554)).await {
@@ -177,6 +187,7 @@ impl Listeners {
             rtp,
             rtcp,
             http,
+            rtsps,
         })
     }
 
@@ -215,6 +226,11 @@ pub(crate) struct Shared {
     pub(crate) send_stats: Arc<SendStats>,
     pub(crate) recv_stats: Arc<RecvStats>,
     pub(crate) rtsp_addr: SocketAddr,
+    /// The RTSPS side, when it runs.
+    pub(crate) tls: Option<Arc<tls::Tls>>,
+    /// Ids of connections, plain and TLS alike (sinks and sessions are
+    /// keyed by them).
+    next_conn: AtomicU64,
     conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
     conns: AtomicU64,
 }
@@ -255,6 +271,11 @@ impl Shared {
 
     fn sources(&self) -> std::sync::MutexGuard<'_, HashMap<String, live::SourceGuard>> {
         self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether connection `conn` is an RTSPS one.
+    pub(crate) fn is_tls(&self, conn: u64) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_tls(conn))
     }
 
     /// Open RTSP connections.
@@ -303,6 +324,8 @@ pub struct Running {
     pub reloader: Reloader,
     /// Where the HTTP side listens, when it runs.
     pub http_addr: Option<SocketAddr>,
+    /// Where RTSPS listens, when it runs.
+    pub rtsps_addr: Option<SocketAddr>,
 }
 
 /// Runs the server until `shutdown` completes, then drains: every session
@@ -316,6 +339,16 @@ pub async fn run(
 ) -> io::Result<()> {
     let catalog = Catalog::new(&config.media, config.clip)?;
     let rtsp_addr = listeners.rtsp.local_addr()?;
+    let (tls, rtsps) = match listeners.rtsps {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            (
+                Some(Arc::new(tls::Tls::new(l.config, addr))),
+                Some(l.listener),
+            )
+        }
+        None => (None, None),
+    };
     let rtp_port = listeners.rtp.local_addr()?.port();
     let sessions = Arc::new(SessionTable::new(config.sessions));
     let send_stats = Arc::new(SendStats::default());
@@ -409,6 +442,8 @@ pub async fn run(
         send_stats: send_stats.clone(),
         recv_stats: recv_stats.clone(),
         rtsp_addr,
+        tls: tls.clone(),
+        next_conn: AtomicU64::new(0),
         config: Swap::new(config),
         catalog: Swap::new(catalog),
         sources: Mutex::new(sources.into_iter().collect()),
@@ -435,16 +470,27 @@ pub async fn run(
         recv_stats: recv_stats.clone(),
         reloader: Reloader::new(shared.clone()),
         http_addr,
+        rtsps_addr: tls.as_ref().map(|t| t.addr),
     });
 
     let accept = accept_loop(
         shared.clone(),
         listeners.rtsp,
+        None,
         tracker.clone(),
         cancel.clone(),
     );
+    let accept_tls = async {
+        match (rtsps, tls) {
+            (Some(l), Some(t)) => {
+                accept_loop(shared.clone(), l, Some(t), tracker.clone(), cancel.clone()).await
+            }
+            _ => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = accept => {}
+        _ = accept_tls => {}
         _ = shutdown => info!("shutting down"),
     }
     cancel.cancel();
@@ -473,13 +519,15 @@ pub async fn run(
     Ok(())
 }
 
+/// Accepts RTSP connections, or with `tls` RTSPS ones. The connection
+/// caps apply here, before any TLS handshake work.
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
+    tls: Option<Arc<tls::Tls>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) {
-    let mut next_conn = 0u64;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(v) => v,
@@ -490,14 +538,28 @@ async fn accept_loop(
                 continue;
             }
         };
-        next_conn += 1;
-        let conn_id = next_conn;
+        let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
         let slot = shared.admit(peer.ip());
-        let span = info_span!("conn", id = conn_id, %peer);
-        tracker.spawn(
-            conn::serve(shared.clone(), stream, peer, conn_id, slot, cancel.clone())
-                .instrument(span),
-        );
+        match &tls {
+            None => {
+                let span = info_span!("conn", id = conn_id, %peer);
+                let task = conn::serve(shared.clone(), stream, peer, conn_id, slot, cancel.clone());
+                tracker.spawn(task.instrument(span));
+            }
+            Some(t) => {
+                let span = info_span!("conn", id = conn_id, %peer, tls = true);
+                let task = tls::serve(
+                    shared.clone(),
+                    t.clone(),
+                    stream,
+                    peer,
+                    conn_id,
+                    slot,
+                    cancel.clone(),
+                );
+                tracker.spawn(task.instrument(span));
+            }
+        }
     }
 }
 

@@ -107,5 +107,6 @@ fn values(config: &Config) -> [String; N] {
         Limit::MaxHeaders => config.limits.max_headers.to_string(),
         Limit::ReadTimeout => format!("{} s", config.read_timeout.as_secs_f64()),
         Limit::HttpMaxConnections => config.http.max_connections.to_string(),
+        Limit::TlsHandshakeTimeout => format!("{} s", config.tls.handshake_timeout.as_secs_f64()),
     })
 }

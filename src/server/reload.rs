@@ -13,6 +13,11 @@
 //!   `[http] listen` address is bound before anything changes (a reload
 //!   that cannot bind it is refused), then served in place of the old.
 //!
+//! - `[tls]`: the certificate and key are read again (the same paths
+//!   too, for a certificate rotated in place) and checked before anything
+//!   changes; new RTSPS handshakes get them, sessions already up keep
+//!   theirs. Turning RTSPS on or off needs a restart.
+//!
 //! Sessions the change does not touch go on without a gap: the pacing
 //! thread is told only about the channels that changed. What is bound or
 //! started once (addresses, the RTP port pair, the pacing thread's
@@ -30,6 +35,7 @@ use tracing::{info, warn};
 
 use super::live::{self, LiveSpec, Source, SpecError};
 use super::pacing::Command;
+use super::tls::{self, TlsError};
 use super::{channels, forget, Config, Shared};
 use crate::http;
 use crate::media::Catalog;
@@ -42,13 +48,21 @@ impl<T> Swap<T> {
         Self(RwLock::new(Arc::new(value)))
     }
 
+    pub(crate) fn from_arc(value: Arc<T>) -> Self {
+        Self(RwLock::new(value))
+    }
+
     /// The current value (a clone of its `Arc`).
     pub(crate) fn get(&self) -> Arc<T> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn set(&self, value: T) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
+        self.set_arc(Arc::new(value));
+    }
+
+    pub(crate) fn set_arc(&self, value: Arc<T>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = value;
     }
 }
 
@@ -65,6 +79,8 @@ pub enum ReloadError {
     Stdin(String),
     #[error("http.listen: {0}")]
     Http(std::io::Error),
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// What a reload did, one line per change.
@@ -143,6 +159,7 @@ impl Reloader {
         } else {
             None
         };
+        let tls_config = self.check_tls(&mut new, &old, &mut summary)?;
         let diff = LiveDiff::new(&old.live, &new.live);
         for spec in &diff.added {
             if spec.source == Source::Stdin {
@@ -213,6 +230,14 @@ impl Reloader {
                 .applied
                 .push(format!("live channel {} {verb}", spec.name));
         }
+        if let (Some(running), Some(config)) = (&shared.tls, tls_config) {
+            running.set_config(config);
+            summary.applied.push(format!(
+                "tls: certificate {} and key {} loaded for new connections",
+                new.tls.cert.display(),
+                new.tls.key.display()
+            ));
+        }
         shared.sessions.set_limits(new.sessions);
         shared.refusals.set_values(&new);
         if let Some(catalog) = catalog {
@@ -236,6 +261,35 @@ impl Reloader {
             info!("reload: nothing changed");
         }
         Ok(summary)
+    }
+
+    /// The certificate and key new RTSPS connections are to get, read and
+    /// checked now; `None` when RTSPS does not run (turning it on or off
+    /// needs a restart: the running value stays, and the summary says so).
+    fn check_tls(
+        &self,
+        new: &mut Config,
+        old: &Config,
+        summary: &mut Summary,
+    ) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, ReloadError> {
+        let running = self.shared.tls.is_some();
+        if running == new.tls.enabled() {
+            return Ok(tls::server_config(&new.tls)?);
+        }
+        let (now, was) = if running {
+            ("off", "on")
+        } else {
+            ("on", "off")
+        };
+        summary
+            .needs_restart
+            .push(format!("tls: RTSPS {now} (running with it {was})"));
+        new.tls.cert.clone_from(&old.tls.cert);
+        new.tls.key.clone_from(&old.tls.key);
+        if !running && new.tls.require {
+            return Err(TlsError::RequireWithoutCert.into());
+        }
+        Ok(None)
     }
 
     /// Takes channel `name` away: its listeners hear BYE and lose their
@@ -374,6 +428,9 @@ fn settings(c: &Config) -> Vec<(&'static str, String, Applies)> {
         ),
         ("http.read_timeout", secs(c.http.read_timeout), Now),
         ("http.write_timeout", secs(c.http.write_timeout), Now),
+        ("tls.rtsps_port", format!("{:?}", c.tls.port), AtRestart),
+        ("tls.require", c.tls.require.to_string(), Now),
+        ("tls.handshake_timeout", secs(c.tls.handshake_timeout), Now),
     ]
 }
 
@@ -389,6 +446,7 @@ fn keep_restart_settings(new: &mut Config, old: &Config) {
     new.command_queue = old.command_queue;
     new.data_queue = old.data_queue;
     new.http.reload.clone_from(&old.http.reload);
+    new.tls.port = old.tls.port;
 }
 
 #[cfg(test)]

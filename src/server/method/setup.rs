@@ -35,6 +35,10 @@ pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error>
         conn,
         t.track.unwrap_or(0),
     )?;
+    if dest.rtp.udp().is_some() && shared.is_tls(conn) {
+        // RTSPS (server::tls): media goes interleaved on the TLS connection.
+        return Err(Error::PlaintextAfterTls);
+    }
     if mode == Mode::Record {
         if !shared.channels.takes_publishers() {
             return Err(Error::UnsupportedTransport(
