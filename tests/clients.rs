@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::pcm::find_offset;
+use common::pcm::{assert_pcm_eq, find_offset};
 use common::rtsp::parse_replies;
 use common::tools::{ffmpeg_s16be, ffprobe, par, require, run_tool, Run};
 use common::udp::rcvbuf_errors;
@@ -44,59 +44,6 @@ fn limit_for(secs: f64) -> Duration {
 
 // ---------------------------------------------------------------------------
 // Comparing PCM
-
-/// Asserts that `decoded` is exactly `expected`: aligned at offset 0 (the
-/// offset is found and reported if not), same length, same samples.
-fn assert_pcm_eq(what: &str, decoded: &[u8], expected: &[u8], channels: u16, rate: u32) {
-    let frame = 2 * usize::from(channels);
-    assert!(!decoded.is_empty(), "{what}: the client decoded nothing");
-    assert_eq!(
-        decoded.len() % frame,
-        0,
-        "{what}: {} bytes is not whole frames",
-        decoded.len()
-    );
-    if decoded == expected {
-        return;
-    }
-    let (decoded, expected) = (l16_samples(decoded), l16_samples(expected));
-    let ch = usize::from(channels);
-    // Search up to a second either way.
-    let offset = find_offset(&decoded, &expected, ch, rate as usize);
-    assert_eq!(
-        offset,
-        Some(0),
-        "{what}: decoded audio is not aligned with the clip (offset in frames; positive = \
-         leading frames dropped, negative = frames added, None = no alignment within 1 s); \
-         decoded {} frames, expected {}",
-        decoded.len() / ch,
-        expected.len() / ch
-    );
-    assert_eq!(
-        decoded.len() / ch,
-        expected.len() / ch,
-        "{what}: frame count, aligned at offset 0"
-    );
-    let diffs: Vec<(usize, i16, i16)> = decoded
-        .iter()
-        .zip(&expected)
-        .enumerate()
-        .filter(|(_, (a, b))| a != b)
-        .map(|(i, (&a, &b))| (i, a, b))
-        .collect();
-    let max = diffs
-        .iter()
-        .map(|&(_, a, b)| a.abs_diff(b))
-        .max()
-        .unwrap_or(0);
-    panic!(
-        "{what}: aligned and the same length, but {} of {} samples differ (largest by {max}); \
-         first few as (sample index, decoded, expected): {:?}",
-        diffs.len(),
-        expected.len(),
-        &diffs[..diffs.len().min(8)]
-    );
-}
 
 // ---------------------------------------------------------------------------
 // ffprobe's JSON

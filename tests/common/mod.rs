@@ -41,6 +41,8 @@ pub struct Server {
     pub media: PathBuf,
     /// The server's stderr lines (the first 10,000), also echoed to ours.
     log: Arc<Mutex<Vec<String>>>,
+    /// Its stdout lines after the first (the first 10,000).
+    stdout: Arc<Mutex<Vec<String>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -180,13 +182,22 @@ impl Server {
             .unwrap_or_else(|| panic!("no RTP port in {first:?}"));
         // The HTTP address comes next when HTTP runs; there is always a
         // second line (a clip, or "no playable clips").
-        let http = lines.next().and_then(Result::ok).and_then(|l| {
-            l.strip_prefix("http status page: http://")
-                .and_then(|a| a.strip_suffix('/'))
-                .and_then(|a| a.parse().ok())
-        });
+        let second = lines.next().and_then(Result::ok).unwrap_or_default();
+        let http = second
+            .strip_prefix("http status page: http://")
+            .and_then(|a| a.strip_suffix('/'))
+            .and_then(|a| a.parse().ok());
         // Keep draining stdout so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
+        let stdout = Arc::new(Mutex::new(vec![second]));
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                if l.len() < 10_000 {
+                    l.push(line);
+                }
+            }
+        });
         Self {
             child,
             port,
@@ -194,8 +205,45 @@ impl Server {
             http,
             media,
             log,
+            stdout,
             _dir: dir,
         }
+    }
+
+    /// The RTSPS port, from the start's `rtspd listening on rtsps://...`
+    /// line (waited for up to 10 s: stdout is read on a thread).
+    pub fn rtsps_port(&self) -> u16 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = self
+                .stdout
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let port = lines.iter().find_map(|l| {
+                l.strip_prefix("rtspd listening on rtsps://127.0.0.1:")?
+                    .split('/')
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+            if let Some(port) = port {
+                return port;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no rtsps line in {lines:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's stdout lines after the first, so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,643 @@
+//! RTSPS (issue 12): RTSP over TLS with certificates the test makes
+//! (rcgen), real clients (ffmpeg, GStreamer) and a small rustls client of
+//! our own, the TLS cases of ROBUSTNESS B14 while a plain RTSP/UDP canary
+//! streams, certificate rotation on SIGHUP, and `[tls] require`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::http::{request, sample, scrape};
+use common::interleaved::gaps;
+use common::pcm::assert_pcm_eq;
+use common::rtsp::{build, find, parse_replies};
+use common::tools::{ffmpeg_s16be, require, run_tool};
+use common::{int_spec, rtp_seq, wav_l16, write_wav, Reply, Rtsp, Server, UdpPair};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+/// A WAV long enough to outlast every case (a canary must not end first).
+const LONG: &str = "long-16k-mono.wav";
+/// A short one real clients play to the end.
+const SHORT: &str = "short-16k-mono.wav";
+
+/// A self-signed certificate for 127.0.0.1 and localhost, as PEM files in
+/// `dir` named `NAME.cert.pem` and `NAME.key.pem`; returns its DER.
+fn make_cert(dir: &Path, name: &str) -> CertificateDer<'static> {
+    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("rcgen");
+    std::fs::write(dir.join(format!("{name}.cert.pem")), c.cert.pem()).expect("write cert");
+    std::fs::write(
+        dir.join(format!("{name}.key.pem")),
+        c.key_pair.serialize_pem(),
+    )
+    .expect("write key");
+    c.cert.der().clone()
+}
+
+/// Writes the test's clips: 30 s and 2 s of 16 kHz mono, distinct samples.
+fn fill(media: &Path) {
+    let tone = |n: usize| -> Vec<i16> {
+        (0..n)
+            .map(|i| (((i * 7919) % 65_521) as i32 - 32_760) as i16)
+            .collect()
+    };
+    write_wav(
+        &media.join(LONG),
+        int_spec(16_000, 1, 16),
+        tone(16_000 * 30),
+    );
+    write_wav(
+        &media.join(SHORT),
+        int_spec(16_000, 1, 16),
+        tone(16_000 * 2),
+    );
+}
+
+/// A server with RTSPS on an ephemeral port, the certificate `NAME` of
+/// `certs`, and `extra` flags.
+fn start(certs: &Path, name: &str, extra: &[&str]) -> Server {
+    let cert = certs.join(format!("{name}.cert.pem")).display().to_string();
+    let key = certs.join(format!("{name}.key.pem")).display().to_string();
+    let args = [
+        &[
+            "--rtsps-port",
+            "0",
+            "--tls-cert",
+            cert.as_str(),
+            "--tls-key",
+            key.as_str(),
+        ][..],
+        extra,
+    ]
+    .concat();
+    Server::start_with(fill, &args)
+}
+
+fn rtsps_url(server: &Server, path: &str) -> String {
+    format!("rtsps://127.0.0.1:{}/{path}", server.rtsps_port())
+}
+
+fn rtsps_addr(server: &Server) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], server.rtsps_port()))
+}
+
+// ---------------------------------------------------------------------------
+// A blocking RTSPS client (rustls)
+
+/// An RTSP client over TLS that trusts `roots`.
+struct TlsRtsp {
+    s: StreamOwned<ClientConnection, TcpStream>,
+    buf: Vec<u8>,
+    cseq: u32,
+}
+
+impl TlsRtsp {
+    fn connect(addr: SocketAddr, roots: &[CertificateDer<'static>]) -> Result<Self, String> {
+        let mut store = RootCertStore::empty();
+        for r in roots {
+            store.add(r.clone()).map_err(|e| e.to_string())?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        let name = ServerName::IpAddress(addr.ip().into());
+        let conn = ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let mut s = StreamOwned::new(conn, tcp);
+        while s.conn.is_handshaking() {
+            s.conn
+                .complete_io(&mut s.sock)
+                .map_err(|e| format!("handshake: {e}"))?;
+        }
+        Ok(Self {
+            s,
+            buf: Vec::new(),
+            cseq: 0,
+        })
+    }
+
+    /// The certificate the server presented.
+    fn peer_cert(&self) -> CertificateDer<'static> {
+        self.s.conn.peer_certificates().expect("a certificate")[0].clone()
+    }
+
+    fn request(&mut self, method: &str, url: &str, headers: &[&str]) -> Reply {
+        self.cseq += 1;
+        let req = build(method, url, self.cseq, headers, b"");
+        self.s.write_all(&req).expect("write request");
+        self.s.flush().expect("flush");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // Interleaved frames may come first: skip whole ones.
+            while self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
+                let len = 4 + usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() < len {
+                    break;
+                }
+                self.buf.drain(..len);
+            }
+            if self.buf.first() != Some(&b'$') {
+                if let Some(len) = reply_len(&self.buf) {
+                    let reply = parse_replies(&self.buf[..len]).expect("a reply");
+                    assert_eq!(reply.len(), 1, "one reply");
+                    self.buf.drain(..len);
+                    return reply.into_iter().next().expect("one");
+                }
+            }
+            assert!(Instant::now() < deadline, "no reply to {method}");
+            self.read_some();
+        }
+    }
+
+    fn read_some(&mut self) -> usize {
+        let mut chunk = [0u8; 16 * 1024];
+        match self.s.read(&mut chunk) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                n
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 1,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => 1,
+            Err(_) => 0,
+        }
+    }
+
+    /// SETUP interleaved and PLAY `url`.
+    fn play_interleaved(&mut self, url: &str) {
+        let s = self.request(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1"],
+        );
+        assert_eq!(s.status, 200, "{s}");
+        let p = self.request("PLAY", url, &[&format!("Session: {}", s.session())]);
+        assert_eq!(p.status, 200, "{p}");
+    }
+
+    /// The RTP sequence numbers of channel 0 until `stop` is set or the
+    /// connection ends.
+    fn read_frames(mut self, stop: &AtomicBool) -> Vec<u16> {
+        self.s
+            .sock
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let mut seqs = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            if self.read_some() == 0 {
+                break;
+            }
+            while self.buf.len() >= 4 {
+                assert_eq!(self.buf[0], b'$', "only frames after PLAY");
+                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() < 4 + len {
+                    break;
+                }
+                if self.buf[1] == 0 {
+                    seqs.push(rtp_seq(&self.buf[4..4 + len]));
+                }
+                self.buf.drain(..4 + len);
+            }
+        }
+        seqs
+    }
+}
+
+/// The length of the whole reply at the start of `buf`, once it is there.
+fn reply_len(buf: &[u8]) -> Option<usize> {
+    let head = find(buf, b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&buf[..head]);
+    let body: usize = text
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("Content-Length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    (buf.len() >= head + body).then_some(head + body)
+}
+
+// ---------------------------------------------------------------------------
+// The canary: a plain RTSP/UDP session that must lose nothing
+
+struct Canary {
+    _control: Rtsp,
+    stop: Arc<AtomicBool>,
+    reader: thread::JoinHandle<Vec<u16>>,
+}
+
+impl Canary {
+    fn start(server: &Server) -> Self {
+        let url = server.url(LONG);
+        let mut c = Rtsp::connect(server.addr());
+        let pair = UdpPair::bind();
+        let id = common::setup_udp(&mut c, &url, &pair);
+        let r = c.request("PLAY", &url, &[&format!("Session: {id}")]);
+        assert_eq!(r.status, 200, "{r}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let reader = thread::spawn(move || {
+            let mut seqs = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                if let Some((p, _)) = pair.recv_rtp() {
+                    seqs.push(rtp_seq(&p));
+                }
+            }
+            seqs
+        });
+        Self {
+            _control: c,
+            stop,
+            reader,
+        }
+    }
+
+    /// Stops reading; asserts continuous sequence numbers over at least
+    /// `secs` seconds of 20 ms packets.
+    fn finish(self, secs: f64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let seqs = self.reader.join().expect("canary reader");
+        let want = (secs * 50.0 * 0.9) as usize;
+        assert!(
+            seqs.len() >= want,
+            "canary got {} packets, want at least {want}",
+            seqs.len()
+        );
+        assert_eq!(gaps(&seqs), 0, "the canary lost packets: {seqs:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Real clients
+
+/// ffmpeg plays a clip over rtsps:// (it forces TCP interleaved for
+/// RTSPS, and does not verify the certificate by default: `-tls_verify 0`
+/// is the default of its TLS protocol) and decodes exactly the WAV's
+/// samples.
+#[test]
+fn ffmpeg_plays_rtsps_bit_exact() {
+    require("ffmpeg");
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_cert(certs.path(), "a");
+    let server = start(certs.path(), "a", &[]);
+    let url = rtsps_url(&server, SHORT);
+    let (decoded, _) = ffmpeg_s16be(&["-i", &url], Duration::from_secs(30));
+    let (expected, rate, channels) = wav_l16(&server.media.join(SHORT));
+    assert_pcm_eq("ffmpeg rtsps", &decoded, &expected, channels, rate);
+    assert!(server.panics().is_empty());
+}
+
+/// GStreamer's rtspsrc plays an rtsps:// URL (TCP interleaved over TLS,
+/// certificate checks off) bit-exactly.
+#[test]
+fn gstreamer_plays_rtsps() {
+    require("gst-launch-1.0");
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_cert(certs.path(), "a");
+    let server = start(certs.path(), "a", &[]);
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("out.raw");
+    let url = rtsps_url(&server, SHORT);
+    let mut args = common::gst_l16_args(&url, "protocols=tcp", &[], &out);
+    // After `rtspsrc location=... protocols=tcp`: a certificate of our own.
+    args.insert(5, "tls-validation-flags=0".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = run_tool("gst-launch-1.0", &args, Duration::from_secs(30));
+    assert!(
+        run.status.success() || common::gst_shutdown_race_only(run.status, &run.stderr),
+        "`gst-launch-1.0 {}` failed ({}). stderr:\n{}",
+        args.join(" "),
+        run.status,
+        run.stderr
+    );
+    let (expected, rate, channels) = wav_l16(&server.media.join(SHORT));
+    let decoded = std::fs::read(&out).expect("gst output");
+    assert_pcm_eq("gstreamer rtsps", &decoded, &expected, channels, rate);
+}
+
+// ---------------------------------------------------------------------------
+// ROBUSTNESS B14 with a canary
+
+/// The first bytes of a TLS 1.2/1.3 ClientHello record: handshake type,
+/// legacy version, a length promising more than is sent.
+const PARTIAL_HELLO: &[u8] = &[
+    0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00, 0xfc, 0x03, 0x03,
+];
+
+/// Reads until end of stream or `wait`; true if the server closed.
+fn closed_within(s: &mut TcpStream, wait: Duration) -> (bool, Vec<u8>) {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let end = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while Instant::now() < end {
+        match s.read(&mut chunk) {
+            Ok(0) => return (true, got),
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (true, got),
+        }
+    }
+    (false, got)
+}
+
+/// B14#97, #98 and the 461: a UDP SETUP on RTSPS is refused with its
+/// reason; plain RTSP on the RTSPS port and a ClientHello on the plain
+/// port are closed (or answered 400), never left hanging; a ClientHello
+/// that stalls is closed at the handshake deadline (1 s here) and counted.
+/// A plain RTSP/UDP canary streams throughout and loses nothing.
+#[test]
+fn bad_tls_clients_are_closed_and_the_canary_streams() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let cert = make_cert(certs.path(), "a");
+    let server = start(
+        certs.path(),
+        "a",
+        &["--tls-handshake-timeout", "1", "--http", "127.0.0.1:0"],
+    );
+    let http = server.http.expect("HTTP side");
+    let canary = Canary::start(&server);
+    let t0 = Instant::now();
+
+    // 461 for UDP over TLS, with the reason; interleaved is fine.
+    let mut c = TlsRtsp::connect(rtsps_addr(&server), &[cert]).expect("TLS");
+    let url = rtsps_url(&server, LONG);
+    let pair = UdpPair::bind();
+    let r = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
+    assert_eq!(r.status, 461, "{r}");
+    assert!(
+        r.reason
+            .contains("Plaintext RTP Must Not Follow A TLS Control Session"),
+        "{r}"
+    );
+    let d = c.request("DESCRIBE", &url, &[]);
+    assert_eq!(d.status, 200, "the connection stays usable: {d}");
+
+    // Plain RTSP to the RTSPS port: closed without an RTSP reply.
+    let mut plain = TcpStream::connect(rtsps_addr(&server)).expect("connect");
+    plain
+        .write_all(&build("OPTIONS", &url, 1, &[], b""))
+        .expect("write");
+    let (closed, got) = closed_within(&mut plain, Duration::from_secs(5));
+    assert!(closed, "plain RTSP on the RTSPS port was left open");
+    assert!(!got.starts_with(b"RTSP/"), "an RTSP reply over a TLS port");
+
+    // A ClientHello to the plain port: 400 and a close.
+    let mut hello = TcpStream::connect(server.addr()).expect("connect");
+    hello.write_all(PARTIAL_HELLO).expect("write");
+    hello.write_all(&[0u8; 64]).expect("write");
+    let (closed, got) = closed_within(&mut hello, Duration::from_secs(15));
+    assert!(closed, "a ClientHello on the plain port was left open");
+    assert!(
+        got.is_empty() || got.starts_with(b"RTSP/1.0 400"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // A ClientHello that stalls: closed at the 1 s deadline, not before.
+    let mut stall = TcpStream::connect(rtsps_addr(&server)).expect("connect");
+    let start = Instant::now();
+    stall.write_all(PARTIAL_HELLO).expect("write");
+    let (closed, got) = closed_within(&mut stall, Duration::from_secs(10));
+    let took = start.elapsed();
+    assert!(closed, "a stalled handshake was never closed");
+    assert!(got.is_empty(), "a reply to half a ClientHello: {got:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed before the deadline: {took:?}"
+    );
+    let refused = sample(
+        &scrape(http),
+        "rtspd_refused_total",
+        "limit=\"tls_handshake_timeout\"",
+    );
+    assert_eq!(refused, Some(1.0), "the timeout is counted");
+
+    canary.finish(t0.elapsed().as_secs_f64() - 0.5);
+    assert!(server.panics().is_empty());
+}
+
+/// B14#99: 50 stalled handshakes at once from one IP meet the per-IP
+/// connection cap before any handshake work: with room for 11 (the canary
+/// holds one), 10 wait for their handshake deadline and 40 are closed at
+/// once. The canary loses nothing.
+#[test]
+fn stalled_handshakes_hit_the_per_ip_cap_first() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_cert(certs.path(), "a");
+    let server = start(
+        certs.path(),
+        "a",
+        &[
+            "--max-connections-per-ip",
+            "11",
+            "--tls-handshake-timeout",
+            "60",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let http = server.http.expect("HTTP side");
+    let canary = Canary::start(&server);
+    let t0 = Instant::now();
+    let mut conns: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(rtsps_addr(&server)).expect("connect");
+            s.write_all(PARTIAL_HELLO).expect("write");
+            s
+        })
+        .collect();
+    // Refused ones are closed at accept; held ones stay open (their
+    // deadline is a minute away). Each is read for up to 3 s at most once.
+    let mut closed = 0;
+    let end = Instant::now() + Duration::from_secs(3);
+    for s in &mut conns {
+        let left = end.saturating_duration_since(Instant::now());
+        let (c, got) = closed_within(s, left.max(Duration::from_millis(200)));
+        assert!(got.is_empty(), "bytes sent to a stalled handshake: {got:?}");
+        closed += usize::from(c);
+    }
+    assert_eq!(closed, 40, "connections closed at the per-IP cap");
+    let refused = sample(
+        &scrape(http),
+        "rtspd_refused_total",
+        "limit=\"max_connections_per_ip\"",
+    );
+    assert_eq!(refused, Some(40.0));
+    drop(conns);
+    canary.finish(t0.elapsed().as_secs_f64() - 0.5);
+}
+
+// ---------------------------------------------------------------------------
+// Certificate rotation and require
+
+/// A config file serving `media` with RTSPS from `cert` and `key`.
+fn tls_config(media: &Path, cert: &Path, key: &Path) -> String {
+    format!(
+        "[server]\nmedia = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+         [tls]\ncert = \"{}\"\nkey = \"{}\"\nrtsps_port = 0\n",
+        media.display(),
+        cert.display(),
+        key.display()
+    )
+}
+
+/// Connects over TLS until the server presents `want` (bounded).
+fn wait_for_cert(
+    addr: SocketAddr,
+    roots: &[CertificateDer<'static>],
+    want: &CertificateDer,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(c) = TlsRtsp::connect(addr, roots) {
+            if c.peer_cert() == *want {
+                return true;
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A TLS reader plays interleaved; the certificate files are replaced and
+/// the server gets SIGHUP: new connections get the new certificate, the
+/// reader keeps its session with continuous sequence numbers. A broken key
+/// then refuses the reload (`POST /api/v1/reload`), and connections keep
+/// getting the last good certificate.
+#[test]
+fn certificate_rotation_keeps_sessions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (make_cert(dir.path(), "old"), make_cert(dir.path(), "new"));
+    let media = dir.path().join("media");
+    std::fs::create_dir(&media).expect("media dir");
+    fill(&media);
+    let (cert, key): (PathBuf, PathBuf) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::copy(dir.path().join("old.cert.pem"), &cert).expect("copy");
+    std::fs::copy(dir.path().join("old.key.pem"), &key).expect("copy");
+    let cfg = dir.path().join("rtspd.toml");
+    std::fs::write(&cfg, tls_config(&media, &cert, &key)).expect("config");
+    let cfg_arg = cfg.display().to_string();
+    let server = Server::start_at(&media, &["--config", &cfg_arg]);
+    let addr = rtsps_addr(&server);
+    let roots = [old.clone(), new.clone()];
+
+    let mut reader = TlsRtsp::connect(addr, &roots).expect("TLS");
+    assert!(reader.peer_cert() == old, "the start's certificate");
+    reader.play_interleaved(&rtsps_url(&server, LONG));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let t0 = Instant::now();
+    let frames = thread::spawn(move || reader.read_frames(&flag));
+    thread::sleep(Duration::from_secs(1));
+
+    std::fs::copy(dir.path().join("new.cert.pem"), &cert).expect("copy");
+    std::fs::copy(dir.path().join("new.key.pem"), &key).expect("copy");
+    server.signal("HUP");
+    assert!(
+        wait_for_cert(addr, &roots, &new),
+        "new connections never got the new certificate"
+    );
+
+    // A key that does not load: the reload is refused, nothing changes.
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nnot base64!\n").expect("write");
+    let http = server.http.expect("HTTP side");
+    let r = request(http, "POST", "/api/v1/reload", &[]);
+    assert!(r.status >= 400, "a bad key was accepted: {}", r.status);
+    let body = &r.body;
+    assert!(body.contains("key.pem"), "the error names the file: {body}");
+    let c = TlsRtsp::connect(addr, &roots).expect("TLS after a refused reload");
+    assert!(c.peer_cert() == new, "the last good certificate stays");
+
+    thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let seqs = frames.join().expect("reader");
+    let want = (t0.elapsed().as_secs_f64() - 0.5) * 50.0 * 0.9;
+    assert!(
+        seqs.len() as f64 >= want,
+        "the old reader got {} packets, want {want}",
+        seqs.len()
+    );
+    assert_eq!(gaps(&seqs), 0, "the old reader lost packets");
+    assert!(server.panics().is_empty());
+}
+
+/// `[tls] require = true`: plain RTSP gets 403 for DESCRIBE (and SETUP),
+/// OPTIONS still 200; RTSPS serves.
+#[test]
+fn require_refuses_plain_rtsp() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let cert = make_cert(certs.path(), "a");
+    let server = start(certs.path(), "a", &["--tls-require"]);
+    let url = server.url(SHORT);
+    let mut c = Rtsp::connect(server.addr());
+    let o = c.request("OPTIONS", &url, &[]);
+    assert_eq!(o.status, 200, "{o}");
+    let d = c.request("DESCRIBE", &url, &[]);
+    assert_eq!(d.status, 403, "{d}");
+    assert!(d.reason.contains("RTSPS"), "{d}");
+    let pair = UdpPair::bind();
+    let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
+    assert_eq!(s.status, 403, "{s}");
+    let mut t = TlsRtsp::connect(rtsps_addr(&server), &[cert]).expect("TLS");
+    let d = t.request("DESCRIBE", &rtsps_url(&server, SHORT), &[]);
+    assert_eq!(d.status, 200, "{d}");
+}
+
+/// A certificate or key that does not load stops the start with exit
+/// code 2 and a message naming the file.
+#[test]
+fn bad_certificate_files_stop_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_cert(dir.path(), "a");
+    make_cert(dir.path(), "b");
+    let other_key = dir.path().join("b.key.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").expect("write");
+    let missing = dir.path().join("missing.pem");
+    let good_cert = dir.path().join("a.cert.pem");
+    let good_key = dir.path().join("a.key.pem");
+    let cases: [(&Path, &Path, &Path); 5] = [
+        (&missing, &good_key, &missing),
+        (&garbage, &good_key, &garbage),
+        (&good_cert, &garbage, &garbage),
+        // No key in the file named as the key.
+        (&good_cert, &good_cert, &good_cert),
+        // A key that is not the certificate's.
+        (&good_cert, &other_key, &other_key),
+    ];
+    for (cert, key, named) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rtspd"))
+            .args(["--bind", "127.0.0.1", "--port", "0", "--rtp-port", "0"])
+            .args(["--http", "off", "--rtsps-port", "0", "--tls-cert"])
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run rtspd");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cert:?} {key:?}: {stderr}");
+        assert!(
+            stderr.contains(&named.display().to_string()),
+            "{cert:?} {key:?}: the error names {named:?}: {stderr}"
+        );
+    }
+}
