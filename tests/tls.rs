@@ -18,7 +18,7 @@ use common::interleaved::gaps;
 use common::pcm::assert_pcm_eq;
 use common::rtsp::{build, find, parse_replies};
 use common::tools::{ffmpeg_s16be, require, run_tool};
-use common::{int_spec, rtp_seq, wav_l16, write_wav, Reply, Rtsp, Server, UdpPair};
+use common::{int_spec, rtp_seq, tls, wav_l16, write_wav, Reply, Rtsp, Server, UdpPair};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
@@ -26,20 +26,6 @@ use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, 
 const LONG: &str = "long-16k-mono.wav";
 /// A short one real clients play to the end.
 const SHORT: &str = "short-16k-mono.wav";
-
-/// A self-signed certificate for 127.0.0.1 and localhost, as PEM files in
-/// `dir` named `NAME.cert.pem` and `NAME.key.pem`; returns its DER.
-fn make_cert(dir: &Path, name: &str) -> CertificateDer<'static> {
-    let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .expect("rcgen");
-    std::fs::write(dir.join(format!("{name}.cert.pem")), c.cert.pem()).expect("write cert");
-    std::fs::write(
-        dir.join(format!("{name}.key.pem")),
-        c.key_pair.serialize_pem(),
-    )
-    .expect("write key");
-    c.cert.der().clone()
-}
 
 /// Writes the test's clips: 30 s and 2 s of 16 kHz mono, distinct samples.
 fn fill(media: &Path) {
@@ -63,25 +49,9 @@ fn fill(media: &Path) {
 /// A server with RTSPS on an ephemeral port, the certificate `NAME` of
 /// `certs`, and `extra` flags.
 fn start(certs: &Path, name: &str, extra: &[&str]) -> Server {
-    let cert = certs.join(format!("{name}.cert.pem")).display().to_string();
-    let key = certs.join(format!("{name}.key.pem")).display().to_string();
-    let args = [
-        &[
-            "--rtsps-port",
-            "0",
-            "--tls-cert",
-            cert.as_str(),
-            "--tls-key",
-            key.as_str(),
-        ][..],
-        extra,
-    ]
-    .concat();
-    Server::start_with(fill, &args)
-}
-
-fn rtsps_url(server: &Server, path: &str) -> String {
-    format!("rtsps://127.0.0.1:{}/{path}", server.rtsps_port())
+    let flags = tls::flags(certs, name);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::start_with(fill, &[&flags[..], extra].concat())
 }
 
 fn rtsps_addr(server: &Server) -> SocketAddr {
@@ -290,9 +260,9 @@ impl Canary {
 fn ffmpeg_plays_rtsps_bit_exact() {
     require("ffmpeg");
     let certs = tempfile::tempdir().expect("tempdir");
-    make_cert(certs.path(), "a");
+    tls::self_signed(certs.path(), "a");
     let server = start(certs.path(), "a", &[]);
-    let url = rtsps_url(&server, SHORT);
+    let url = server.rtsps_url(SHORT);
     let (decoded, _) = ffmpeg_s16be(&["-i", &url], Duration::from_secs(30));
     let (expected, rate, channels) = wav_l16(&server.media.join(SHORT));
     assert_pcm_eq("ffmpeg rtsps", &decoded, &expected, channels, rate);
@@ -305,11 +275,11 @@ fn ffmpeg_plays_rtsps_bit_exact() {
 fn gstreamer_plays_rtsps() {
     require("gst-launch-1.0");
     let certs = tempfile::tempdir().expect("tempdir");
-    make_cert(certs.path(), "a");
+    tls::self_signed(certs.path(), "a");
     let server = start(certs.path(), "a", &[]);
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out = out_dir.path().join("out.raw");
-    let url = rtsps_url(&server, SHORT);
+    let url = server.rtsps_url(SHORT);
     let mut args = common::gst_l16_args(&url, "protocols=tcp", &[], &out);
     // After `rtspsrc location=... protocols=tcp`: a certificate of our own.
     args.insert(5, "tls-validation-flags=0".into());
@@ -361,12 +331,13 @@ fn closed_within(s: &mut TcpStream, wait: Duration) -> (bool, Vec<u8>) {
 /// B14#97, #98 and the 461: a UDP SETUP on RTSPS is refused with its
 /// reason; plain RTSP on the RTSPS port and a ClientHello on the plain
 /// port are closed (or answered 400), never left hanging; a ClientHello
-/// that stalls is closed at the handshake deadline (1 s here) and counted.
+/// that stalls, or trickles, is closed at the handshake deadline (1 s
+/// here) and counted.
 /// A plain RTSP/UDP canary streams throughout and loses nothing.
 #[test]
 fn bad_tls_clients_are_closed_and_the_canary_streams() {
     let certs = tempfile::tempdir().expect("tempdir");
-    let cert = make_cert(certs.path(), "a");
+    let cert = tls::self_signed(certs.path(), "a");
     let server = start(
         certs.path(),
         "a",
@@ -378,7 +349,7 @@ fn bad_tls_clients_are_closed_and_the_canary_streams() {
 
     // 461 for UDP over TLS, with the reason; interleaved is fine.
     let mut c = TlsRtsp::connect(rtsps_addr(&server), &[cert]).expect("TLS");
-    let url = rtsps_url(&server, LONG);
+    let url = server.rtsps_url(LONG);
     let pair = UdpPair::bind();
     let r = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
     assert_eq!(r.status, 461, "{r}");
@@ -423,12 +394,36 @@ fn bad_tls_clients_are_closed_and_the_canary_streams() {
         took >= Duration::from_millis(900),
         "closed before the deadline: {took:?}"
     );
+
+    // A handshake trickled a byte every 200 ms: the deadline is from the
+    // connection's start, so trickling buys nothing.
+    let mut trickle = TcpStream::connect(rtsps_addr(&server)).expect("connect");
+    let mut writer = trickle.try_clone().expect("clone");
+    let start = Instant::now();
+    let trickler = thread::spawn(move || {
+        for b in PARTIAL_HELLO.iter().cycle().take(50) {
+            if writer.write_all(&[*b]).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let (closed, got) = closed_within(&mut trickle, Duration::from_secs(10));
+    let took = start.elapsed();
+    assert!(closed, "a trickled handshake was never closed");
+    assert!(got.is_empty(), "a reply to a trickled ClientHello: {got:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed before the deadline: {took:?}"
+    );
+    drop(trickle);
+    trickler.join().expect("trickler");
     let refused = sample(
         &scrape(http),
         "rtspd_refused_total",
         "limit=\"tls_handshake_timeout\"",
     );
-    assert_eq!(refused, Some(1.0), "the timeout is counted");
+    assert_eq!(refused, Some(2.0), "both timeouts are counted");
 
     canary.finish(t0.elapsed().as_secs_f64() - 0.5);
     assert!(server.panics().is_empty());
@@ -441,7 +436,7 @@ fn bad_tls_clients_are_closed_and_the_canary_streams() {
 #[test]
 fn stalled_handshakes_hit_the_per_ip_cap_first() {
     let certs = tempfile::tempdir().expect("tempdir");
-    make_cert(certs.path(), "a");
+    tls::self_signed(certs.path(), "a");
     let server = start(
         certs.path(),
         "a",
@@ -525,7 +520,10 @@ fn wait_for_cert(
 #[test]
 fn certificate_rotation_keeps_sessions() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (old, new) = (make_cert(dir.path(), "old"), make_cert(dir.path(), "new"));
+    let (old, new) = (
+        tls::self_signed(dir.path(), "old"),
+        tls::self_signed(dir.path(), "new"),
+    );
     let media = dir.path().join("media");
     std::fs::create_dir(&media).expect("media dir");
     fill(&media);
@@ -541,7 +539,7 @@ fn certificate_rotation_keeps_sessions() {
 
     let mut reader = TlsRtsp::connect(addr, &roots).expect("TLS");
     assert!(reader.peer_cert() == old, "the start's certificate");
-    reader.play_interleaved(&rtsps_url(&server, LONG));
+    reader.play_interleaved(&server.rtsps_url(LONG));
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let t0 = Instant::now();
@@ -584,7 +582,7 @@ fn certificate_rotation_keeps_sessions() {
 #[test]
 fn require_refuses_plain_rtsp() {
     let certs = tempfile::tempdir().expect("tempdir");
-    let cert = make_cert(certs.path(), "a");
+    let cert = tls::self_signed(certs.path(), "a");
     let server = start(certs.path(), "a", &["--tls-require"]);
     let url = server.url(SHORT);
     let mut c = Rtsp::connect(server.addr());
@@ -597,7 +595,7 @@ fn require_refuses_plain_rtsp() {
     let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
     assert_eq!(s.status, 403, "{s}");
     let mut t = TlsRtsp::connect(rtsps_addr(&server), &[cert]).expect("TLS");
-    let d = t.request("DESCRIBE", &rtsps_url(&server, SHORT), &[]);
+    let d = t.request("DESCRIBE", &server.rtsps_url(SHORT), &[]);
     assert_eq!(d.status, 200, "{d}");
 }
 
@@ -606,8 +604,8 @@ fn require_refuses_plain_rtsp() {
 #[test]
 fn bad_certificate_files_stop_the_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    make_cert(dir.path(), "a");
-    make_cert(dir.path(), "b");
+    tls::self_signed(dir.path(), "a");
+    tls::self_signed(dir.path(), "b");
     let other_key = dir.path().join("b.key.pem");
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").expect("write");

@@ -141,7 +141,7 @@ fn ffprobe_reports_h264_and_aac_over_udp_and_tcp() {
 }
 
 #[test]
-fn ffmpeg_copies_every_access_unit_over_udp_and_tcp() {
+fn ffmpeg_copies_every_access_unit_over_udp_tcp_and_rtsps() {
     require("ffmpeg");
     let dir = tempfile::tempdir().expect("tempdir");
     let src = sample_path();
@@ -158,13 +158,21 @@ fn ffmpeg_copies_every_access_unit_over_udp_and_tcp() {
         "the sample has 250 pictures"
     );
     assert!(src_audio.len() > 400, "{} audio frames", src_audio.len());
-    let server = Server::start(&[]);
-    let url = server.url(SAMPLE);
+    // RTSPS too (issue 12): interleaved over TLS.
+    let certs = tempfile::tempdir().expect("tempdir");
+    common::tls::self_signed(certs.path(), "a");
+    let flags = common::tls::flags(certs.path(), "a");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start(&flags);
+    let (url, rtsps) = (server.url(SAMPLE), server.rtsps_url(SAMPLE));
     par(
-        &["udp", "tcp"],
+        &["udp", "tcp", "rtsps"],
         |t| (*t).to_owned(),
         |transport| {
-            let input = ["-rtsp_transport", transport, "-i", &url];
+            let input = match *transport {
+                "rtsps" => vec!["-i", rtsps.as_str()],
+                t => vec!["-rtsp_transport", t, "-i", url.as_str()],
+            };
             let (got, audio) = copy_streams(&input, false, dir.path(), transport);
             let nals = annexb_nals(&got);
             let (slices, params) = split_parameter_sets(&nals);

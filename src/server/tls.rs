@@ -319,3 +319,39 @@ pub(crate) async fn serve(
     };
     conn::serve(shared.clone(), stream, peer, conn_id, Some(slot), cancel).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_incomplete_and_require_without_a_certificate() {
+        let off = TlsConfig::default();
+        assert!(!off.enabled());
+        assert!(matches!(server_config(&off), Ok(None)));
+        let require = TlsConfig {
+            require: true,
+            ..TlsConfig::default()
+        };
+        assert!(matches!(
+            server_config(&require),
+            Err(TlsError::RequireWithoutCert)
+        ));
+        let cert_only = TlsConfig {
+            cert: "c.pem".into(),
+            ..TlsConfig::default()
+        };
+        assert!(cert_only.enabled());
+        assert!(matches!(
+            server_config(&cert_only),
+            Err(TlsError::Incomplete { missing: "key" })
+        ));
+        let missing = TlsConfig {
+            cert: "/nonexistent/c.pem".into(),
+            key: "/nonexistent/k.pem".into(),
+            ..TlsConfig::default()
+        };
+        let e = server_config(&missing).expect_err("no such file");
+        assert!(e.to_string().starts_with("/nonexistent/c.pem: "), "{e}");
+    }
+}

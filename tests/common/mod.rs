@@ -6,6 +6,7 @@
 //! - [`pcm`]: WAV files, L16 samples, finding decoded audio in its source.
 //! - [`tools`]: real clients (ffmpeg, ffprobe, gst-launch) under deadlines.
 //! - [`http`]: a raw HTTP/1.1 client and readers of the metrics text.
+//! - [`tls`]: certificates for RTSPS and the flags that serve them.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -13,6 +14,7 @@ pub mod http;
 pub mod interleaved;
 pub mod pcm;
 pub mod rtsp;
+pub mod tls;
 pub mod tools;
 pub mod udp;
 
@@ -248,6 +250,11 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("rtsp://127.0.0.1:{}/{}", self.port, path)
+    }
+
+    /// The rtsps:// URL of `path` (see [`Server::rtsps_port`]).
+    pub fn rtsps_url(&self, path: &str) -> String {
+        format!("rtsps://127.0.0.1:{}/{}", self.rtsps_port(), path)
     }
 
     pub fn addr(&self) -> SocketAddr {
