@@ -84,7 +84,10 @@ fn metrics_parse_with_the_prometheus_parser() {
     }
     assert_eq!(families.len(), expected.len(), "{families:?}");
     // Every limit has its series from the start; three session states.
-    assert_eq!(families["rtspd_refused"].1, 11);
+    assert_eq!(
+        families["rtspd_refused"].1,
+        rtspd::proto::limit::Limit::ALL.len()
+    );
     assert_eq!(families["rtspd_sessions"].1, 3);
     let v = env!("CARGO_PKG_VERSION");
     assert_eq!(
