@@ -163,16 +163,7 @@ impl Listeners {
     pub async fn bind(config: &Config) -> io::Result<Self> {
         // First: a bad certificate stops the start before anything binds.
         let rtsps = tls::Listener::bind(config.bind, &config.tls).await?;
-        let rtsp = match config.port {
-            Some(p) => TcpListener::bind((config.bind, p)).await?,
-            None => match TcpListener::bind((config.bind, 554)).await {
-                Ok(l) => l,
-                Err(e) => {
-                    warn!(error = %e, "cannot bind port 554, falling back to 8554");
-                    TcpListener::bind((config.bind, 8554)).await?
-                }
-            },
-        };
+        let rtsp = bind_tcp(config.bind, config.port, (554, 8554)).await?;
         let (rtp, rtcp) = match bind_pair(config.bind, config.rtp_port) {
             Ok(pair) => pair,
             Err(e) if config.rtp_port != 0 => {
@@ -197,6 +188,25 @@ impl Listeners {
 
     pub fn rtp_port(&self) -> io::Result<u16> {
         Ok(self.rtp.local_addr()?.port())
+    }
+}
+
+/// A TCP listener on `port`, or without one on the first of `defaults`
+/// (a privileged port), falling back to the second when it cannot be bound.
+pub(crate) async fn bind_tcp(
+    bind: IpAddr,
+    port: Option<u16>,
+    (default, fallback): (u16, u16),
+) -> io::Result<TcpListener> {
+    match port {
+        Some(p) => TcpListener::bind((bind, p)).await,
+        None => match TcpListener::bind((bind, default)).await {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                warn!(error = %e, "cannot bind port {default}, falling back to {fallback}");
+                TcpListener::bind((bind, fallback)).await
+            }
+        },
     }
 }
 

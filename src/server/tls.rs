@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::reload::Swap;
 use super::{conn, ConnSlot, Shared};
@@ -213,16 +213,7 @@ impl Listener {
         let Some(config) = config else {
             return Ok(None);
         };
-        let listener = match cfg.port {
-            Some(p) => TcpListener::bind((bind, p)).await?,
-            None => match TcpListener::bind((bind, DEFAULT_PORT)).await {
-                Ok(l) => l,
-                Err(e) => {
-                    warn!(error = %e, "cannot bind port {DEFAULT_PORT}, falling back to {FALLBACK_PORT} for RTSPS");
-                    TcpListener::bind((bind, FALLBACK_PORT)).await?
-                }
-            },
-        };
+        let listener = super::bind_tcp(bind, cfg.port, (DEFAULT_PORT, FALLBACK_PORT)).await?;
         Ok(Some(Self { listener, config }))
     }
 
