@@ -47,8 +47,9 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The TCP connection underneath (socket options).
     fn tcp(&self) -> &TcpStream;
 
-    /// Ready once a read may return data.
-    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Ready once a read may return data (or end of stream), so that an
+    /// idle connection's read buffer is reserved only then.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 impl Stream for TcpStream {
@@ -58,9 +59,7 @@ impl Stream for TcpStream {
         self
     }
 
-    /// The socket's readiness, so that an idle connection's buffer is
-    /// reserved only once there is something to read.
-    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
     }
 }
@@ -72,10 +71,18 @@ impl Stream for TlsStream<TcpStream> {
         self.get_ref().0
     }
 
-    /// At once: rustls may hold decrypted bytes the socket no longer
-    /// signals, so the read itself must be tried.
-    fn poll_readable(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Ready when rustls holds plaintext (or records it has not yet
+    /// decrypted) that the socket no longer signals: a read may return less
+    /// than a record held. Else the socket's readiness, as for TCP.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (tcp, tls) = self.get_mut();
+        match tls.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {
+                tcp.poll_read_ready(cx)
+            }
+            // Plaintext, a close, or an error the read will report.
+            _ => Poll::Ready(Ok(())),
+        }
     }
 }
 
