@@ -428,6 +428,9 @@ async fn serve(effective: Effective, args: &ServeArgs) -> anyhow::Result<()> {
             } else {
                 println!("rtsp://{host}:{port}/live/{name} (live)");
             }
+            if let Some(port) = rtsps_port {
+                println!("rtsps://{host}:{port}/live/{name} (live)");
+            }
         }
         if let Some(first) = clips.first() {
             println!(

@@ -657,3 +657,35 @@ fn bad_certificate_files_stop_the_start() {
         );
     }
 }
+
+/// A live channel fans out to an RTSPS listener through the same bounded
+/// per-connection queue as plain interleaved: continuous sequence numbers
+/// while a plain UDP canary of a clip streams beside it.
+#[test]
+fn live_channel_plays_over_rtsps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = tls::self_signed(dir.path(), "a");
+    fill(dir.path());
+    let live = format!("radio=file:{}", dir.path().join(LONG).display());
+    let server = start(dir.path(), "a", &["--live", &live]);
+    // The live channel's rtsps:// URL is printed.
+    server.wait_for_line(|l| l.starts_with("rtsps://") && l.ends_with("/live/radio (live)"));
+    let canary = Canary::start(&server);
+    let mut c = TlsRtsp::connect(rtsps_addr(&server), &[cert]).expect("TLS");
+    c.play_interleaved(&server.rtsps_url("live/radio"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let t0 = Instant::now();
+    let reader = thread::spawn(move || c.read_frames(&flag));
+    thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let seqs = reader.join().expect("reader");
+    let want = (t0.elapsed().as_secs_f64() - 0.5) * 50.0 * 0.9;
+    assert!(
+        seqs.len() as f64 >= want,
+        "{} packets, want {want}",
+        seqs.len()
+    );
+    assert_eq!(gaps(&seqs), 0, "the RTSPS listener lost packets");
+    canary.finish(t0.elapsed().as_secs_f64() - 0.5);
+}

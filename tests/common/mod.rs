@@ -213,28 +213,28 @@ impl Server {
     }
 
     /// The RTSPS port, from the start's `rtspd listening on rtsps://...`
-    /// line (waited for up to 10 s: stdout is read on a thread).
+    /// line.
     pub fn rtsps_port(&self) -> u16 {
+        let line = self.wait_for_line(|l| l.starts_with("rtspd listening on rtsps://127.0.0.1:"));
+        line.split("127.0.0.1:")
+            .nth(1)
+            .and_then(|s| s.split('/').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"))
+    }
+
+    /// The first stdout line after the first that `f` accepts, waited for
+    /// up to 10 s (stdout is read on a thread).
+    pub fn wait_for_line(&self, f: impl Fn(&str) -> bool) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let lines = self
-                .stdout
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let port = lines.iter().find_map(|l| {
-                l.strip_prefix("rtspd listening on rtsps://127.0.0.1:")?
-                    .split('/')
-                    .next()?
-                    .parse()
-                    .ok()
-            });
-            if let Some(port) = port {
-                return port;
+            let lines = self.stdout_lines();
+            if let Some(line) = lines.iter().find(|l| f(l)) {
+                return line.clone();
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no rtsps line in {lines:?}"
+                "no such line in {lines:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
