@@ -8,7 +8,7 @@
 //! A connection that owns sessions stays open: those sessions have their own
 //! timeout.
 //!
-//! The task is generic over its [`Stream`]: a `TcpStream` (RTSP) or TLS
+//! The task is generic over its `Stream`: a `TcpStream` (RTSP) or TLS
 //! over one (RTSPS, [`super::tls`]); each is compiled on its own, so plain
 //! RTSP pays nothing for TLS. With `[tls] require`, a plain connection's
 //! requests other than OPTIONS get 403.

@@ -1,19 +1,20 @@
-//! RTSPS: RTSP over TLS (the `rtsps` scheme of RFC 2326 §3.2; RFC 7826
-//! §19.2 and §20.2.1 for how TLS carries RTSP; TLS 1.3 is RFC 8446, 1.2
-//! RFC 5246), with rustls through `tokio-rustls`.
+//! RTSPS: RTSP over TLS, with rustls through `tokio-rustls`. RFC 2326 has
+//! only `rtsp` and `rtspu` (§3.2); the `rtsps` scheme, its port 322 and
+//! RTSP over TLS are RFC 7826's (§4.2, §19.2), and clients speak them to
+//! RTSP/1.0 servers alike. TLS 1.3 is RFC 8446, 1.2 RFC 5246.
 //!
 //! - [`server_config`] reads the certificate chain and key (PEM files) into
 //!   a rustls `ServerConfig`; every failure names the file. Start and
 //!   reload both call it, so a bad file stops the start or refuses the
 //!   reload, and the key's bytes never reach a log line or an error.
-//! - [`Tls`] is the running side: the config new handshakes use, replaced
+//! - `Tls` is the running side: the config new handshakes use, replaced
 //!   whole by a reload (connections already up keep the session they
 //!   negotiated, and so their certificate).
-//! - [`serve`] is one accepted TCP connection: its connection slot was
+//! - `serve` is one accepted TCP connection: its connection slot was
 //!   taken before (the caps apply before any handshake work), the
 //!   handshake has `handshake_timeout`, and a stalled, trickled or garbage
 //!   handshake is closed without a reply. Then it is an RTSP connection
-//!   like any other ([`super::conn::serve`] is generic over the stream).
+//!   like any other (`conn::serve` is generic over the stream).
 //!
 //! Media on an RTSPS connection goes interleaved on it (RFC 2326 §10.12):
 //! SETUP refuses UDP there with 461, since plaintext RTP must never follow
@@ -72,7 +73,7 @@ impl TlsConfig {
     }
 }
 
-/// The default RTSPS port (RFC 2326 §3.2 gives 322 to `rtsps`), and the
+/// The default RTSPS port (RFC 7826 §4.2; IANA's `rtsps`), and the
 /// unprivileged one used when it cannot be bound.
 pub const DEFAULT_PORT: u16 = 322;
 pub const FALLBACK_PORT: u16 = 8322;
