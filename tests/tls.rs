@@ -291,7 +291,7 @@ fn gstreamer_plays_rtsps() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = run_tool("gst-launch-1.0", &args, Duration::from_secs(30));
     assert!(
-        run.status.success() || common::gst_shutdown_race_only(run.status, &run.stderr),
+        run.status.success() || gst_tls_shutdown_race_only(run.status, &run.stderr),
         "`gst-launch-1.0 {}` failed ({}). stderr:\n{}",
         args.join(" "),
         run.status,
@@ -300,6 +300,47 @@ fn gstreamer_plays_rtsps() {
     let (expected, rate, channels) = wav_l16(&server.media.join(SHORT));
     let decoded = std::fs::read(&out).expect("gst output");
     assert_pcm_eq("gstreamer rtsps", &decoded, &expected, channels, rate);
+}
+
+/// rtspsrc's shutdown race ([`common::gst_shutdown_race_only`]: at end
+/// of stream it flushes the connection while its PAUSE is being written),
+/// and the form it also takes over TLS: the cut PAUSE reaches the server
+/// as a malformed request, which gets 400 and a close (the server log
+/// shows `unparseable request` right after the clip's last packet), and
+/// rtspsrc reports `Parse error` for the PAUSE and the TEARDOWN after it.
+/// Seen in about 1 run in 10 on a loaded machine. Only those exact lines
+/// count; the decoded samples are still checked in full.
+fn gst_tls_shutdown_race_only(status: std::process::ExitStatus, stderr: &str) -> bool {
+    if common::gst_shutdown_race_only(status, stderr) {
+        return true;
+    }
+    let element = "ERROR: from element /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0: ";
+    let mut parse_error = false;
+    let all_race = stderr.lines().filter(|l| !l.trim().is_empty()).all(|l| {
+        if matches!(
+            l,
+            "Could not receive message. (Parse error)" | "Could not send message. (Parse error)"
+        ) {
+            parse_error = true;
+            return true;
+        }
+        l.strip_prefix(element).is_some_and(|e| {
+            matches!(
+                e,
+                "Could not read from resource." | "Could not write to resource."
+            )
+        }) || l == "Additional debug info:"
+            || (l.contains("gstrtspsrc.c(")
+                && [
+                    "gst_rtsp_src_receive_response",
+                    "gst_rtspsrc_try_send",
+                    "gst_rtspsrc_close",
+                    "gst_rtspsrc_pause",
+                ]
+                .iter()
+                .any(|f| l.contains(f)))
+    });
+    status.code() == Some(1) && parse_error && all_race
 }
 
 // ---------------------------------------------------------------------------
@@ -688,4 +729,31 @@ fn live_channel_plays_over_rtsps() {
     );
     assert_eq!(gaps(&seqs), 0, "the RTSPS listener lost packets");
     canary.finish(t0.elapsed().as_secs_f64() - 0.5);
+}
+
+/// The race matcher accepts exactly rtspsrc's lines, seen in a real run.
+#[test]
+fn gst_race_matcher_is_exact() {
+    use std::os::unix::process::ExitStatusExt;
+    let seen = "\
+ERROR: from element /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0: Could not read from resource.
+Additional debug info:
+../gst/rtsp/gstrtspsrc.c(6682): gst_rtsp_src_receive_response (): /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0:
+Could not receive message. (Parse error)
+ERROR: from element /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0: Could not write to resource.
+Additional debug info:
+../gst/rtsp/gstrtspsrc.c(8552): gst_rtspsrc_close (): /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0:
+Could not send message. (Parse error)
+";
+    let exit_1 = std::process::ExitStatus::from_raw(1 << 8);
+    let exit_2 = std::process::ExitStatus::from_raw(2 << 8);
+    assert!(gst_tls_shutdown_race_only(exit_1, seen));
+    assert!(!gst_tls_shutdown_race_only(exit_2, seen));
+    let other = format!("{seen}ERROR: from element /GstPipeline:pipeline0/GstRtpL16Depay:rtpl16depay0: Internal data stream error.\n");
+    assert!(!gst_tls_shutdown_race_only(exit_1, &other));
+    let no_parse_error = seen.replace(
+        "(Parse error)",
+        "(Timeout while waiting for server response)",
+    );
+    assert!(!gst_tls_shutdown_race_only(exit_1, &no_parse_error));
 }
