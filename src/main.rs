@@ -39,7 +39,8 @@ enum Command {
     #[command(after_help = LOAD_FIGURES)]
     Load(LoadArgs),
     /// Check a config file: print the effective configuration (every key)
-    /// and exit 0, or print the error and exit 2.
+    /// and exit 0, or print the error and exit 2. The `[tls]` certificate
+    /// and key are loaded too.
     CheckConfig(CheckArgs),
 }
 
@@ -149,6 +150,11 @@ fn bad_config(e: &ConfigError) -> ! {
 fn check_config(args: &CheckArgs) {
     match config::load(&args.file, &CliOverrides::default()) {
         Ok(effective) => {
+            // The certificate and key are read as the start would.
+            if let Err(e) = server::tls::server_config(&effective.server.tls) {
+                eprintln!("rtspd: {}: {e}", args.file.display());
+                std::process::exit(BAD_CONFIG)
+            }
             println!(
                 "# {}: valid; the effective configuration:",
                 args.file.display()

@@ -658,8 +658,24 @@ fn require_refuses_plain_rtsp() {
     assert_eq!(d.status, 200, "{d}");
 }
 
+/// `rtspd check-config` of a file in `dir` naming `cert` and `key`.
+fn check_config(dir: &Path, cert: &Path, key: &Path) -> std::process::Output {
+    let cfg = dir.join("rtspd.toml");
+    let text = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&cfg, text).expect("config");
+    std::process::Command::new(env!("CARGO_BIN_EXE_rtspd"))
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .expect("run rtspd check-config")
+}
+
 /// A certificate or key that does not load stops the start with exit
-/// code 2 and a message naming the file.
+/// code 2 and a message naming the file; `check-config` says the same.
 #[test]
 fn bad_certificate_files_stop_the_start() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -696,7 +712,19 @@ fn bad_certificate_files_stop_the_start() {
             stderr.contains(&named.display().to_string()),
             "{cert:?} {key:?}: the error names {named:?}: {stderr}"
         );
+        // `check-config` loads them as the start would.
+        let out = check_config(dir.path(), cert, key);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "check-config: {stderr}");
+        assert!(stderr.contains(&named.display().to_string()), "{stderr}");
     }
+    // And a good pair passes.
+    let out = check_config(dir.path(), &good_cert, &good_key);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A live channel fans out to an RTSPS listener through the same bounded
