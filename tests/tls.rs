@@ -254,6 +254,40 @@ impl Canary {
     }
 }
 
+/// An RTSPS client playing interleaved on a thread of its own.
+struct TlsReader {
+    stop: Arc<AtomicBool>,
+    reader: thread::JoinHandle<Vec<u16>>,
+    started: Instant,
+}
+
+impl TlsReader {
+    fn start(mut c: TlsRtsp, url: &str) -> Self {
+        c.play_interleaved(url);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        Self {
+            stop,
+            reader: thread::spawn(move || c.read_frames(&flag)),
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops reading; asserts continuous sequence numbers, and 20 ms
+    /// packets for the time it read.
+    fn finish(self, what: &str) {
+        self.stop.store(true, Ordering::Relaxed);
+        let seqs = self.reader.join().expect("reader");
+        let want = (self.started.elapsed().as_secs_f64() - 0.5) * 50.0 * 0.9;
+        assert!(
+            seqs.len() as f64 >= want,
+            "{what} got {} packets, want {want}",
+            seqs.len()
+        );
+        assert_eq!(gaps(&seqs), 0, "{what} lost packets");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Real clients
 
@@ -374,6 +408,19 @@ fn closed_within(s: &mut TcpStream, wait: Duration) -> (bool, Vec<u8>) {
     (false, got)
 }
 
+/// Asserts that `s`, connected at `start`, is closed with nothing written
+/// at the 1 s handshake deadline, not before.
+fn closed_at_deadline(s: &mut TcpStream, start: Instant, what: &str) {
+    let (closed, got) = closed_within(s, Duration::from_secs(10));
+    let took = start.elapsed();
+    assert!(closed, "{what} was never closed");
+    assert!(got.is_empty(), "{what} got a reply: {got:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "{what} closed before the deadline: {took:?}"
+    );
+}
+
 /// B14#97, #98 and the 461: a UDP SETUP on RTSPS is refused with its
 /// reason; plain RTSP on the RTSPS port and a ClientHello on the plain
 /// port are closed (or answered 400), never left hanging; a ClientHello
@@ -445,14 +492,7 @@ fn bad_tls_clients_are_closed_and_the_canary_streams() {
     let mut stall = TcpStream::connect(rtsps_addr(&server)).expect("connect");
     let start = Instant::now();
     stall.write_all(PARTIAL_HELLO).expect("write");
-    let (closed, got) = closed_within(&mut stall, Duration::from_secs(10));
-    let took = start.elapsed();
-    assert!(closed, "a stalled handshake was never closed");
-    assert!(got.is_empty(), "a reply to half a ClientHello: {got:?}");
-    assert!(
-        took >= Duration::from_millis(900),
-        "closed before the deadline: {took:?}"
-    );
+    closed_at_deadline(&mut stall, start, "a stalled handshake");
 
     // A handshake trickled a byte every 200 ms: the deadline is from the
     // connection's start, so trickling buys nothing.
@@ -467,14 +507,7 @@ fn bad_tls_clients_are_closed_and_the_canary_streams() {
             thread::sleep(Duration::from_millis(200));
         }
     });
-    let (closed, got) = closed_within(&mut trickle, Duration::from_secs(10));
-    let took = start.elapsed();
-    assert!(closed, "a trickled handshake was never closed");
-    assert!(got.is_empty(), "a reply to a trickled ClientHello: {got:?}");
-    assert!(
-        took >= Duration::from_millis(900),
-        "closed before the deadline: {took:?}"
-    );
+    closed_at_deadline(&mut trickle, start, "a trickled handshake");
     drop(trickle);
     trickler.join().expect("trickler");
     let refused = sample(
@@ -596,13 +629,9 @@ fn certificate_rotation_keeps_sessions() {
     let addr = rtsps_addr(&server);
     let roots = [old.clone(), new.clone()];
 
-    let mut reader = TlsRtsp::connect(addr, &roots).expect("TLS");
+    let reader = TlsRtsp::connect(addr, &roots).expect("TLS");
     assert!(reader.peer_cert() == old, "the start's certificate");
-    reader.play_interleaved(&server.rtsps_url(LONG));
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let t0 = Instant::now();
-    let frames = thread::spawn(move || reader.read_frames(&flag));
+    let reader = TlsReader::start(reader, &server.rtsps_url(LONG));
     thread::sleep(Duration::from_secs(1));
 
     std::fs::copy(dir.path().join("new.cert.pem"), &cert).expect("copy");
@@ -624,15 +653,7 @@ fn certificate_rotation_keeps_sessions() {
     assert!(c.peer_cert() == new, "the last good certificate stays");
 
     thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    let seqs = frames.join().expect("reader");
-    let want = (t0.elapsed().as_secs_f64() - 0.5) * 50.0 * 0.9;
-    assert!(
-        seqs.len() as f64 >= want,
-        "the old reader got {} packets, want {want}",
-        seqs.len()
-    );
-    assert_eq!(gaps(&seqs), 0, "the old reader lost packets");
+    reader.finish("the old reader");
     assert!(server.panics().is_empty());
 }
 
@@ -740,22 +761,11 @@ fn live_channel_plays_over_rtsps() {
     // The live channel's rtsps:// URL is printed.
     server.wait_for_line(|l| l.starts_with("rtsps://") && l.ends_with("/live/radio (live)"));
     let canary = Canary::start(&server);
-    let mut c = TlsRtsp::connect(rtsps_addr(&server), &[cert]).expect("TLS");
-    c.play_interleaved(&server.rtsps_url("live/radio"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
     let t0 = Instant::now();
-    let reader = thread::spawn(move || c.read_frames(&flag));
+    let c = TlsRtsp::connect(rtsps_addr(&server), &[cert]).expect("TLS");
+    let reader = TlsReader::start(c, &server.rtsps_url("live/radio"));
     thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::Relaxed);
-    let seqs = reader.join().expect("reader");
-    let want = (t0.elapsed().as_secs_f64() - 0.5) * 50.0 * 0.9;
-    assert!(
-        seqs.len() as f64 >= want,
-        "{} packets, want {want}",
-        seqs.len()
-    );
-    assert_eq!(gaps(&seqs), 0, "the RTSPS listener lost packets");
+    reader.finish("the RTSPS listener");
     canary.finish(t0.elapsed().as_secs_f64() - 0.5);
 }
 
