@@ -489,16 +489,18 @@ fn bad_tls_clients_are_closed_and_the_canary_streams() {
     );
 
     // A ClientHello that stalls: closed at the 1 s deadline, not before.
-    let mut stall = TcpStream::connect(rtsps_addr(&server)).expect("connect");
+    // Timed from before the connect: the server's deadline starts at its
+    // accept, which cannot come earlier.
     let start = Instant::now();
+    let mut stall = TcpStream::connect(rtsps_addr(&server)).expect("connect");
     stall.write_all(PARTIAL_HELLO).expect("write");
     closed_at_deadline(&mut stall, start, "a stalled handshake");
 
     // A handshake trickled a byte every 200 ms: the deadline is from the
     // connection's start, so trickling buys nothing.
+    let start = Instant::now();
     let mut trickle = TcpStream::connect(rtsps_addr(&server)).expect("connect");
     let mut writer = trickle.try_clone().expect("clone");
-    let start = Instant::now();
     let trickler = thread::spawn(move || {
         for b in PARTIAL_HELLO.iter().cycle().take(50) {
             if writer.write_all(&[*b]).is_err() {
