@@ -1,5 +1,6 @@
 //! The `serve` flags. Each is the key of the same name (dashes for
-//! underscores) in `[server]` or `[limits]`, or `--http`, `-v`,
+//! underscores) in `[server]` or `[limits]`; `--http-` or `--tls-` and a
+//! key of `[http]` or `[tls]`, and `--rtsps-port`; or `--http`, `-v`,
 //! `--log-format` and `--live`. A flag not given is `None` and leaves the
 //! file's value (or the default, which its help shows) in force.
 
