@@ -26,11 +26,15 @@ pub enum Limit {
     ReadTimeout,
     /// Connections to the HTTP side.
     HttpMaxConnections,
+    /// Failed logins from one address (the address is then refused).
+    MaxAuthFailures,
+    /// Requests naming unknown sessions on one connection (then closed).
+    MaxUnknownSessions,
 }
 
 impl Limit {
     /// Every limit, in a fixed order (for per-limit tables).
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::MaxConnections,
         Self::MaxConnectionsPerIp,
         Self::MaxSessions,
@@ -42,6 +46,8 @@ impl Limit {
         Self::MaxHeaders,
         Self::ReadTimeout,
         Self::HttpMaxConnections,
+        Self::MaxAuthFailures,
+        Self::MaxUnknownSessions,
     ];
 
     /// Its position in [`Limit::ALL`].
@@ -63,6 +69,8 @@ impl Limit {
             Self::MaxHeaders => "max_headers",
             Self::ReadTimeout => "read_timeout",
             Self::HttpMaxConnections => "http_max_connections",
+            Self::MaxAuthFailures => "max_auth_failures",
+            Self::MaxUnknownSessions => "max_unknown_sessions",
         }
     }
 
@@ -80,6 +88,8 @@ impl Limit {
             Self::MaxHeaders => "--max-headers",
             Self::ReadTimeout => "--read-timeout",
             Self::HttpMaxConnections => "--http-max-connections",
+            Self::MaxAuthFailures => "--max-auth-failures",
+            Self::MaxUnknownSessions => "--max-unknown-sessions",
         }
     }
 }

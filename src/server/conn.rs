@@ -95,6 +95,8 @@ async fn serve_requests(
     tokio::pin!(timer);
     // Frames received in the current one-second window (ROBUSTNESS B10#74).
     let mut frame_window = (Instant::now(), 0u32);
+    // Consecutive answers of 454 (session-id guessing, ROBUSTNESS B8).
+    let mut unknown_sessions = 0u32;
     debug!("connection opened");
     loop {
         // Answer everything already buffered, in order.
@@ -160,6 +162,22 @@ async fn serve_requests(
                         .answered(Some(&request.method), response.status.0);
                     if !write(&shared, &mut stream, &response).await || slot.is_none() {
                         return;
+                    }
+                    if response.status == StatusCode::SESSION_NOT_FOUND {
+                        unknown_sessions += 1;
+                        if unknown_sessions >= shared.config().auth.max_unknown_sessions.max(1) {
+                            // One debug line here; the WARN is the
+                            // refusals' (rate-limited, with the count).
+                            debug!(
+                                client = %peer,
+                                count = unknown_sessions,
+                                "consecutive requests for unknown sessions, closing the connection"
+                            );
+                            shared.refusals.refuse(Limit::MaxUnknownSessions);
+                            return;
+                        }
+                    } else {
+                        unknown_sessions = 0;
                     }
                     if frames.is_none() {
                         frames = shared.sinks.take_receiver(conn_id);

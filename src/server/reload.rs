@@ -215,6 +215,7 @@ impl Reloader {
         }
         shared.sessions.set_limits(new.sessions);
         shared.refusals.set_values(&new);
+        shared.guard.configure(&new.auth);
         if let Some(catalog) = catalog {
             shared.catalog.set(catalog);
         }

@@ -103,9 +103,7 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, HeaderError> {
         return Err(HeaderError::TooLong);
     }
     let value = value.trim();
-    let (scheme, rest) = value
-        .split_once([' ', '\t'])
-        .unwrap_or((value, ""));
+    let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
     if scheme.eq_ignore_ascii_case("digest") {
         parse_digest(rest).map(Credentials::Digest)
     } else if scheme.eq_ignore_ascii_case("basic") {
