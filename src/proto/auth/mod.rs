@@ -212,9 +212,8 @@ impl Authenticator {
         }
     }
 
-    /// The `WWW-Authenticate` values of a 401, in the order sent: MD5
-    /// first, then SHA-256, sharing one nonce (see `challenge_order`
-    /// in the tests and docs/ROBUSTNESS.md for what each client picks).
+    /// The `WWW-Authenticate` values of a 401, in [`CHALLENGE_ORDER`],
+    /// sharing one nonce.
     pub fn challenges(
         &self,
         policy: &Policy,
@@ -231,12 +230,18 @@ impl Authenticator {
     }
 }
 
-/// The order of the Digest challenges. ffmpeg keeps the last Digest
-/// challenge it parses and computes MD5 for it; GStreamer's rtspsrc and
-/// live555 clients use MD5 whatever the challenge names. Both send no
-/// `algorithm=` or `algorithm=MD5`, which the server reads as MD5. The
-/// shared nonce means any of the two challenges works for any client.
-pub const CHALLENGE_ORDER: [Algorithm; 2] = [Algorithm::Md5, Algorithm::Sha256];
+/// The order of the Digest challenges: SHA-256, then MD5, one nonce.
+///
+/// ffmpeg (5.1, `libavformat/httpauth.c`) keeps the *last* Digest
+/// challenge it parses and can compute only MD5/MD5-sess: with MD5 first
+/// it answers nothing and fails with 401 (`tests/auth.rs` showed it; RFC
+/// 7616 §3.7 asks servers to list the preferred algorithm first, which
+/// this still does). live555's `RTSPClient` also keeps the last Digest
+/// header and always computes MD5. GStreamer 1.22's rtspsrc plays with
+/// either order (it answers MD5 without `qop`, RFC 2069 style). A client
+/// that sends no `algorithm=` is read as MD5, so with the shared nonce
+/// either challenge works for every client.
+pub const CHALLENGE_ORDER: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
 
 #[cfg(test)]
 mod tests {
@@ -297,7 +302,7 @@ mod tests {
             Err(Failure::NoCredentials)
         );
         let ch = a.challenges(&p, IpAddr::from([127, 0, 0, 1]), t0, false);
-        assert!(ch[0].contains("algorithm=MD5") && ch[1].contains("algorithm=SHA-256"));
+        assert!(ch[0].contains("algorithm=SHA-256") && ch[1].contains("algorithm=MD5"));
         // One nonce for both: counts go on rising across them.
         for (i, c) in (0..).zip(&ch) {
             let h = answer(c, "alice", "secret", "DESCRIBE", uri, 2 * i + 1);
