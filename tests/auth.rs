@@ -587,3 +587,54 @@ fn reload_revokes_a_readers_permission() {
     assert_eq!(r.status, 403, "after the reload: {r}");
     assert!(server.panics().is_empty());
 }
+
+/// `rtspd passwd NAME --realm R` with the password on stdin prints a
+/// `[[users]]` entry with the RFC 7616 hashes, which `check-config`
+/// accepts; the password itself is printed nowhere.
+#[test]
+fn passwd_prints_a_users_entry() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rtspd"))
+        .args(["passwd", "alice", "--realm", "studio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rtspd passwd");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"open sesame\n")
+        .expect("write password");
+    let out = child.wait_with_output().expect("rtspd passwd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let a1 = "alice:studio:open sesame";
+    assert!(
+        text.contains(&format!("ha1_md5 = \"{}\"", hex_md5(a1))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ha1_sha256 = \"{}\"", hex_sha256(a1))),
+        "{text}"
+    );
+    assert!(!text.contains("open sesame"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("users.toml");
+    std::fs::write(&file, format!("[auth]\nrealm = \"studio\"\n{text}")).expect("write");
+    let check = Command::new(env!("CARGO_BIN_EXE_rtspd"))
+        .args(["check-config", file.to_str().expect("path")])
+        .output()
+        .expect("check-config");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
