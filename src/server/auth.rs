@@ -82,11 +82,13 @@ pub struct SessionOwner {
     pub recording: bool,
 }
 
-/// What a request is about: the path, and the session it names.
+/// What a request is about: the path, and the session it names; and
+/// whether it came over TLS (Basic is accepted there).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct On<'a> {
     pub path: &'a str,
     pub session: Option<&'a SessionOwner>,
+    pub is_tls: bool,
 }
 
 /// The server's nonce secret, nonce counts and failure counts.
@@ -128,7 +130,11 @@ impl Guard {
         ip: IpAddr,
         now: Instant,
     ) -> Verdict {
-        let On { path, session } = on;
+        let On {
+            path,
+            session,
+            is_tls,
+        } = on;
         if matches!(req.method, Method::Options) {
             return Verdict::Allow(None);
         }
@@ -153,7 +159,7 @@ impl Guard {
                 uri: &req.uri,
                 authorization: req.headers.get("Authorization"),
                 ip,
-                is_tls: false,
+                is_tls,
                 now,
             };
             let result = lock(&self.authenticator).authenticate(&config.policy, &auth);

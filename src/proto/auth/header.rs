@@ -287,6 +287,26 @@ mod tests {
         );
     }
 
+    /// What ffmpeg 5.1 and GStreamer 1.22 sent to a stub server that
+    /// offered SHA-256 then MD5 (nonce "abc", opaque "op").
+    #[test]
+    fn real_client_headers() {
+        let ffmpeg = r#"Digest username="alice", realm="rtspd", nonce="abc", uri="rtsp://127.0.0.1:18554/x", response="c7664fb8e997aaf7752b11a1f655d7d1", algorithm="MD5", opaque="op", qop="auth", cnonce="901eca965e3afa5b", nc=00000001"#;
+        let Credentials::Digest(d) = parse_authorization(ffmpeg).unwrap() else {
+            panic!()
+        };
+        assert_eq!(d.algorithm, Algorithm::Md5);
+        assert_eq!(d.qop.as_ref().map(|q| q.nc), Some(1));
+        let ha1 = super::super::digest::ha1(Algorithm::Md5, "alice", "rtspd", "secret");
+        assert!(super::super::digest::response_matches(&ha1, "DESCRIBE", &d));
+        let gst = r#"Digest username="alice", realm="rtspd", nonce="abc", uri="rtsp://127.0.0.1:18555/x", response="fd0cafcdeb0bf9c38e6bf082a190485f", opaque="op""#;
+        let Credentials::Digest(d) = parse_authorization(gst).unwrap() else {
+            panic!()
+        };
+        assert_eq!((d.algorithm, d.qop.is_none()), (Algorithm::Md5, true));
+        assert!(super::super::digest::response_matches(&ha1, "DESCRIBE", &d));
+    }
+
     #[test]
     fn quoted_strings_unescape() {
         let p = parse_params(r#"a="x\"y\\z", b=tok"#).unwrap();

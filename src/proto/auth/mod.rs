@@ -236,9 +236,12 @@ impl Authenticator {
 /// challenge it parses and can compute only MD5/MD5-sess: with MD5 first
 /// it answers nothing and fails with 401 (`tests/auth.rs` showed it; RFC
 /// 7616 §3.7 asks servers to list the preferred algorithm first, which
-/// this still does). live555's `RTSPClient` also keeps the last Digest
-/// header and always computes MD5. GStreamer 1.22's rtspsrc plays with
-/// either order (it answers MD5 without `qop`, RFC 2069 style). A client
+/// this still does). live555's `RTSPClient`, by its source (not tested
+/// here), also keeps the last Digest header and computes MD5. GStreamer
+/// 1.22's rtspsrc answers the same with either order: MD5, no
+/// `algorithm=`, no `qop` (RFC 2069 style). Both were probed with a stub
+/// server answering 401 to each order (the captures are in
+/// `header::tests::real_client_headers`). A client
 /// that sends no `algorithm=` is read as MD5, so with the shared nonce
 /// either challenge works for every client.
 pub const CHALLENGE_ORDER: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];

@@ -184,6 +184,9 @@ fn authorize(shared: &Shared, req: &Request, peer: SocketAddr) -> Result<Option<
         On {
             path: &path,
             session: owner.as_ref(),
+            // Every RTSP connection is plain TCP today; an RTSPS listener
+            // passes true here.
+            is_tls: false,
         },
         peer.ip(),
         now,
