@@ -638,3 +638,50 @@ fn passwd_prints_a_users_entry() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// With `allow_basic_without_tls = true` (WARNed at start) Basic works on
+/// plain RTSP; `deny_ips` and `allow_ips` refuse addresses with 403 even
+/// with the right credentials.
+#[test]
+fn basic_when_allowed_and_address_rules() {
+    let rules = "[[paths]]\nmatch = \"/clip.wav\"\nread = [\"alice\"]\n\
+                 allow_ips = [\"127.0.0.0/24\"]\ndeny_ips = [\"127.0.0.9/32\"]\n";
+    let (server, _dir) = start(
+        &config(rules, "[auth]\nallow_basic_without_tls = true\n"),
+        &[],
+    );
+    let url = server.url("clip.wav");
+    let basic = |user: &str, pw: &str| {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        format!("Authorization: Basic {token}")
+    };
+    let at = |ip: [u8; 4], h: &str| {
+        Rtsp::connect_from(Ipv4Addr::from(ip), server.addr())
+            .request("DESCRIBE", &url, &[h])
+            .status
+    };
+    assert_eq!(at([127, 0, 0, 1], &basic("alice", "secret")), 200);
+    assert_eq!(at([127, 0, 0, 1], &basic("alice", "nope")), 401);
+    assert_eq!(
+        at([127, 0, 0, 1], &basic("bob", "pw")),
+        403,
+        "bob may not read"
+    );
+    assert_eq!(
+        at([127, 0, 0, 9], &basic("alice", "secret")),
+        403,
+        "denied address"
+    );
+    assert_eq!(
+        at([127, 0, 1, 1], &basic("alice", "secret")),
+        403,
+        "outside allow_ips"
+    );
+    let log = server.log_lines().join("\n");
+    assert!(
+        log.contains("allow_basic_without_tls is on"),
+        "no WARN at start"
+    );
+    assert!(!log.contains("secret"), "a password in the log");
+}
