@@ -1,5 +1,5 @@
 //! Access control at dispatch: every request but OPTIONS passes
-//! [`Guard::check`] before its method runs (DESIGN "Authentication").
+//! `Guard::check` before its method runs (DESIGN "Authentication").
 //!
 //! - The path is the session's for a request that names one, else the
 //!   Request-URI's; the first `[[paths]]` rule fitting it decides

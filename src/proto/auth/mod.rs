@@ -12,7 +12,7 @@
 //! [`Authenticator::authenticate`] takes the request's method, URI,
 //! `Authorization` value, client IP, whether the connection is TLS, and
 //! `now`, and returns the user or why not. The server decides from the
-//! [`Outcome`] whether to challenge (401), refuse (400/403) or go on.
+//! [`Failure`] whether to challenge (401), refuse (400/403) or go on.
 
 pub mod digest;
 pub mod header;
