@@ -42,6 +42,21 @@ enum Command {
     /// and exit 0, or print the error and exit 2. The `[tls]` certificate
     /// and key are loaded too.
     CheckConfig(CheckArgs),
+    /// Print a [[users]] entry for the config file: reads NAME's password
+    /// (without echo on a terminal, else one line from stdin) and prints
+    /// its HA1 hashes for the realm. No password is stored.
+    Passwd(PasswdArgs),
+}
+
+/// `rtspd passwd NAME [--realm R]`.
+#[derive(Args, Debug)]
+struct PasswdArgs {
+    /// The user's name.
+    name: String,
+    /// The realm of the server's [auth] section; changing it later
+    /// invalidates the hashes.
+    #[arg(long, default_value = "rtspd")]
+    realm: String,
 }
 
 /// What `rtspd load` reports, for its `--help`.
@@ -135,6 +150,30 @@ impl ServeArgs {
 struct CheckArgs {
     /// The TOML file to check.
     file: PathBuf,
+}
+
+/// `rtspd passwd`: the password from the terminal without echo, or from
+/// stdin's first line when stdin is not a terminal (scripts, tests).
+fn passwd(a: &PasswdArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {}: ", a.name))?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    anyhow::ensure!(!password.is_empty(), "an empty password");
+    print!(
+        "{}",
+        config::auth::user_entry(&a.name, &a.realm, &password).map_err(anyhow::Error::msg)?
+    );
+    Ok(())
 }
 
 /// The exit code of a configuration that cannot be used.
@@ -309,6 +348,7 @@ fn main() -> anyhow::Result<()> {
             check_config(a);
             return Ok(());
         }
+        Some(Command::Passwd(a)) => return passwd(a),
         None => &cli.serve,
     };
     // Nothing starts on a bad configuration.

@@ -797,3 +797,63 @@ Could not send message. (Parse error)
     );
     assert!(!gst_tls_shutdown_race_only(exit_1, &no_parse_error));
 }
+
+/// `[tls] require` with `[[paths]]` rules protects only protected paths:
+/// plain RTSP may still describe an open clip but gets 403 for one whose
+/// rule names users; over RTSPS that clip asks for credentials (401), and
+/// Basic credentials, refused on plain RTSP, are taken there.
+#[test]
+fn require_with_rules_protects_only_protected_paths_and_basic_works_over_tls() {
+    use base64::Engine as _;
+    use md5::{Digest as _, Md5};
+    let certs = tempfile::tempdir().expect("tempdir");
+    let cert = tls::self_signed(certs.path(), "a");
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let a1 = "alice:rtspd:secret";
+    let cfg = certs.path().join("rtspd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[http]\nlisten = \"off\"\n\n[[users]]\nname = \"alice\"\nha1_md5 = \"{}\"\n\
+             ha1_sha256 = \"{}\"\n\n[[paths]]\nmatch = \"/private/**\"\nread = [\"alice\"]\n",
+            hex(&Md5::digest(a1.as_bytes())),
+            hex(&sha2::Sha256::digest(a1.as_bytes())),
+        ),
+    )
+    .expect("config");
+    let cfg = cfg.display().to_string();
+    let flags = tls::flags(certs.path(), "a");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let extra = [&flags[..], &["--tls-require", "--config", &cfg]].concat();
+    let server = Server::start_with(
+        |media| {
+            fill(media);
+            let private = media.join("private");
+            std::fs::create_dir(&private).expect("mkdir");
+            std::fs::copy(media.join(SHORT), private.join(SHORT)).expect("copy");
+        },
+        &extra,
+    );
+    let (open, private) = (SHORT.to_owned(), format!("private/{SHORT}"));
+    let mut plain = Rtsp::connect(server.addr());
+    let d = plain.request("DESCRIBE", &server.url(&open), &[]);
+    assert_eq!(d.status, 200, "an open clip over plain RTSP: {d}");
+    let d = plain.request("DESCRIBE", &server.url(&private), &[]);
+    assert_eq!(d.status, 403, "a protected clip over plain RTSP: {d}");
+    let basic = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:secret")
+    );
+    let mut t = TlsRtsp::connect(rtsps_addr(&server), &[cert]).expect("TLS");
+    let url = server.rtsps_url(&private);
+    let d = t.request("DESCRIBE", &url, &[]);
+    assert_eq!(d.status, 401, "no credentials over RTSPS: {d}");
+    let d = t.request("DESCRIBE", &url, &[&basic]);
+    assert_eq!(d.status, 200, "Basic over RTSPS: {d}");
+    let wrong = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:nope")
+    );
+    let d = t.request("DESCRIBE", &url, &[&wrong]);
+    assert_eq!(d.status, 401, "a wrong Basic password over RTSPS: {d}");
+}

@@ -163,6 +163,14 @@ pub struct LimitFlags {
     /// [default: 64]
     #[arg(long)]
     pub max_published_channels: Option<Int<0, ANY>>,
+    /// Failed logins from one address within 60 s before it gets 403,
+    /// without a challenge, for 60 s. [default: 10]
+    #[arg(long)]
+    pub max_auth_failures: Option<Int<0, ANY>>,
+    /// Consecutive requests naming unknown sessions (454) before the
+    /// connection is closed. [default: 20]
+    #[arg(long)]
+    pub max_unknown_sessions: Option<Int<0, ANY>>,
 }
 
 /// The `[http]` limits as flags: `--http-` and the key.

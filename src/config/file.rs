@@ -21,6 +21,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::auth::{AuthSettings, PathTable, UserTable};
 use super::{
     HttpSettings, LimitSettings, LiveTable, LogSettings, ServerSettings, Settings, TlsSettings,
 };
@@ -116,6 +117,24 @@ pub fn parse(text: &str) -> Result<Parsed, FileError> {
     // Parsed again for the spans serde consumed: a cheap second pass.
     let doc = DeTable::parse(text).map_err(|e| syntax(text, &e))?;
     let live = live_specs(text, doc.get_ref(), &settings.live)?;
+    super::auth::check(&settings).map_err(|(section, i, key, message)| {
+        let at = doc
+            .get_ref()
+            .get(section)
+            .and_then(|v| v.get_ref().as_array())
+            .and_then(|a| a.get(i))
+            .map(|item| {
+                item.get_ref()
+                    .as_table()
+                    .and_then(|t| t.get(key))
+                    .map_or(item.span().start, |v| v.span().start)
+            });
+        FileError::Invalid {
+            key: format!("{section}[{i}].{key}"),
+            at: Location::of(text, at.unwrap_or(0)),
+            message,
+        }
+    })?;
     Ok(Parsed { settings, live })
 }
 
@@ -135,6 +154,9 @@ pub fn section(name: &str) -> Option<Section> {
         "tls" => Section::Table(fields::<TlsSettings>()),
         "log" => Section::Table(fields::<LogSettings>()),
         "live" => Section::Tables(fields::<LiveTable>()),
+        "auth" => Section::Table(fields::<AuthSettings>()),
+        "users" => Section::Tables(fields::<UserTable>()),
+        "paths" => Section::Tables(fields::<PathTable>()),
         _ => return None,
     })
 }

@@ -2,8 +2,9 @@
 //! overlays it.
 //!
 //! Every `serve` option has a key, in one of the sections `[server]`,
-//! `[limits]`, `[http]`, `[tls]` and `[log]`, and live channels are `[[live]]`
-//! tables. A value comes from the command line if a flag gave it, else
+//! `[limits]`, `[http]`, `[tls]`, `[log]` and `[auth]`; live channels are
+//! `[[live]]` tables, users `[[users]]` and access rules `[[paths]]`
+//! ([`auth`]). A value comes from the command line if a flag gave it, else
 //! from the file, else from the built-in default ([`Settings::default`]).
 //! A `--live` flag adds a channel, or replaces the file's channel of the
 //! same name.
@@ -20,6 +21,7 @@
 //! Another section (such as `[[users]]` or `[[paths]]`) is a field of
 //! [`Settings`] and an arm of [`file::section`]; nothing else changes.
 
+pub mod auth;
 pub mod cli;
 pub mod file;
 pub mod reload;
@@ -60,6 +62,11 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub live: Vec<LiveTable>,
+    pub auth: auth::AuthSettings,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<auth::UserTable>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<auth::PathTable>,
 }
 
 /// `[server]`: what is served, where, and how it is paced.
@@ -126,6 +133,12 @@ pub struct LimitSettings {
     /// Frames per second (0 counts as 1).
     pub max_client_frames_per_sec: Int<0, { u32::MAX as u64 }>,
     pub max_published_channels: Int<0, ANY>,
+    /// Failed logins from one IP within 60 s before it is refused (403)
+    /// for 60 s (0 counts as 1).
+    pub max_auth_failures: Int<0, ANY>,
+    /// Consecutive requests naming unknown sessions (454) before a
+    /// connection is closed (0 counts as 1).
+    pub max_unknown_sessions: Int<0, ANY>,
 }
 
 impl Default for LimitSettings {
@@ -144,6 +157,8 @@ impl Default for LimitSettings {
             max_client_queue: Int::of(512),
             max_client_frames_per_sec: Int::of(1000),
             max_published_channels: Int::of(64),
+            max_auth_failures: Int::of(10),
+            max_unknown_sessions: Int::of(20),
         }
     }
 }
@@ -449,6 +464,7 @@ impl Settings {
                 require: t.require,
                 handshake_timeout: secs(t.handshake_timeout),
             },
+            auth: auth::auth_config(self),
             ..Config::default()
         }
     }

@@ -508,6 +508,8 @@ fn every_flag_has_a_key() {
         "--max-client-queue=21",
         "--max-client-frames-per-sec=22",
         "--max-published-channels=23",
+        "--max-auth-failures=30",
+        "--max-unknown-sessions=31",
         "--http=127.0.0.1:1",
         "--http-max-connections=24",
         "--http-max-head-bytes=25",
@@ -647,6 +649,11 @@ fn the_example_names_every_key_with_its_default() {
     let e = parse(&text).expect("uncommented example");
     let mut settings = e.settings.clone();
     settings.live.clear();
+    assert_eq!(e.server.auth.policy.users.len(), settings.users.len());
+    assert_eq!(e.server.auth.rules.len(), settings.paths.len());
+    assert!(!settings.users.is_empty() && !settings.paths.is_empty());
+    settings.users.clear();
+    settings.paths.clear();
     assert_eq!(
         toml::to_string(&settings).expect("serialize"),
         toml::to_string(&Settings::default()).expect("serialize")
@@ -670,4 +677,82 @@ fn media_flag_need_not_be_utf8() {
     let e = from_cli(&cli).expect("a non-UTF-8 media folder");
     assert_eq!(e.server.media, path);
     assert!(e.to_toml().starts_with("# cannot write"));
+}
+
+/// `[[users]]` and `[[paths]]` errors name the table, the key and where.
+#[test]
+fn users_and_paths_say_what_is_wrong() {
+    const U: &str = "[[users]]\nname = \"alice\"\nha1_md5 = \"4810f2ccb0902ce17b7daca2a401bd0c\"\n";
+    let cases: Vec<(String, &str, Location, &str)> = vec![
+        (
+            "[[users]]\nname = \"a\"\nha1_md5 = \"abc\"\n".into(),
+            "users[0].ha1_md5",
+            at(3, 11),
+            "expected 32 hex digits (`rtspd passwd` prints it)",
+        ),
+        (
+            "[[users]]\nname = \"a\"\n".into(),
+            "users[0].name",
+            at(2, 8),
+            "\"a\" has neither ha1_md5 nor ha1_sha256",
+        ),
+        (
+            format!("{U}{U}"),
+            "users[1].name",
+            at(5, 8),
+            "\"alice\" is already users[0]",
+        ),
+        (
+            format!("{U}[[paths]]\nmatch = \"/x\"\nread = [\"alcie\"]\n"),
+            "paths[0].read",
+            at(6, 8),
+            "\"alcie\" is not a [[users]] name (or \"anyone\")",
+        ),
+        (
+            "[[paths]]\nmatch = \"/x\"\ndeny_ips = [\"10.0.0.0/40\"]\n".into(),
+            "paths[0].deny_ips",
+            at(3, 12),
+            "`10.0.0.0/40`: the prefix length must be 0 to 32",
+        ),
+    ];
+    for (text, key, loc, message) in &cases {
+        match parse(text) {
+            Err(FileError::Invalid {
+                key: k,
+                at: a,
+                message: m,
+            }) => assert_eq!(
+                (k.as_str(), a, m.as_str()),
+                (*key, *loc, *message),
+                "{text}"
+            ),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    match parse("[[users]]\nname = \"a\"\nha1 = \"x\"\n") {
+        Err(FileError::UnknownKey { key, hint, .. }) => {
+            assert_eq!(key, "users[0].ha1");
+            assert!(
+                matches!(hint, Hint::Nearest(_) | Hint::OneOf(_)),
+                "{hint:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse("[[paths]]\nmatch = \"/x\"\nread = \"alice\"\n") {
+        Err(FileError::Value { key, .. }) => assert_eq!(key, "paths[0].read"),
+        other => panic!("{other:?}"),
+    }
+    // A good file reaches the server's config.
+    let e = parse(&format!(
+        "[auth]\nrealm = \"r\"\nnonce_lifetime_secs = 5\n{U}[[paths]]\nmatch = \"/private/**\"\nread = [\"alice\"]\nallow_ips = [\"127.0.0.1\"]\n"
+    ))
+    .expect("valid");
+    let a = &e.server.auth;
+    assert_eq!(a.policy.realm, "r");
+    assert_eq!(a.nonce_lifetime, Duration::from_secs(5));
+    assert!(a.policy.users.contains_key("alice"));
+    assert_eq!(a.rules.len(), 1);
+    assert_eq!(a.rules[0].allow_ips.len(), 1);
+    assert_eq!(a.max_failures, 10);
 }

@@ -28,11 +28,15 @@ pub enum Limit {
     HttpMaxConnections,
     /// An RTSPS client that did not complete its TLS handshake in time.
     TlsHandshakeTimeout,
+    /// Failed logins from one address (the address is then refused).
+    MaxAuthFailures,
+    /// Requests naming unknown sessions on one connection (then closed).
+    MaxUnknownSessions,
 }
 
 impl Limit {
     /// Every limit, in a fixed order (for per-limit tables).
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::MaxConnections,
         Self::MaxConnectionsPerIp,
         Self::MaxSessions,
@@ -45,6 +49,8 @@ impl Limit {
         Self::ReadTimeout,
         Self::HttpMaxConnections,
         Self::TlsHandshakeTimeout,
+        Self::MaxAuthFailures,
+        Self::MaxUnknownSessions,
     ];
 
     /// Its position in [`Limit::ALL`].
@@ -67,6 +73,8 @@ impl Limit {
             Self::ReadTimeout => "read_timeout",
             Self::HttpMaxConnections => "http_max_connections",
             Self::TlsHandshakeTimeout => "tls_handshake_timeout",
+            Self::MaxAuthFailures => "max_auth_failures",
+            Self::MaxUnknownSessions => "max_unknown_sessions",
         }
     }
 
@@ -85,6 +93,8 @@ impl Limit {
             Self::ReadTimeout => "--read-timeout",
             Self::HttpMaxConnections => "--http-max-connections",
             Self::TlsHandshakeTimeout => "--tls-handshake-timeout",
+            Self::MaxAuthFailures => "--max-auth-failures",
+            Self::MaxUnknownSessions => "--max-unknown-sessions",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The sans-IO core. Everything here takes bytes, messages and `now`, and
 //! returns responses, packets and deadlines. Nothing here imports tokio.
 
+pub mod auth;
 pub mod clock;
 pub mod depacketize;
 pub mod error;

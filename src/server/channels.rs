@@ -115,6 +115,26 @@ pub struct Released {
     pub session: Option<String>,
 }
 
+/// A configured channel built by a reload, before it is visible.
+pub struct Prepared {
+    name: String,
+    key: String,
+    channel: Option<Channel>,
+    slot: Slot,
+}
+
+impl Prepared {
+    /// Its pacing-thread key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The channel for the pacing thread, if its format is known (once).
+    pub fn take_channel(&mut self) -> Option<Channel> {
+        self.channel.take()
+    }
+}
+
 /// A configured channel a reload took away.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Removed {
@@ -159,40 +179,54 @@ impl Channels {
     /// Adds a `--live` channel at start (its pacing-thread key is its
     /// name); returns the channel to run now, if its format is known.
     pub fn configure(&self, spec: &LiveSpec, now: Instant) -> Result<Option<Channel>, SpecError> {
-        self.add_configured(spec, false, now)
-            .map(|(channel, _)| channel)
+        let mut prepared = self.prepare(spec, false, now)?;
+        let channel = prepared.channel.take();
+        self.commit(prepared)?;
+        Ok(channel)
     }
 
-    /// Adds a configured channel at a reload: its key is new (a name
-    /// removed or changed earlier may still have packets or an old
-    /// source's end on their way to the pacing thread). Returns the channel
-    /// to run, if its format is known, and its key.
-    pub fn reconfigure(
-        &self,
-        spec: &LiveSpec,
-        now: Instant,
-    ) -> Result<(Option<Channel>, String), SpecError> {
-        self.add_configured(spec, true, now)
+    /// Builds a configured channel for a reload, not yet visible: its key
+    /// is new (a name removed or changed earlier may still have packets or
+    /// an old source's end on their way to the pacing thread). The caller
+    /// hands the channel to the pacing thread first and [`Channels::commit`]s
+    /// it after, so that no listener can subscribe before it runs there.
+    pub fn prepare_reload(&self, spec: &LiveSpec, now: Instant) -> Result<Prepared, SpecError> {
+        self.prepare(spec, true, now)
     }
 
-    fn add_configured(
+    /// Makes a prepared channel visible to requests.
+    pub fn commit(&self, prepared: Prepared) -> Result<(), SpecError> {
+        let mut inner = self.lock();
+        if inner.slots.contains_key(&prepared.name) {
+            return Err(SpecError::Duplicate(prepared.name));
+        }
+        if prepared.slot.publish.is_some() {
+            self.any_publish_channel.store(true, Ordering::Relaxed);
+        }
+        inner.slots.insert(prepared.name, prepared.slot);
+        Ok(())
+    }
+
+    fn prepare(
         &self,
         spec: &LiveSpec,
         fresh_key: bool,
         now: Instant,
-    ) -> Result<(Option<Channel>, String), SpecError> {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        if inner.slots.contains_key(&spec.name) {
-            return Err(SpecError::Duplicate(spec.name.clone()));
-        }
-        let key = if fresh_key {
-            inner.next_epoch += 1;
-            format!("{}#{}", spec.name, inner.next_epoch)
-        } else {
-            spec.name.clone()
+    ) -> Result<Prepared, SpecError> {
+        let (key, params) = {
+            let mut inner = self.lock();
+            if inner.slots.contains_key(&spec.name) {
+                return Err(SpecError::Duplicate(spec.name.clone()));
+            }
+            let key = if fresh_key {
+                inner.next_epoch += 1;
+                format!("{}#{}", spec.name, inner.next_epoch)
+            } else {
+                spec.name.clone()
+            };
+            (key, inner.rules.params.clone())
         };
-        let params = &inner.rules.params;
+        // A `file:` source's WAV is read here, outside the lock.
         let shape = live::configured_shape(spec, params.max_bytes)?;
         let publish = (spec.source == Source::Publish).then_some(PublishRule {
             codec: spec.codec,
@@ -200,7 +234,7 @@ impl Channels {
         });
         let (info, channel) = match shape {
             Some(shape) => {
-                let (info, channel) = live::make_channel(params, &spec.name, &key, shape, now)
+                let (info, channel) = live::make_channel(&params, &spec.name, &key, shape, now)
                     .map_err(|error| SpecError::Channel {
                         name: spec.name.clone(),
                         error,
@@ -209,19 +243,17 @@ impl Channels {
             }
             None => (None, None),
         };
-        if spec.source == Source::Publish {
-            self.any_publish_channel.store(true, Ordering::Relaxed);
-        }
-        inner.slots.insert(
-            spec.name.clone(),
-            Slot {
+        Ok(Prepared {
+            name: spec.name.clone(),
+            key,
+            channel,
+            slot: Slot {
                 configured: true,
                 publish,
                 info,
                 publisher: None,
             },
-        );
-        Ok((channel, key))
+        })
     }
 
     /// A reload took configured channel `name` away: it is forgotten at
@@ -712,5 +744,32 @@ mod tests {
         fixed.release_conn(1);
         assert_eq!(fixed.sweep(), ["s#1"]);
         assert!(fixed.get("d").is_some());
+    }
+
+    /// A channel a reload adds is invisible until committed (after the
+    /// pacing thread has it), gets a key of its own, and a name in use is
+    /// refused at both steps.
+    #[test]
+    fn a_reloaded_channel_is_visible_only_once_committed() {
+        let now = Instant::now();
+        let c = Channels::new(rules(false, 4));
+        let spec: LiveSpec = "ch=publish,rate=8000,channels=1".parse().unwrap();
+        let mut p = c.prepare_reload(&spec, now).unwrap();
+        assert!(p.key().starts_with("ch#"), "{}", p.key());
+        assert!(p.take_channel().is_some(), "a declared format runs at once");
+        assert!(
+            c.get("ch").is_none(),
+            "visible before the pacing thread has it"
+        );
+        let again = c.prepare_reload(&spec, now).unwrap();
+        assert_ne!(again.key(), p.key(), "two builds share a key");
+        let key = p.key().to_owned();
+        c.commit(p).unwrap();
+        assert_eq!(c.get("ch").map(|i| i.key.clone()), Some(key));
+        assert!(matches!(c.commit(again), Err(SpecError::Duplicate(_))));
+        assert!(matches!(
+            c.prepare_reload(&spec, now),
+            Err(SpecError::Duplicate(_))
+        ));
     }
 }

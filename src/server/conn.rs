@@ -35,6 +35,7 @@ use super::pacing::Command;
 use super::refusals::RETRY_AFTER_SECS;
 use super::{ConnSlot, Shared};
 use crate::net;
+use crate::proto::auth::rules::{self, Access};
 use crate::proto::limit::Limit;
 use crate::proto::rtcp;
 use crate::proto::rtsp::{Method, Parsed, Request, Response, StatusCode};
@@ -149,6 +150,8 @@ async fn serve_requests<S: Stream>(
     tokio::pin!(timer);
     // Frames received in the current one-second window (ROBUSTNESS B10#74).
     let mut frame_window = (Instant::now(), 0u32);
+    // Consecutive answers of 454 (session-id guessing, ROBUSTNESS B8).
+    let mut unknown_sessions = 0u32;
     debug!("connection opened");
     loop {
         // Answer everything already buffered, in order.
@@ -219,6 +222,22 @@ async fn serve_requests<S: Stream>(
                     if !write(&shared, &mut stream, &response).await || slot.is_none() {
                         return;
                     }
+                    if response.status == StatusCode::SESSION_NOT_FOUND {
+                        unknown_sessions += 1;
+                        if unknown_sessions >= shared.config().auth.max_unknown_sessions.max(1) {
+                            // One debug line here; the WARN is the
+                            // refusals' (rate-limited, with the count).
+                            debug!(
+                                client = %peer,
+                                count = unknown_sessions,
+                                "consecutive requests for unknown sessions, closing the connection"
+                            );
+                            shared.refusals.refuse(Limit::MaxUnknownSessions);
+                            return;
+                        }
+                    } else {
+                        unknown_sessions = 0;
+                    }
                     if frames.is_none() {
                         frames = shared.sinks.take_receiver(conn_id);
                         if frames.is_some() {
@@ -271,11 +290,31 @@ async fn serve_requests<S: Stream>(
     }
 }
 
-/// Whether `[tls] require` refuses `request` on a plain connection:
-/// everything but OPTIONS (which says what the server is, and keeps
-/// nothing secret), once RTSPS runs.
+/// Whether `[tls] require` refuses `request` on a plain connection, once
+/// RTSPS runs: with `[[paths]]` rules, a request for a protected path (one
+/// whose rule names users), so credentials never cross the network in
+/// clear; without rules, everything. OPTIONS (which says what the server
+/// is and keeps nothing secret) always passes.
 fn tls_required(shared: &Shared, request: &Request) -> bool {
-    shared.tls.is_some() && shared.config().tls.require && request.method != Method::Options
+    let config = shared.config();
+    if shared.tls.is_none() || !config.tls.require || request.method == Method::Options {
+        return false;
+    }
+    let rules = &config.auth.rules;
+    if rules.is_empty() {
+        return true;
+    }
+    let access = if matches!(request.method, Method::Announce | Method::Record) {
+        Access::Publish
+    } else {
+        Access::Read
+    };
+    // An unparsable URI counts as protected (the method refuses it
+    // anyway); a path no rule matches is open to anyone, so not protected.
+    match crate::proto::target::parse_target(&request.uri, config.limits.max_uri) {
+        Ok(t) => rules::find(rules, &t.path).is_some_and(|rule| rule.needs_user(access)),
+        Err(_) => true,
+    }
 }
 
 /// Kernel send buffer of a connection that streams interleaved. Linux

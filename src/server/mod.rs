@@ -5,6 +5,7 @@
 //! `TaskTracker`: cancel, say RTCP BYE to every session, let connection
 //! tasks finish the request in hand, and wait for all of them.
 
+pub mod auth;
 pub mod channels;
 pub mod conn;
 pub mod input;
@@ -40,6 +41,7 @@ use crate::proto::clock::WallClock;
 use crate::proto::limit::Limit;
 use crate::proto::pacer::{Event, Pacer};
 use crate::proto::rtsp::Limits;
+pub use auth::AuthConfig;
 use channels::Channels;
 use interleave::Sinks;
 use live::{ChannelParams, LiveSpec};
@@ -105,6 +107,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// RTSPS: certificate, port, handshake deadline.
     pub tls: tls::TlsConfig,
+    /// Users, path rules and the login limits.
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -140,6 +144,7 @@ impl Default for Config {
             live_prebuffer: Duration::from_millis(200),
             http: HttpConfig::default(),
             tls: tls::TlsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -232,6 +237,8 @@ pub(crate) struct Shared {
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
     pub(crate) refusals: Refusals,
+    /// Nonces, nonce counts and failed logins (access control).
+    pub(crate) guard: auth::Guard,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) send_stats: Arc<SendStats>,
     pub(crate) recv_stats: Arc<RecvStats>,
@@ -446,8 +453,13 @@ pub async fn run(
     ));
 
     let refusals = Refusals::new(&config);
+    let guard = auth::Guard::new(&config.auth, now)?;
+    if config.auth.policy.allow_basic_without_tls {
+        warn!("[auth] allow_basic_without_tls is on: Basic credentials are accepted on plain RTSP, where anyone on the path can read them");
+    }
     let shared = Arc::new(Shared {
         refusals,
+        guard,
         metrics,
         send_stats: send_stats.clone(),
         recv_stats: recv_stats.clone(),

@@ -108,5 +108,7 @@ fn values(config: &Config) -> [String; N] {
         Limit::ReadTimeout => format!("{} s", config.read_timeout.as_secs_f64()),
         Limit::HttpMaxConnections => config.http.max_connections.to_string(),
         Limit::TlsHandshakeTimeout => format!("{} s", config.tls.handshake_timeout.as_secs_f64()),
+        Limit::MaxAuthFailures => config.auth.max_failures.to_string(),
+        Limit::MaxUnknownSessions => config.auth.max_unknown_sessions.to_string(),
     })
 }

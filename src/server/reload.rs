@@ -190,8 +190,8 @@ impl Reloader {
         });
         let now = Instant::now();
         for spec in &diff.added {
-            let (channel, key) = match shared.channels.reconfigure(spec, now) {
-                Ok(v) => v,
+            let mut prepared = match shared.channels.prepare_reload(spec, now) {
+                Ok(p) => p,
                 Err(e) => {
                     // Checked above; a file changed in between. The rest
                     // still applies, and the running config says so.
@@ -203,7 +203,10 @@ impl Reloader {
                     continue;
                 }
             };
-            if let Some(channel) = channel {
+            let key = prepared.key().to_owned();
+            // The pacing thread has the channel before any request can
+            // name it: a SUBSCRIBE is queued after this.
+            if let Some(channel) = prepared.take_channel() {
                 let _ = shared
                     .pacer
                     .send(Command::AddChannel {
@@ -211,6 +214,11 @@ impl Reloader {
                         channel: Box::new(channel),
                     })
                     .await;
+            }
+            if let Err(e) = shared.channels.commit(prepared) {
+                warn!(channel = %spec.name, error = %e, "reload: live channel not added");
+                let _ = shared.pacer.send(Command::RemoveChannel { key }).await;
+                continue;
             }
             match live::spawn_source(spec, &key, &shared.data) {
                 Ok(Some(guard)) => {
@@ -240,6 +248,7 @@ impl Reloader {
         }
         shared.sessions.set_limits(new.sessions);
         shared.refusals.set_values(&new);
+        shared.guard.configure(&new.auth);
         if let Some(catalog) = catalog {
             shared.catalog.set(catalog);
         }

@@ -42,6 +42,8 @@ pub struct Entry {
     pub counters: Arc<SessionCounters>,
     /// The client's last receiver report.
     pub last_rr: Option<LastReport>,
+    /// The user who created it, when its path rule asked for one.
+    pub principal: Option<String>,
 }
 
 /// A receiver report block (RFC 3550 §6.4.1) as the API shows it.
@@ -350,6 +352,20 @@ impl SessionTable {
         Ok(r)
     }
 
+    /// Who owns session `id` and what it is, for access control; `None`
+    /// when there is no such session (the method answers 454).
+    pub fn owner(&self, id: &str) -> Option<crate::server::auth::SessionOwner> {
+        let inner = self.lock();
+        inner
+            .by_id
+            .get(id)
+            .map(|e| crate::server::auth::SessionOwner {
+                path: e.session.presentation.clone(),
+                principal: e.principal.clone(),
+                recording: e.session.mode() == crate::proto::session::Mode::Record,
+            })
+    }
+
     /// Removes a session and its indexes.
     pub fn remove(&self, id: &str) -> Option<Entry> {
         let mut inner = self.lock();
@@ -543,6 +559,7 @@ mod tests {
             started: (SystemTime::now(), now),
             counters: Arc::default(),
             last_rr: None,
+            principal: None,
         }
     }
 

@@ -125,6 +125,12 @@ impl Server {
         Self::spawn(&args, media.to_path_buf(), None, Some(&log))
     }
 
+    /// [`Server::start_args`] with `RUST_LOG=log`.
+    pub fn start_args_logged(args: &[&str], media: &Path, log: &str) -> Self {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        Self::spawn(&args, media.to_path_buf(), None, Some(log))
+    }
+
     /// [`Server::start_args`] without `RUST_LOG`, so that the log level is
     /// the config file's (and a reload may change it).
     pub fn start_args_leveled_by_config(args: &[&str], media: &Path) -> Self {

@@ -9,6 +9,7 @@ pub struct StatusCode(pub u16);
 impl StatusCode {
     pub const OK: Self = Self(200);
     pub const BAD_REQUEST: Self = Self(400);
+    pub const UNAUTHORIZED: Self = Self(401);
     pub const FORBIDDEN: Self = Self(403);
     pub const NOT_FOUND: Self = Self(404);
     pub const METHOD_NOT_ALLOWED: Self = Self(405);
@@ -37,6 +38,7 @@ impl StatusCode {
         match self.0 {
             200 => "OK",
             400 => "Bad Request",
+            401 => "Unauthorized",
             403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",

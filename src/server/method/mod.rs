@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use tracing::{debug, info};
 
+use super::auth::{On, Verdict};
 use super::live;
 use super::refusals::RETRY_AFTER_SECS;
 use super::sessions::{Entry, Presentation};
@@ -53,6 +54,8 @@ struct Ctx<'a> {
     peer: SocketAddr,
     /// The RTSP connection it arrived on.
     conn: u64,
+    /// The user it authenticated as, when its path rule asked for one.
+    user: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -106,12 +109,17 @@ pub(crate) async fn handle(
         return base_response(StatusCode::OPTION_NOT_SUPPORTED, Some(cseq))
             .header("Unsupported", tags);
     }
+    let user = match authorize(shared, req, peer, conn) {
+        Ok(user) => user,
+        Err(refused) => return refused.header("CSeq", cseq.to_string()),
+    };
     let ok = base_response(StatusCode::OK, Some(cseq));
     let cx = &Ctx {
         shared,
         req,
         peer,
         conn,
+        user: user.as_deref(),
     };
     let result = match req.method {
         Method::Options => {
@@ -149,6 +157,62 @@ pub(crate) async fn handle(
             r
         }
     })
+}
+
+/// Access control (`server::auth`): the user to go on with, or the
+/// response (401 with challenges, 403, 400) without its CSeq.
+fn authorize(
+    shared: &Shared,
+    req: &Request,
+    peer: SocketAddr,
+    conn: u64,
+) -> Result<Option<String>, Response> {
+    let config = shared.config();
+    if config.auth.rules.is_empty() || matches!(req.method, Method::Options) {
+        return Ok(None);
+    }
+    let now = Instant::now();
+    // The session's own path for a request that names one; an unknown
+    // session is left to the method (454), judged on the URI's path.
+    let owner = session_id(req)
+        .ok()
+        .flatten()
+        .and_then(|id| shared.sessions.owner(&id));
+    let path = match &owner {
+        Some(o) => o.path.clone(),
+        None => target(shared, req).map(|t| t.path).unwrap_or_default(),
+    };
+    let verdict = shared.guard.check(
+        &config.auth,
+        &shared.refusals,
+        req,
+        On {
+            path: &path,
+            session: owner.as_ref(),
+            // Basic credentials are taken on RTSPS only (or when allowed).
+            is_tls: shared.is_tls(conn),
+        },
+        peer.ip(),
+        now,
+    );
+    let refused = |s: StatusCode| {
+        Response::new(s).header("Server", concat!("rtspd/", env!("CARGO_PKG_VERSION")))
+    };
+    match verdict {
+        Verdict::Allow(user) => Ok(user),
+        Verdict::Forbidden => Err(refused(StatusCode::FORBIDDEN)),
+        Verdict::BadRequest => Err(refused(StatusCode::BAD_REQUEST)),
+        Verdict::Challenge { stale } => {
+            let mut r = refused(StatusCode::UNAUTHORIZED);
+            for c in shared
+                .guard
+                .challenges(&config.auth.policy, peer.ip(), now, stale)
+            {
+                r = r.header("WWW-Authenticate", c);
+            }
+            Err(r)
+        }
+    }
 }
 
 fn target(shared: &Shared, req: &Request) -> Result<Target, Error> {

@@ -13,12 +13,7 @@ use crate::proto::session::session_id;
 /// (ffmpeg, VLC and GStreamer use them so); no parameters are defined, so
 /// any body gets 451.
 pub(super) fn parameter(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> {
-    let Ctx {
-        shared: _,
-        req,
-        peer: _,
-        conn: _,
-    } = *cx;
+    let Ctx { shared: _, req, .. } = *cx;
     let ok = match session_id(req)? {
         Some(id) => {
             let header = cx.with_session(&id, |e| e.session.header())?;

@@ -3,9 +3,7 @@
 //! `mode=record` (§12.39), the publisher's one stream of an announced
 //! channel.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tracing::{info, info_span};
@@ -13,7 +11,7 @@ use tracing::{info, info_span};
 use super::{new_session_id, open_presentation, random_bytes, target, Ctx, Shared};
 use crate::proto::error::Error;
 use crate::proto::pacer::TrackConfig;
-use crate::proto::rtsp::{Request, Response};
+use crate::proto::rtsp::Response;
 use crate::proto::session::{session_id, Mode, Session, TrackTransport};
 use crate::proto::setup::{choose_transport, reply_transport};
 use crate::proto::target::{live_channel_name, Target, LIVE_PREFIX};
@@ -27,6 +25,7 @@ pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error>
         req,
         peer,
         conn,
+        user,
     } = *cx;
     let t = target(shared, req)?;
     let (dest, mode) = choose_transport(
@@ -45,7 +44,7 @@ pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error>
                 "mode=record: this server takes no publishers".into(),
             ));
         }
-        return setup_record(shared, req, &t, dest, peer, conn, ok);
+        return setup_record(cx, &t, dest, ok);
     }
     let source = open_presentation(shared, &t.path).await?;
     let track = match t.track {
@@ -129,6 +128,7 @@ pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error>
                 started: (SystemTime::now(), now),
                 counters: counters.clone(),
                 last_rr: None,
+                principal: user.map(str::to_owned),
             })?;
             shared
                 .metrics
@@ -159,14 +159,18 @@ pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error>
 
 /// SETUP with `mode=record` of the stream this connection announced.
 fn setup_record(
-    shared: &Arc<Shared>,
-    req: &Request,
+    cx: &Ctx<'_>,
     t: &Target,
     dest: TrackTransport,
-    peer: SocketAddr,
-    conn: u64,
     ok: Response,
 ) -> Result<Response, Error> {
+    let Ctx {
+        shared,
+        req,
+        peer,
+        conn,
+        user,
+    } = *cx;
     let name = live_channel_name(&t.path).map_err(|_| {
         Error::UnsupportedTransport("mode=record is offered on /live/NAME only".into())
     })?;
@@ -206,6 +210,7 @@ fn setup_record(
         started: (SystemTime::now(), now),
         counters: shared.metrics.session(&path),
         last_rr: None,
+        principal: user.map(str::to_owned),
     })?;
     shared
         .metrics
