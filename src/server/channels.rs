@@ -256,6 +256,18 @@ impl Channels {
         })
     }
 
+    /// The channel a first publisher started (its ANNOUNCE's
+    /// [`Announced::started`]) now runs on the pacing thread: listeners may
+    /// find it. Made visible only after the pacing thread was handed the
+    /// channel, so a listener's PLAY cannot reach the thread before it.
+    pub fn running(&self, name: &str, info: Arc<LiveInfo>) {
+        if let Some(slot) = self.lock().slots.get_mut(name) {
+            if slot.info.is_none() {
+                slot.info = Some(info);
+            }
+        }
+    }
+
     /// A reload took configured channel `name` away: it is forgotten at
     /// once (new requests for it get 404), with its publisher's routes.
     pub fn remove(&self, name: &str) -> Option<Removed> {
@@ -388,10 +400,10 @@ impl Channels {
                         },
                     )?;
                 inner.next_epoch += 1;
-                let info = Arc::new(info);
-                slot.info = Some(info.clone());
+                // Listeners see it once the pacing thread runs it
+                // ([`Channels::running`]).
                 started = Some(channel);
-                info
+                Arc::new(info)
             }
         };
         slot.publisher = Some(Publisher {
@@ -563,6 +575,22 @@ mod tests {
         }
     }
 
+    /// ANNOUNCE as the server handles it: a started channel becomes
+    /// visible once the pacing thread would have it.
+    fn announce(
+        c: &Channels,
+        name: &str,
+        conn: u64,
+        format: StreamFormat,
+        now: Instant,
+    ) -> Result<Announced, Error> {
+        let a = c.announce(name, conn, format, now)?;
+        if a.started.is_some() {
+            c.running(name, a.info.clone());
+        }
+        Ok(a)
+    }
+
     fn rules(allow_publish: bool, max_published: usize) -> Rules {
         Rules {
             params: params(),
@@ -592,14 +620,14 @@ mod tests {
             c.get("studio").is_none(),
             "no format yet: no channel for listeners"
         );
-        let a = c.announce("studio", 1, l16(44100, 2), now).unwrap();
+        let a = announce(&c, "studio", 1, l16(44100, 2), now).unwrap();
         assert!(
             a.started.is_some(),
             "the first publisher starts the channel"
         );
         assert_eq!(a.info.key, "studio#1");
         assert_eq!(a.info.description.tracks[0].rtpmap, "L16/44100/2");
-        let busy = c.announce("studio", 2, l16(44100, 2), now).err().unwrap();
+        let busy = announce(&c, "studio", 2, l16(44100, 2), now).err().unwrap();
         assert_eq!(busy.status().0, 455);
         assert_eq!(c.announced("studio", 2).err().unwrap().status().0, 455);
         let (info, format) = c.announced("studio", 1).unwrap();
@@ -639,16 +667,16 @@ mod tests {
         assert!(c.udp_packet(src, now).is_none(), "its route is gone");
         assert!(c.sweep().is_empty(), "a session still refers to it");
         // The next publisher must fit the running channel; then it resumes it.
-        let e = c.announce("studio", 3, l16(48000, 2), now).err().unwrap();
+        let e = announce(&c, "studio", 3, l16(48000, 2), now).err().unwrap();
         assert_eq!(e.status().0, 415);
-        let b = c.announce("studio", 3, l16(44100, 2), now).unwrap();
+        let b = announce(&c, "studio", 3, l16(44100, 2), now).unwrap();
         assert!(b.started.is_none(), "the same channel goes on");
         drop(b);
         assert_eq!(c.release_conn(3)[0].stopped.as_deref(), Some("studio#1"));
         drop(listener);
         assert_eq!(c.sweep(), ["studio#1"], "idle: stopped");
         assert!(c.get("studio").is_none());
-        let a = c.announce("studio", 4, l16(8000, 1), now).unwrap();
+        let a = announce(&c, "studio", 4, l16(8000, 1), now).unwrap();
         assert_eq!(a.info.key, "studio#2", "a new format starts a new channel");
     }
 
@@ -657,8 +685,7 @@ mod tests {
         let now = Instant::now();
         let closed = Channels::new(rules(false, 4));
         assert_eq!(
-            closed
-                .announce("new", 1, l16(8000, 1), now)
+            announce(&closed, "new", 1, l16(8000, 1), now)
                 .err()
                 .unwrap()
                 .status()
@@ -685,7 +712,7 @@ mod tests {
         assert!(open.configure(&spec, now).unwrap().is_some());
         let _ = std::fs::remove_file(&f);
         assert_eq!(
-            open.announce("radio", 1, l16(8000, 1), now)
+            announce(&open, "radio", 1, l16(8000, 1), now)
                 .err()
                 .unwrap()
                 .status()
@@ -693,17 +720,17 @@ mod tests {
             403
         );
         assert_eq!(
-            open.announce("a b", 1, l16(8000, 1), now)
+            announce(&open, "a b", 1, l16(8000, 1), now)
                 .err()
                 .unwrap()
                 .status()
                 .0,
             403
         );
-        let a = open.announce("new", 1, l16(8000, 1), now).unwrap();
+        let a = announce(&open, "new", 1, l16(8000, 1), now).unwrap();
         assert_eq!(a.info.name, "new");
         assert_eq!(
-            open.announce("other", 2, l16(8000, 1), now)
+            announce(&open, "other", 2, l16(8000, 1), now)
                 .err()
                 .unwrap()
                 .status()
@@ -716,15 +743,14 @@ mod tests {
             .configure(&"s=publish,codec=pcmu".parse().unwrap(), now)
             .unwrap();
         assert_eq!(
-            fixed
-                .announce("s", 1, l16(16000, 1), now)
+            announce(&fixed, "s", 1, l16(16000, 1), now)
                 .err()
                 .unwrap()
                 .status()
                 .0,
             415
         );
-        let a = fixed.announce("s", 1, l16(8000, 1), now).unwrap();
+        let a = announce(&fixed, "s", 1, l16(8000, 1), now).unwrap();
         assert_eq!(a.info.description.tracks[0].rtpmap, "PCMU/8000");
         // A declared format runs from the start and is kept when idle.
         fixed
@@ -732,8 +758,7 @@ mod tests {
             .unwrap();
         assert!(fixed.get("d").is_some());
         assert_eq!(
-            fixed
-                .announce("d", 1, l16(8000, 2), now)
+            announce(&fixed, "d", 1, l16(8000, 2), now)
                 .err()
                 .unwrap()
                 .status()
@@ -771,5 +796,25 @@ mod tests {
             c.prepare_reload(&spec, now),
             Err(SpecError::Duplicate(_))
         ));
+    }
+
+    /// The channel a first publisher starts is not found by listeners until
+    /// the pacing thread has it (`running`), so a PLAY racing the ANNOUNCE
+    /// cannot subscribe to a channel the thread does not know.
+    #[test]
+    fn a_published_channel_is_found_only_once_running() {
+        let now = Instant::now();
+        let c = Channels::new(rules(true, 4));
+        let a = c.announce("new", 1, l16(8000, 1), now).unwrap();
+        assert!(a.started.is_some());
+        assert!(
+            c.get("new").is_none(),
+            "found before the pacing thread has it"
+        );
+        c.running("new", a.info.clone());
+        assert_eq!(
+            c.get("new").map(|i| i.key.clone()),
+            Some(a.info.key.clone())
+        );
     }
 }

@@ -58,6 +58,7 @@ pub(super) async fn announce(cx: &Ctx<'_>, ok: Response) -> Result<Response, Err
             })
             .await
             .map_err(|_| Error::Unavailable("shutting down"))?;
+        shared.channels.running(name, announced.info.clone());
     }
     info!(
         channel = %name,
