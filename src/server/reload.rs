@@ -79,6 +79,8 @@ pub enum ReloadError {
     Stdin(String),
     #[error("http.listen: {0}")]
     Http(std::io::Error),
+    #[error("a file reader of the reload stopped: {0}")]
+    Blocking(String),
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
 }
@@ -165,8 +167,15 @@ impl Reloader {
             if spec.source == Source::Stdin {
                 return Err(ReloadError::Stdin(spec.name.clone()));
             }
-            live::configured_shape(spec, new.clip.max_clip_bytes)?;
         }
+        // `file:` sources' WAVs are read off the runtime's threads.
+        let (specs, max) = (diff.added.clone(), new.clip.max_clip_bytes);
+        blocking(move || {
+            specs
+                .iter()
+                .try_for_each(|s| live::configured_shape(s, max).map(drop))
+        })
+        .await??;
 
         // Channels: the old ones go first, so a rebuilt one can take its
         // name again.
@@ -190,7 +199,9 @@ impl Reloader {
         });
         let now = Instant::now();
         for spec in &diff.added {
-            let mut prepared = match shared.channels.prepare_reload(spec, now) {
+            let (registry, owned) = (shared.channels.clone(), spec.clone());
+            let prepared = blocking(move || registry.prepare_reload(&owned, now)).await?;
+            let mut prepared = match prepared {
                 Ok(p) => p,
                 Err(e) => {
                     // Checked above; a file changed in between. The rest
@@ -326,6 +337,15 @@ impl Reloader {
             forget(shared, entry).await;
         }
     }
+}
+
+/// Runs `f` on tokio's blocking threads (file reads).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ReloadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ReloadError::Blocking(e.to_string()))
 }
 
 /// The live channels that differ between two configurations: a changed
