@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use rtspd::config::reload::{ConfigReload, SetLogLevel};
 use rtspd::config::{self, CliOverrides, ConfigError, Effective, LogFormat, LogLevel, LogSettings};
 use rtspd::http::ReloadHook;
+use rtspd::proto::target::encode_path;
 use rtspd::server::live::Source;
 use rtspd::server::placement;
 use rtspd::server::tls::TlsError;
@@ -261,23 +262,6 @@ fn reload_on_hangup(reload: Arc<ConfigReload>) {
     });
 }
 
-/// Percent-encodes what may not stand in a URL path segment.
-fn url_path(rel: &str) -> String {
-    rel.split('/')
-        .map(|seg| {
-            seg.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -459,9 +443,9 @@ async fn serve(effective: Effective, args: &ServeArgs) -> anyhow::Result<()> {
             println!("no playable clips under {media}");
         }
         for clip in &clips {
-            println!("rtsp://{host}:{}/{}", addr.port(), url_path(clip));
+            println!("rtsp://{host}:{}/{}", addr.port(), encode_path(clip));
             if let Some(port) = rtsps_port {
-                println!("rtsps://{host}:{port}/{}", url_path(clip));
+                println!("rtsps://{host}:{port}/{}", encode_path(clip));
             }
         }
         for (name, publish) in &live {
@@ -482,7 +466,7 @@ async fn serve(effective: Effective, args: &ServeArgs) -> anyhow::Result<()> {
             println!(
                 "play one with: ffplay rtsp://{host}:{}/{}",
                 addr.port(),
-                url_path(first)
+                encode_path(first)
             );
         }
     };
