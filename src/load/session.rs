@@ -64,7 +64,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
         tracks: Vec::new(),
         timeline: Timeline::default(),
     };
-    let mut conn = match Conn::connect(ctx.server, ctx.sources.addr(id)).await {
+    let mut conn = match Conn::connect(ctx.server, ctx.sources.addr(id), ctx.secret.clone()).await {
         Ok(c) => c,
         Err(e) => {
             result.outcome = Err(e);
