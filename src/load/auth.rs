@@ -62,7 +62,34 @@ impl Secret {
     }
 }
 
-/// The challenge in use and its nonce count.
+/// Nonces remembered by [`NonceCounts`] before it starts over.
+const MAX_NONCES: usize = 65_536;
+
+/// The last `nc` sent with each nonce, shared by every connection of a run:
+/// rtspd's nonce is its client's address and millisecond
+/// ([`crate::proto::auth::nonce`]), so connections from one address
+/// challenged in the same millisecond get the same nonce, and a count per
+/// connection would repeat an `nc` the server then refuses as a replay.
+#[derive(Debug, Default)]
+pub(super) struct NonceCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl NonceCounts {
+    /// The next `nc` for `nonce`.
+    fn next(&self, nonce: &str) -> u32 {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= MAX_NONCES && !map.contains_key(nonce) {
+            map.clear();
+        }
+        let nc = map.entry(nonce.to_owned()).or_insert(0);
+        *nc = nc.wrapping_add(1);
+        *nc
+    }
+}
+
+/// The challenge in use.
 #[derive(Debug)]
 struct Challenge {
     algorithm: Algorithm,
@@ -70,22 +97,32 @@ struct Challenge {
     nonce: String,
     opaque: Option<String>,
     ha1: String,
-    nc: u32,
 }
 
 /// One connection's authentication state.
 #[derive(Debug, Default)]
 pub(super) struct ClientAuth {
     secret: Option<Secret>,
+    counts: std::sync::Arc<NonceCounts>,
     challenge: Option<Challenge>,
+    /// Plain (not stale) 401s to credentials since the last answer that
+    /// was not a 401.
+    refused: u8,
 }
 
 impl ClientAuth {
-    pub(super) fn new(secret: Option<Secret>) -> Self {
+    pub(super) fn new(secret: Option<Secret>, counts: std::sync::Arc<NonceCounts>) -> Self {
         Self {
             secret,
+            counts,
             challenge: None,
+            refused: 0,
         }
+    }
+
+    /// A response other than 401 came.
+    pub(super) fn accepted(&mut self) {
+        self.refused = 0;
     }
 
     /// The `Authorization` value for `method uri`, once a challenge was
@@ -95,10 +132,10 @@ impl ClientAuth {
         method: &str,
         uri: &str,
     ) -> Result<Option<String>, AuthError> {
-        let (Some(s), Some(c)) = (&self.secret, &mut self.challenge) else {
+        let (Some(s), Some(c)) = (&self.secret, &self.challenge) else {
             return Ok(None);
         };
-        c.nc = c.nc.wrapping_add(1);
+        let nc = self.counts.next(&c.nonce);
         let mut raw = [0u8; 16];
         getrandom::fill(&mut raw).map_err(|_| AuthError::Random)?;
         let mut creds = DigestCredentials {
@@ -110,8 +147,8 @@ impl ClientAuth {
             algorithm: c.algorithm,
             opaque: c.opaque.clone(),
             qop: Some(Qop {
-                nc: c.nc,
-                nc_text: format!("{:08x}", c.nc),
+                nc,
+                nc_text: format!("{nc:08x}"),
                 cnonce: to_hex(&raw),
             }),
         };
@@ -136,8 +173,13 @@ impl ClientAuth {
     }
 
     /// Takes the challenge of a 401 to `resp`. `Ok` means send again: the
-    /// first challenge, or a `stale=true` one after credentials were sent;
-    /// otherwise the credentials were wrong.
+    /// first challenge, a `stale=true` one after credentials were sent, or
+    /// the first plain 401 to credentials. That one retry is there because
+    /// rtspd's nonce is its address and millisecond
+    /// ([`crate::proto::auth::nonce`]): connections from one address
+    /// challenged in the same millisecond share a nonce, so their `nc`
+    /// counts collide and the second is refused as a replay. A second
+    /// plain 401 in a row means the credentials are wrong.
     pub(super) fn on_unauthorized(&mut self, resp: &Response) -> Result<(), AuthError> {
         let Some(secret) = &self.secret else {
             return Err(AuthError::NoCredentials);
@@ -158,7 +200,10 @@ impl ClientAuth {
             return Err(malformed.unwrap_or(AuthError::NoChallenge));
         };
         if self.challenge.is_some() && !p.stale {
-            return Err(AuthError::Rejected);
+            self.refused = self.refused.saturating_add(1);
+            if self.refused > 1 {
+                return Err(AuthError::Rejected);
+            }
         }
         self.challenge = Some(Challenge {
             ha1: ha1(p.algorithm, &secret.user, &p.realm, &secret.password),
@@ -166,7 +211,6 @@ impl ClientAuth {
             realm: p.realm,
             nonce: p.nonce,
             opaque: p.opaque,
-            nc: 0,
         });
         Ok(())
     }
@@ -244,10 +288,13 @@ mod tests {
     #[test]
     fn answers_verify_with_the_server_code() {
         for (alg, first) in [("SHA-256", 0), ("MD5", 1)] {
-            let mut a = ClientAuth::new(Some(Secret {
-                user: "alice".into(),
-                password: "secret".into(),
-            }));
+            let mut a = ClientAuth::new(
+                Some(Secret {
+                    user: "alice".into(),
+                    password: "secret".into(),
+                }),
+                Default::default(),
+            );
             assert_eq!(a.authorization("OPTIONS", "rtsp://h/x").unwrap(), None);
             let challenges = [
                 "Basic realm=\"r\"",
@@ -272,10 +319,15 @@ mod tests {
                 assert!(response_matches(&h, "DESCRIBE", &c), "{v}");
                 assert!(!response_matches(&h, "SETUP", &c));
             }
+            // One retry (a nonce shared with another connection), then
+            // the credentials are wrong.
+            a.on_unauthorized(&unauthorized(&challenges[first..]))
+                .unwrap();
             assert_eq!(
                 a.on_unauthorized(&unauthorized(&challenges[first..])),
                 Err(AuthError::Rejected)
             );
+            a.accepted();
             let stale = format!("{}, stale=true", challenges[2]).replace("n1", "n3");
             a.on_unauthorized(&unauthorized(&[&stale])).unwrap();
             let v = a.authorization("PLAY", "rtsp://h/x").unwrap().unwrap();
@@ -288,15 +340,18 @@ mod tests {
 
     #[test]
     fn failures_are_told_apart() {
-        let mut none = ClientAuth::new(None);
+        let mut none = ClientAuth::new(None, Default::default());
         assert_eq!(
             none.on_unauthorized(&unauthorized(&["Digest realm=\"r\", nonce=\"n\""])),
             Err(AuthError::NoCredentials)
         );
-        let mut a = ClientAuth::new(Some(Secret {
-            user: "u".into(),
-            password: "p".into(),
-        }));
+        let mut a = ClientAuth::new(
+            Some(Secret {
+                user: "u".into(),
+                password: "p".into(),
+            }),
+            Default::default(),
+        );
         assert_eq!(
             a.on_unauthorized(&unauthorized(&["Basic realm=\"r\""])),
             Err(AuthError::NoChallenge)

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout, Instant};
 
-use super::auth::{ClientAuth, Secret};
+use super::auth::ClientAuth;
 use super::LoadError;
 use crate::proto::rtsp::{parse_response, Limits, ParsedResponse, Response};
 
@@ -40,7 +40,7 @@ impl Conn {
     pub(super) async fn connect(
         addr: SocketAddr,
         source: Option<IpAddr>,
-        secret: Option<Secret>,
+        auth: ClientAuth,
     ) -> Result<Self, LoadError> {
         let connect = async {
             let Some(ip) = source else {
@@ -68,7 +68,7 @@ impl Conn {
                 ..Limits::default()
             },
             session: None,
-            auth: ClientAuth::new(secret),
+            auth,
         })
     }
 
@@ -94,10 +94,12 @@ impl Conn {
         headers: &[(&str, &str)],
         on_frame: &mut (dyn FnMut(u8, Bytes) + Send),
     ) -> Result<Response, LoadError> {
-        // The first try, one after the challenge, one after a stale nonce.
-        for _ in 0..3 {
+        // The first try, one after the challenge, one after a refusal of a
+        // shared nonce, one after a stale nonce.
+        for _ in 0..4 {
             let resp = self.exchange(method, url, headers, on_frame).await?;
             if resp.status.0 != 401 {
+                self.auth.accepted();
                 if !(200..300).contains(&resp.status.0) {
                     return Err(LoadError::Status {
                         method,

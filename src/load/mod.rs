@@ -90,6 +90,8 @@ struct Ctx {
     /// Without userinfo.
     url: Url,
     secret: Option<auth::Secret>,
+    /// The `nc` of every nonce, shared by the sessions.
+    nonce_counts: Arc<auth::NonceCounts>,
     server: SocketAddr,
     opts: Options,
     clock: WallClock,
@@ -242,6 +244,7 @@ pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
     let ctx = Arc::new(Ctx {
         url,
         secret,
+        nonce_counts: Arc::default(),
         server,
         clock: WallClock::new(t0, unix_now),
         receiver,
