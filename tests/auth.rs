@@ -700,3 +700,79 @@ fn basic_when_allowed_and_address_rules() {
     );
     assert!(!log.contains("secret"), "a password in the log");
 }
+
+/// Runs `rtspd load URL -n n -d 1`; returns the JSON line it printed last
+/// and everything it printed.
+fn load_json(url: &str, n: usize) -> (serde_json::Value, String) {
+    let n = n.to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rtspd"))
+        .args(["load", url, "-n", &n, "-d", "1", "--ramp", "50"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("run rtspd load");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    let line = stdout.lines().last().expect("a JSON line");
+    let v = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    (v, format!("{stdout}\n{stderr}"))
+}
+
+/// `rtspd load` answers the Digest challenge with the URL's credentials
+/// (issue 12's setup storm needs it): all sessions play, none lost; a
+/// wrong password or none fails every session with the failure counted.
+/// The password never reaches its output.
+#[test]
+fn load_tester_authenticates_with_url_credentials() {
+    let (server, _dir) = start(&config(CLIP_RULES, ""), &[]);
+    let n = 4;
+    let with = |userinfo: &str| {
+        format!(
+            "rtsp://{userinfo}127.0.0.1:{}/clip.wav",
+            server.addr().port()
+        )
+    };
+    let count = |v: &serde_json::Value, k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} is not a count: {v}"))
+    };
+
+    let (v, out) = load_json(&with("alice:s%65cret@"), n);
+    assert_eq!(
+        (count(&v, "sessions_ok"), count(&v, "sessions_failed")),
+        (n as u64, 0),
+        "{v}"
+    );
+    assert_eq!(v["loss_pct"].as_f64(), Some(0.0), "{v}");
+    assert!(count(&v, "packets_received") > 0, "{v}");
+    assert_eq!(v["url"], with(""), "the report's URL has no credentials");
+    assert!(
+        !out.contains("secret") && !out.contains("s%65cret"),
+        "{out}"
+    );
+
+    for (userinfo, why) in [
+        (
+            "alice:wrong@",
+            "DESCRIBE authentication: credentials rejected",
+        ),
+        (
+            "",
+            "DESCRIBE authentication: 401 and no credentials in the URL",
+        ),
+    ] {
+        let (v, out) = load_json(&with(userinfo), n);
+        assert_eq!(
+            (count(&v, "sessions_ok"), count(&v, "sessions_failed")),
+            (0, n as u64),
+            "{userinfo}: {v}"
+        );
+        let failures = v["failures"].as_object().expect("failures map");
+        assert_eq!(
+            failures.get(why).and_then(serde_json::Value::as_u64),
+            Some(n as u64),
+            "{userinfo}: {v}"
+        );
+        assert!(!out.contains("wrong"), "{out}");
+    }
+}

@@ -1,7 +1,9 @@
 //! One RTSP/1.0 control connection of the load tester (RFC 2326 §6–§7,
 //! §10.12): writes requests with a fresh CSeq, reads responses with
 //! [`parse_response`], and hands every interleaved `$` frame that arrives on
-//! the way to the caller.
+//! the way to the caller. A 401 is answered once with Digest credentials
+//! when the URL had some ([`super::auth`]), and they go on every later
+//! request.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -11,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout, Instant};
 
+use super::auth::ClientAuth;
 use super::LoadError;
 use crate::proto::rtsp::{parse_response, Limits, ParsedResponse, Response};
 
@@ -29,6 +32,7 @@ pub(super) struct Conn {
     limits: Limits,
     /// The `Session` header value to send, once SETUP gave one.
     pub(super) session: Option<String>,
+    auth: ClientAuth,
 }
 
 impl Conn {
@@ -36,6 +40,7 @@ impl Conn {
     pub(super) async fn connect(
         addr: SocketAddr,
         source: Option<IpAddr>,
+        auth: ClientAuth,
     ) -> Result<Self, LoadError> {
         let connect = async {
             let Some(ip) = source else {
@@ -63,6 +68,7 @@ impl Conn {
                 ..Limits::default()
             },
             session: None,
+            auth,
         })
     }
 
@@ -79,8 +85,42 @@ impl Conn {
     }
 
     /// Sends `method url` with `headers` and waits for its response; frames
-    /// read meanwhile go to `on_frame`. A non-2xx status is an error.
+    /// read meanwhile go to `on_frame`. A 401 is answered with credentials
+    /// when there are some ([`ClientAuth`]); a non-2xx status is an error.
     pub(super) async fn request(
+        &mut self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        on_frame: &mut (dyn FnMut(u8, Bytes) + Send),
+    ) -> Result<Response, LoadError> {
+        // The first try, one after the challenge, one after a refusal of a
+        // shared nonce, one after a stale nonce.
+        for _ in 0..4 {
+            let resp = self.exchange(method, url, headers, on_frame).await?;
+            if resp.status.0 != 401 {
+                self.auth.accepted();
+                if !(200..300).contains(&resp.status.0) {
+                    return Err(LoadError::Status {
+                        method,
+                        status: resp.status.0,
+                    });
+                }
+                return Ok(resp);
+            }
+            self.auth
+                .on_unauthorized(&resp)
+                .map_err(|source| LoadError::Auth { method, source })?;
+        }
+        Err(LoadError::Auth {
+            method,
+            source: super::auth::AuthError::Rejected,
+        })
+    }
+
+    /// Sends one request (with credentials once challenged) and returns
+    /// its response, whatever the status.
+    async fn exchange(
         &mut self,
         method: &'static str,
         url: &str,
@@ -95,6 +135,13 @@ impl Conn {
         );
         if let Some(s) = &self.session {
             req.push_str(&format!("Session: {s}\r\n"));
+        }
+        let authorization = self
+            .auth
+            .authorization(method, url)
+            .map_err(|source| LoadError::Auth { method, source })?;
+        if let Some(a) = authorization {
+            req.push_str(&format!("Authorization: {a}\r\n"));
         }
         for (name, value) in headers {
             req.push_str(&format!("{name}: {value}\r\n"));
@@ -113,12 +160,6 @@ impl Conn {
                 // A late reply to an earlier request (a keepalive whose
                 // answer came after a timeout): skip it.
                 continue;
-            }
-            if !(200..300).contains(&resp.status.0) {
-                return Err(LoadError::Status {
-                    method,
-                    status: resp.status.0,
-                });
             }
             return Ok(resp);
         }

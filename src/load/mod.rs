@@ -8,8 +8,11 @@
 //! ([`report`]). With `--source-ips` the sessions come from many local
 //! addresses, and UDP sessions on different addresses share receive port
 //! pairs ([`source`]). Every limit is capped ([`MAX_SESSIONS`],
-//! [`MAX_DURATION`], [`MAX_RAMP`]) and the run stops by itself.
+//! [`MAX_DURATION`], [`MAX_RAMP`]) and the run stops by itself. A URL
+//! with `user:password@` answers Digest challenges ([`auth`]); the
+//! credentials are taken out of every URL sent or reported.
 
+pub mod auth;
 mod conn;
 pub mod plot;
 pub mod report;
@@ -53,6 +56,11 @@ pub enum LoadError {
     Closed,
     #[error("protocol: {0}")]
     Protocol(String),
+    #[error("{method} authentication: {source}")]
+    Auth {
+        method: &'static str,
+        source: auth::AuthError,
+    },
     #[error("bad options: {0}")]
     Options(String),
 }
@@ -79,7 +87,11 @@ pub struct Options {
 
 /// Shared by every session task.
 struct Ctx {
+    /// Without userinfo.
     url: Url,
+    secret: Option<auth::Secret>,
+    /// The `nc` of every nonce, shared by the sessions.
+    nonce_counts: Arc<auth::NonceCounts>,
     server: SocketAddr,
     opts: Options,
     clock: WallClock,
@@ -106,7 +118,9 @@ impl Progress {
 }
 
 impl Options {
-    fn check(&self) -> Result<(Url, SocketAddr), LoadError> {
+    /// The URL without its userinfo, the credentials it had, and the
+    /// server's address.
+    fn check(&self) -> Result<(Url, Option<auth::Secret>, SocketAddr), LoadError> {
         let bad = |s: String| Err(LoadError::Options(s));
         if self.sessions == 0 || self.sessions > MAX_SESSIONS {
             return bad(format!("sessions must be 1 to {MAX_SESSIONS}"));
@@ -120,7 +134,8 @@ impl Options {
         if !(self.ramp.is_finite() && self.ramp > 0.0 && self.ramp <= MAX_RAMP) {
             return bad(format!("ramp must be above 0 and at most {MAX_RAMP}/s"));
         }
-        let url = Url::parse(&self.url).map_err(|e| LoadError::Options(format!("URL: {e}")))?;
+        let mut url = Url::parse(&self.url).map_err(|e| LoadError::Options(format!("URL: {e}")))?;
+        let secret = auth::Secret::from_url(&mut url);
         if url.scheme() != "rtsp" {
             return bad("only rtsp:// URLs".into());
         }
@@ -145,7 +160,7 @@ impl Options {
                 "source IP {a} and server {server} are of different families"
             ));
         }
-        Ok((url, server))
+        Ok((url, secret, server))
     }
 }
 
@@ -210,8 +225,10 @@ fn cpu_time() -> Duration {
 }
 
 /// Runs the load test; call it inside a tokio runtime.
-pub async fn run(opts: Options) -> Result<Run, LoadError> {
-    let (url, server) = opts.check()?;
+pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
+    let (url, secret, server) = opts.check()?;
+    // The report names the URL without the password.
+    opts.url = url.to_string();
     let sources = source::Sources::new(opts.source_ips.clone(), !opts.tcp);
     let mut warnings = Vec::new();
     if let Some(w) = raise_fd_limit(opts.sessions, opts.tcp, &sources) {
@@ -226,6 +243,8 @@ pub async fn run(opts: Options) -> Result<Run, LoadError> {
         udp::Receiver::spawn(totals.clone()).map_err(|e| LoadError::Bind(e.kind()))?;
     let ctx = Arc::new(Ctx {
         url,
+        secret,
+        nonce_counts: Arc::default(),
         server,
         clock: WallClock::new(t0, unix_now),
         receiver,

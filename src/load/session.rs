@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 use url::Url;
 
+use super::auth::ClientAuth;
 use super::conn::Conn;
 use super::udp::{Ports, RxTrack, MAX_TRACKS};
 use super::{Ctx, LoadError};
@@ -64,7 +65,13 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
         tracks: Vec::new(),
         timeline: Timeline::default(),
     };
-    let mut conn = match Conn::connect(ctx.server, ctx.sources.addr(id)).await {
+    let mut conn = match Conn::connect(
+        ctx.server,
+        ctx.sources.addr(id),
+        ClientAuth::new(ctx.secret.clone(), ctx.nonce_counts.clone()),
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => {
             result.outcome = Err(e);

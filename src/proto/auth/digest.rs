@@ -111,7 +111,7 @@ pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, opaque: &str, stale: 
 }
 
 /// Escapes `"` and `\` for a quoted-string.
-fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
