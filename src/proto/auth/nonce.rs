@@ -1,7 +1,9 @@
 //! Server nonces (RFC 7616 §3.3 and §5.4–§5.5): minted without state as
-//! `hex(t) || hex(HMAC-SHA256(secret, t || client IP)[..16])`, where `t`
-//! is milliseconds since the [`Nonces`] was made and `secret` is 32 bytes
-//! from the OS CSPRNG. Checking one needs no table: the MAC proves the
+//! `hex(t) || hex(n) || hex(HMAC-SHA256(secret, t || n || client IP)[..16])`,
+//! where `t` is milliseconds since the [`Nonces`] was made, `n` counts the
+//! nonces minted (so two challenges to one address in one millisecond,
+//! clients behind one NAT say, never share a nonce and its counts), and
+//! `secret` is 32 bytes from the OS CSPRNG. Checking one needs no table: the MAC proves the
 //! server made it for this IP, `t` says how old it is. After the lifetime
 //! (60 s by default) a nonce is stale: the client gets a new challenge
 //! with `stale=true`.
@@ -16,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -31,7 +34,8 @@ pub const MAX_TRACKED: usize = 65_536;
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
 const MAC_LEN: usize = 16;
-const NONCE_LEN: usize = 16 + 2 * MAC_LEN;
+/// `t` and `n` as 16 hex digits each, then the MAC.
+const NONCE_LEN: usize = 32 + 2 * MAC_LEN;
 
 /// What a nonce check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +59,8 @@ pub struct Nonces {
     /// Nonces minted at or before this (ms) are stale: their counts may
     /// have been evicted.
     floor: Option<u64>,
+    /// Nonces minted so far: each nonce's `n`.
+    minted: AtomicU64,
 }
 
 impl std::fmt::Debug for Nonces {
@@ -77,6 +83,7 @@ impl Nonces {
             lifetime,
             counts: HashMap::new(),
             floor: None,
+            minted: AtomicU64::new(0),
         }
     }
 
@@ -88,11 +95,12 @@ impl Nonces {
         u64::try_from(now.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn mac(&self, t: u64, ip: IpAddr) -> [u8; MAC_LEN] {
+    fn mac(&self, t: u64, n: u64, ip: IpAddr) -> [u8; MAC_LEN] {
         // HMAC takes a key of any length: `new_from_slice` cannot fail.
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
         m.update(&t.to_be_bytes());
+        m.update(&n.to_be_bytes());
         match ip {
             IpAddr::V4(a) => m.update(&a.octets()),
             IpAddr::V6(a) => m.update(&a.octets()),
@@ -106,26 +114,29 @@ impl Nonces {
     /// A new nonce for a client at `ip`.
     pub fn mint(&self, ip: IpAddr, now: Instant) -> String {
         let t = self.ms(now);
-        format!("{t:016x}{}", to_hex(&self.mac(t, ip)))
+        let n = self.minted.fetch_add(1, Ordering::Relaxed);
+        format!("{t:016x}{n:016x}{}", to_hex(&self.mac(t, n, ip)))
     }
 
     /// The opaque value: fixed for this server's life, derived from the
     /// secret so it reveals nothing.
     pub fn opaque(&self) -> String {
-        to_hex(&self.mac(u64::MAX, IpAddr::from([0, 0, 0, 0]))[..8])
+        to_hex(&self.mac(u64::MAX, u64::MAX, IpAddr::from([0, 0, 0, 0]))[..8])
     }
 
     /// Whether `nonce` is ours, for `ip`, and fresh at `now`.
     pub fn check(&self, nonce: &str, ip: IpAddr, now: Instant) -> NonceCheck {
-        let Some(t) = nonce
-            .get(..16)
-            .filter(|_| nonce.len() == NONCE_LEN)
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-        else {
+        let hex = |r: std::ops::Range<usize>| {
+            nonce
+                .get(r)
+                .filter(|_| nonce.len() == NONCE_LEN)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+        };
+        let (Some(t), Some(n)) = (hex(0..16), hex(16..32)) else {
             return NonceCheck::Invalid;
         };
-        let want = to_hex(&self.mac(t, ip));
-        if !bool::from(want.as_bytes().ct_eq(&nonce.as_bytes()[16..])) {
+        let want = to_hex(&self.mac(t, n, ip));
+        if !bool::from(want.as_bytes().ct_eq(&nonce.as_bytes()[32..])) {
             return NonceCheck::Invalid;
         }
         let age = self.ms(now).checked_sub(t);
@@ -278,5 +289,23 @@ mod tests {
         assert_eq!(n.check(&second, ip(1), at), NonceCheck::Fresh);
         assert!(!n.use_count(&second, 1, at), "still tracked: a replay");
         assert_eq!(n.check(&newest, ip(0), at), NonceCheck::Fresh);
+    }
+
+    /// Two challenges to one address in the same millisecond (clients
+    /// behind one NAT address) get different nonces, each verifying and
+    /// counting on its own.
+    #[test]
+    fn nonces_minted_together_differ() {
+        let t0 = Instant::now();
+        let mut n = nonces(t0);
+        let ip = IpAddr::from([10, 0, 0, 9]);
+        let at = t0 + Duration::from_millis(7);
+        let (a, b) = (n.mint(ip, at), n.mint(ip, at));
+        assert_ne!(a, b);
+        for nonce in [&a, &b] {
+            assert_eq!(n.check(nonce, ip, at), NonceCheck::Fresh);
+            assert!(n.use_count(nonce, 1, at), "the first count of each");
+        }
+        assert!(!n.use_count(&a, 1, at), "a replay is still refused");
     }
 }
