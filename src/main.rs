@@ -219,13 +219,9 @@ fn init_logging(log: LogSettings) -> Option<SetLogLevel> {
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_env_filter(filter)
                 .with_filter_reloading();
-            let handle = fmt.reload_handle();
+            let set = level_setter(fmt.reload_handle());
             fmt.init();
-            Box::new(move |level: LogLevel| {
-                handle
-                    .reload(EnvFilter::new(level.as_str()))
-                    .map_err(|e| e.to_string())
-            })
+            set
         }
         LogFormat::Json => {
             let fmt = fmt
@@ -233,16 +229,23 @@ fn init_logging(log: LogSettings) -> Option<SetLogLevel> {
                 .with_ansi(false)
                 .with_env_filter(filter)
                 .with_filter_reloading();
-            let handle = fmt.reload_handle();
+            let set = level_setter(fmt.reload_handle());
             fmt.init();
-            Box::new(move |level: LogLevel| {
-                handle
-                    .reload(EnvFilter::new(level.as_str()))
-                    .map_err(|e| e.to_string())
-            })
+            set
         }
     };
     (!fixed).then_some(set)
+}
+
+/// What changes the level through a subscriber's filter `handle`.
+fn level_setter<S: 'static>(
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+) -> SetLogLevel {
+    Box::new(move |level: LogLevel| {
+        handle
+            .reload(tracing_subscriber::EnvFilter::new(level.as_str()))
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// Re-reads the config file at every SIGHUP until shutdown. The handler is
