@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
-use common::tools::{ffmpeg_background, ffmpeg_s16be, require, run_tool};
+use common::tools::{ffmpeg_attempt, ffmpeg_background, ffmpeg_s16be, require, run_tool};
 use common::{
-    gst_l16_args, gst_shutdown_race_only, int_spec, l16_samples, rtp_seq, setup_udp, wav_l16,
-    write_wav, Rtsp, Server, UdpPair,
+    gst_l16_args, gst_shutdown_race_only, int_spec, l16_samples, wav_l16, write_wav, Rtsp, Server,
+    UdpPair,
 };
 
 const REALM: &str = "rtspd";
@@ -168,31 +168,7 @@ impl Digester {
 /// A UDP session playing `canary.wav` (unprotected), collecting for
 /// `secs`: returns the sequence numbers received.
 fn canary(server: &Server, secs: u64) -> thread::JoinHandle<Vec<u16>> {
-    let url = server.url("canary.wav");
-    let mut c = Rtsp::connect(server.addr());
-    let pair = UdpPair::bind();
-    let id = setup_udp(&mut c, &url, &pair);
-    let r = c.request("PLAY", &url, &[&format!("Session: {id}")]);
-    assert_eq!(r.status, 200, "{r}");
-    thread::spawn(move || {
-        let _keep = c;
-        pair.collect(Duration::from_secs(secs))
-            .iter()
-            .map(|(p, _)| rtp_seq(p))
-            .collect()
-    })
-}
-
-/// The canary lost nothing: sequence numbers continuous, enough of them.
-fn check_canary(seqs: &[u16], at_least: usize) {
-    assert!(seqs.len() >= at_least, "canary got {} packets", seqs.len());
-    for w in seqs.windows(2) {
-        assert_eq!(
-            w[1],
-            w[0].wrapping_add(1),
-            "canary lost or reordered packets"
-        );
-    }
+    common::udp_canary(server, "canary.wav", secs)
 }
 
 /// `[[paths]]`: clip.wav readable by alice and bob, canary.wav by anyone.
@@ -222,22 +198,7 @@ fn ffmpeg_plays_a_protected_clip_bit_exactly() {
         server.url("clip.wav"),
         format!("rtsp://alice:wrong@127.0.0.1:{}/clip.wav", server.port),
     ] {
-        let run = run_tool(
-            "ffmpeg",
-            &[
-                "-nostdin",
-                "-v",
-                "error",
-                "-rtsp_transport",
-                "udp",
-                "-i",
-                &bad,
-                "-f",
-                "null",
-                "-",
-            ],
-            Duration::from_secs(30),
-        );
+        let run = ffmpeg_attempt("udp", &bad, Duration::from_secs(30));
         assert!(!run.status.success(), "{bad} played");
         assert!(run.stderr.contains("401"), "{bad}: {}", run.stderr);
     }
@@ -455,7 +416,7 @@ fn negative_cases_with_a_canary() {
     s.expect_eof(Duration::from_secs(5))
         .expect("closed after 20 unknown sessions");
 
-    check_canary(&canary.join().expect("canary"), 9 * 50 - 100);
+    common::check_canary(&canary.join().expect("canary"), 9 * 50 - 100);
     assert!(server.panics().is_empty());
     let log = server.log_lines().join("\n");
     let ha1 = hex_md5(&format!("alice:{REALM}:secret"));

@@ -112,6 +112,11 @@ pub struct ServerFlags {
     /// the server on the remaining ones (machines with more than one core).
     #[arg(long, value_name = "N")]
     pub pacer_cpu: Option<usize>,
+    /// RTSP over HTTP (QuickTime tunnelling: ffmpeg -rtsp_transport http,
+    /// GStreamer rtsph://) on the RTSP port and the HTTP listener.
+    /// [default: true]
+    #[arg(long, value_name = "true|false")]
+    pub tunnel: Option<bool>,
 }
 
 /// The `[limits]` keys as flags.
@@ -171,6 +176,10 @@ pub struct LimitFlags {
     /// connection is closed. [default: 20]
     #[arg(long)]
     pub max_unknown_sessions: Option<Int<0, ANY>>,
+    /// Seconds an RTSP-over-HTTP GET waits for its POST before it is
+    /// closed. [default: 10]
+    #[arg(long)]
+    pub tunnel_timeout: Option<Int<0, ANY>>,
 }
 
 /// The `[http]` limits as flags: `--http-` and the key.

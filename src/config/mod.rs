@@ -89,6 +89,8 @@ pub struct ServerSettings {
     pub pacer_cpu: PacerCpu,
     pub allow_publish: bool,
     pub live_prebuffer_ms: Int<0, 1000>,
+    /// RTSP over HTTP tunnels on the RTSP port and the HTTP listener.
+    pub tunnel: bool,
 }
 
 impl Default for ServerSettings {
@@ -109,6 +111,7 @@ impl Default for ServerSettings {
             pacer_cpu: PacerCpu::None,
             allow_publish: false,
             live_prebuffer_ms: Int::of(200),
+            tunnel: true,
         }
     }
 }
@@ -139,6 +142,8 @@ pub struct LimitSettings {
     /// Consecutive requests naming unknown sessions (454) before a
     /// connection is closed (0 counts as 1).
     pub max_unknown_sessions: Int<0, ANY>,
+    /// Seconds a tunnel's GET waits for its POST (0 counts as 1).
+    pub tunnel_timeout: Int<0, ANY>,
 }
 
 impl Default for LimitSettings {
@@ -159,6 +164,7 @@ impl Default for LimitSettings {
             max_published_channels: Int::of(64),
             max_auth_failures: Int::of(10),
             max_unknown_sessions: Int::of(20),
+            tunnel_timeout: Int::of(10),
         }
     }
 }
@@ -465,6 +471,8 @@ impl Settings {
                 handshake_timeout: secs(t.handshake_timeout),
             },
             auth: auth::auth_config(self),
+            tunnel: s.tunnel,
+            tunnel_timeout: secs(l.tunnel_timeout),
             ..Config::default()
         }
     }

@@ -17,6 +17,7 @@
 mod api;
 mod metrics;
 mod page;
+mod prefixed;
 mod sdp;
 
 use std::fmt;
@@ -36,15 +37,18 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::proto::limit::Limit;
+use crate::proto::tunnel::Sniffed;
 use crate::server::reload::Summary;
+use crate::server::tunnel::{self, HeadError};
 use crate::server::Shared;
+use prefixed::Prefixed;
 
 /// Where the HTTP side listens (`[http] listen`, `--http`).
 pub use crate::config::HttpListen;
@@ -252,40 +256,104 @@ pub(crate) async fn serve(
             continue;
         };
         next_id += 1;
-        let mut io = TimeoutStream::new(stream);
-        io.set_read_timeout(Some(config.read_timeout));
-        io.set_write_timeout(Some(config.write_timeout));
+        let conn = Conn {
+            state: state.clone(),
+            app: app.clone(),
+            stream,
+            peer,
+            slot,
+            cancel: cancel.clone(),
+        };
+        tracker.spawn(
+            conn.run()
+                .instrument(info_span!("http_conn", id = next_id, %peer)),
+        );
+    }
+}
+
+/// One accepted HTTP connection, before it is known to be an HTTP API
+/// client or half of an RTSP-over-HTTP tunnel.
+struct Conn {
+    state: Arc<State>,
+    app: Router,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    cancel: CancellationToken,
+}
+
+impl Conn {
+    /// With tunnels on, reads the first request head to see whether it
+    /// opens a tunnel ([`tunnel`]); an API request goes to hyper with the
+    /// head read so far in front of the rest.
+    async fn run(mut self) {
+        let shared = self.state.shared.clone();
+        let config = shared.config();
+        let http = &config.http;
+        let mut prefix = Vec::new();
+        if config.tunnel {
+            let max_head = http.max_head_bytes.max(MIN_HEAD_BYTES);
+            let read = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                r = tunnel::read_head(&mut self.stream, max_head, http.max_headers.max(1), http.read_timeout) => r,
+            };
+            match read {
+                (buf, Ok(Sniffed::Tunnel { head, len })) => {
+                    let early = buf[len..].to_vec();
+                    let conn_id = shared.next_conn_id();
+                    let slot = shared.admit(self.peer.ip());
+                    let held = Box::new(self.slot);
+                    let serve = tunnel::serve(
+                        shared.clone(),
+                        self.stream,
+                        head,
+                        early,
+                        self.peer,
+                        conn_id,
+                        slot,
+                        held,
+                        self.cancel,
+                    );
+                    return Box::pin(serve)
+                        .instrument(info_span!("conn", id = conn_id))
+                        .await;
+                }
+                (_, Err(HeadError::Timeout | HeadError::Closed)) => {
+                    debug!("HTTP request head not received");
+                    return;
+                }
+                // The API's request, or one hyper refuses its own way.
+                (buf, _) => prefix = buf,
+            }
+        }
+        let mut io = TimeoutStream::new(Prefixed::new(prefix, self.stream));
+        io.set_read_timeout(Some(http.read_timeout));
+        io.set_write_timeout(Some(http.write_timeout));
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(config.read_timeout)
-            .max_buf_size(config.max_head_bytes.max(MIN_HEAD_BYTES))
-            .max_headers(config.max_headers.max(1))
+            .header_read_timeout(http.read_timeout)
+            .max_buf_size(http.max_head_bytes.max(MIN_HEAD_BYTES))
+            .max_headers(http.max_headers.max(1))
             .serve_connection(
                 TokioIo::new(Box::pin(io)),
-                TowerToHyperService::new(app.clone()),
+                TowerToHyperService::new(self.app),
             );
-        let cancel = cancel.clone();
-        tracker.spawn(
-            async move {
-                let mut conn = std::pin::pin!(conn);
-                let done = tokio::select! {
-                    r = conn.as_mut() => Some(r),
-                    _ = cancel.cancelled() => None,
-                };
-                let r = match done {
-                    Some(r) => r,
-                    None => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                };
-                if let Err(e) = r {
-                    debug!(error = %e, "HTTP connection ended");
-                }
-                drop(slot);
+        let mut conn = std::pin::pin!(conn);
+        let done = tokio::select! {
+            r = conn.as_mut() => Some(r),
+            _ = self.cancel.cancelled() => None,
+        };
+        let r = match done {
+            Some(r) => r,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
             }
-            .instrument(info_span!("http_conn", id = next_id, %peer)),
-        );
+        };
+        if let Err(e) = r {
+            debug!(error = %e, "HTTP connection ended");
+        }
+        drop(self.slot);
     }
 }
 

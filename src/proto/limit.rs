@@ -32,11 +32,13 @@ pub enum Limit {
     MaxAuthFailures,
     /// Requests naming unknown sessions on one connection (then closed).
     MaxUnknownSessions,
+    /// An RTSP-over-HTTP GET whose POST did not come in time.
+    TunnelTimeout,
 }
 
 impl Limit {
     /// Every limit, in a fixed order (for per-limit tables).
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::MaxConnections,
         Self::MaxConnectionsPerIp,
         Self::MaxSessions,
@@ -51,6 +53,7 @@ impl Limit {
         Self::TlsHandshakeTimeout,
         Self::MaxAuthFailures,
         Self::MaxUnknownSessions,
+        Self::TunnelTimeout,
     ];
 
     /// Its position in [`Limit::ALL`].
@@ -75,6 +78,7 @@ impl Limit {
             Self::TlsHandshakeTimeout => "tls_handshake_timeout",
             Self::MaxAuthFailures => "max_auth_failures",
             Self::MaxUnknownSessions => "max_unknown_sessions",
+            Self::TunnelTimeout => "tunnel_timeout",
         }
     }
 
@@ -95,6 +99,7 @@ impl Limit {
             Self::TlsHandshakeTimeout => "--tls-handshake-timeout",
             Self::MaxAuthFailures => "--max-auth-failures",
             Self::MaxUnknownSessions => "--max-unknown-sessions",
+            Self::TunnelTimeout => "--tunnel-timeout",
         }
     }
 }

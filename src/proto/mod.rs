@@ -20,3 +20,4 @@ pub mod setup;
 pub mod stats;
 pub mod target;
 pub mod track_map;
+pub mod tunnel;

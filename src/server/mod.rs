@@ -18,6 +18,7 @@ pub mod refusals;
 pub mod reload;
 pub mod sessions;
 pub mod tls;
+pub mod tunnel;
 pub mod udp;
 
 use std::collections::HashMap;
@@ -109,6 +110,10 @@ pub struct Config {
     pub tls: tls::TlsConfig,
     /// Users, path rules and the login limits.
     pub auth: AuthConfig,
+    /// RTSP over HTTP tunnels on the RTSP port and the HTTP listener.
+    pub tunnel: bool,
+    /// A tunnel's GET waits this long for its POST.
+    pub tunnel_timeout: Duration,
 }
 
 impl Default for Config {
@@ -145,6 +150,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             tls: tls::TlsConfig::default(),
             auth: AuthConfig::default(),
+            tunnel: true,
+            tunnel_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -245,6 +252,8 @@ pub(crate) struct Shared {
     pub(crate) rtsp_addr: SocketAddr,
     /// The RTSPS side, when it runs.
     pub(crate) tls: Option<Arc<tls::Tls>>,
+    /// RTSP-over-HTTP GETs waiting for their POST.
+    pub(crate) tunnels: tunnel::Tunnels,
     /// Ids of connections, plain and TLS alike (sinks and sessions are
     /// keyed by them).
     next_conn: AtomicU64,
@@ -300,9 +309,14 @@ impl Shared {
         self.conns.load(Ordering::Relaxed)
     }
 
+    /// A fresh connection id.
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// A connection slot for a client at `ip`, or the limit that refuses
     /// it (counted and reported).
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
         let config = self.config();
         let mut m = self.conns_per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(ip).or_default();
@@ -465,6 +479,7 @@ pub async fn run(
         recv_stats: recv_stats.clone(),
         rtsp_addr,
         tls: tls.clone(),
+        tunnels: tunnel::Tunnels::default(),
         next_conn: AtomicU64::new(0),
         config: Swap::new(config),
         catalog: Swap::new(catalog),
@@ -560,13 +575,15 @@ async fn accept_loop(
                 continue;
             }
         };
-        let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        let conn_id = shared.next_conn_id();
         let slot = shared.admit(peer.ip());
         match &tls {
             None => {
                 let span = info_span!("conn", id = conn_id, %peer);
-                let task = conn::serve(shared.clone(), stream, peer, conn_id, slot, cancel.clone());
-                tracker.spawn(task.instrument(span));
+                tracker.spawn(
+                    serve_plain(shared.clone(), stream, peer, conn_id, slot, cancel.clone())
+                        .instrument(span),
+                );
             }
             Some(t) => {
                 let span = info_span!("conn", id = conn_id, %peer, tls = true);
@@ -583,6 +600,31 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// Serves a plain RTSP-port connection: RTSP, or with `tunnel` on, one
+/// half of an RTSP-over-HTTP tunnel when it opens with `GET `/`POST`.
+async fn serve_plain(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    conn_id: u64,
+    slot: Option<ConnSlot>,
+    cancel: CancellationToken,
+) {
+    let config = shared.config();
+    if config.tunnel {
+        match tunnel::opens_with_http(&stream, config.idle_timeout, &cancel).await {
+            Some(false) => {}
+            Some(true) => {
+                let serve = tunnel::serve_rtsp_port(shared, stream, peer, conn_id, slot, cancel);
+                return Box::pin(serve).await;
+            }
+            None => return,
+        }
+    }
+    drop(config);
+    conn::serve(shared, stream, peer, conn_id, slot, cancel).await;
 }
 
 /// Applies the pacing thread's ends of runs to the session table (the

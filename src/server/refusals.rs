@@ -110,5 +110,6 @@ fn values(config: &Config) -> [String; N] {
         Limit::TlsHandshakeTimeout => format!("{} s", config.tls.handshake_timeout.as_secs_f64()),
         Limit::MaxAuthFailures => config.auth.max_failures.to_string(),
         Limit::MaxUnknownSessions => config.auth.max_unknown_sessions.to_string(),
+        Limit::TunnelTimeout => format!("{} s", config.tunnel_timeout.as_secs_f64()),
     })
 }

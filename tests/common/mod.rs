@@ -398,3 +398,34 @@ pub fn gst_shutdown_race_only(status: std::process::ExitStatus, stderr: &str) ->
     });
     status.code() == Some(1) && saw_race && all_race
 }
+
+/// A canary (ROBUSTNESS I2): a UDP session playing `path` of `server`,
+/// collecting for `secs`; the thread returns the sequence numbers received.
+pub fn udp_canary(server: &Server, path: &str, secs: u64) -> std::thread::JoinHandle<Vec<u16>> {
+    let url = server.url(path);
+    let mut c = Rtsp::connect(server.addr());
+    let pair = UdpPair::bind();
+    let id = setup_udp(&mut c, &url, &pair);
+    let r = c.request("PLAY", &url, &[&format!("Session: {id}")]);
+    assert_eq!(r.status, 200, "{r}");
+    std::thread::spawn(move || {
+        let _keep = c;
+        pair.collect(Duration::from_secs(secs))
+            .iter()
+            .map(|(p, _)| rtp_seq(p))
+            .collect()
+    })
+}
+
+/// The canary lost nothing: sequence numbers continuous, at least
+/// `at_least` of them.
+pub fn check_canary(seqs: &[u16], at_least: usize) {
+    assert!(seqs.len() >= at_least, "canary got {} packets", seqs.len());
+    for w in seqs.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0].wrapping_add(1),
+            "canary lost or reordered packets"
+        );
+    }
+}

@@ -95,6 +95,18 @@ pub fn ffmpeg(args: &[&str], limit: Duration) -> Run {
     run_ok("ffmpeg", &[&FFMPEG_QUIET[..], args].concat(), limit)
 }
 
+/// Tries to play `url` with `ffmpeg -nostdin -v error -rtsp_transport
+/// TRANSPORT -i URL -f null -` and returns how it went, success or not
+/// (for a test that expects a refusal).
+pub fn ffmpeg_attempt(transport: &str, url: &str, limit: Duration) -> Run {
+    let args = [
+        &FFMPEG_QUIET[..],
+        &["-rtsp_transport", transport, "-i", url, "-f", "null", "-"],
+    ]
+    .concat();
+    run_tool("ffmpeg", &args, limit)
+}
+
 /// Decodes with `ffmpeg -nostdin -v error INPUT -f s16be -y OUT` (`INPUT`
 /// names the input, e.g. `-rtsp_transport tcp -i URL`, and may limit the
 /// output, e.g. `-t 2`) and returns the big-endian 16-bit PCM it wrote.

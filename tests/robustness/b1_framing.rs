@@ -179,9 +179,10 @@ pub(crate) fn cases(fx: &Fixture) -> Vec<Case> {
 /// B1#5 literally: an HTTP client's `GET / HTTP/1.1` (which never carries a
 /// CSeq) gets 501 Not Implemented (or 405 with Allow), and the connection
 /// stays usable. The parser lets HTTP/1.x through for exactly this reason.
+/// The case is for tunnelling off (tests/tunnel.rs has it on).
 #[test]
 fn b1_http_get_without_cseq_is_501() {
-    let fx = Fixture::start(&[]);
+    let fx = Fixture::start(&["--tunnel", "false"]);
     let c = case(
         "B1#5 GET / HTTP/1.1 (no CSeq)",
         raw("GET / HTTP/1.1", &["Host: 127.0.0.1", "Accept: */*"]),
