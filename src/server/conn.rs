@@ -8,9 +8,10 @@
 //! A connection that owns sessions stays open: those sessions have their own
 //! timeout.
 //!
-//! The task is generic over its `Stream`: a `TcpStream` (RTSP) or TLS
-//! over one (RTSPS, [`super::tls`]); each is compiled on its own, so plain
-//! RTSP pays nothing for TLS. With `[tls] require`, a plain connection's
+//! The task is generic over its `Stream`: a `TcpStream` (RTSP), TLS over
+//! one (RTSPS, [`super::tls`]), or the two halves of an RTSP-over-HTTP
+//! tunnel ([`super::tunnel::Tunnel`]); each is compiled on its own, so
+//! plain RTSP pays nothing for the others. With `[tls] require`, a plain connection's
 //! requests other than OPTIONS get 403.
 
 use std::io;
