@@ -104,38 +104,67 @@ pub(super) async fn guard(
     };
     match authorize(&state, &Asked::of(&req), What::Permission(p)) {
         Ok(_) => next.run(req).await,
-        Err(refusal) => refusal,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
 /// Whether the request may read `path` (`/sdp/{path}`), by the path's
 /// `[[paths]]` rule as for a DESCRIBE.
-pub(super) fn path_read(state: &State, asked: &Asked<'_>, path: &str) -> Result<(), Response> {
+pub(super) fn path_read(state: &State, asked: &Asked<'_>, path: &str) -> Result<(), Refusal> {
     authorize(state, asked, What::Read(path)).map(drop)
 }
 
 /// The principal (if any was needed) or the refusal.
-fn authorize(state: &State, asked: &Asked<'_>, what: What<'_>) -> Result<Option<String>, Response> {
+/// Why a request may not go on, as its answer.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// 401 with these `WWW-Authenticate` values.
+    Challenge(Vec<String>),
+    /// 400: an `Authorization` header that cannot be read.
+    BadRequest,
+    /// 403.
+    Forbidden,
+    /// 500: a request without its peer address (a bug).
+    Internal,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Challenge(values) => {
+                let mut r = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
+                let headers = r.headers_mut();
+                for v in values {
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        headers.append(header::WWW_AUTHENTICATE, v);
+                    }
+                }
+                r
+            }
+            Self::BadRequest => {
+                (StatusCode::BAD_REQUEST, "malformed Authorization header\n").into_response()
+            }
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden\n").into_response(),
+            Self::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+            }
+        }
+    }
+}
+
+fn authorize(state: &State, asked: &Asked<'_>, what: What<'_>) -> Result<Option<String>, Refusal> {
     let shared = &state.shared;
     let config = shared.config();
     let Some(Peer(peer)) = asked.peer else {
         // The accept loop sets it on every request.
         warn!("HTTP request without its peer address");
-        return Err(status(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error\n",
-        ));
+        return Err(Refusal::Internal);
     };
     let authorization = match asked.headers.get(header::AUTHORIZATION) {
         None => None,
         Some(v) => match v.to_str() {
             Ok(v) => Some(v),
-            Err(_) => {
-                return Err(status(
-                    StatusCode::BAD_REQUEST,
-                    "malformed Authorization header\n",
-                ))
-            }
+            Err(_) => return Err(Refusal::BadRequest),
         },
     };
     let now = Instant::now();
@@ -159,17 +188,13 @@ fn authorize(state: &State, asked: &Asked<'_>, what: What<'_>) -> Result<Option<
         Verdict::Allow(principal) => Ok(principal),
         Verdict::Forbidden => {
             debug!(%peer, target = %asked.target, "HTTP request forbidden");
-            Err(status(StatusCode::FORBIDDEN, "forbidden\n"))
+            Err(Refusal::Forbidden)
         }
-        Verdict::BadRequest => Err(status(
-            StatusCode::BAD_REQUEST,
-            "malformed Authorization header\n",
-        )),
+        Verdict::BadRequest => Err(Refusal::BadRequest),
         Verdict::Challenge {
             stale,
             bearer_refused,
         } => {
-            let mut r = status(StatusCode::UNAUTHORIZED, "authentication required\n");
             let policy = &config.auth.policy;
             let mut values = guard.challenges(policy, peer.ip(), now, stale);
             let tokens_may = match what {
@@ -179,13 +204,7 @@ fn authorize(state: &State, asked: &Asked<'_>, what: What<'_>) -> Result<Option<
             if tokens_may || bearer_refused {
                 values.push(bearer::challenge(&policy.realm, bearer_refused));
             }
-            let headers = r.headers_mut();
-            for v in values {
-                if let Ok(v) = HeaderValue::from_str(&v) {
-                    headers.append(header::WWW_AUTHENTICATE, v);
-                }
-            }
-            Err(r)
+            Err(Refusal::Challenge(values))
         }
     }
 }
@@ -194,16 +213,8 @@ fn authorize(state: &State, asked: &Asked<'_>, what: What<'_>) -> Result<Option<
 fn names_a_token(config: &Config, who: &Who) -> bool {
     match who {
         Who::Anyone => false,
-        Who::Users(names) => config
-            .auth
-            .tokens
-            .iter()
-            .any(|t| names.iter().any(|n| *n == t.name)),
+        Who::Users(names) => config.auth.tokens.iter().any(|t| names.contains(&t.name)),
     }
-}
-
-fn status(code: StatusCode, body: &'static str) -> Response {
-    (code, body).into_response()
 }
 
 /// Says, at start and at each reload, when the API (kicking sessions,

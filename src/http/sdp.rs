@@ -34,7 +34,7 @@ pub(super) async fn sdp(
     };
     // The path's read rule, as a DESCRIBE of it would be checked.
     if let Err(refusal) = auth::path_read(&state, &Asked::of(&req), &target.path) {
-        return refusal;
+        return refusal.into_response();
     }
     match open_presentation(shared, &target.path).await {
         Ok(source) => (

@@ -5,11 +5,13 @@
 //! - [`udp`]: RTP/RTCP socket pairs and RTP fields.
 //! - [`pcm`]: WAV files, L16 samples, finding decoded audio in its source.
 //! - [`tools`]: real clients (ffmpeg, ffprobe, gst-launch) under deadlines.
+//! - [`digest`]: Digest credentials computed by the tests themselves.
 //! - [`http`]: a raw HTTP/1.1 client and readers of the metrics text.
 //! - [`tls`]: certificates for RTSPS and the flags that serve them.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod digest;
 pub mod http;
 pub mod interleaved;
 pub mod pcm;
