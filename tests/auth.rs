@@ -49,18 +49,7 @@ fn start_logged(cfg: &str, extra: &[&str], log: Option<&str>) -> (Server, tempfi
     std::fs::create_dir(&media).expect("media dir");
     tone(&media.join("clip.wav"), 2);
     tone(&media.join("canary.wav"), 40);
-    let file = dir.path().join("rtspd.toml");
-    std::fs::write(&file, cfg).expect("config");
-    let file = file.display().to_string();
-    let media_s = media.display().to_string();
-    let mut args = vec!["--config", &file];
-    args.extend_from_slice(&common::LOOPBACK_ARGS);
-    args.push(&media_s);
-    args.extend_from_slice(extra);
-    let server = match log {
-        Some(log) => Server::start_args_logged(&args, &media, log),
-        None => Server::start_args(&args, &media),
-    };
+    let server = Server::start_configured(dir.path(), cfg, &media, extra, log);
     (server, dir)
 }
 

@@ -36,18 +36,11 @@ fn start(cfg: &str, log: &str, extra: &[&str]) -> (Server, tempfile::TempDir) {
     std::fs::create_dir_all(media.join("private")).expect("media dirs");
     tone(&media.join("clip.wav"), 1);
     tone(&media.join("private/secret.wav"), 1);
-    let file = dir.path().join("rtspd.toml");
-    std::fs::write(&file, cfg).expect("config");
-    let file = file.display().to_string();
-    let media_s = media.display().to_string();
-    let mut args = vec!["--config", &file];
+    let mut args = extra.to_vec();
     if !extra.contains(&"--http") {
         args.extend(["--http", "127.0.0.1:0"]);
     }
-    args.extend_from_slice(&common::LOOPBACK_ARGS);
-    args.push(&media_s);
-    args.extend_from_slice(extra);
-    let server = Server::start_args_logged(&args, &media, log);
+    let server = Server::start_configured(dir.path(), cfg, &media, &args, Some(log));
     assert!(server.http.is_some(), "no HTTP address printed");
     (server, dir)
 }
@@ -266,20 +259,18 @@ fn each_part_needs_its_permission_and_curl_gets_in_with_digest() {
     );
     assert_eq!(r.status, 401, "uri of another request: {r:?}");
     // Basic in clear is refused (not allowed here); a malformed header 400.
-    let r = request(
-        addr,
-        "GET",
-        "/metrics",
-        &["Authorization: Basic YWxpY2U6c2VjcmV0"],
-    );
-    assert_eq!(r.status, 401, "{r:?}");
-    let r = request(
-        addr,
-        "GET",
-        "/metrics",
-        &["Authorization: Digest username=\"a"],
-    );
-    assert_eq!(r.status, 400, "{r:?}");
+    for (value, want) in [
+        ("Basic YWxpY2U6c2VjcmV0", 401),
+        ("Digest username=\"a", 400),
+    ] {
+        let r = request(
+            addr,
+            "GET",
+            "/metrics",
+            &[&format!("Authorization: {value}")],
+        );
+        assert_eq!(r.status, want, "{value}: {r:?}");
+    }
 
     // The SDP rule's allow_ips: alice from 127.0.0.2 gets 403.
     let other = Ipv4Addr::new(127, 0, 0, 2);
@@ -395,11 +386,14 @@ fn check_config_names_an_unknown_permission_holder() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[http.permissions]\nmetrics = [\"prometheus\"]\n").expect("write");
-    let run = run_tool(
-        env!("CARGO_BIN_EXE_rtspd"),
-        &["check-config", &file.display().to_string()],
-        Duration::from_secs(20),
-    );
+    let check = || {
+        run_tool(
+            env!("CARGO_BIN_EXE_rtspd"),
+            &["check-config", &file.display().to_string()],
+            Duration::from_secs(20),
+        )
+    };
+    let run = check();
     assert_eq!(run.status.code(), Some(2), "{}", run.stderr);
     assert!(
         run.stderr.contains("http.permissions.metrics")
@@ -416,11 +410,7 @@ fn check_config_names_an_unknown_permission_holder() {
         format!("[http.permissions]\nmetrics = [\"prometheus\"]\n\n{entry}"),
     )
     .expect("write");
-    let run = run_tool(
-        env!("CARGO_BIN_EXE_rtspd"),
-        &["check-config", &file.display().to_string()],
-        Duration::from_secs(20),
-    );
+    let run = check();
     assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
 }
 

@@ -700,6 +700,18 @@ fn media_flag_need_not_be_utf8() {
     assert!(e.to_toml().starts_with("# cannot write"));
 }
 
+/// `text` is refused with [`FileError::Invalid`] naming `key` at `loc`.
+fn expect_invalid(text: &str, key: &str, loc: Location, message: &str) {
+    match parse(text) {
+        Err(FileError::Invalid {
+            key: k,
+            at: a,
+            message: m,
+        }) => assert_eq!((k.as_str(), a, m.as_str()), (key, loc, message), "{text}"),
+        other => panic!("{text}: {other:?}"),
+    }
+}
+
 /// `[[users]]` and `[[paths]]` errors name the table, the key and where.
 #[test]
 fn users_and_paths_say_what_is_wrong() {
@@ -737,18 +749,7 @@ fn users_and_paths_say_what_is_wrong() {
         ),
     ];
     for (text, key, loc, message) in &cases {
-        match parse(text) {
-            Err(FileError::Invalid {
-                key: k,
-                at: a,
-                message: m,
-            }) => assert_eq!(
-                (k.as_str(), a, m.as_str()),
-                (*key, *loc, *message),
-                "{text}"
-            ),
-            other => panic!("{text}: {other:?}"),
-        }
+        expect_invalid(text, key, *loc, message);
     }
     match parse("[[users]]\nname = \"a\"\nha1 = \"x\"\n") {
         Err(FileError::UnknownKey { key, hint, .. }) => {
@@ -820,18 +821,7 @@ fn http_permissions_and_tokens_say_what_is_wrong() {
         ),
     ];
     for (text, key, loc, message) in &cases {
-        match parse(text) {
-            Err(FileError::Invalid {
-                key: k,
-                at: a,
-                message: m,
-            }) => assert_eq!(
-                (k.as_str(), a, m.as_str()),
-                (*key, *loc, message.as_str()),
-                "{text}"
-            ),
-            other => panic!("{text}: {other:?}"),
-        }
+        expect_invalid(text, key, *loc, message);
     }
     let e = parse(&format!(
         "[http.permissions]\napi = [\"alice\"]\nmetrics = [\"alice\", \"prom\"]\n{U}{}",

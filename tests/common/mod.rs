@@ -127,6 +127,30 @@ impl Server {
         Self::spawn(&args, media.to_path_buf(), None, Some(&log))
     }
 
+    /// Serves `media` with the config `cfg`, written to `dir/rtspd.toml`
+    /// (where a reload reads it again), on loopback ephemeral ports, with
+    /// `extra` flags and `RUST_LOG=log` (none: `RTSPD_TEST_LOG` or warn).
+    pub fn start_configured(
+        dir: &Path,
+        cfg: &str,
+        media: &Path,
+        extra: &[&str],
+        log: Option<&str>,
+    ) -> Self {
+        let file = dir.join("rtspd.toml");
+        std::fs::write(&file, cfg).expect("config");
+        let file = file.display().to_string();
+        let media_s = media.display().to_string();
+        let mut args = vec!["--config", &file];
+        args.extend_from_slice(&LOOPBACK_ARGS);
+        args.push(&media_s);
+        args.extend_from_slice(extra);
+        match log {
+            Some(log) => Self::start_args_logged(&args, media, log),
+            None => Self::start_args(&args, media),
+        }
+    }
+
     /// [`Server::start_args`] with `RUST_LOG=log`.
     pub fn start_args_logged(args: &[&str], media: &Path, log: &str) -> Self {
         let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
