@@ -186,6 +186,11 @@ fn each_part_needs_its_permission_and_curl_gets_in_with_digest() {
         .filter_map(|p| p["path"].as_str())
         .collect();
     assert!(listed.contains(&"clip.wav"), "{listed:?}");
+    // curl (7.88) answers the SHA-256 challenge; the `uri=` it hashes
+    // is the request-target, query included.
+    let (code, sessions) = curl(&alice, &url("/api/v1/sessions?limit=5"));
+    assert_eq!(code, 200, "{sessions}");
+    assert!(sessions.contains("\"limit\":5"), "{sessions}");
     let (code, page) = curl(&alice, &url("/"));
     assert_eq!(code, 200);
     assert!(page.contains("clip.wav"), "{page}");

@@ -11,6 +11,10 @@
 //! - [`bearer`]: the HTTP side's bearer tokens (RFC 6750), kept as hashes.
 //! - [`permission`]: the HTTP side's permissions (`api`, `metrics`, `status`).
 //!
+//! The same checks serve the HTTP side (RFC 7616 is HTTP's own; there
+//! the `uri` is the request-target, RFC 7616 §3.4), which adds bearer
+//! tokens (RFC 6750) and its permissions.
+//!
 //! [`Authenticator::authenticate`] takes the request's method, URI,
 //! `Authorization` value, client IP, whether the connection is TLS, and
 //! `now`, and returns the user or why not. The server decides from the
