@@ -349,3 +349,97 @@ fn is_record_setup(req: &Request) -> bool {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::auth::digest::{ha1, to_hex};
+    use crate::proto::auth::{Algorithm, User};
+
+    /// alice (password "secret") holds `api`; the token "tok" (named
+    /// "prom") holds `metrics`; `status` is anyone's. Basic is allowed in
+    /// clear so that a user can log in without a nonce round trip.
+    fn config() -> AuthConfig {
+        let mut policy = Policy {
+            allow_basic_without_tls: true,
+            ..Policy::default()
+        };
+        policy.users.insert(
+            "alice".into(),
+            User {
+                name: "alice".into(),
+                ha1_md5: Some(ha1(Algorithm::Md5, "alice", "rtspd", "secret")),
+                ha1_sha256: None,
+            },
+        );
+        AuthConfig {
+            policy,
+            grants: Grants {
+                api: Who::from_list(&["alice".into()]),
+                metrics: Who::from_list(&["prom".into()]),
+                status: Who::Anyone,
+            },
+            tokens: vec![Token::from_hex("prom", &to_hex(&bearer::hash("tok"))).unwrap()],
+            ..AuthConfig::default()
+        }
+    }
+
+    #[test]
+    fn grants_for_users_and_tokens_and_the_shared_block() {
+        let config = config();
+        let now = Instant::now();
+        let guard = Guard::new(&config, now).unwrap();
+        let refusals = Refusals::new(&crate::server::Config::default());
+        let ask = |p, authorization, ip: [u8; 4]| {
+            let auth = AuthRequest {
+                method: "GET",
+                uri: "/x",
+                authorization,
+                ip: IpAddr::from(ip),
+                is_tls: false,
+                now,
+            };
+            guard.check_grant(&config, &refusals, p, &auth)
+        };
+        let lo = [127, 0, 0, 1];
+        // "alice:secret", "alice:guess".
+        let (good, bad) = (
+            Some("Basic YWxpY2U6c2VjcmV0"),
+            Some("Basic YWxpY2U6Z3Vlc3M="),
+        );
+        use Permission::{Api, Metrics, Status};
+        assert_eq!(ask(Status, None, lo), Verdict::Allow(None));
+        assert_eq!(ask(Api, None, lo), Verdict::challenge());
+        assert_eq!(ask(Api, good, lo), Verdict::Allow(Some("alice".into())));
+        assert_eq!(ask(Metrics, good, lo), Verdict::Forbidden);
+        assert_eq!(
+            ask(Metrics, Some("Bearer tok"), lo),
+            Verdict::Allow(Some("prom".into()))
+        );
+        assert_eq!(ask(Api, Some("Bearer tok"), lo), Verdict::Forbidden);
+        assert_eq!(
+            ask(Metrics, Some("Bearer tox"), lo),
+            Verdict::Challenge {
+                stale: false,
+                bearer_refused: true
+            }
+        );
+        assert_eq!(ask(Metrics, Some("Bearer a b"), lo), Verdict::BadRequest);
+        // Two failures so far; eight more wrong passwords block the
+        // address, for the right password and the right token too.
+        for _ in 0..8 {
+            assert_eq!(ask(Api, bad, lo), Verdict::challenge());
+        }
+        assert_eq!(ask(Api, good, lo), Verdict::Forbidden);
+        assert_eq!(ask(Metrics, Some("Bearer tok"), lo), Verdict::Forbidden);
+        assert_eq!(
+            ask(Status, None, lo),
+            Verdict::Allow(None),
+            "open stays open"
+        );
+        assert_eq!(
+            ask(Api, good, [127, 0, 0, 2]),
+            Verdict::Allow(Some("alice".into()))
+        );
+    }
+}
