@@ -398,4 +398,21 @@ mod tests {
         assert!(user_entry("a:b", "rtspd", "x").is_err());
         assert!(user_entry("anyone", "rtspd", "x").is_err());
     }
+
+    #[test]
+    fn token_entry_parses_back_with_the_tokens_hash() {
+        let (token, text) = token_entry("prom").unwrap();
+        assert!(!text.contains(&token), "{text}");
+        let parsed =
+            super::super::file::parse(&format!("[http.permissions]\nmetrics = [\"prom\"]\n{text}"))
+                .unwrap();
+        let tokens = &parsed.settings.http.tokens;
+        assert_eq!(tokens[0].name, "prom");
+        let config = auth_config(&parsed.settings);
+        assert_eq!(bearer::find(&config.tokens, &token), Some("prom"));
+        assert!(config.grants.metrics.admits("prom"));
+        assert!(token_entry("a:b").is_err());
+        assert!(token_entry("anyone").is_err());
+        assert!(token_entry("").is_err());
+    }
 }
