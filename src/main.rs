@@ -47,6 +47,18 @@ enum Command {
     /// (without echo on a terminal, else one line from stdin) and prints
     /// its HA1 hashes for the realm. No password is stored.
     Passwd(PasswdArgs),
+    /// Mint a bearer token for the HTTP side (RFC 6750): prints the token
+    /// once on stderr, and its [[http.tokens]] entry (only its SHA-256) on
+    /// stdout, so `rtspd token prom >> rtspd.toml` keeps the token out of
+    /// the file. List NAME in [http.permissions] to let its holder in.
+    Token(TokenArgs),
+}
+
+/// `rtspd token NAME`.
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// The token's name, as [http.permissions] lists it.
+    name: String,
 }
 
 /// `rtspd passwd NAME [--realm R]`.
@@ -174,6 +186,18 @@ fn passwd(a: &PasswdArgs) -> anyhow::Result<()> {
         "{}",
         config::auth::user_entry(&a.name, &a.realm, &password).map_err(anyhow::Error::msg)?
     );
+    Ok(())
+}
+
+/// `rtspd token`: 32 bytes from the OS CSPRNG, base64url.
+fn token(a: &TokenArgs) -> anyhow::Result<()> {
+    let (token, entry) = config::auth::token_entry(&a.name).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "token for {:?} (shown once; send it as `Authorization: Bearer TOKEN`):",
+        a.name
+    );
+    eprintln!("{token}");
+    print!("{entry}");
     Ok(())
 }
 
@@ -336,6 +360,7 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Passwd(a)) => return passwd(a),
+        Some(Command::Token(a)) => return token(a),
         None => &cli.serve,
     };
     // Nothing starts on a bad configuration.

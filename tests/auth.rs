@@ -10,40 +10,12 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use md5::Md5;
-use sha2::{Digest, Sha256};
-
+use common::digest::{hex_md5, hex_sha256, param, params, user, REALM};
 use common::tools::{ffmpeg_attempt, ffmpeg_background, ffmpeg_s16be, require, run_tool};
 use common::{
     gst_l16_args, gst_shutdown_race_only, int_spec, l16_samples, wav_l16, write_wav, Rtsp, Server,
     UdpPair,
 };
-
-const REALM: &str = "rtspd";
-
-fn hex_md5(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn hex_sha256(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A `[[users]]` table, the hashes computed here independently of rtspd.
-fn user(name: &str, password: &str) -> String {
-    let a1 = format!("{name}:{REALM}:{password}");
-    format!(
-        "[[users]]\nname = \"{name}\"\nha1_md5 = \"{}\"\nha1_sha256 = \"{}\"\n\n",
-        hex_md5(&a1),
-        hex_sha256(&a1)
-    )
-}
 
 /// alice/secret, bob/pw, carol/pw3, and `rules`.
 fn config(rules: &str, extra: &str) -> String {
@@ -77,39 +49,8 @@ fn start_logged(cfg: &str, extra: &[&str], log: Option<&str>) -> (Server, tempfi
     std::fs::create_dir(&media).expect("media dir");
     tone(&media.join("clip.wav"), 2);
     tone(&media.join("canary.wav"), 40);
-    let file = dir.path().join("rtspd.toml");
-    std::fs::write(&file, cfg).expect("config");
-    let file = file.display().to_string();
-    let media_s = media.display().to_string();
-    let mut args = vec!["--config", &file];
-    args.extend_from_slice(&common::LOOPBACK_ARGS);
-    args.push(&media_s);
-    args.extend_from_slice(extra);
-    let server = match log {
-        Some(log) => Server::start_args_logged(&args, &media, log),
-        None => Server::start_args(&args, &media),
-    };
+    let server = Server::start_configured(dir.path(), cfg, &media, extra, log);
     (server, dir)
-}
-
-/// One `WWW-Authenticate` challenge's parameters.
-fn params(challenge: &str) -> Vec<(String, String)> {
-    let body = challenge
-        .strip_prefix("Digest ")
-        .expect("a Digest challenge");
-    let mut out = Vec::new();
-    for part in body.split(", ") {
-        let (k, v) = part.split_once('=').expect("k=v");
-        out.push((k.to_owned(), v.trim_matches('"').to_owned()));
-    }
-    out
-}
-
-fn param(p: &[(String, String)], name: &str) -> String {
-    p.iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default()
 }
 
 /// A Digest client: the challenge it was given and its nonce count.

@@ -120,10 +120,9 @@ fn a_tunnel_carries_digest_auth() {
     let media = dir.path().join("media");
     std::fs::create_dir(&media).expect("media");
     fill(&media);
-    let md5 = md5_hex("alice:rtspd:secret");
     let cfg = format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n\n[[users]]\nname = \"alice\"\nha1_md5 = \"{md5}\"\n\n\
-         [[paths]]\nmatch = \"/**\"\nread = [\"alice\"]\n"
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n{}[[paths]]\nmatch = \"/**\"\nread = [\"alice\"]\n",
+        common::digest::user("alice", "secret")
     );
     let file = dir.path().join("rtspd.toml");
     std::fs::write(&file, cfg).expect("config");
@@ -153,15 +152,6 @@ fn a_tunnel_carries_digest_auth() {
         assert!(run.stderr.contains("401"), "{}", run.stderr);
     }
     assert!(server.panics().is_empty());
-}
-
-/// MD5 hex of `s`, computed here apart from rtspd.
-fn md5_hex(s: &str) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------

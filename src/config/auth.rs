@@ -1,8 +1,12 @@
-//! `[auth]`, `[[users]]` and `[[paths]]`: who may do what. The keys are
-//! read by serde like the other sections; [`check`] then checks what
-//! serde cannot (hash lengths, user names a rule refers to, CIDR syntax),
-//! with the same kind of errors, and [`auth_config`] turns the keys into
-//! the server's [`AuthConfig`].
+//! `[auth]`, `[[users]]`, `[[paths]]`, and the HTTP side's
+//! `[http.permissions]` and `[[http.tokens]]`: who may do what. The keys
+//! are read by serde like the other sections; [`check`] then checks what
+//! serde cannot (hash lengths, user and token names a rule or permission
+//! refers to, CIDR syntax), with the same kind of errors, and
+//! [`auth_config`] turns the keys into the server's [`AuthConfig`].
+//!
+//! A bearer token (RFC 6750) is kept as its SHA-256 only; `rtspd token
+//! NAME` mints one ([`token_entry`]).
 //!
 //! A user's secrets are the RFC 7616 §3.4.2 HA1 hashes for the realm:
 //! `MD5(name:realm:password)` and `SHA-256(name:realm:password)`, so no
@@ -15,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::value::Int;
 use super::Settings;
+use crate::proto::auth::bearer::{self, Token};
+use crate::proto::auth::permission::{Grants, Permission};
 use crate::proto::auth::rules::{Cidr, PathRule, Who};
 use crate::proto::auth::{Policy, User};
 use crate::server::AuthConfig;
@@ -75,24 +81,106 @@ fn anyone() -> Vec<String> {
     vec!["anyone".into()]
 }
 
-/// What is wrong with one key of a `[[users]]` or `[[paths]]` table:
-/// (section, index, key, message).
-pub type Problem = (&'static str, usize, &'static str, String);
+/// `[http.permissions]`: who may use each part of the HTTP side. Each
+/// lists `[[users]]` names, `[[http.tokens]]` names, or `"anyone"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpPermissions {
+    /// `/api/v1/*`: paths, sessions, kicking a session, reload.
+    pub api: Vec<String>,
+    /// `/metrics`.
+    pub metrics: Vec<String>,
+    /// `/`, the status page.
+    pub status: Vec<String>,
+}
 
-/// Checks the users and rules beyond their types.
+impl Default for HttpPermissions {
+    fn default() -> Self {
+        Self {
+            api: anyone(),
+            metrics: anyone(),
+            status: anyone(),
+        }
+    }
+}
+
+impl HttpPermissions {
+    /// Each permission's key and list.
+    pub fn lists(&self) -> [(&'static str, &Vec<String>); 3] {
+        [
+            (Permission::Api.key(), &self.api),
+            (Permission::Metrics.key(), &self.metrics),
+            (Permission::Status.key(), &self.status),
+        ]
+    }
+}
+
+/// One `[[http.tokens]]` table, as `rtspd token NAME` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenTable {
+    pub name: String,
+    /// SHA-256 of the token, 64 hex digits.
+    pub sha256: String,
+}
+
+/// One step of a key's path in the file: a key, or an index into an
+/// array of tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Key(&'static str),
+    Index(usize),
+}
+
+/// What is wrong with one key: where it is (`users`, 0, `name`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: Vec<Step>,
+    pub message: String,
+}
+
+impl Problem {
+    fn at(path: &[Step], message: String) -> Self {
+        Self {
+            path: path.to_vec(),
+            message,
+        }
+    }
+
+    /// The key as written in messages: `users[0].name`,
+    /// `http.permissions.api`.
+    pub fn key(&self) -> String {
+        let mut out = String::new();
+        for step in &self.path {
+            match step {
+                Step::Key(k) if out.is_empty() => out.push_str(k),
+                Step::Key(k) => {
+                    out.push('.');
+                    out.push_str(k);
+                }
+                Step::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
+}
+
+/// A user or token name: 1 to 64 characters, not `anyone`, nothing that
+/// breaks a Digest header.
+fn bad_name(name: &str) -> bool {
+    name.is_empty()
+        || name == "anyone"
+        || name.len() > 64
+        || name.chars().any(|c| c == ':' || c == '"' || c.is_control())
+}
+
+/// Checks the users, rules, tokens and permissions beyond their types.
 pub fn check(s: &Settings) -> Result<(), Problem> {
+    use Step::{Index, Key};
     for (i, u) in s.users.iter().enumerate() {
-        let bad_name = u.name.is_empty()
-            || u.name == "anyone"
-            || u.name.len() > 64
-            || u.name
-                .chars()
-                .any(|c| c == ':' || c == '"' || c.is_control());
-        if bad_name {
-            return Err((
-                "users",
-                i,
-                "name",
+        if bad_name(&u.name) {
+            return Err(Problem::at(
+                &[Key("users"), Index(i), Key("name")],
                 format!(
                     "{:?}: 1 to 64 characters, not \"anyone\", without ':' or '\"'",
                     u.name
@@ -100,10 +188,8 @@ pub fn check(s: &Settings) -> Result<(), Problem> {
             ));
         }
         if let Some(j) = s.users[..i].iter().position(|o| o.name == u.name) {
-            return Err((
-                "users",
-                i,
-                "name",
+            return Err(Problem::at(
+                &[Key("users"), Index(i), Key("name")],
                 format!("{:?} is already users[{j}]", u.name),
             ));
         }
@@ -113,30 +199,24 @@ pub fn check(s: &Settings) -> Result<(), Problem> {
         ] {
             if let Some(h) = hash {
                 if h.len() != len || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    return Err((
-                        "users",
-                        i,
-                        key,
+                    return Err(Problem::at(
+                        &[Key("users"), Index(i), Key(key)],
                         format!("expected {len} hex digits (`rtspd passwd` prints it)"),
                     ));
                 }
             }
         }
         if u.ha1_md5.is_none() && u.ha1_sha256.is_none() {
-            return Err((
-                "users",
-                i,
-                "name",
+            return Err(Problem::at(
+                &[Key("users"), Index(i), Key("name")],
                 format!("{:?} has neither ha1_md5 nor ha1_sha256", u.name),
             ));
         }
     }
     for (i, p) in s.paths.iter().enumerate() {
         if p.pattern.trim_matches('/').is_empty() && p.pattern != "/**" && p.pattern != "/" {
-            return Err((
-                "paths",
-                i,
-                "match",
+            return Err(Problem::at(
+                &[Key("paths"), Index(i), Key("match")],
                 "expected a path or glob such as /live/* or /private/**".into(),
             ));
         }
@@ -145,18 +225,70 @@ pub fn check(s: &Settings) -> Result<(), Problem> {
                 .iter()
                 .find(|n| *n != "anyone" && !s.users.iter().any(|u| u.name == **n))
             {
-                return Err((
-                    "paths",
-                    i,
-                    key,
+                return Err(Problem::at(
+                    &[Key("paths"), Index(i), Key(key)],
                     format!("{n:?} is not a [[users]] name (or \"anyone\")"),
                 ));
             }
         }
         for (key, nets) in [("allow_ips", &p.allow_ips), ("deny_ips", &p.deny_ips)] {
             for n in nets {
-                n.parse::<Cidr>().map_err(|e| ("paths", i, key, e))?;
+                n.parse::<Cidr>()
+                    .map_err(|e| Problem::at(&[Key("paths"), Index(i), Key(key)], e))?;
             }
+        }
+    }
+    check_http(s)
+}
+
+/// `[[http.tokens]]` and `[http.permissions]`.
+fn check_http(s: &Settings) -> Result<(), Problem> {
+    use Step::{Index, Key};
+    let tokens = &s.http.tokens;
+    for (i, t) in tokens.iter().enumerate() {
+        let at = |key| [Key("http"), Key("tokens"), Index(i), Key(key)];
+        if bad_name(&t.name) {
+            return Err(Problem::at(
+                &at("name"),
+                format!(
+                    "{:?}: 1 to 64 characters, not \"anyone\", without ':' or '\"'",
+                    t.name
+                ),
+            ));
+        }
+        if let Some(j) = tokens[..i].iter().position(|o| o.name == t.name) {
+            return Err(Problem::at(
+                &at("name"),
+                format!("{:?} is already http.tokens[{j}]", t.name),
+            ));
+        }
+        if let Some(j) = s.users.iter().position(|u| u.name == t.name) {
+            return Err(Problem::at(
+                &at("name"),
+                format!(
+                    "{:?} is the name of users[{j}]: a token needs a name of its own",
+                    t.name
+                ),
+            ));
+        }
+        if Token::from_hex(&t.name, &t.sha256).is_none() {
+            return Err(Problem::at(
+                &at("sha256"),
+                "expected 64 hex digits, the token's SHA-256 (`rtspd token NAME` prints it)".into(),
+            ));
+        }
+    }
+    for (key, names) in s.http.permissions.lists() {
+        let known = |n: &String| {
+            n == "anyone"
+                || s.users.iter().any(|u| u.name == *n)
+                || tokens.iter().any(|t| t.name == *n)
+        };
+        if let Some(n) = names.iter().find(|n| !known(n)) {
+            return Err(Problem::at(
+                &[Key("http"), Key("permissions"), Key(key)],
+                format!("{n:?} is not a [[users]] or [[http.tokens]] name (or \"anyone\")"),
+            ));
         }
     }
     Ok(())
@@ -175,7 +307,7 @@ pub fn user_entry(name: &str, realm: &str, password: &str) -> Result<String, Str
         }],
         ..Settings::default()
     };
-    check(&probe).map_err(|(_, _, _, m)| m)?;
+    check(&probe).map_err(|p| p.message)?;
     let name_toml = toml::Value::String(name.into()).to_string();
     Ok(format!(
         "# realm {realm:?}: another realm needs new hashes\n[[users]]\nname = {name_toml}\nha1_md5 = \"{}\"\nha1_sha256 = \"{}\"\n",
@@ -219,7 +351,37 @@ pub fn auth_config(s: &Settings) -> AuthConfig {
         nonce_lifetime: Duration::from_secs(s.auth.nonce_lifetime_secs.get()),
         max_failures: s.limits.max_auth_failures.get() as u32,
         max_unknown_sessions: s.limits.max_unknown_sessions.get() as u32,
+        grants: Grants {
+            api: Who::from_list(&s.http.permissions.api),
+            metrics: Who::from_list(&s.http.permissions.metrics),
+            status: Who::from_list(&s.http.permissions.status),
+        },
+        tokens: s
+            .http
+            .tokens
+            .iter()
+            .filter_map(|t| Token::from_hex(&t.name, &t.sha256))
+            .collect(),
     }
+}
+
+/// A fresh bearer token for `name` and its `[[http.tokens]]` table, as
+/// `rtspd token` prints them: (token, table). The token is shown once;
+/// the table holds only its SHA-256.
+pub fn token_entry(name: &str) -> Result<(String, String), String> {
+    if bad_name(name) {
+        return Err(format!(
+            "{name:?}: 1 to 64 characters, not \"anyone\", without ':' or '\"'"
+        ));
+    }
+    let (token, sha256) = bearer::mint().map_err(|e| format!("OS random source: {e}"))?;
+    let name_toml = toml::Value::String(name.into()).to_string();
+    Ok((
+        token,
+        format!(
+            "# list {name_toml} in [http.permissions] to let its holder in\n[[http.tokens]]\nname = {name_toml}\nsha256 = \"{sha256}\"\n"
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -235,5 +397,22 @@ mod tests {
         assert_eq!(parsed.settings.users[0].name, "alice");
         assert!(user_entry("a:b", "rtspd", "x").is_err());
         assert!(user_entry("anyone", "rtspd", "x").is_err());
+    }
+
+    #[test]
+    fn token_entry_parses_back_with_the_tokens_hash() {
+        let (token, text) = token_entry("prom").unwrap();
+        assert!(!text.contains(&token), "{text}");
+        let parsed =
+            super::super::file::parse(&format!("[http.permissions]\nmetrics = [\"prom\"]\n{text}"))
+                .unwrap();
+        let tokens = &parsed.settings.http.tokens;
+        assert_eq!(tokens[0].name, "prom");
+        let config = auth_config(&parsed.settings);
+        assert_eq!(bearer::find(&config.tokens, &token), Some("prom"));
+        assert!(config.grants.metrics.admits("prom"));
+        assert!(token_entry("a:b").is_err());
+        assert!(token_entry("anyone").is_err());
+        assert!(token_entry("").is_err());
     }
 }

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::auth::{AuthSettings, PathTable, UserTable};
+use super::auth::{AuthSettings, HttpPermissions, PathTable, Step, TokenTable, UserTable};
 use super::{
     HttpSettings, LimitSettings, LiveTable, LogSettings, ServerSettings, Settings, TlsSettings,
 };
@@ -117,25 +117,31 @@ pub fn parse(text: &str) -> Result<Parsed, FileError> {
     // Parsed again for the spans serde consumed: a cheap second pass.
     let doc = DeTable::parse(text).map_err(|e| syntax(text, &e))?;
     let live = live_specs(text, doc.get_ref(), &settings.live)?;
-    super::auth::check(&settings).map_err(|(section, i, key, message)| {
-        let at = doc
-            .get_ref()
-            .get(section)
-            .and_then(|v| v.get_ref().as_array())
-            .and_then(|a| a.get(i))
-            .map(|item| {
-                item.get_ref()
-                    .as_table()
-                    .and_then(|t| t.get(key))
-                    .map_or(item.span().start, |v| v.span().start)
-            });
-        FileError::Invalid {
-            key: format!("{section}[{i}].{key}"),
-            at: Location::of(text, at.unwrap_or(0)),
-            message,
-        }
+    super::auth::check(&settings).map_err(|problem| FileError::Invalid {
+        key: problem.key(),
+        at: Location::of(text, locate(doc.get_ref(), &problem.path)),
+        message: problem.message,
     })?;
     Ok(Parsed { settings, live })
+}
+
+/// Where the value at `path` starts, or the deepest table on the way
+/// to it (a missing key is reported at its table).
+fn locate(doc: &DeTable<'_>, path: &[Step]) -> usize {
+    let mut at = 0;
+    let mut here: Option<&Spanned<DeValue<'_>>> = None;
+    for step in path {
+        let next = match (step, here.map(Spanned::get_ref)) {
+            (Step::Key(k), None) => doc.get(*k),
+            (Step::Key(k), Some(DeValue::Table(t))) => t.get(*k),
+            (Step::Index(i), Some(DeValue::Array(a))) => a.get(*i),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        at = next.span().start;
+        here = Some(next);
+    }
+    at
 }
 
 /// The shape of a top-level key: a table of keys, or an array of them.
@@ -145,7 +151,8 @@ pub enum Section {
     Tables(&'static [&'static str]),
 }
 
-/// The keys of each section of [`Settings`]. A new section is one arm.
+/// The keys of each section of [`Settings`], and of the tables nested in
+/// one (`http.permissions`). A new section is one arm.
 pub fn section(name: &str) -> Option<Section> {
     Some(match name {
         "server" => Section::Table(fields::<ServerSettings>()),
@@ -157,6 +164,9 @@ pub fn section(name: &str) -> Option<Section> {
         "auth" => Section::Table(fields::<AuthSettings>()),
         "users" => Section::Tables(fields::<UserTable>()),
         "paths" => Section::Tables(fields::<PathTable>()),
+        // Nested in [http].
+        "http.permissions" => Section::Table(fields::<HttpPermissions>()),
+        "http.tokens" => Section::Tables(fields::<TokenTable>()),
         _ => return None,
     })
 }
@@ -204,42 +214,51 @@ fn check_keys(text: &str, doc: &DeTable<'_>) -> Result<(), FileError> {
         let Some(shape) = section(name) else {
             return Err(unknown(text, key, name, top, None));
         };
-        let got = || source_text(text, value.span());
-        match (shape, value.get_ref()) {
-            (Section::Table(keys), DeValue::Table(t)) => check_table(text, t, name, keys)?,
-            (Section::Tables(keys), DeValue::Array(a)) => {
-                for (i, item) in a.iter().enumerate() {
-                    let path = format!("{name}[{i}]");
-                    let DeValue::Table(t) = item.get_ref() else {
-                        return Err(FileError::Value {
-                            key: path,
-                            at: Location::of(text, item.span().start),
-                            expected: "a table".into(),
-                            got: source_text(text, item.span()),
-                        });
-                    };
-                    check_table(text, t, &path, keys)?;
-                }
-            }
-            (Section::Table(_), _) => {
-                return Err(FileError::Value {
-                    key: name.into(),
-                    at: Location::of(text, value.span().start),
-                    expected: format!("a table ([{name}])"),
-                    got: got(),
-                })
-            }
-            (Section::Tables(_), _) => {
-                return Err(FileError::Value {
-                    key: name.into(),
-                    at: Location::of(text, key.span().start),
-                    expected: format!("[[{name}]] tables (one per entry)"),
-                    got: format!("{} {}", a_or_an(value.get_ref().type_str()), got()),
-                })
-            }
-        }
+        check_section(text, name, shape, key, value)?;
     }
     Ok(())
+}
+
+/// The keys of section `name` (`http`, or a nested one such as
+/// `http.permissions`), of the shape it must have.
+fn check_section(
+    text: &str,
+    name: &str,
+    shape: Section,
+    key: &Spanned<std::borrow::Cow<'_, str>>,
+    value: &Spanned<DeValue<'_>>,
+) -> Result<(), FileError> {
+    let got = || source_text(text, value.span());
+    match (shape, value.get_ref()) {
+        (Section::Table(keys), DeValue::Table(t)) => check_table(text, t, name, keys),
+        (Section::Tables(keys), DeValue::Array(a)) => {
+            for (i, item) in a.iter().enumerate() {
+                let path = format!("{name}[{i}]");
+                let DeValue::Table(t) = item.get_ref() else {
+                    return Err(FileError::Value {
+                        key: path,
+                        at: Location::of(text, item.span().start),
+                        expected: "a table".into(),
+                        got: source_text(text, item.span()),
+                    });
+                };
+                check_table(text, t, &path, keys)?;
+            }
+            Ok(())
+        }
+        (Section::Table(_), _) => Err(FileError::Value {
+            key: name.into(),
+            at: Location::of(text, value.span().start),
+            expected: format!("a table ([{name}])"),
+            got: got(),
+        }),
+        (Section::Tables(_), _) => Err(FileError::Value {
+            key: name.into(),
+            at: Location::of(text, key.span().start),
+            expected: format!("[[{name}]] tables (one per entry)"),
+            got: format!("{} {}", a_or_an(value.get_ref().type_str()), got()),
+        }),
+    }
 }
 
 fn a_or_an(kind: &str) -> String {
@@ -256,10 +275,14 @@ fn check_table(
     path: &str,
     keys: &'static [&'static str],
 ) -> Result<(), FileError> {
-    for (key, _) in table.iter() {
+    for (key, value) in table.iter() {
         let name = key.get_ref().as_ref();
         if !keys.contains(&name) {
             return Err(unknown(text, key, name, keys, Some(path)));
+        }
+        let nested = format!("{path}.{name}");
+        if let Some(shape) = section(&nested) {
+            check_section(text, &nested, shape, key, value)?;
         }
     }
     Ok(())

@@ -171,8 +171,8 @@ impl Default for LimitSettings {
 
 /// `[http]`: the HTTP side (metrics, API, status page) and its limits,
 /// bounded like the RTSP side's (flags `--http`, `--http-max-connections`,
-/// ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// ...), and who may use it (`[http.permissions]`, `[[http.tokens]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     #[serde(with = "as_str")]
@@ -188,6 +188,11 @@ pub struct HttpSettings {
     pub read_timeout: Int<0, ANY>,
     /// Seconds a response may wait for the client to read.
     pub write_timeout: Int<0, ANY>,
+    /// Who may use the API, the metrics and the status page.
+    pub permissions: auth::HttpPermissions,
+    /// Bearer tokens, by name, as SHA-256 hashes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<auth::TokenTable>,
 }
 
 impl Default for HttpSettings {
@@ -200,6 +205,8 @@ impl Default for HttpSettings {
             max_body_bytes: Int::of(64 * 1024),
             read_timeout: Int::of(10),
             write_timeout: Int::of(10),
+            permissions: auth::HttpPermissions::default(),
+            tokens: Vec::new(),
         }
     }
 }
@@ -379,7 +386,7 @@ fn merge(parsed: file::Parsed, cli: &CliOverrides) -> Result<Effective, ConfigEr
     settings.live = live.iter().map(LiveTable::from).collect();
     Ok(Effective {
         server: settings.server_config(live),
-        http: settings.http,
+        http: settings.http.clone(),
         log: settings.log,
         settings,
     })

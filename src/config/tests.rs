@@ -87,7 +87,21 @@ fn unknown_keys_name_the_line_and_the_nearest_key() {
                 "max_body_bytes",
                 "read_timeout",
                 "write_timeout",
+                "permissions",
+                "tokens",
             ]),
+        ),
+        (
+            "[http.permissions]\napi = []\nmetrix = []\n",
+            "http.permissions.metrix",
+            at(3, 1),
+            Hint::Nearest("metrics".into()),
+        ),
+        (
+            "[[http.tokens]]\nname = \"a\"\nsha = \"00\"\n",
+            "http.tokens[0].sha",
+            at(3, 1),
+            Hint::OneOf(vec!["name", "sha256"]),
         ),
     ];
     for (text, key, loc, hint) in cases {
@@ -551,6 +565,10 @@ fn every_flag_has_a_key() {
         let (g, d) = (&got[section], &defaults[section]);
         let keys = g.as_table().map(|t| t.keys().cloned().collect::<Vec<_>>());
         for key in keys.unwrap_or_default() {
+            // Who may use the HTTP side has keys only, as [[users]] has.
+            if section == "http" && key == "permissions" {
+                continue;
+            }
             assert_ne!(g.get(&key), d.get(&key), "{section}.{key}: no flag set it");
         }
     }
@@ -654,8 +672,11 @@ fn the_example_names_every_key_with_its_default() {
     assert_eq!(e.server.auth.policy.users.len(), settings.users.len());
     assert_eq!(e.server.auth.rules.len(), settings.paths.len());
     assert!(!settings.users.is_empty() && !settings.paths.is_empty());
+    assert_eq!(e.server.auth.tokens.len(), settings.http.tokens.len());
+    assert!(!settings.http.tokens.is_empty());
     settings.users.clear();
     settings.paths.clear();
+    settings.http.tokens.clear();
     assert_eq!(
         toml::to_string(&settings).expect("serialize"),
         toml::to_string(&Settings::default()).expect("serialize")
@@ -679,6 +700,18 @@ fn media_flag_need_not_be_utf8() {
     let e = from_cli(&cli).expect("a non-UTF-8 media folder");
     assert_eq!(e.server.media, path);
     assert!(e.to_toml().starts_with("# cannot write"));
+}
+
+/// `text` is refused with [`FileError::Invalid`] naming `key` at `loc`.
+fn expect_invalid(text: &str, key: &str, loc: Location, message: &str) {
+    match parse(text) {
+        Err(FileError::Invalid {
+            key: k,
+            at: a,
+            message: m,
+        }) => assert_eq!((k.as_str(), a, m.as_str()), (key, loc, message), "{text}"),
+        other => panic!("{text}: {other:?}"),
+    }
 }
 
 /// `[[users]]` and `[[paths]]` errors name the table, the key and where.
@@ -718,18 +751,7 @@ fn users_and_paths_say_what_is_wrong() {
         ),
     ];
     for (text, key, loc, message) in &cases {
-        match parse(text) {
-            Err(FileError::Invalid {
-                key: k,
-                at: a,
-                message: m,
-            }) => assert_eq!(
-                (k.as_str(), a, m.as_str()),
-                (*key, *loc, *message),
-                "{text}"
-            ),
-            other => panic!("{text}: {other:?}"),
-        }
+        expect_invalid(text, key, *loc, message);
     }
     match parse("[[users]]\nname = \"a\"\nha1 = \"x\"\n") {
         Err(FileError::UnknownKey { key, hint, .. }) => {
@@ -757,4 +779,65 @@ fn users_and_paths_say_what_is_wrong() {
     assert_eq!(a.rules.len(), 1);
     assert_eq!(a.rules[0].allow_ips.len(), 1);
     assert_eq!(a.max_failures, 10);
+}
+
+/// `[http.permissions]` and `[[http.tokens]]` errors name the key and
+/// where; a good file reaches the server's config.
+#[test]
+fn http_permissions_and_tokens_say_what_is_wrong() {
+    const U: &str = "[[users]]\nname = \"alice\"\nha1_md5 = \"4810f2ccb0902ce17b7daca2a401bd0c\"\n";
+    const H: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    let token = |name: &str, hash: &str| {
+        format!("[[http.tokens]]\nname = \"{name}\"\nsha256 = \"{hash}\"\n")
+    };
+    let cases: Vec<(String, &str, Location, String)> = vec![
+        (
+            format!("{U}[http.permissions]\napi = [\"alcie\"]\n"),
+            "http.permissions.api",
+            at(5, 7),
+            "\"alcie\" is not a [[users]] or [[http.tokens]] name (or \"anyone\")".into(),
+        ),
+        (
+            format!("[http]\nlisten = \"off\"\n{}", token("prom", "abc")),
+            "http.tokens[0].sha256",
+            at(5, 10),
+            "expected 64 hex digits, the token's SHA-256 (`rtspd token NAME` prints it)".into(),
+        ),
+        (
+            format!("{U}{}", token("alice", H)),
+            "http.tokens[0].name",
+            at(5, 8),
+            "\"alice\" is the name of users[0]: a token needs a name of its own".into(),
+        ),
+        (
+            format!("{}{}", token("p", H), token("p", H)),
+            "http.tokens[1].name",
+            at(5, 8),
+            "\"p\" is already http.tokens[0]".into(),
+        ),
+        (
+            token("anyone", H),
+            "http.tokens[0].name",
+            at(2, 8),
+            "\"anyone\": 1 to 64 characters, not \"anyone\", without ':' or '\"'".into(),
+        ),
+    ];
+    for (text, key, loc, message) in &cases {
+        expect_invalid(text, key, *loc, message);
+    }
+    let e = parse(&format!(
+        "[http.permissions]\napi = [\"alice\"]\nmetrics = [\"alice\", \"prom\"]\n{U}{}",
+        token("prom", H)
+    ))
+    .expect("valid");
+    let a = &e.server.auth;
+    use crate::proto::auth::rules::Who;
+    assert_eq!(a.grants.api, Who::Users(vec!["alice".into()]));
+    assert!(a.grants.metrics.admits("prom") && !a.grants.api.admits("prom"));
+    assert_eq!(a.grants.status, Who::Anyone);
+    assert_eq!(a.tokens.len(), 1);
+    assert_eq!(a.tokens[0].name, "prom");
+    // Written out (check-config) and read back, it is the same.
+    let again = parse(&e.to_toml()).expect("round trip");
+    assert_eq!(again.server.auth, e.server.auth);
 }

@@ -16,7 +16,7 @@ use h264_reader::nal::{Nal, RefNal};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
-use super::State;
+use super::{Bases, State};
 use crate::proto::sdp::TrackDescription;
 use crate::proto::target::{encode_path, LIVE_PREFIX};
 use crate::server::method::open_presentation;
@@ -31,6 +31,9 @@ pub(super) struct PathInfo {
     pub(super) path: String,
     pub(super) kind: &'static str,
     pub(super) url: String,
+    /// The `rtsps://` URL, when RTSPS runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) rtsps_url: Option<String>,
     pub(super) tracks: Vec<TrackInfo>,
     pub(super) duration_s: Option<f64>,
     pub(super) readers: usize,
@@ -91,7 +94,7 @@ fn video_size(fmtp: &str) -> Option<(u32, u32)> {
 }
 
 /// Every clip under the media root and every live channel, with readers.
-pub(super) async fn list_paths(state: &State, base: &str) -> Vec<PathInfo> {
+pub(super) async fn list_paths(state: &State, base: &Bases) -> Vec<PathInfo> {
     let shared = &state.shared;
     let readers = shared.sessions.census().readers;
     let catalog_shared = shared.clone();
@@ -122,14 +125,16 @@ fn info(
     path: &str,
     kind: &'static str,
     p: Option<&Presentation>,
-    base: &str,
+    base: &Bases,
     readers: &std::collections::BTreeMap<String, usize>,
 ) -> PathInfo {
     let desc = p.map(Presentation::description);
+    let encoded = encode_path(path);
     PathInfo {
         path: path.to_owned(),
         kind,
-        url: format!("{base}/{}", encode_path(path)),
+        url: format!("{}/{encoded}", base.rtsp),
+        rtsps_url: base.rtsps.as_ref().map(|b| format!("{b}/{encoded}")),
         tracks: desc
             .iter()
             .flat_map(|d| d.tracks.iter().map(TrackInfo::of))
@@ -140,8 +145,8 @@ fn info(
 }
 
 pub(super) async fn paths(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -> Response {
-    let base = state.rtsp_base(&headers);
-    Json(list_paths(&state, &base).await).into_response()
+    let bases = state.bases(&headers);
+    Json(list_paths(&state, &bases).await).into_response()
 }
 
 /// One session, as `GET /api/v1/sessions` shows it.

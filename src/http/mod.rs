@@ -10,11 +10,15 @@
 //! write timeout. Routing is axum's: an unknown path is 404, a known path
 //! with another method 405 with `Allow`.
 //!
+//! Who may use what is [`auth`]'s: a permission per part (`api`,
+//! `metrics`, `status`), the path's read rule for SDP, `/healthz` open.
+//!
 //! It never reaches into the pacing thread: the counters it reports are
 //! atomics that thread publishes ([`crate::metrics`]); kicking a session
 //! goes through the same command queue TEARDOWN uses.
 
 mod api;
+pub(crate) mod auth;
 mod metrics;
 mod page;
 mod prefixed;
@@ -155,25 +159,52 @@ impl State {
     /// client asked for (its `Host` header, if it is a plain host name or
     /// address), else 127.0.0.1.
     fn rtsp_base(&self, headers: &HeaderMap) -> String {
-        let addr = self.shared.rtsp_addr;
-        let host = if addr.ip().is_unspecified() {
-            headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(host_part)
-                .filter(|h| {
-                    !h.is_empty()
-                        && h.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-                })
-                .map_or_else(|| "127.0.0.1".to_owned(), str::to_owned)
-        } else if addr.is_ipv6() {
-            format!("[{}]", addr.ip())
-        } else {
-            addr.ip().to_string()
-        };
-        format!("rtsp://{host}:{}", addr.port())
+        base("rtsp", self.shared.rtsp_addr, headers)
     }
+
+    /// `rtsps://HOST:PORT` of this server when RTSPS runs, the host chosen
+    /// as for [`State::rtsp_base`].
+    fn rtsps_base(&self, headers: &HeaderMap) -> Option<String> {
+        let tls = self.shared.tls.as_ref()?;
+        Some(base("rtsps", tls.addr, headers))
+    }
+
+    /// Both bases of this server's URLs.
+    fn bases(&self, headers: &HeaderMap) -> Bases {
+        Bases {
+            rtsp: self.rtsp_base(headers),
+            rtsps: self.rtsps_base(headers),
+        }
+    }
+}
+
+/// `rtsp://HOST:PORT` and, when RTSPS runs, `rtsps://HOST:PORT`.
+#[derive(Debug, Clone)]
+pub(crate) struct Bases {
+    rtsp: String,
+    rtsps: Option<String>,
+}
+
+/// `SCHEME://HOST:PORT` for a listener bound at `addr` (see
+/// [`State::rtsp_base`]).
+fn base(scheme: &str, addr: SocketAddr, headers: &HeaderMap) -> String {
+    let host = if addr.ip().is_unspecified() {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(host_part)
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            })
+            .map_or_else(|| "127.0.0.1".to_owned(), str::to_owned)
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    format!("{scheme}://{host}:{}", addr.port())
 }
 
 /// The host of a `Host` header value, without its port.
@@ -195,6 +226,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/api/v1/sessions/{id}", delete(api::kick))
         .route("/api/v1/reload", post(api::reload))
         .route("/sdp/{*path}", get(sdp::sdp))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             let max_body = limits.shared.config().http.max_body_bytes;
             body_cap(req, next, max_body)
@@ -334,10 +366,7 @@ impl Conn {
             .header_read_timeout(http.read_timeout)
             .max_buf_size(http.max_head_bytes.max(MIN_HEAD_BYTES))
             .max_headers(http.max_headers.max(1))
-            .serve_connection(
-                TokioIo::new(Box::pin(io)),
-                TowerToHyperService::new(self.app),
-            );
+            .serve_connection(TokioIo::new(Box::pin(io)), with_peer(&self.app, self.peer));
         let mut conn = std::pin::pin!(conn);
         let done = tokio::select! {
             r = conn.as_mut() => Some(r),
@@ -355,6 +384,24 @@ impl Conn {
         }
         drop(self.slot);
     }
+}
+
+/// The router as one connection's service: each request carries the
+/// connection's peer address ([`auth::Peer`]) for access control.
+fn with_peer(
+    app: &Router,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone {
+    let service = TowerToHyperService::new(app.clone());
+    hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(auth::Peer(peer));
+        hyper::service::Service::call(&service, req)
+    })
 }
 
 /// The running HTTP side: where it listens and what stops its accept

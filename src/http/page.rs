@@ -1,5 +1,6 @@
 //! `GET /`: the status page for a person. Every clip and live channel with
-//! its `rtsp://` URL (a click copies it), a link to its SDP, its readers,
+//! its `rtsp://` URL, and its `rtsps://` one when RTSPS runs (a click
+//! copies either), a link to its SDP, its readers,
 //! and the server's totals. Rendered on the server, refreshed by the page
 //! itself every [`REFRESH_S`] seconds, with no external assets, so it
 //! works offline; the one script only installs the copy buttons.
@@ -34,8 +35,9 @@ else{var t=document.createElement('textarea');t.value=u;document.body.appendChil
 document.execCommand('copy');t.remove();done()}})});document.body.dataset.js='on';";
 
 pub(super) async fn status(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -> Response {
-    let base = state.rtsp_base(&headers);
-    let paths = list_paths(&state, &base).await;
+    let bases = state.bases(&headers);
+    let base = &bases.rtsp;
+    let paths = list_paths(&state, &bases).await;
     let shared = &state.shared;
     let census = shared.sessions.census();
     let m = &shared.metrics;
@@ -45,9 +47,13 @@ pub(super) async fn status(Extract(state): Extract<Arc<State>>, headers: HeaderM
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"{REFRESH_S}\">\
          <title>rtspd</title><style>{STYLE}</style></head><body>\
-         <h1>rtspd {}</h1><p>RTSP at <code>{}/</code></p><p class=\"totals\">",
+         <h1>rtspd {}</h1><p>RTSP at <code>{}/</code>{}</p><p class=\"totals\">",
         env!("CARGO_PKG_VERSION"),
-        escape(&base)
+        escape(base),
+        bases.rtsps.as_ref().map_or(String::new(), |b| format!(
+            ", RTSPS at <code>{}/</code>",
+            escape(b)
+        ))
     );
     for (label, value) in [
         ("connections", shared.connections()),
@@ -68,7 +74,11 @@ pub(super) async fn status(Extract(state): Extract<Arc<State>>, headers: HeaderM
          <th>tracks</th><th>duration</th><th>readers</th></tr></thead><tbody>",
     );
     for p in &paths {
-        let url = escape(&p.url);
+        let mut urls = copyable(&p.url);
+        if let Some(u) = &p.rtsps_url {
+            urls.push_str("<br>");
+            urls.push_str(&copyable(u));
+        }
         let tracks: Vec<String> = p
             .tracks
             .iter()
@@ -84,8 +94,7 @@ pub(super) async fn status(Extract(state): Extract<Arc<State>>, headers: HeaderM
             .collect();
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td><code>{url}</code> \
-             <button type=\"button\" data-url=\"{url}\">copy</button></td>\
+            "<tr><td>{}</td><td>{}</td><td>{urls}</td>\
              <td><a href=\"/sdp/{}\">sdp</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&p.path),
             p.kind,
@@ -103,6 +112,12 @@ pub(super) async fn status(Extract(state): Extract<Arc<State>>, headers: HeaderM
          <script>{SCRIPT}</script></body></html>"
     );
     Html(h).into_response()
+}
+
+/// A URL and its copy button.
+fn copyable(url: &str) -> String {
+    let url = escape(url);
+    format!("<code>{url}</code> <button type=\"button\" data-url=\"{url}\">copy</button>")
 }
 
 /// Text for HTML content and attribute values.

@@ -1,14 +1,16 @@
 //! `GET /sdp/{path}`: the presentation description over HTTP, the web
 //! page → description → RTSP server flow of RFC 2326 §1.1 and §C.1.1: the
 //! same SDP as DESCRIBE, with absolute `rtsp://` control URLs of this
-//! server so whoever fetched it knows where to play it.
+//! server so whoever fetched it knows where to play it. The path's
+//! `[[paths]]` read rule applies as it would to that DESCRIBE.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State as Extract};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State as Extract};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::auth::{self, Asked};
 use super::State;
 use crate::proto::error::Error;
 use crate::proto::target::{encode_path, parse_target};
@@ -18,9 +20,10 @@ use crate::server::method::open_presentation;
 pub(super) async fn sdp(
     Extract(state): Extract<Arc<State>>,
     Path(path): Path<String>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
-    let base = state.rtsp_base(&headers);
+    let headers = req.headers();
+    let base = state.rtsp_base(headers);
     // The same checks as an RTSP Request-URI: percent-decoding already
     // happened, so encode again and let the RTSP target parser decide.
     let url = format!("{base}/{}", encode_path(&path));
@@ -29,6 +32,10 @@ pub(super) async fn sdp(
         Ok(t) if t.track.is_none() => t,
         _ => return not_found(),
     };
+    // The path's read rule, as a DESCRIBE of it would be checked.
+    if let Err(refusal) = auth::path_read(&state, &Asked::of(&req), &target.path) {
+        return refusal.into_response();
+    }
     match open_presentation(shared, &target.path).await {
         Ok(source) => (
             [(header::CONTENT_TYPE, "application/sdp")],

@@ -469,8 +469,9 @@ pub async fn run(
     let refusals = Refusals::new(&config);
     let guard = auth::Guard::new(&config.auth, now)?;
     if config.auth.policy.allow_basic_without_tls {
-        warn!("[auth] allow_basic_without_tls is on: Basic credentials are accepted on plain RTSP, where anyone on the path can read them");
+        warn!("[auth] allow_basic_without_tls is on: Basic credentials are accepted on plain RTSP and HTTP, where anyone on the path can read them");
     }
+    http::auth::warn_if_open(&config);
     let shared = Arc::new(Shared {
         refusals,
         guard,

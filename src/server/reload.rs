@@ -260,6 +260,7 @@ impl Reloader {
         shared.sessions.set_limits(new.sessions);
         shared.refusals.set_values(&new);
         shared.guard.configure(&new.auth);
+        http::auth::warn_if_open(&new);
         if let Some(catalog) = catalog {
             shared.catalog.set(catalog);
         }
@@ -457,10 +458,31 @@ fn settings(c: &Config) -> Vec<(&'static str, String, Applies)> {
         ),
         ("http.read_timeout", secs(c.http.read_timeout), Now),
         ("http.write_timeout", secs(c.http.write_timeout), Now),
+        ("http.permissions.api", who(&c.auth.grants.api), Now),
+        ("http.permissions.metrics", who(&c.auth.grants.metrics), Now),
+        ("http.permissions.status", who(&c.auth.grants.status), Now),
+        (
+            // Names only: a hash is no business of the log.
+            "http.tokens",
+            format!(
+                "{:?}",
+                c.auth.tokens.iter().map(|t| &t.name).collect::<Vec<_>>()
+            ),
+            Now,
+        ),
         ("tls.rtsps_port", format!("{:?}", c.tls.port), AtRestart),
         ("tls.require", c.tls.require.to_string(), Now),
         ("tls.handshake_timeout", secs(c.tls.handshake_timeout), Now),
     ]
+}
+
+/// A permission's holders as the log shows them.
+fn who(w: &crate::proto::auth::rules::Who) -> String {
+    use crate::proto::auth::rules::Who;
+    match w {
+        Who::Anyone => "[\"anyone\"]".into(),
+        Who::Users(names) => format!("{names:?}"),
+    }
 }
 
 /// What was bound or started once keeps its running value.

@@ -30,7 +30,28 @@ impl HttpReply {
 /// Sends `method path` with `extra` header lines and reads the whole
 /// response (the server closes after it).
 pub fn request(addr: SocketAddr, method: &str, path: &str, extra: &[&str]) -> HttpReply {
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP side");
+    let s = TcpStream::connect(addr).expect("connect to the HTTP side");
+    exchange(s, addr, method, path, extra)
+}
+
+/// [`request`] from the local address `from` (another loopback address).
+pub fn request_from(
+    from: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+) -> HttpReply {
+    exchange(super::rtsp::tcp_from(from, addr), addr, method, path, extra)
+}
+
+fn exchange(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[&str],
+) -> HttpReply {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for h in extra {

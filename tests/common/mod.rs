@@ -5,11 +5,13 @@
 //! - [`udp`]: RTP/RTCP socket pairs and RTP fields.
 //! - [`pcm`]: WAV files, L16 samples, finding decoded audio in its source.
 //! - [`tools`]: real clients (ffmpeg, ffprobe, gst-launch) under deadlines.
+//! - [`digest`]: Digest credentials computed by the tests themselves.
 //! - [`http`]: a raw HTTP/1.1 client and readers of the metrics text.
 //! - [`tls`]: certificates for RTSPS and the flags that serve them.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod digest;
 pub mod http;
 pub mod interleaved;
 pub mod pcm;
@@ -123,6 +125,30 @@ impl Server {
         let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
         let log = std::env::var("RTSPD_TEST_LOG").unwrap_or_else(|_| "warn".into());
         Self::spawn(&args, media.to_path_buf(), None, Some(&log))
+    }
+
+    /// Serves `media` with the config `cfg`, written to `dir/rtspd.toml`
+    /// (where a reload reads it again), on loopback ephemeral ports, with
+    /// `extra` flags and `RUST_LOG=log` (none: `RTSPD_TEST_LOG` or warn).
+    pub fn start_configured(
+        dir: &Path,
+        cfg: &str,
+        media: &Path,
+        extra: &[&str],
+        log: Option<&str>,
+    ) -> Self {
+        let file = dir.join("rtspd.toml");
+        std::fs::write(&file, cfg).expect("config");
+        let file = file.display().to_string();
+        let media_s = media.display().to_string();
+        let mut args = vec!["--config", &file];
+        args.extend_from_slice(&LOOPBACK_ARGS);
+        args.push(&media_s);
+        args.extend_from_slice(extra);
+        match log {
+            Some(log) => Self::start_args_logged(&args, media, log),
+            None => Self::start_args(&args, media),
+        }
     }
 
     /// [`Server::start_args`] with `RUST_LOG=log`.

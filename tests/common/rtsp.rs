@@ -245,6 +245,18 @@ pub fn build(method: &str, url: &str, cseq: u32, headers: &[&str], body: &[u8]) 
     req
 }
 
+/// A blocking TCP connection to `addr` from the local address `ip`.
+pub fn tcp_from(ip: Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    let s = rt().block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::from((ip, 0)))?;
+        let s = sock.connect(addr).await?.into_std()?;
+        s.set_nonblocking(false)?;
+        io::Result::Ok(s)
+    });
+    s.expect("connect from another address")
+}
+
 /// A small runtime for the socket options std lacks (binding before
 /// connecting, SO_LINGER 0).
 fn rt() -> &'static tokio::runtime::Runtime {
@@ -280,14 +292,7 @@ impl Rtsp {
 
     /// Connects from another loopback address (e.g. 127.0.0.2).
     pub fn connect_from(ip: Ipv4Addr, addr: SocketAddr) -> Self {
-        let s = rt().block_on(async {
-            let sock = tokio::net::TcpSocket::new_v4()?;
-            sock.bind(SocketAddr::from((ip, 0)))?;
-            let s = sock.connect(addr).await?.into_std()?;
-            s.set_nonblocking(false)?;
-            io::Result::Ok(s)
-        });
-        Self::from_stream(s.expect("connect from another address"))
+        Self::from_stream(tcp_from(ip, addr))
     }
 
     fn from_stream(s: TcpStream) -> Self {

@@ -8,15 +8,23 @@
 //! - [`nonce`]: stateless HMAC nonces with a lifetime, and nonce counts.
 //! - [`rules`]: `[[paths]]` rules (globs, CIDR lists, who may read/publish).
 //! - [`throttle`]: failed attempts per IP, and the block after too many.
+//! - [`bearer`]: the HTTP side's bearer tokens (RFC 6750), kept as hashes.
+//! - [`permission`]: the HTTP side's permissions (`api`, `metrics`, `status`).
+//!
+//! The same checks serve the HTTP side (RFC 7616 is HTTP's own; there
+//! the `uri` is the request-target, RFC 7616 §3.4), which adds bearer
+//! tokens (RFC 6750) and its permissions.
 //!
 //! [`Authenticator::authenticate`] takes the request's method, URI,
 //! `Authorization` value, client IP, whether the connection is TLS, and
 //! `now`, and returns the user or why not. The server decides from the
 //! [`Failure`] whether to challenge (401), refuse (400/403) or go on.
 
+pub mod bearer;
 pub mod digest;
 pub mod header;
 pub mod nonce;
+pub mod permission;
 pub mod rules;
 pub mod throttle;
 

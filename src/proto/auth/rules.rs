@@ -28,6 +28,14 @@ impl Who {
             Self::Users(names.to_vec())
         }
     }
+
+    /// Whether `name` (an authenticated user or token) is admitted.
+    pub fn admits(&self, name: &str) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Users(names) => names.iter().any(|n| n == name),
+        }
+    }
 }
 
 /// An IPv4 or IPv6 network (`10.0.0.0/8`, `::1/128`, or a bare address).
@@ -142,7 +150,7 @@ impl PathRule {
         match (who, user) {
             (Who::Anyone, _) => Decision::Allow,
             (Who::Users(_), None) => Decision::NeedUser,
-            (Who::Users(names), Some(u)) if names.iter().any(|n| n == u) => Decision::Allow,
+            (who, Some(u)) if who.admits(u) => Decision::Allow,
             (Who::Users(_), Some(_)) => Decision::Forbidden,
         }
     }

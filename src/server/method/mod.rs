@@ -202,7 +202,7 @@ fn authorize(
         Verdict::Allow(user) => Ok(user),
         Verdict::Forbidden => Err(refused(StatusCode::FORBIDDEN)),
         Verdict::BadRequest => Err(refused(StatusCode::BAD_REQUEST)),
-        Verdict::Challenge { stale } => {
+        Verdict::Challenge { stale, .. } => {
             let mut r = refused(StatusCode::UNAUTHORIZED);
             for c in shared
                 .guard
