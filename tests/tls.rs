@@ -17,8 +17,10 @@ use common::http::{request, sample, scrape};
 use common::interleaved::gaps;
 use common::pcm::assert_pcm_eq;
 use common::rtsp::{build, find, parse_replies};
-use common::tools::{ffmpeg_s16be, require, run_tool};
-use common::{int_spec, rtp_seq, tls, wav_l16, write_wav, Reply, Rtsp, Server, UdpPair};
+use common::tools::{ffmpeg_attempt, ffmpeg_background, ffmpeg_s16be, require, run_tool};
+use common::{
+    int_spec, l16_samples, rtp_seq, tls, wav_l16, write_wav, Reply, Rtsp, Server, UdpPair,
+};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
@@ -316,12 +318,21 @@ fn gstreamer_plays_rtsps() {
     let certs = tempfile::tempdir().expect("tempdir");
     tls::self_signed(certs.path(), "a");
     let server = start(certs.path(), "a", &[]);
+    let decoded = gst_rtsps_pcm(&server.rtsps_url(SHORT), &[]);
+    let (expected, rate, channels) = wav_l16(&server.media.join(SHORT));
+    assert_pcm_eq("gstreamer rtsps", &decoded, &expected, channels, rate);
+}
+
+/// Plays `url` with rtspsrc over TLS (certificate checks off, `props`
+/// added to rtspsrc) and returns the S16BE samples it wrote.
+fn gst_rtsps_pcm(url: &str, props: &[&str]) -> Vec<u8> {
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out = out_dir.path().join("out.raw");
-    let url = server.rtsps_url(SHORT);
-    let mut args = common::gst_l16_args(&url, "protocols=tcp", &[], &out);
+    let mut args = common::gst_l16_args(url, "protocols=tcp", &[], &out);
     // After `rtspsrc location=... protocols=tcp`: a certificate of our own.
-    args.insert(5, "tls-validation-flags=0".into());
+    for (k, prop) in ["tls-validation-flags=0"].iter().chain(props).enumerate() {
+        args.insert(5 + k, (*prop).into());
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = run_tool("gst-launch-1.0", &args, Duration::from_secs(30));
     assert!(
@@ -331,9 +342,7 @@ fn gstreamer_plays_rtsps() {
         run.status,
         run.stderr
     );
-    let (expected, rate, channels) = wav_l16(&server.media.join(SHORT));
-    let decoded = std::fs::read(&out).expect("gst output");
-    assert_pcm_eq("gstreamer rtsps", &decoded, &expected, channels, rate);
+    std::fs::read(&out).expect("gst output")
 }
 
 /// rtspsrc's shutdown race ([`common::gst_shutdown_race_only`]: at end
@@ -356,6 +365,11 @@ fn gst_tls_shutdown_race_only(status: std::process::ExitStatus, stderr: &str) ->
             "Could not receive message. (Parse error)" | "Could not send message. (Parse error)"
         ) {
             parse_error = true;
+            return true;
+        }
+        // Both forms at once: the PAUSE's write meets the close that the
+        // cut request caused.
+        if l == "Could not send message. (Received end-of-file)" {
             return true;
         }
         l.strip_prefix(element).is_some_and(|e| {
@@ -791,6 +805,22 @@ Could not send message. (Parse error)
     assert!(!gst_tls_shutdown_race_only(exit_2, seen));
     let other = format!("{seen}ERROR: from element /GstPipeline:pipeline0/GstRtpL16Depay:rtpl16depay0: Internal data stream error.\n");
     assert!(!gst_tls_shutdown_race_only(exit_1, &other));
+    // Both forms in one run (seen with credentials, 2 runs in 15).
+    let both = "\
+ERROR: from element /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0: Could not write to resource.
+Additional debug info:
+../gst/rtsp/gstrtspsrc.c(6766): gst_rtspsrc_try_send (): /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0:
+Could not send message. (Received end-of-file)
+ERROR: from element /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0: Could not write to resource.
+Additional debug info:
+../gst/rtsp/gstrtspsrc.c(9240): gst_rtspsrc_pause (): /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0:
+Could not send message. (Received end-of-file)
+ERROR: from element /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0: Could not read from resource.
+Additional debug info:
+../gst/rtsp/gstrtspsrc.c(6682): gst_rtsp_src_receive_response (): /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0:
+Could not receive message. (Parse error)
+";
+    assert!(gst_tls_shutdown_race_only(exit_1, both));
     let no_parse_error = seen.replace(
         "(Parse error)",
         "(Timeout while waiting for server response)",
@@ -856,4 +886,119 @@ fn require_with_rules_protects_only_protected_paths_and_basic_works_over_tls() {
     );
     let d = t.request("DESCRIBE", &url, &[&wrong]);
     assert_eq!(d.status, 401, "a wrong Basic password over RTSPS: {d}");
+}
+
+/// The real clients with credentials over RTSPS (issue 12): ffmpeg with
+/// `rtsps://alice:secret@` plays a protected clip bit-exactly, GStreamer
+/// with `user-id`/`user-pw` too; no credentials and a wrong password get
+/// 401; ffmpeg publishes over RTSPS as bob (publish permission) and a
+/// reader over RTSPS hears bob's samples, while alice (read only) gets 403.
+#[test]
+fn real_clients_with_credentials_over_rtsps() {
+    require("ffmpeg");
+    require("gst-launch-1.0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let media = dir.path().join("media");
+    std::fs::create_dir(&media).expect("media");
+    fill(&media);
+    tls::self_signed(dir.path(), "a");
+    let cfg = format!(
+        "[http]\nlisten = \"off\"\n\n{}{}\
+         [[live]]\nname = \"studio\"\nsource = \"publish\"\nrate = 16000\nchannels = 1\n\n\
+         [[paths]]\nmatch = \"/live/studio\"\nread = [\"alice\"]\npublish = [\"bob\"]\n\n\
+         [[paths]]\nmatch = \"/*.wav\"\nread = [\"alice\"]\n",
+        common::digest::user("alice", "secret"),
+        common::digest::user("bob", "pw"),
+    );
+    let flags = tls::flags(dir.path(), "a");
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start_configured(dir.path(), &cfg, &media, &flags, None);
+    let port = server.rtsps_port();
+    let at = |who: &str, path: &str| format!("rtsps://{who}127.0.0.1:{port}/{path}");
+    let (expected, rate, channels) = wav_l16(&media.join(SHORT));
+
+    let (decoded, run) = ffmpeg_s16be(
+        &["-i", &at("alice:secret@", SHORT)],
+        Duration::from_secs(30),
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_pcm_eq(
+        "ffmpeg rtsps with credentials",
+        &decoded,
+        &expected,
+        channels,
+        rate,
+    );
+    for who in ["", "alice:wrong@"] {
+        let run = ffmpeg_attempt("tcp", &at(who, SHORT), Duration::from_secs(30));
+        assert!(!run.status.success(), "{who:?} played");
+        assert!(run.stderr.contains("401"), "{who:?}: {}", run.stderr);
+    }
+
+    let decoded = gst_rtsps_pcm(&at("", SHORT), &["user-id=alice", "user-pw=secret"]);
+    assert_pcm_eq(
+        "gstreamer rtsps with credentials",
+        &decoded,
+        &expected,
+        channels,
+        rate,
+    );
+
+    // Publishing over RTSPS: alice may only read. The published clip is a
+    // tone with a ramp, so the reader's samples align at one offset only
+    // (LONG's arithmetic sequence also matches, 1 LSB off, elsewhere).
+    let published = dir.path().join("publish.wav");
+    let samples: Vec<i16> = (0..16_000 * 8)
+        .map(|i| ((f64::from(i) * 0.07).sin() * 9000.0) as i16 + (i % 97) as i16)
+        .collect();
+    write_wav(&published, int_spec(16_000, 1, 16), samples);
+    let long = published.to_str().expect("path");
+    let alice = at("alice:secret@", "live/studio");
+    let run = run_tool(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-t",
+            "1",
+            "-i",
+            long,
+            "-c:a",
+            "pcm_s16be",
+            "-f",
+            "rtsp",
+            &alice,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(!run.status.success(), "alice published");
+    assert!(run.stderr.contains("403"), "alice: {}", run.stderr);
+    let bob = at("bob:pw@", "live/studio");
+    let _publisher =
+        ffmpeg_background(&["-re", "-i", long, "-c:a", "pcm_s16be", "-f", "rtsp", &bob]);
+    thread::sleep(Duration::from_secs(1));
+    let (pcm, run) = ffmpeg_s16be(
+        &["-i", &at("alice:secret@", "live/studio"), "-t", "1"],
+        Duration::from_secs(30),
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    let decoded = l16_samples(&pcm);
+    let (expected, _, _) = wav_l16(&published);
+    let expected = l16_samples(&expected);
+    assert!(decoded.len() >= 8000, "{} samples", decoded.len());
+    let start = common::pcm::find_offset(&decoded[..64], &expected, 1, expected.len())
+        .and_then(|f| usize::try_from(f).ok())
+        .expect("the reader hears bob's audio");
+    let run = &expected[start..];
+    let n = decoded.len().min(run.len());
+    let first_bad = (0..n).find(|&i| decoded[i] != run[i]);
+    assert!(
+        first_bad.is_none(),
+        "bob's audio altered or lost over RTSPS: first difference at sample {first_bad:?} of {n} (decoded {:?}, expected {:?})",
+        first_bad.map(|i| &decoded[i..(i + 8).min(n)]),
+        first_bad.map(|i| &run[i..(i + 8).min(n)]),
+    );
+    assert!(server.panics().is_empty());
 }

@@ -42,12 +42,37 @@ impl Stamper {
     pub fn packet(&mut self, timestamp: u32, marker: bool, payload: &[u8]) -> Bytes {
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
+        let header = Header {
+            ssrc: self.ssrc,
+            payload_type: self.payload_type,
+            seq,
+            timestamp,
+            marker,
+        };
+        header.encode(payload)
+    }
+}
+
+/// The fixed header's fields, for a packet whose numbering the caller
+/// decides (a relay keeps its source's gaps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+}
+
+impl Header {
+    /// Header and payload in one buffer, ready to fan out.
+    pub fn encode(&self, payload: &[u8]) -> Bytes {
         let builder = rtp_rs::RtpPacketBuilder::new()
             .payload_type(self.payload_type & 0x7f)
             .ssrc(self.ssrc)
-            .sequence(rtp_rs::Seq::from(seq))
-            .timestamp(timestamp)
-            .marked(marker)
+            .sequence(rtp_rs::Seq::from(self.seq))
+            .timestamp(self.timestamp)
+            .marked(self.marker)
             .payload(payload);
         let mut buf = BytesMut::zeroed(HEADER_LEN + payload.len());
         let n = builder.build_into_unchecked(&mut buf);

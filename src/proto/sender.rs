@@ -7,7 +7,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::rtcp::{self, NtpTimestamp, SenderInfo};
-use super::rtp::Stamper;
+use super::rtp::{Header, Stamper};
 
 /// One SSRC's sending state.
 #[derive(Debug, Clone)]
@@ -43,6 +43,21 @@ impl Sender {
         self.packets = self.packets.wrapping_add(1);
         self.octets = self.octets.wrapping_add(payload.len() as u32);
         data
+    }
+
+    /// Encodes and counts one packet numbered by the caller (a relay's
+    /// restamped packet); the stamper's own numbering is not used.
+    pub fn packet_at(&mut self, seq: u16, timestamp: u32, marker: bool, payload: &[u8]) -> Bytes {
+        let header = Header {
+            ssrc: self.stamper.ssrc,
+            payload_type: self.stamper.payload_type,
+            seq,
+            timestamp,
+            marker,
+        };
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload.len() as u32);
+        header.encode(payload)
     }
 
     /// An SR (with SDES, and BYE when `bye`) saying that the stream is at

@@ -9,5 +9,6 @@
 //!   starts for late joiners, in-band parameter sets, and re-fragmenting a
 //!   packet larger than our MTU.
 
+pub mod channel;
 pub mod nal;
 pub mod restamp;

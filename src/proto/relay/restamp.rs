@@ -99,6 +99,15 @@ impl Restamper {
         self.mapping = None;
     }
 
+    /// The last packet became `1 + n` packets (re-fragmented): the source's
+    /// next packets move `n` sequence numbers on.
+    pub fn skip(&mut self, n: u16) {
+        if let Some(m) = &mut self.mapping {
+            m.seq_offset = m.seq_offset.wrapping_add(n);
+        }
+        self.next_seq = self.next_seq.wrapping_add(n);
+    }
+
     /// Maps one packet received at `now`.
     pub fn restamp(&mut self, p: Incoming, now: Instant) -> Outgoing {
         let same = self.mapping.filter(|m| {

@@ -1,0 +1,851 @@
+//! A relay channel: tracks of any payload format fed packet by packet (a
+//! publisher's RECORD, an upstream's PLAY), each restamped onto the
+//! channel's timeline ([`Restamper`]), re-fragmented to our MTU when it is
+//! H.264/H.265 ([`VideoCodec::refragment`]), encoded once and fanned out to
+//! every listener (RFC 3550 §5.1; RFC 2326 §C.1.5 live presentations).
+//!
+//! Listeners start decodable. A new listener gets nothing until each track
+//! it set up has its first packet: for a video track, the start of the
+//! next keyframe (its parameter sets, or its IDR/IRAP picture); for
+//! another track, the first packet after that. Then [`RelayChannel::take_started`]
+//! names exactly those packets (RFC 2326 §12.33 RTP-Info), so the server
+//! answers PLAY then. With a GOP cache, the channel keeps every packet
+//! since the last keyframe once, shared by all listeners; a newcomer
+//! starts at once with the cached GOP, sent `catchup_speed` times faster
+//! than it arrived, then live.
+//!
+//! Sender reports (RFC 3550 §6.4.1) go to each listener of a track every
+//! [`SR_INTERVAL`] from its start. They carry the source's own NTP timeline
+//! when the source sent SRs ([`RelayChannel::source_report`]), so every
+//! track keeps the source's A/V offset; otherwise the time packets arrived.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::nal::VideoCodec;
+use super::restamp::{Incoming, Restamper};
+use crate::proto::clock::{duration_to_ticks, WallClock};
+use crate::proto::live::JoinInfo;
+use crate::proto::pacer::{Transmit, SR_INTERVAL};
+use crate::proto::rtcp::NtpTimestamp;
+use crate::proto::sender::Sender;
+use crate::proto::session::Dest;
+
+/// One track of a relay channel.
+#[derive(Debug, Clone)]
+pub struct TrackSpec {
+    /// `Some` for H.264/H.265: keyframes gate listeners and big packets are
+    /// re-fragmented. Other payloads pass as they come.
+    pub video: Option<VideoCodec>,
+    pub clock_rate: u32,
+    pub payload_type: u8,
+    /// From the OS CSPRNG (RFC 3550 §5.1).
+    pub ssrc: u32,
+    pub first_seq: u16,
+    pub first_timestamp: u32,
+}
+
+/// How a relay channel sends.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Largest RTP payload we send (video is re-fragmented to it).
+    pub max_payload: usize,
+    /// Keep the last GOP for newcomers.
+    pub gop_cache: bool,
+    /// Bytes a cached GOP may hold; beyond, this GOP is not cached (its
+    /// newcomers wait for the next keyframe).
+    pub gop_cache_bytes: usize,
+    /// How much faster than it arrived a cached GOP is sent to a newcomer.
+    pub catchup_speed: u32,
+    pub cname: String,
+    pub clock: WallClock,
+}
+
+/// A listener that started: the first packet of each track it set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub id: u64,
+    pub first: Vec<Option<JoinInfo>>,
+}
+
+/// A packet as it went out, kept for the GOP cache.
+#[derive(Debug, Clone)]
+struct Sent {
+    track: usize,
+    data: Bytes,
+    at: Instant,
+    join: JoinInfo,
+}
+
+/// The packets since the last keyframe, while they fit.
+#[derive(Debug, Default)]
+struct Gop {
+    /// Counts keyframes: a listener catching up names its GOP by it.
+    epoch: u64,
+    packets: Vec<Sent>,
+    bytes: usize,
+    /// Over the byte cap: not cached.
+    overflowed: bool,
+    /// Begun at a keyframe (before the first one, nothing is cached).
+    keyframed: bool,
+    /// The keyframe's RTP timestamp: the parameter sets and slices of one
+    /// keyframe share it, and start one GOP.
+    timestamp: u32,
+}
+
+#[derive(Debug)]
+struct Track {
+    spec: TrackSpec,
+    restamper: Restamper,
+    sender: Sender,
+    /// The latest packet: its timestamp and when it went out.
+    last: Option<(u32, Instant)>,
+    /// The source's last SR mapped onto our timestamps: (its NTP time, our
+    /// timestamp, when it arrived).
+    source_sr: Option<(NtpTimestamp, u32, Instant)>,
+}
+
+impl Track {
+    /// Our timestamp and NTP time for `now`.
+    fn clock_at(&self, now: Instant, wallclock: &WallClock) -> Option<(NtpTimestamp, u32)> {
+        let rate = self.spec.clock_rate;
+        if let Some((ntp, ts, at)) = self.source_sr {
+            let since = now.saturating_duration_since(at);
+            return Some((
+                ntp_plus(ntp, since),
+                ts.wrapping_add(duration_to_ticks(since, rate) as u32),
+            ));
+        }
+        let (ts, at) = self.last?;
+        let since = now.saturating_duration_since(at);
+        Some((
+            wallclock.ntp(now),
+            ts.wrapping_add(duration_to_ticks(since, rate) as u32),
+        ))
+    }
+}
+
+fn ntp_plus(ntp: NtpTimestamp, d: Duration) -> NtpTimestamp {
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    NtpTimestamp(ntp.0.wrapping_add((d.as_secs() << 32).wrapping_add(frac)))
+}
+
+#[derive(Debug)]
+struct Listener {
+    /// RTP and RTCP destinations of each track it set up.
+    dests: Vec<Option<(Dest, Dest)>>,
+    /// Each set-up track's first packet, once known.
+    first: Vec<Option<JoinInfo>>,
+    /// Started: every set-up track has its first packet.
+    started: bool,
+    /// Waiting for a keyframe start on the video tracks.
+    gated: bool,
+    /// Catching up through the cache: (GOP epoch, next index, when the
+    /// first cached packet went to it, that packet's arrival).
+    catchup: Option<(u64, usize, Instant, Instant)>,
+    next_sr: Instant,
+}
+
+impl Listener {
+    fn wants(&self, track: usize) -> Option<(Dest, Dest)> {
+        self.dests.get(track).copied().flatten()
+    }
+}
+
+/// A live channel that relays RTP.
+#[derive(Debug)]
+pub struct RelayChannel {
+    tracks: Vec<Track>,
+    cfg: RelayConfig,
+    listeners: BTreeMap<u64, Listener>,
+    gop: Gop,
+    /// The GOP before the current one, kept while listeners catch up in it.
+    previous: Option<Gop>,
+    started: VecDeque<Started>,
+    /// Packets that came for a track the channel does not have, or were not
+    /// RTP.
+    pub rejected: u64,
+}
+
+impl RelayChannel {
+    pub fn new(tracks: Vec<TrackSpec>, cfg: RelayConfig) -> Self {
+        let tracks = tracks
+            .into_iter()
+            .map(|spec| Track {
+                restamper: Restamper::new(
+                    spec.ssrc,
+                    spec.clock_rate,
+                    spec.first_seq,
+                    spec.first_timestamp,
+                ),
+                sender: Sender::new(spec.ssrc, spec.payload_type, spec.first_seq),
+                last: None,
+                source_sr: None,
+                spec,
+            })
+            .collect();
+        Self {
+            tracks,
+            cfg,
+            listeners: BTreeMap::new(),
+            gop: Gop::default(),
+            previous: None,
+            started: VecDeque::new(),
+            rejected: 0,
+        }
+    }
+
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn listener_count(&self) -> usize {
+        self.listeners.len()
+    }
+
+    /// The feed changed (a new publisher, an upstream reconnected): its
+    /// packets continue every track's timeline, and its SRs are awaited
+    /// anew.
+    pub fn source_changed(&mut self) {
+        for t in &mut self.tracks {
+            t.restamper.reset();
+            t.source_sr = None;
+        }
+    }
+
+    /// The source's SR for `track`: its SSRC's RTP time `timestamp` is NTP
+    /// time `ntp`, received at `now`.
+    pub fn source_report(
+        &mut self,
+        track: usize,
+        ssrc: u32,
+        ntp: NtpTimestamp,
+        timestamp: u32,
+        now: Instant,
+    ) {
+        if let Some(t) = self.tracks.get_mut(track) {
+            if let Some(ours) = t.restamper.map_timestamp(ssrc, timestamp) {
+                t.source_sr = Some((ntp, ours, now));
+            }
+        }
+    }
+
+    /// Adds listener `id` with the destinations of the tracks it set up
+    /// (by track index). It starts once each has its first packet
+    /// ([`RelayChannel::take_started`]); with a cached GOP, at once.
+    pub fn subscribe(
+        &mut self,
+        id: u64,
+        dests: Vec<Option<(Dest, Dest)>>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let mut dests = dests;
+        dests.resize(self.tracks.len(), None);
+        // Gated only if it takes video: an audio-only listener of a video
+        // channel starts at the next packet.
+        let video = self
+            .tracks
+            .iter()
+            .zip(&dests)
+            .any(|(t, d)| t.spec.video.is_some() && d.is_some());
+        let mut l = Listener {
+            first: vec![None; dests.len()],
+            dests,
+            started: false,
+            gated: video,
+            catchup: None,
+            next_sr: now + SR_INTERVAL,
+        };
+        let cached =
+            video && self.cfg.gop_cache && !self.gop.overflowed && !self.gop.packets.is_empty();
+        if cached {
+            l.gated = false;
+            l.catchup = Some((self.gop.epoch, 0, now, self.gop.packets[0].at));
+        }
+        self.listeners.insert(id, l);
+        if cached {
+            self.catch_up(id, now, out);
+        }
+    }
+
+    /// Removes listener `id`; with `bye`, tells it the stream ended.
+    pub fn unsubscribe(&mut self, id: u64, bye: bool, now: Instant, out: &mut Vec<Transmit>) {
+        if let Some(l) = self.listeners.remove(&id) {
+            if bye {
+                self.report_to(&l, now, true, out);
+            }
+        }
+        self.started.retain(|s| s.id != id);
+    }
+
+    /// Every listener hears a BYE (the channel stops).
+    pub fn end_now(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        for l in self.listeners.values() {
+            self.report_to(l, now, true, out);
+        }
+    }
+
+    /// Listeners that started since the last call.
+    pub fn take_started(&mut self) -> Vec<Started> {
+        self.started.drain(..).collect()
+    }
+
+    /// One RTP packet of `track` from the source, received at `now`.
+    pub fn push(&mut self, track: usize, packet: &[u8], now: Instant, out: &mut Vec<Transmit>) {
+        let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
+            self.rejected += 1;
+            return;
+        };
+        let Some(t) = self.tracks.get_mut(track) else {
+            self.rejected += 1;
+            return;
+        };
+        let o = t.restamper.restamp(
+            Incoming {
+                ssrc: rtp.ssrc(),
+                seq: u16::from(rtp.sequence_number()),
+                timestamp: rtp.timestamp(),
+            },
+            now,
+        );
+        let payload = Bytes::copy_from_slice(rtp.payload());
+        let video = t.spec.video;
+        let parts = match video {
+            Some(codec) => codec.refragment(&payload, self.cfg.max_payload),
+            None => vec![payload],
+        };
+        let keyframe = video.is_some_and(|c| parts.first().is_some_and(|p| c.starts_keyframe(p)));
+        if keyframe && !(self.gop.keyframed && self.gop.timestamp == o.timestamp) {
+            self.new_gop(o.timestamp);
+        }
+        let last = parts.len().saturating_sub(1);
+        // A re-fragmented packet takes sequence numbers after its own; the
+        // restamper continues from there.
+        let mut seq = o.seq;
+        for (k, part) in parts.iter().enumerate() {
+            let t = &mut self.tracks[track];
+            let marker = rtp.mark() && k == last;
+            let join = JoinInfo {
+                seq,
+                rtptime: o.timestamp,
+            };
+            let data = t.sender.packet_at(seq, o.timestamp, marker, part);
+            t.last = Some((o.timestamp, now));
+            self.fan_out(track, &data, join, keyframe && k == 0, now, out);
+            self.cache(Sent {
+                track,
+                data,
+                at: now,
+                join,
+            });
+            seq = seq.wrapping_add(1);
+        }
+        if last > 0 {
+            self.tracks[track].restamper.skip(last as u16);
+        }
+    }
+
+    /// Sends one packet to the listeners of `track` that are live, and
+    /// starts gated listeners at a keyframe.
+    fn fan_out(
+        &mut self,
+        track: usize,
+        data: &Bytes,
+        join: JoinInfo,
+        keyframe_start: bool,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let video = self.tracks[track].spec.video.is_some();
+        let mut newly = Vec::new();
+        for (&id, l) in self.listeners.iter_mut() {
+            let Some((rtp, _)) = l.wants(track) else {
+                continue;
+            };
+            if l.catchup.is_some() {
+                continue; // it gets this from the cache
+            }
+            if l.gated {
+                if !(video && keyframe_start) {
+                    continue;
+                }
+                l.gated = false;
+            }
+            if l.first[track].is_none() {
+                l.first[track] = Some(join);
+                newly.push(id);
+            }
+            out.push(Transmit::rtp(rtp, data.clone(), id, now));
+        }
+        for id in newly {
+            self.check_started(id, now, out);
+        }
+    }
+
+    fn new_gop(&mut self, timestamp: u32) {
+        let epoch = self.gop.epoch + 1;
+        let old = std::mem::replace(
+            &mut self.gop,
+            Gop {
+                epoch,
+                keyframed: true,
+                timestamp,
+                ..Gop::default()
+            },
+        );
+        // The previous GOP stays while someone catches up in it; older
+        // ones go (their listeners jump to the current keyframe).
+        let in_old = self
+            .listeners
+            .values()
+            .any(|l| l.catchup.is_some_and(|(e, ..)| e == old.epoch));
+        self.previous = in_old.then_some(old);
+    }
+
+    fn cache(&mut self, sent: Sent) {
+        if !self.cfg.gop_cache || !self.gop.keyframed || self.gop.overflowed {
+            return;
+        }
+        self.gop.bytes += sent.data.len();
+        if self.gop.bytes > self.cfg.gop_cache_bytes {
+            self.gop.overflowed = true;
+            self.gop.packets = Vec::new();
+            return;
+        }
+        self.gop.packets.push(sent);
+    }
+
+    /// Records a listener's start once every track it set up has its first
+    /// packet, and gives it an SR per track at once so it can sync.
+    fn check_started(&mut self, id: u64, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(l) = self.listeners.get_mut(&id) else {
+            return;
+        };
+        let ready = !l.started
+            && l.dests
+                .iter()
+                .zip(&l.first)
+                .all(|(d, f)| d.is_none() || f.is_some());
+        if !ready {
+            return;
+        }
+        l.started = true;
+        let first = l.first.clone();
+        self.started.push_back(Started { id, first });
+        if let Some(l) = self.listeners.get(&id) {
+            self.report_to(l, now, false, out);
+        }
+    }
+
+    /// An SR (or BYE) to each track `l` set up.
+    fn report_to(&self, l: &Listener, now: Instant, bye: bool, out: &mut Vec<Transmit>) {
+        for (t, d) in self.tracks.iter().zip(&l.dests) {
+            let (Some((_, rtcp)), Some((ntp, ts))) = (d, t.clock_at(now, &self.cfg.clock)) else {
+                continue;
+            };
+            out.push(Transmit::rtcp(
+                *rtcp,
+                t.sender.report(ntp, ts, &self.cfg.cname, bye),
+            ));
+        }
+    }
+
+    /// Sends listener `id` the cached packets due by `now`; once it has
+    /// them all it is live.
+    fn catch_up(&mut self, id: u64, now: Instant, out: &mut Vec<Transmit>) {
+        let speed = self.cfg.catchup_speed.max(1);
+        let Some(l) = self.listeners.get_mut(&id) else {
+            return;
+        };
+        let mut newly = false;
+        while let Some((epoch, index, began, origin)) = l.catchup {
+            let gop = if epoch == self.gop.epoch {
+                &self.gop
+            } else if let Some(p) = self.previous.as_ref().filter(|p| p.epoch == epoch) {
+                p
+            } else {
+                // Its GOP is gone: on at the current keyframe.
+                l.catchup = match self.gop.packets.first() {
+                    Some(p) if !self.gop.overflowed => Some((self.gop.epoch, 0, now, p.at)),
+                    _ => None,
+                };
+                continue;
+            };
+            let Some(p) = gop.packets.get(index) else {
+                // The end of its GOP: the current one next, or live.
+                l.catchup = if epoch == self.gop.epoch || self.gop.overflowed {
+                    None
+                } else {
+                    Some((self.gop.epoch, 0, began, origin))
+                };
+                continue;
+            };
+            let due = began + p.at.saturating_duration_since(origin) / speed;
+            if due > now {
+                break;
+            }
+            if let Some((rtp, _)) = l.wants(p.track) {
+                out.push(Transmit::rtp(rtp, p.data.clone(), id, due));
+                if l.first[p.track].is_none() {
+                    l.first[p.track] = Some(p.join);
+                    newly = true;
+                }
+            }
+            l.catchup = Some((epoch, index + 1, began, origin));
+        }
+        if newly {
+            self.check_started(id, now, out);
+        }
+    }
+
+    /// When [`RelayChannel::poll`] next has work: a cached packet due to a
+    /// listener catching up, or an SR.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let speed = self.cfg.catchup_speed.max(1);
+        self.listeners
+            .values()
+            .flat_map(|l| {
+                let catchup = l.catchup.and_then(|(epoch, index, began, origin)| {
+                    let gop = [Some(&self.gop), self.previous.as_ref()]
+                        .into_iter()
+                        .flatten()
+                        .find(|g| g.epoch == epoch)?;
+                    let p = gop.packets.get(index)?;
+                    Some(began + p.at.saturating_duration_since(origin) / speed)
+                });
+                [catchup, l.started.then_some(l.next_sr)]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// Cached packets and SRs due at `now`.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        let ids: Vec<u64> = self.listeners.keys().copied().collect();
+        for id in ids {
+            self.catch_up(id, now, out);
+            let due = self
+                .listeners
+                .get(&id)
+                .is_some_and(|l| l.started && l.next_sr <= now);
+            if due {
+                if let Some(l) = self.listeners.get(&id) {
+                    self.report_to(l, now, false, out);
+                }
+                if let Some(l) = self.listeners.get_mut(&id) {
+                    l.next_sr = now + SR_INTERVAL;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::rtcp::{parse_compound, Packet};
+
+    const V: usize = 0;
+    const A: usize = 1;
+
+    fn channel(gop_cache: bool, t0: Instant) -> RelayChannel {
+        let track = |video: Option<VideoCodec>, rate, pt, ssrc| TrackSpec {
+            video,
+            clock_rate: rate,
+            payload_type: pt,
+            ssrc,
+            first_seq: 65_530,
+            first_timestamp: u32::MAX - 5000,
+        };
+        RelayChannel::new(
+            vec![
+                track(Some(VideoCodec::H264), 90_000, 96, 0xAAAA),
+                track(None, 8000, 0, 0xBBBB),
+            ],
+            RelayConfig {
+                max_payload: 1400,
+                gop_cache,
+                gop_cache_bytes: 1 << 20,
+                catchup_speed: 4,
+                cname: "test".into(),
+                clock: WallClock::new(t0, Duration::from_secs(1_700_000_000)),
+            },
+        )
+    }
+
+    /// A source packet: SSRC `ssrc`, `seq`, `ts`, marker, payload.
+    fn src(ssrc: u32, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        crate::proto::rtp::Header {
+            ssrc,
+            payload_type: 96,
+            seq,
+            timestamp: ts,
+            marker,
+        }
+        .encode(payload)
+        .to_vec()
+    }
+
+    fn udp(port: u16) -> Dest {
+        Dest::Udp(([127, 0, 0, 1], port).into())
+    }
+
+    fn both() -> Vec<Option<(Dest, Dest)>> {
+        vec![Some((udp(5000), udp(5001))), Some((udp(5002), udp(5003)))]
+    }
+
+    /// (seq, timestamp, marker, ssrc, payload) of an RTP transmit.
+    fn fields(t: &Transmit) -> (u16, u32, bool, u32, Vec<u8>) {
+        let r = rtp_rs::RtpReader::new(&t.data).expect("RTP");
+        (
+            u16::from(r.sequence_number()),
+            r.timestamp(),
+            r.mark(),
+            r.ssrc(),
+            r.payload().to_vec(),
+        )
+    }
+
+    fn rtp_to(out: &[Transmit], port: u16) -> Vec<(u16, u32, bool, u32, Vec<u8>)> {
+        out.iter()
+            .filter(|t| !t.rtcp && t.dest == udp(port))
+            .map(fields)
+            .collect()
+    }
+
+    fn stap(units: &[&[u8]]) -> Vec<u8> {
+        let mut b = vec![0x78];
+        for u in units {
+            b.extend_from_slice(&(u.len() as u16).to_be_bytes());
+            b.extend_from_slice(u);
+        }
+        b
+    }
+
+    const P_SLICE: &[u8] = &[0x41, 1, 2, 3];
+    const SPS: &[u8] = &[0x67, 0x42, 0, 0x1e];
+    const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+    fn idr(len: usize) -> Vec<u8> {
+        let mut v = vec![0x65];
+        v.extend((1..len).map(|i| (i % 251) as u8));
+        v
+    }
+
+    #[test]
+    fn a_late_joiner_starts_at_the_next_keyframe_and_started_names_its_packets() {
+        let t0 = Instant::now();
+        let mut c = channel(false, t0);
+        let mut out = Vec::new();
+        c.push(V, &src(1, 100, 9000, true, P_SLICE), t0, &mut out);
+        c.subscribe(7, both(), t0, &mut out);
+        c.push(V, &src(1, 101, 12_000, true, P_SLICE), t0, &mut out);
+        c.push(A, &src(2, 500, 800, false, &[0xff; 160]), t0, &mut out);
+        assert!(out.is_empty(), "nothing before a keyframe: {out:?}");
+        // The keyframe: SPS and PPS aggregated, then an IDR of 3000 bytes,
+        // cut in three (max payload 1400).
+        let t1 = t0 + Duration::from_millis(40);
+        c.push(
+            V,
+            &src(1, 102, 15_000, false, &stap(&[SPS, PPS])),
+            t1,
+            &mut out,
+        );
+        c.push(V, &src(1, 103, 15_000, true, &idr(3000)), t1, &mut out);
+        assert!(
+            c.take_started().is_empty(),
+            "the audio track has no first packet yet"
+        );
+        c.push(A, &src(2, 501, 960, false, &[0x7f; 160]), t1, &mut out);
+        let started = c.take_started();
+        let video = rtp_to(&out, 5000);
+        let audio = rtp_to(&out, 5002);
+        assert_eq!(video.len(), 4, "STAP-A and three FU-A");
+        assert_eq!(audio.len(), 1);
+        assert_eq!(
+            started,
+            vec![Started {
+                id: 7,
+                first: vec![
+                    Some(JoinInfo {
+                        seq: video[0].0,
+                        rtptime: video[0].1
+                    }),
+                    Some(JoinInfo {
+                        seq: audio[0].0,
+                        rtptime: audio[0].1
+                    }),
+                ],
+            }]
+        );
+        // Our numbering: the SSRC is the channel's, sequence numbers run on
+        // through the fragments, one timestamp, the marker on the last.
+        let seqs: Vec<u16> = video.iter().map(|v| v.0).collect();
+        assert_eq!(
+            seqs,
+            (0..4)
+                .map(|k| 65_532u16.wrapping_add(k))
+                .collect::<Vec<_>>()
+        );
+        assert!(video.iter().all(|v| v.3 == 0xAAAA && v.1 == video[0].1));
+        assert_eq!(
+            video.iter().map(|v| v.2).collect::<Vec<_>>(),
+            [false, false, false, true]
+        );
+        assert_eq!(video[0].4, stap(&[SPS, PPS]), "payloads pass unchanged");
+        // The IDR comes back whole from the fragments.
+        let mut nal = vec![(video[1].4[0] & 0xE0) | (video[1].4[1] & 0x1F)];
+        for v in &video[1..] {
+            nal.extend_from_slice(&v.4[2..]);
+        }
+        assert_eq!(nal, idr(3000));
+        // An SR to each track's RTCP port came with the start.
+        let srs: Vec<Dest> = out.iter().filter(|t| t.rtcp).map(|t| t.dest).collect();
+        assert_eq!(srs, [udp(5001), udp(5003)]);
+        // The next source packet follows the fragments.
+        out.clear();
+        c.push(V, &src(1, 104, 18_000, true, P_SLICE), t1, &mut out);
+        assert_eq!(rtp_to(&out, 5000)[0].0, 65_532u16.wrapping_add(4));
+        assert!(!out.iter().any(|t| t.rtcp), "no SR until the interval");
+    }
+
+    #[test]
+    fn a_new_source_continues_each_track() {
+        let t0 = Instant::now();
+        let mut c = channel(false, t0);
+        let mut out = Vec::new();
+        c.subscribe(1, vec![None, Some((udp(5002), udp(5003)))], t0, &mut out);
+        c.push(A, &src(2, 10, 0, false, &[1; 160]), t0, &mut out);
+        c.push(
+            A,
+            &src(2, 11, 160, false, &[2; 160]),
+            t0 + Duration::from_millis(20),
+            &mut out,
+        );
+        c.source_changed();
+        let later = t0 + Duration::from_millis(1020);
+        c.push(A, &src(9, 40_000, 77, false, &[3; 160]), later, &mut out);
+        let a = rtp_to(&out, 5002);
+        assert_eq!(a.len(), 3, "an audio-only listener starts at once");
+        assert_eq!(a[2].0, a[1].0.wrapping_add(1));
+        assert_eq!(a[2].1, a[1].1.wrapping_add(8000), "one second later");
+        assert!(a.iter().all(|p| p.3 == 0xBBBB));
+        assert_eq!(a[2].4, [3; 160]);
+    }
+
+    #[test]
+    fn with_the_gop_cache_a_newcomer_starts_at_once_then_goes_live() {
+        let t0 = Instant::now();
+        let mut c = channel(true, t0);
+        let mut out = Vec::new();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        c.push(V, &src(1, 1, 0, true, P_SLICE), ms(0), &mut out);
+        c.push(
+            V,
+            &src(1, 2, 3000, true, &stap(&[SPS, PPS, &idr(200)])),
+            ms(40),
+            &mut out,
+        );
+        for k in 0..10u16 {
+            c.push(
+                V,
+                &src(1, 3 + k, 6000 + u32::from(k) * 3000, true, P_SLICE),
+                ms(80 + 40 * u64::from(k)),
+                &mut out,
+            );
+            c.push(
+                A,
+                &src(2, 50 + k, u32::from(k) * 320, false, &[9; 160]),
+                ms(80 + 40 * u64::from(k)),
+                &mut out,
+            );
+        }
+        assert!(out.is_empty());
+        // At 500 ms: the keyframe at once, the rest at four times the
+        // speed it came (the cache spans 440 ms: 110 ms to send).
+        c.subscribe(3, both(), ms(500), &mut out);
+        let first = rtp_to(&out, 5000);
+        assert_eq!(first.len(), 1, "the cached keyframe at once");
+        assert_eq!(first[0].4, stap(&[SPS, PPS, &idr(200)]));
+        assert_eq!(
+            c.next_deadline(),
+            Some(ms(510)),
+            "the next cached packet, 40 ms / 4 later"
+        );
+        out.clear();
+        c.poll(ms(560), &mut out);
+        let started = c.take_started();
+        assert_eq!(
+            started.len(),
+            1,
+            "started once its audio came from the cache"
+        );
+        assert_eq!(started[0].first[V].map(|j| j.seq), Some(first[0].0));
+        c.poll(ms(620), &mut out);
+        let video = rtp_to(&out, 5000);
+        assert_eq!(video.len(), 10, "the whole GOP by 110 ms after joining");
+        // Live from here: the next packet goes straight out.
+        out.clear();
+        c.push(V, &src(1, 13, 36_000, true, P_SLICE), ms(640), &mut out);
+        let live = rtp_to(&out, 5000);
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].0, video[9].0.wrapping_add(1));
+    }
+
+    #[test]
+    fn sender_reports_keep_the_sources_av_offset() {
+        let t0 = Instant::now();
+        let mut c = channel(false, t0);
+        let mut out = Vec::new();
+        c.subscribe(5, vec![None, Some((udp(5002), udp(5003)))], t0, &mut out);
+        c.push(V, &src(1, 1, 90_000, true, P_SLICE), t0, &mut out);
+        c.push(A, &src(2, 1, 8000, false, &[0; 160]), t0, &mut out);
+        // The source says video ts 90 000 and audio ts 8000 are both NTP
+        // second 100 (the same instant) — though they arrived 30 ms apart.
+        let ntp = NtpTimestamp(100 << 32);
+        c.source_report(V, 1, ntp, 90_000, t0);
+        c.source_report(A, 2, ntp, 8000, t0 + Duration::from_millis(30));
+        let now = t0 + Duration::from_secs(2);
+        let (v, a) = (&c.tracks[V], &c.tracks[A]);
+        let (nv, tv) = v.clock_at(now, &c.cfg.clock).expect("video clock");
+        let (na, ta) = a.clock_at(now, &c.cfg.clock).expect("audio clock");
+        let v0 = v.restamper.map_timestamp(1, 90_000).expect("mapped");
+        let a0 = a.restamper.map_timestamp(2, 8000).expect("mapped");
+        // Each track: its media time since the SR equals the NTP time since.
+        let secs = |n: NtpTimestamp| (n.0 as f64 - ntp.0 as f64) / 4_294_967_296.0;
+        let v_media = f64::from(tv.wrapping_sub(v0)) / 90_000.0;
+        let a_media = f64::from(ta.wrapping_sub(a0)) / 8000.0;
+        assert!(
+            (v_media - secs(nv)).abs() < 1e-3,
+            "{v_media} vs {}",
+            secs(nv)
+        );
+        assert!(
+            (a_media - secs(na)).abs() < 1e-3,
+            "{a_media} vs {}",
+            secs(na)
+        );
+        // And the SR the listener gets says so.
+        c.poll(t0 + SR_INTERVAL, &mut out);
+        let sr = out.iter().rev().find(|t| t.rtcp).expect("an SR");
+        let Packet::SenderReport { info, .. } = &parse_compound(&sr.data).expect("SR")[0] else {
+            panic!("an SR first")
+        };
+        let media = f64::from(info.rtp_time.wrapping_sub(a0)) / 8000.0;
+        assert!((media - secs(info.ntp)).abs() < 1e-3);
+    }
+
+    #[test]
+    fn junk_and_unknown_tracks_are_counted() {
+        let t0 = Instant::now();
+        let mut c = channel(true, t0);
+        let mut out = Vec::new();
+        c.push(V, &[1, 2, 3], t0, &mut out);
+        c.push(9, &src(1, 1, 0, true, P_SLICE), t0, &mut out);
+        assert_eq!(c.rejected, 2);
+        assert!(out.is_empty());
+    }
+}
