@@ -179,6 +179,34 @@ fn gstreamer_plays_a_protected_clip() {
     assert!(std::fs::read(&out2).map_or(0, |b| b.len()) == 0);
 }
 
+/// `[auth] require_qop`: GStreamer's RFC 2069 answers (no qop, so no
+/// nonce count) are refused with the right password, while ffmpeg (qop=auth)
+/// still plays.
+#[test]
+fn require_qop_refuses_answers_without_a_count() {
+    require("gst-launch-1.0");
+    require("ffmpeg");
+    let (server, dir) = start(&config(CLIP_RULES, "[auth]\nrequire_qop = true\n"), &[]);
+    let url = server.url("clip.wav");
+    let out = dir.path().join("gst.raw");
+    let mut args = gst_l16_args(&url, "protocols=udp", &[], &out);
+    args.insert(4, "user-id=alice".into());
+    args.insert(5, "user-pw=secret".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = run_tool("gst-launch-1.0", &argv, Duration::from_secs(30));
+    assert!(!run.status.success(), "GStreamer played without qop");
+    assert!(run.stderr.contains("Unauthorized"), "{}", run.stderr);
+    assert!(std::fs::read(&out).map_or(0, |b| b.len()) == 0);
+    let with = format!("rtsp://alice:secret@127.0.0.1:{}/clip.wav", server.port);
+    let (decoded, run) = ffmpeg_s16be(
+        &["-rtsp_transport", "udp", "-i", &with],
+        Duration::from_secs(30),
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    let (expected, _, _) = wav_l16(&dir.path().join("media/clip.wav"));
+    assert!(decoded == expected, "ffmpeg's PCM differs from the WAV");
+}
+
 /// Every negative case from a raw client, with a canary streaming.
 #[test]
 fn negative_cases_with_a_canary() {

@@ -33,6 +33,9 @@ pub struct AuthSettings {
     pub realm: String,
     /// Accept Basic credentials on plain RTSP (old devices only).
     pub allow_basic_without_tls: bool,
+    /// Refuse Digest answers without `qop` (no nonce count: replayable
+    /// within the nonce's lifetime).
+    pub require_qop: bool,
     /// Seconds a Digest nonce is valid; after it the client is asked
     /// again with `stale=true`.
     pub nonce_lifetime_secs: Int<1, 86_400>,
@@ -43,6 +46,7 @@ impl Default for AuthSettings {
         Self {
             realm: "rtspd".into(),
             allow_basic_without_tls: false,
+            require_qop: false,
             nonce_lifetime_secs: Int::of(60),
         }
     }
@@ -336,6 +340,7 @@ pub fn auth_config(s: &Settings) -> AuthConfig {
             realm: s.auth.realm.clone(),
             users,
             allow_basic_without_tls: s.auth.allow_basic_without_tls,
+            require_qop: s.auth.require_qop,
         },
         rules: s
             .paths

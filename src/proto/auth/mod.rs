@@ -68,6 +68,10 @@ pub struct Policy {
     pub realm: String,
     pub users: HashMap<String, User>,
     pub allow_basic_without_tls: bool,
+    /// Refuse Digest answers without `qop` (RFC 2069 style, GStreamer's
+    /// rtspsrc): they carry no nonce count, so one could be replayed from
+    /// the client's address while its nonce lives.
+    pub require_qop: bool,
 }
 
 impl Default for Policy {
@@ -76,6 +80,7 @@ impl Default for Policy {
             realm: "rtspd".into(),
             users: HashMap::new(),
             allow_basic_without_tls: false,
+            require_qop: false,
         }
     }
 }
@@ -118,6 +123,8 @@ pub enum Failure {
     Replay,
     #[error("wrong password")]
     WrongResponse,
+    #[error("Digest without qop, and [auth] require_qop is on")]
+    NoQop,
 }
 
 impl Failure {
@@ -185,6 +192,9 @@ impl Authenticator {
                 }
                 if c.uri != req.uri {
                     return Err(Failure::WrongUri);
+                }
+                if c.qop.is_none() && policy.require_qop {
+                    return Err(Failure::NoQop);
                 }
                 if c.opaque
                     .as_ref()
@@ -403,5 +413,47 @@ mod tests {
         );
         assert!(!Failure::StaleNonce.counts_as_guess());
         assert!(Failure::WrongResponse.counts_as_guess());
+    }
+
+    /// An RFC 2069 answer (no qop, no count), as GStreamer's rtspsrc sends
+    /// it: accepted, and again (no count to track), unless `require_qop`.
+    #[test]
+    fn answers_without_qop_and_require_qop() {
+        let t0 = Instant::now();
+        let p = policy();
+        let mut a = Authenticator::new([5; 32], t0, nonce::DEFAULT_LIFETIME);
+        let uri = "rtsp://127.0.0.1/clip.wav";
+        let ch = a.challenges(&p, IpAddr::from([127, 0, 0, 1]), t0, false);
+        let params = header::parse_params(ch[1].trim_start_matches("Digest ")).unwrap();
+        let get = |n: &str| params.iter().find(|(k, _)| k == n).unwrap().1.clone();
+        let nonce = get("nonce");
+        let ha1 = digest::ha1(Algorithm::Md5, "alice", "rtspd", "secret");
+        let ha2 = Algorithm::Md5.hex(&["DESCRIBE", uri]);
+        let resp = Algorithm::Md5.hex(&[&ha1, &nonce, &ha2]);
+        let h = format!(
+            r#"Digest username="alice", realm="rtspd", nonce="{nonce}", uri="{uri}", response="{resp}""#
+        );
+        assert_eq!(
+            a.authenticate(&p, &req(Some(&h), uri, t0)),
+            Ok("alice".into())
+        );
+        assert_eq!(
+            a.authenticate(&p, &req(Some(&h), uri, t0)),
+            Ok("alice".into())
+        );
+        let strict = Policy {
+            require_qop: true,
+            ..p.clone()
+        };
+        assert_eq!(
+            a.authenticate(&strict, &req(Some(&h), uri, t0)),
+            Err(Failure::NoQop)
+        );
+        // Answers with qop still pass.
+        let good = answer(&ch[1], "alice", "secret", "DESCRIBE", uri, 1);
+        assert_eq!(
+            a.authenticate(&strict, &req(Some(&good), uri, t0)),
+            Ok("alice".into())
+        );
     }
 }
