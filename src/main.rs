@@ -84,7 +84,9 @@ What the summary measures:
 /// ramp rate, receives for the duration, prints a summary and one JSON line.
 #[derive(Args, Debug)]
 struct LoadArgs {
-    /// The presentation to play, e.g. rtsp://127.0.0.1:8554/tones-8k-mono.wav
+    /// The presentation to play, e.g. rtsp://127.0.0.1:8554/tones-8k-mono.wav,
+    /// or rtsps://HOST:8322/PATH over TLS (with --ca-file or --insecure).
+    /// user:password@ in the URL answers Digest challenges.
     url: String,
     /// Concurrent sessions (at most 20000).
     #[arg(short = 'n', long, default_value_t = 1)]
