@@ -482,3 +482,63 @@ fn progress_bar(opts: &Options) -> indicatif::ProgressBar {
     }
     bar
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(url: &str, transport: Option<Transport>, insecure: bool) -> Options {
+        Options {
+            url: url.into(),
+            sessions: 1,
+            duration: Duration::from_secs(1),
+            ramp: 10.0,
+            transport,
+            tls: TlsOptions {
+                ca_file: None,
+                insecure,
+            },
+            range: None,
+            progress: false,
+            source_ips: Vec::new(),
+        }
+    }
+
+    /// rtsps:// is interleaved whatever is asked (UDP is refused), on
+    /// port 322 by default; rtsp:// is UDP unless told, on 554.
+    #[test]
+    fn schemes_resolve_transport_and_port() {
+        let c = opts("rtsps://u:p@127.0.0.1/a", None, true)
+            .check()
+            .expect("rtsps");
+        assert!(c.tcp && c.tls.is_some());
+        assert_eq!(c.server, SocketAddr::from(([127, 0, 0, 1], 322)));
+        assert_eq!(c.url.as_str(), "rtsps://127.0.0.1/a");
+        assert!(c.secret.is_some());
+        assert_eq!(Options::transport_label(&c), "rtsps/interleaved");
+        let c = opts("rtsps://127.0.0.1:8322/a", Some(Transport::Tcp), true)
+            .check()
+            .expect("rtsps, tcp");
+        assert!(c.tcp && c.server.port() == 8322);
+        let e = opts("rtsps://127.0.0.1/a", Some(Transport::Udp), true)
+            .check()
+            .err()
+            .expect("UDP with rtsps");
+        assert!(e.to_string().contains("--transport udp"), "{e}");
+
+        let c = opts("rtsp://127.0.0.1/a", None, false)
+            .check()
+            .expect("rtsp");
+        assert!(!c.tcp && c.tls.is_none());
+        assert_eq!(c.server.port(), 554);
+        assert_eq!(Options::transport_label(&c), "udp");
+        let c = opts("rtsp://127.0.0.1/a", Some(Transport::Tcp), false)
+            .check()
+            .expect("rtsp, tcp");
+        assert_eq!(Options::transport_label(&c), "tcp");
+        assert!(opts("rtsp://127.0.0.1/a", None, true).check().is_err());
+        assert!(opts("http://127.0.0.1/a", None, false).check().is_err());
+        assert_eq!("interleaved".parse(), Ok(Transport::Tcp));
+        assert!("quic".parse::<Transport>().is_err());
+    }
+}
