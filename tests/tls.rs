@@ -798,19 +798,14 @@ Could not send message. (Parse error)
     assert!(!gst_tls_shutdown_race_only(exit_1, &no_parse_error));
 }
 
-/// `[tls] require` with `[[paths]]` rules protects only protected paths:
-/// plain RTSP may still describe an open clip but gets 403 for one whose
-/// rule names users; over RTSPS that clip asks for credentials (401), and
-/// Basic credentials, refused on plain RTSP, are taken there.
-#[test]
-fn require_with_rules_protects_only_protected_paths_and_basic_works_over_tls() {
-    use base64::Engine as _;
+/// A server with RTSPS (certificate `a` of `certs`), `clip` also under
+/// `private/`, which only alice (password `secret`, rtspd's realm) may
+/// read, and `extra` flags. The Digest hashes are computed here.
+fn start_private(certs: &Path, clip: &str, extra: &[&str]) -> Server {
     use md5::{Digest as _, Md5};
-    let certs = tempfile::tempdir().expect("tempdir");
-    let cert = tls::self_signed(certs.path(), "a");
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let a1 = "alice:rtspd:secret";
-    let cfg = certs.path().join("rtspd.toml");
+    let cfg = certs.join("rtspd.toml");
     std::fs::write(
         &cfg,
         format!(
@@ -822,18 +817,30 @@ fn require_with_rules_protects_only_protected_paths_and_basic_works_over_tls() {
     )
     .expect("config");
     let cfg = cfg.display().to_string();
-    let flags = tls::flags(certs.path(), "a");
+    let flags = tls::flags(certs, "a");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let extra = [&flags[..], &["--tls-require", "--config", &cfg]].concat();
-    let server = Server::start_with(
+    let extra = [&flags[..], &["--config", &cfg], extra].concat();
+    Server::start_with(
         |media| {
             fill(media);
             let private = media.join("private");
             std::fs::create_dir(&private).expect("mkdir");
-            std::fs::copy(media.join(SHORT), private.join(SHORT)).expect("copy");
+            std::fs::copy(media.join(clip), private.join(clip)).expect("copy");
         },
         &extra,
-    );
+    )
+}
+
+/// `[tls] require` with `[[paths]]` rules protects only protected paths:
+/// plain RTSP may still describe an open clip but gets 403 for one whose
+/// rule names users; over RTSPS that clip asks for credentials (401), and
+/// Basic credentials, refused on plain RTSP, are taken there.
+#[test]
+fn require_with_rules_protects_only_protected_paths_and_basic_works_over_tls() {
+    use base64::Engine as _;
+    let certs = tempfile::tempdir().expect("tempdir");
+    let cert = tls::self_signed(certs.path(), "a");
+    let server = start_private(certs.path(), SHORT, &["--tls-require"]);
     let (open, private) = (SHORT.to_owned(), format!("private/{SHORT}"));
     let mut plain = Rtsp::connect(server.addr());
     let d = plain.request("DESCRIBE", &server.url(&open), &[]);
@@ -861,22 +868,28 @@ fn require_with_rules_protects_only_protected_paths_and_basic_works_over_tls() {
 // ---------------------------------------------------------------------------
 // `rtspd load` over rtsps:// (issue 12)
 
-/// Runs `rtspd load ARGS` (bounded to 60 s): its exit, and the JSON line
-/// it printed last when it succeeded.
-fn load(args: &[&str]) -> (common::tools::Run, Option<serde_json::Value>) {
+/// Runs `rtspd load ARGS` (bounded to 60 s).
+fn run_load(args: &[&str]) -> common::tools::Run {
     let args = [&["load"][..], args].concat();
-    let run = run_tool(env!("CARGO_BIN_EXE_rtspd"), &args, Duration::from_secs(60));
+    run_tool(env!("CARGO_BIN_EXE_rtspd"), &args, Duration::from_secs(60))
+}
+
+/// [`run_load`], which must succeed: what it wrote, and the JSON line it
+/// printed last.
+fn load(args: &[&str]) -> (common::tools::Run, serde_json::Value) {
+    let run = run_load(args);
     let json = run
-        .status
-        .success()
-        .then(|| {
-            run.stdout
-                .lines()
-                .last()
-                .and_then(|l| serde_json::from_str(l).ok())
-        })
-        .flatten();
-    (run, json)
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok());
+    match json {
+        Some(v) if run.status.success() => (run, v),
+        _ => panic!(
+            "rtspd load {args:?}: {}\n{}\n{}",
+            run.status, run.stdout, run.stderr
+        ),
+    }
 }
 
 fn count(v: &serde_json::Value, k: &str) -> u64 {
@@ -893,35 +906,7 @@ fn count(v: &serde_json::Value, k: &str) -> u64 {
 fn load_tester_plays_over_rtsps_with_digest() {
     let certs = tempfile::tempdir().expect("tempdir");
     tls::self_signed(certs.path(), "a");
-    use md5::{Digest as _, Md5};
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let a1 = "alice:rtspd:secret";
-    let (md5, sha256) = (
-        hex(&Md5::digest(a1.as_bytes())),
-        hex(&sha2::Sha256::digest(a1.as_bytes())),
-    );
-    let cfg = certs.path().join("rtspd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[users]]\nname = \"alice\"\nha1_md5 = \"{md5}\"\nha1_sha256 = \"{sha256}\"\n\n\
-             [[paths]]\nmatch = \"/private/**\"\nread = [\"alice\"]\n"
-        ),
-    )
-    .expect("config");
-    let cfg = cfg.display().to_string();
-    let flags = tls::flags(certs.path(), "a");
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let extra = [&flags[..], &["--config", &cfg, "--http", "127.0.0.1:0"]].concat();
-    let server = Server::start_with(
-        |media| {
-            fill(media);
-            let private = media.join("private");
-            std::fs::create_dir(&private).expect("mkdir");
-            std::fs::copy(media.join(LONG), private.join(LONG)).expect("copy");
-        },
-        &extra,
-    );
+    let server = start_private(certs.path(), LONG, &["--http", "127.0.0.1:0"]);
     let http = server.http.expect("the HTTP side");
     let before = scrape(http);
     let url = format!(
@@ -930,8 +915,6 @@ fn load_tester_plays_over_rtsps_with_digest() {
     );
     let ca = certs.path().join("a.cert.pem").display().to_string();
     let (run, v) = load(&[&url, "-n", "5", "-d", "3", "--ramp", "50", "--ca-file", &ca]);
-    let v =
-        v.unwrap_or_else(|| panic!("rtspd load: {}\n{}\n{}", run.status, run.stdout, run.stderr));
     eprintln!("{}", run.stdout);
     assert!(
         !run.stdout.contains("secret") && !run.stderr.contains("secret"),
@@ -985,9 +968,7 @@ fn load_tester_refuses_a_certificate_its_ca_did_not_sign() {
     let server = start(certs.path(), "a", &["--http", "127.0.0.1:0"]);
     let ca = certs.path().join("other.cert.pem").display().to_string();
     let url = server.rtsps_url(LONG);
-    let (run, v) = load(&[&url, "-n", "3", "-d", "1", "--ramp", "50", "--ca-file", &ca]);
-    let v =
-        v.unwrap_or_else(|| panic!("rtspd load: {}\n{}\n{}", run.status, run.stdout, run.stderr));
+    let (_, v) = load(&[&url, "-n", "3", "-d", "1", "--ramp", "50", "--ca-file", &ca]);
     assert_eq!(
         (count(&v, "sessions_ok"), count(&v, "sessions_failed")),
         (0, 3),
@@ -1011,8 +992,6 @@ fn load_tester_refuses_a_certificate_its_ca_did_not_sign() {
     assert_eq!(sample(&text, "rtspd_sessions_started_total", ""), Some(0.0));
 
     let (run, v) = load(&[&url, "-n", "3", "-d", "1", "--ramp", "50", "--insecure"]);
-    let v =
-        v.unwrap_or_else(|| panic!("rtspd load: {}\n{}\n{}", run.status, run.stdout, run.stderr));
     assert_eq!(
         (count(&v, "sessions_ok"), count(&v, "packets_lost")),
         (3, 0),
@@ -1047,12 +1026,8 @@ fn load_tester_refuses_rtsps_misuse_at_startup() {
             "--ca-file and --insecure are for rtsps:// URLs",
         ),
     ] {
-        let (run, v) = load(&args);
-        assert!(
-            !run.status.success() && v.is_none(),
-            "{args:?} ran: {}",
-            run.stdout
-        );
+        let run = run_load(&args);
+        assert!(!run.status.success(), "{args:?} ran: {}", run.stdout);
         assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
         assert!(
             run.elapsed < Duration::from_secs(5),
