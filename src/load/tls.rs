@@ -12,7 +12,7 @@
 //!   named among the report's warnings.
 //! - Media goes interleaved on the TLS connection (RFC 2326 §10.12): RTP
 //!   over UDP would travel in plaintext beside a protected control
-//!   session, and rtspd refuses it with 461, so [`super::Options::check`]
+//!   session, and rtspd refuses it with 461, so `Options::check`
 //!   refuses `--transport udp` with an `rtsps://` URL before anything
 //!   connects.
 
