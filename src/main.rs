@@ -96,7 +96,9 @@ What the summary measures:
 /// ramp rate, receives for the duration, prints a summary and one JSON line.
 #[derive(Args, Debug)]
 struct LoadArgs {
-    /// The presentation to play, e.g. rtsp://127.0.0.1:8554/tones-8k-mono.wav
+    /// The presentation to play, e.g. rtsp://127.0.0.1:8554/tones-8k-mono.wav,
+    /// or rtsps://HOST:8322/PATH over TLS (with --ca-file or --insecure).
+    /// user:password@ in the URL answers Digest challenges.
     url: String,
     /// Concurrent sessions (at most 20000).
     #[arg(short = 'n', long, default_value_t = 1)]
@@ -107,9 +109,23 @@ struct LoadArgs {
     /// Sessions started per second (at most 5000).
     #[arg(long, default_value_t = 100.0)]
     ramp: f64,
-    /// RTP interleaved on the RTSP connection instead of UDP.
-    #[arg(long)]
+    /// RTP interleaved on the RTSP connection instead of UDP (the same
+    /// as --transport tcp).
+    #[arg(long, conflicts_with = "transport")]
     tcp: bool,
+    /// How the media travels: udp, or tcp (interleaved on the RTSP
+    /// connection). Default: udp for rtsp://; an rtsps:// URL always
+    /// receives interleaved on its TLS connection and refuses udp.
+    #[arg(long, value_name = "udp|tcp")]
+    transport: Option<rtspd::load::Transport>,
+    /// rtsps://: the CA certificates (PEM) the server's certificate must
+    /// chain to. It is checked for the URL's host name or IP address.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// rtsps://: accept any server certificate (no verification; a
+    /// warning says so).
+    #[arg(long, conflicts_with = "ca_file")]
+    insecure: bool,
     /// Open the sessions from these local addresses, round-robin: a
     /// comma-separated list of addresses and IPv4 ranges, e.g.
     /// 127.0.0.2-127.0.0.251 or 127.0.0.2-251. Loopback addresses only
@@ -321,7 +337,15 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
         sessions: args.sessions,
         duration: Duration::from_secs_f64(args.duration.min(1e6)),
         ramp: args.ramp,
-        tcp: args.tcp,
+        transport: if args.tcp {
+            Some(rtspd::load::Transport::Tcp)
+        } else {
+            args.transport
+        },
+        tls: rtspd::load::TlsOptions {
+            ca_file: args.ca_file.clone(),
+            insecure: args.insecure,
+        },
         range: args.range.clone(),
         progress: true,
         source_ips: args

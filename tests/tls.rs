@@ -828,19 +828,14 @@ Could not receive message. (Parse error)
     assert!(!gst_tls_shutdown_race_only(exit_1, &no_parse_error));
 }
 
-/// `[tls] require` with `[[paths]]` rules protects only protected paths:
-/// plain RTSP may still describe an open clip but gets 403 for one whose
-/// rule names users; over RTSPS that clip asks for credentials (401), and
-/// Basic credentials, refused on plain RTSP, are taken there.
-#[test]
-fn require_with_rules_protects_only_protected_paths_and_basic_works_over_tls() {
-    use base64::Engine as _;
+/// A server with RTSPS (certificate `a` of `certs`), `clip` also under
+/// `private/`, which only alice (password `secret`, rtspd's realm) may
+/// read, and `extra` flags. The Digest hashes are computed here.
+fn start_private(certs: &Path, clip: &str, extra: &[&str]) -> Server {
     use md5::{Digest as _, Md5};
-    let certs = tempfile::tempdir().expect("tempdir");
-    let cert = tls::self_signed(certs.path(), "a");
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let a1 = "alice:rtspd:secret";
-    let cfg = certs.path().join("rtspd.toml");
+    let cfg = certs.join("rtspd.toml");
     std::fs::write(
         &cfg,
         format!(
@@ -852,18 +847,30 @@ fn require_with_rules_protects_only_protected_paths_and_basic_works_over_tls() {
     )
     .expect("config");
     let cfg = cfg.display().to_string();
-    let flags = tls::flags(certs.path(), "a");
+    let flags = tls::flags(certs, "a");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let extra = [&flags[..], &["--tls-require", "--config", &cfg]].concat();
-    let server = Server::start_with(
+    let extra = [&flags[..], &["--config", &cfg], extra].concat();
+    Server::start_with(
         |media| {
             fill(media);
             let private = media.join("private");
             std::fs::create_dir(&private).expect("mkdir");
-            std::fs::copy(media.join(SHORT), private.join(SHORT)).expect("copy");
+            std::fs::copy(media.join(clip), private.join(clip)).expect("copy");
         },
         &extra,
-    );
+    )
+}
+
+/// `[tls] require` with `[[paths]]` rules protects only protected paths:
+/// plain RTSP may still describe an open clip but gets 403 for one whose
+/// rule names users; over RTSPS that clip asks for credentials (401), and
+/// Basic credentials, refused on plain RTSP, are taken there.
+#[test]
+fn require_with_rules_protects_only_protected_paths_and_basic_works_over_tls() {
+    use base64::Engine as _;
+    let certs = tempfile::tempdir().expect("tempdir");
+    let cert = tls::self_signed(certs.path(), "a");
+    let server = start_private(certs.path(), SHORT, &["--tls-require"]);
     let (open, private) = (SHORT.to_owned(), format!("private/{SHORT}"));
     let mut plain = Rtsp::connect(server.addr());
     let d = plain.request("DESCRIBE", &server.url(&open), &[]);
@@ -1001,4 +1008,176 @@ fn real_clients_with_credentials_over_rtsps() {
         first_bad.map(|i| &run[i..(i + 8).min(n)]),
     );
     assert!(server.panics().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// `rtspd load` over rtsps:// (issue 12)
+
+/// Runs `rtspd load ARGS` (bounded to 60 s).
+fn run_load(args: &[&str]) -> common::tools::Run {
+    let args = [&["load"][..], args].concat();
+    run_tool(env!("CARGO_BIN_EXE_rtspd"), &args, Duration::from_secs(60))
+}
+
+/// [`run_load`], which must succeed: what it wrote, and the JSON line it
+/// printed last.
+fn load(args: &[&str]) -> (common::tools::Run, serde_json::Value) {
+    let run = run_load(args);
+    let json = run
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok());
+    match json {
+        Some(v) if run.status.success() => (run, v),
+        _ => panic!(
+            "rtspd load {args:?}: {}\n{}\n{}",
+            run.status, run.stdout, run.stderr
+        ),
+    }
+}
+
+fn count(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} is not a count: {v}"))
+}
+
+/// `rtspd load` plays 5 listeners of a Digest-protected clip over
+/// rtsps:// with the test's CA (`--ca-file`) and the URL's credentials:
+/// every packet the server counted (`/metrics`, read after the sessions
+/// tore down) arrived, byte for byte, with no gap, as the server's final
+/// SRs also say; and the password is nowhere in the output.
+#[test]
+fn load_tester_plays_over_rtsps_with_digest() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    tls::self_signed(certs.path(), "a");
+    let server = start_private(certs.path(), LONG, &["--http", "127.0.0.1:0"]);
+    let http = server.http.expect("the HTTP side");
+    let before = scrape(http);
+    let url = format!(
+        "rtsps://alice:secret@127.0.0.1:{}/private/{LONG}",
+        server.rtsps_port()
+    );
+    let ca = certs.path().join("a.cert.pem").display().to_string();
+    let (run, v) = load(&[&url, "-n", "5", "-d", "3", "--ramp", "50", "--ca-file", &ca]);
+    eprintln!("{}", run.stdout);
+    assert!(
+        !run.stdout.contains("secret") && !run.stderr.contains("secret"),
+        "the password leaked: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(v["transport"], "rtsps/interleaved", "{v}");
+    assert_eq!(
+        v["url"],
+        format!("rtsps://127.0.0.1:{}/private/{LONG}", server.rtsps_port())
+    );
+    assert_eq!(
+        (count(&v, "sessions_ok"), count(&v, "sessions_failed")),
+        (5, 0),
+        "{v}"
+    );
+    for k in ["packets_lost", "packets_duplicated", "packets_reordered"] {
+        assert_eq!(count(&v, k), 0, "{k}: {v}");
+    }
+    let received = count(&v, "packets_received");
+    // 5 sessions x 3 s x 50 packets/s, give or take the edges.
+    assert!((675..=825).contains(&received), "{received} packets: {v}");
+    assert_eq!(
+        received,
+        count(&v, "server_packets_sent"),
+        "the server's final SRs count what arrived: {v}"
+    );
+    let after = scrape(http);
+    let delta = |name: &str| {
+        sample(&after, name, "").expect(name) - sample(&before, name, "").unwrap_or(0.0)
+    };
+    assert_eq!(delta("rtspd_rtp_packets_sent_total"), received as f64);
+    assert_eq!(
+        delta("rtspd_rtp_bytes_sent_total"),
+        count(&v, "bytes_received") as f64
+    );
+    // 16 kHz mono L16 in 20 ms packets: 640 payload bytes, 12 of header.
+    assert_eq!(count(&v, "bytes_received"), received * 652);
+    assert_eq!(delta("rtspd_sessions_started_total"), 5.0);
+}
+
+/// A CA that did not sign the server's certificate: every session fails
+/// its handshake, counted as such; nothing plays and the server starts no
+/// session. `--insecure` then plays, and says it did not verify.
+#[test]
+fn load_tester_refuses_a_certificate_its_ca_did_not_sign() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    tls::self_signed(certs.path(), "a");
+    tls::self_signed(certs.path(), "other");
+    let server = start(certs.path(), "a", &["--http", "127.0.0.1:0"]);
+    let ca = certs.path().join("other.cert.pem").display().to_string();
+    let url = server.rtsps_url(LONG);
+    let (_, v) = load(&[&url, "-n", "3", "-d", "1", "--ramp", "50", "--ca-file", &ca]);
+    assert_eq!(
+        (count(&v, "sessions_ok"), count(&v, "sessions_failed")),
+        (0, 3),
+        "{v}"
+    );
+    // Both test certificates have rcgen's one subject, so rustls finds an
+    // issuer by name and its signature fails (`BadSignature`); a CA of
+    // another name gives `UnknownIssuer`. Either is the verification.
+    let failures: Vec<_> = v["failures"]
+        .as_object()
+        .expect("failures")
+        .iter()
+        .collect();
+    assert!(
+        matches!(&failures[..], [(why, n)]
+            if why.starts_with("TLS handshake: invalid peer certificate: ") && *n == 3),
+        "{v}"
+    );
+    assert_eq!(count(&v, "packets_received"), 0, "{v}");
+    let text = scrape(server.http.expect("the HTTP side"));
+    assert_eq!(sample(&text, "rtspd_sessions_started_total", ""), Some(0.0));
+
+    let (run, v) = load(&[&url, "-n", "3", "-d", "1", "--ramp", "50", "--insecure"]);
+    assert_eq!(
+        (count(&v, "sessions_ok"), count(&v, "packets_lost")),
+        (3, 0),
+        "{v}"
+    );
+    assert!(count(&v, "packets_received") > 0, "{v}");
+    assert!(run.stderr.contains("WARN"), "{}", run.stderr);
+    assert_eq!(
+        v["warnings"][0],
+        "--insecure: the server's certificate is not verified"
+    );
+}
+
+/// What `rtspd load` refuses before it connects anywhere: UDP media with
+/// rtsps:// (it would be plaintext), rtsps:// with no way to verify the
+/// certificate, and TLS flags with rtsp://.
+#[test]
+fn load_tester_refuses_rtsps_misuse_at_startup() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    tls::self_signed(certs.path(), "a");
+    let ca = certs.path().join("a.cert.pem").display().to_string();
+    // Nothing listens there: a refusal comes before any connect.
+    let rtsps = "rtsps://127.0.0.1:9/x.wav";
+    for (args, says) in [
+        (
+            vec![rtsps, "--transport", "udp", "--ca-file", &ca],
+            "interleaved on its TLS connection",
+        ),
+        (vec![rtsps], "rtsps:// needs --ca-file"),
+        (
+            vec!["rtsp://127.0.0.1:9/x.wav", "--ca-file", &ca],
+            "--ca-file and --insecure are for rtsps:// URLs",
+        ),
+    ] {
+        let run = run_load(&args);
+        assert!(!run.status.success(), "{args:?} ran: {}", run.stdout);
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+        assert!(
+            run.elapsed < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            run.elapsed
+        );
+    }
 }

@@ -4,12 +4,17 @@
 //! the way to the caller. A 401 is answered once with Digest credentials
 //! when the URL had some ([`super::auth`]), and they go on every later
 //! request.
+//!
+//! A connection is generic over its stream ([`Stream`]): a plain
+//! `TcpStream` for `rtsp://`, a TLS one on it for `rtsps://`
+//! ([`super::tls`]), so the plain path is compiled as it was, without a
+//! branch per read.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout, Instant};
 
@@ -24,9 +29,52 @@ pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// limit is refused before this).
 const READ_CHUNK: usize = 16 * 1024;
 
+/// What a control connection runs on: a TCP stream, or one wrapped in
+/// something (TLS) that still knows its TCP stream.
+pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Stream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Stream for tokio_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// Opens a TCP connection to `addr`, from `source` (any port) when given.
+pub(super) async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> Result<TcpStream, LoadError> {
+    let connect = async {
+        let Some(ip) = source else {
+            return TcpStream::connect(addr).await;
+        };
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(ip, 0))?;
+        socket.connect(addr).await
+    };
+    let stream = timeout(REPLY_TIMEOUT, connect)
+        .await
+        .map_err(|_| LoadError::Timeout("connect"))?
+        .map_err(|e| LoadError::Connect(e.kind()))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// A control connection.
-pub(super) struct Conn {
-    stream: TcpStream,
+pub(super) struct Conn<S> {
+    stream: S,
     buf: BytesMut,
     cseq: u32,
     limits: Limits,
@@ -35,31 +83,11 @@ pub(super) struct Conn {
     auth: ClientAuth,
 }
 
-impl Conn {
-    /// Connects to `addr`, from `source` (any port) when given.
-    pub(super) async fn connect(
-        addr: SocketAddr,
-        source: Option<IpAddr>,
-        auth: ClientAuth,
-    ) -> Result<Self, LoadError> {
-        let connect = async {
-            let Some(ip) = source else {
-                return TcpStream::connect(addr).await;
-            };
-            let socket = if ip.is_ipv4() {
-                TcpSocket::new_v4()?
-            } else {
-                TcpSocket::new_v6()?
-            };
-            socket.bind(SocketAddr::new(ip, 0))?;
-            socket.connect(addr).await
-        };
-        let stream = timeout(REPLY_TIMEOUT, connect)
-            .await
-            .map_err(|_| LoadError::Timeout("connect"))?
-            .map_err(|e| LoadError::Connect(e.kind()))?;
-        let _ = stream.set_nodelay(true);
-        Ok(Self {
+impl<S: Stream> Conn<S> {
+    /// An RTSP connection on `stream`, connected (and through its
+    /// handshake, if any).
+    pub(super) fn new(stream: S, auth: ClientAuth) -> Self {
+        Self {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             cseq: 0,
@@ -69,17 +97,19 @@ impl Conn {
             },
             session: None,
             auth,
-        })
+        }
     }
 
     pub(super) fn local_addr(&self) -> Result<SocketAddr, LoadError> {
         self.stream
+            .tcp()
             .local_addr()
             .map_err(|e| LoadError::Connect(e.kind()))
     }
 
     pub(super) fn peer_addr(&self) -> Result<SocketAddr, LoadError> {
         self.stream
+            .tcp()
             .peer_addr()
             .map_err(|e| LoadError::Connect(e.kind()))
     }
@@ -148,7 +178,7 @@ impl Conn {
         }
         req.push_str("\r\n");
         let deadline = Instant::now() + REPLY_TIMEOUT;
-        timeout(REPLY_TIMEOUT, self.stream.write_all(req.as_bytes()))
+        timeout(REPLY_TIMEOUT, self.write(req.as_bytes()))
             .await
             .map_err(|_| LoadError::Timeout(method))?
             .map_err(|e| LoadError::Connect(e.kind()))?;
@@ -173,10 +203,17 @@ impl Conn {
         f.extend_from_slice(&[b'$', channel]);
         f.extend_from_slice(&len.to_be_bytes());
         f.extend_from_slice(data);
-        timeout(REPLY_TIMEOUT, self.stream.write_all(&f))
+        timeout(REPLY_TIMEOUT, self.write(&f))
             .await
             .map_err(|_| LoadError::Timeout("interleaved write"))?
             .map_err(|e| LoadError::Connect(e.kind()))
+    }
+
+    /// Writes `data` out: a TLS stream may keep records back until flushed
+    /// (on a `TcpStream` the flush is a no-op).
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(data).await?;
+        self.stream.flush().await
     }
 
     /// Reads until a response arrives (returned) or `deadline` passes

@@ -10,7 +10,9 @@
 //! pairs ([`source`]). Every limit is capped ([`MAX_SESSIONS`],
 //! [`MAX_DURATION`], [`MAX_RAMP`]) and the run stops by itself. A URL
 //! with `user:password@` answers Digest challenges ([`auth`]); the
-//! credentials are taken out of every URL sent or reported.
+//! credentials are taken out of every URL sent or reported. An `rtsps://`
+//! URL runs every control connection over TLS ([`tls`], RFC 8446) and
+//! receives the media interleaved on it (RFC 2326 §10.12).
 
 pub mod auth;
 mod conn;
@@ -18,6 +20,7 @@ pub mod plot;
 pub mod report;
 mod session;
 pub mod source;
+pub mod tls;
 mod udp;
 
 use std::io::IsTerminal;
@@ -33,6 +36,7 @@ use crate::proto::clock::WallClock;
 use crate::proto::measure::Timeline;
 pub use report::Report;
 pub use source::SourceIps;
+pub use tls::TlsOptions;
 
 /// Most sessions one run opens.
 pub const MAX_SESSIONS: usize = 20_000;
@@ -61,8 +65,31 @@ pub enum LoadError {
         method: &'static str,
         source: auth::AuthError,
     },
+    #[error("TLS handshake: {0}")]
+    Tls(String),
     #[error("bad options: {0}")]
     Options(String),
+}
+
+/// How the media travels (`--transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// RTP and RTCP over UDP, to ports each session announces.
+    Udp,
+    /// Interleaved on the RTSP connection (RFC 2326 §10.12).
+    Tcp,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "udp" => Ok(Self::Udp),
+            "tcp" | "interleaved" => Ok(Self::Tcp),
+            _ => Err(format!("{s:?}: udp or tcp")),
+        }
+    }
 }
 
 /// What to run.
@@ -74,8 +101,11 @@ pub struct Options {
     pub duration: Duration,
     /// Sessions started per second.
     pub ramp: f64,
-    /// RTP over the RTSP connection (interleaved) instead of UDP.
-    pub tcp: bool,
+    /// `None`: UDP for `rtsp://`, interleaved for `rtsps://` (which
+    /// refuses UDP).
+    pub transport: Option<Transport>,
+    /// How an `rtsps://` server's certificate is checked.
+    pub tls: TlsOptions,
     /// A `Range` header value for PLAY, e.g. `npt=2.5-`.
     pub range: Option<String>,
     /// Show a progress bar (only drawn when stdout is a terminal).
@@ -93,6 +123,10 @@ struct Ctx {
     /// The `nc` of every nonce, shared by the sessions.
     nonce_counts: Arc<auth::NonceCounts>,
     server: SocketAddr,
+    /// Media interleaved on the control connection.
+    tcp: bool,
+    /// `rtsps://`: the TLS client every connection uses.
+    tls: Option<tls::Connector>,
     opts: Options,
     clock: WallClock,
     receiver: udp::Receiver,
@@ -117,10 +151,20 @@ impl Progress {
     }
 }
 
+/// [`Options`] checked and resolved.
+struct Checked {
+    /// Without userinfo.
+    url: Url,
+    secret: Option<auth::Secret>,
+    server: SocketAddr,
+    tcp: bool,
+    tls: Option<tls::Connector>,
+}
+
 impl Options {
-    /// The URL without its userinfo, the credentials it had, and the
-    /// server's address.
-    fn check(&self) -> Result<(Url, Option<auth::Secret>, SocketAddr), LoadError> {
+    /// The URL without its userinfo, the credentials it had, the server's
+    /// address, and how to reach it.
+    fn check(&self) -> Result<Checked, LoadError> {
         let bad = |s: String| Err(LoadError::Options(s));
         if self.sessions == 0 || self.sessions > MAX_SESSIONS {
             return bad(format!("sessions must be 1 to {MAX_SESSIONS}"));
@@ -136,14 +180,37 @@ impl Options {
         }
         let mut url = Url::parse(&self.url).map_err(|e| LoadError::Options(format!("URL: {e}")))?;
         let secret = auth::Secret::from_url(&mut url);
-        if url.scheme() != "rtsp" {
-            return bad("only rtsp:// URLs".into());
+        let rtsps = match url.scheme() {
+            "rtsp" => false,
+            "rtsps" => true,
+            _ => return bad("only rtsp:// and rtsps:// URLs".into()),
+        };
+        let tcp = match (rtsps, self.transport) {
+            (true, Some(Transport::Udp)) => {
+                return bad("an rtsps:// URL carries the media interleaved on its TLS \
+                     connection (RFC 2326 §10.12), never as plaintext UDP: \
+                     drop --transport udp"
+                    .into())
+            }
+            (true, _) => true,
+            (false, t) => t == Some(Transport::Tcp),
+        };
+        if !rtsps && self.tls.given() {
+            return bad("--ca-file and --insecure are for rtsps:// URLs".into());
         }
         let host = url
             .host_str()
             .ok_or_else(|| LoadError::Options("URL without host".into()))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = url.port().unwrap_or(554);
+        let tls = if rtsps {
+            let c = tls::Connector::new(&self.tls, host)
+                .map_err(|e| LoadError::Options(e.to_string()))?;
+            Some(c)
+        } else {
+            None
+        };
+        // RFC 7826 §4.2: rtsps defaults to 322.
+        let port = url.port().unwrap_or(if rtsps { 322 } else { 554 });
         let server = (host, port)
             .to_socket_addrs()
             .map_err(|e| LoadError::Options(format!("resolving {host}: {e}")))?
@@ -160,7 +227,22 @@ impl Options {
                 "source IP {a} and server {server} are of different families"
             ));
         }
-        Ok((url, secret, server))
+        Ok(Checked {
+            url,
+            secret,
+            server,
+            tcp,
+            tls,
+        })
+    }
+
+    /// What the report calls the transport.
+    fn transport_label(checked: &Checked) -> &'static str {
+        match (&checked.tls, checked.tcp) {
+            (Some(_), _) => "rtsps/interleaved",
+            (None, true) => "tcp",
+            (None, false) => "udp",
+        }
     }
 }
 
@@ -226,12 +308,25 @@ fn cpu_time() -> Duration {
 
 /// Runs the load test; call it inside a tokio runtime.
 pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
-    let (url, secret, server) = opts.check()?;
+    let checked = opts.check()?;
+    let transport = Options::transport_label(&checked);
+    let Checked {
+        url,
+        secret,
+        server,
+        tcp,
+        tls,
+    } = checked;
     // The report names the URL without the password.
     opts.url = url.to_string();
-    let sources = source::Sources::new(opts.source_ips.clone(), !opts.tcp);
+    let sources = source::Sources::new(opts.source_ips.clone(), !tcp);
     let mut warnings = Vec::new();
-    if let Some(w) = raise_fd_limit(opts.sessions, opts.tcp, &sources) {
+    if tls.is_some() && opts.tls.insecure {
+        let w = "--insecure: the server's certificate is not verified";
+        tracing::warn!("{w}");
+        warnings.push(w.to_owned());
+    }
+    if let Some(w) = raise_fd_limit(opts.sessions, tcp, &sources) {
         warnings.push(w);
     }
     let totals = Arc::new(udp::Totals::default());
@@ -246,6 +341,8 @@ pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
         secret,
         nonce_counts: Arc::default(),
         server,
+        tcp,
+        tls,
         clock: WallClock::new(t0, unix_now),
         receiver,
         sources,
@@ -316,7 +413,7 @@ pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
     for r in &results {
         timeline.merge(&r.timeline);
     }
-    let (mut report, setup_us) = Report::build(&opts, &results, wall, cpu, warnings);
+    let (mut report, setup_us) = Report::build(&opts, transport, &results, wall, cpu, warnings);
     report.tester_fds_peak = fds_peak;
     report.shared_udp_pairs = shared_pairs;
     report.sessions_per_shared_pair = per_pair;
@@ -384,4 +481,64 @@ fn progress_bar(opts: &Options) -> indicatif::ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(url: &str, transport: Option<Transport>, insecure: bool) -> Options {
+        Options {
+            url: url.into(),
+            sessions: 1,
+            duration: Duration::from_secs(1),
+            ramp: 10.0,
+            transport,
+            tls: TlsOptions {
+                ca_file: None,
+                insecure,
+            },
+            range: None,
+            progress: false,
+            source_ips: Vec::new(),
+        }
+    }
+
+    /// rtsps:// is interleaved whatever is asked (UDP is refused), on
+    /// port 322 by default; rtsp:// is UDP unless told, on 554.
+    #[test]
+    fn schemes_resolve_transport_and_port() {
+        let c = opts("rtsps://u:p@127.0.0.1/a", None, true)
+            .check()
+            .expect("rtsps");
+        assert!(c.tcp && c.tls.is_some());
+        assert_eq!(c.server, SocketAddr::from(([127, 0, 0, 1], 322)));
+        assert_eq!(c.url.as_str(), "rtsps://127.0.0.1/a");
+        assert!(c.secret.is_some());
+        assert_eq!(Options::transport_label(&c), "rtsps/interleaved");
+        let c = opts("rtsps://127.0.0.1:8322/a", Some(Transport::Tcp), true)
+            .check()
+            .expect("rtsps, tcp");
+        assert!(c.tcp && c.server.port() == 8322);
+        let e = opts("rtsps://127.0.0.1/a", Some(Transport::Udp), true)
+            .check()
+            .err()
+            .expect("UDP with rtsps");
+        assert!(e.to_string().contains("--transport udp"), "{e}");
+
+        let c = opts("rtsp://127.0.0.1/a", None, false)
+            .check()
+            .expect("rtsp");
+        assert!(!c.tcp && c.tls.is_none());
+        assert_eq!(c.server.port(), 554);
+        assert_eq!(Options::transport_label(&c), "udp");
+        let c = opts("rtsp://127.0.0.1/a", Some(Transport::Tcp), false)
+            .check()
+            .expect("rtsp, tcp");
+        assert_eq!(Options::transport_label(&c), "tcp");
+        assert!(opts("rtsp://127.0.0.1/a", None, true).check().is_err());
+        assert!(opts("http://127.0.0.1/a", None, false).check().is_err());
+        assert_eq!("interleaved".parse(), Ok(Transport::Tcp));
+        assert!("quic".parse::<Transport>().is_err());
+    }
 }

@@ -54,6 +54,9 @@ pub struct Report {
     /// Sum over tracks of the packet count in the last SR (or BYE) seen:
     /// what the server says it sent.
     pub server_packets_sent: u64,
+    /// RTP bytes received (whole packets: header and payload, without
+    /// the interleaved `$` framing), as a server counts what it sent.
+    pub bytes_received: u64,
     pub loss_pct: f64,
     /// RFC 3550 A.8 jitter, the worst track of each session, over sessions.
     /// Computed on RTP timestamps as the RFC defines it, so for video it
@@ -107,6 +110,7 @@ pub struct Report {
 impl Report {
     pub(super) fn build(
         opts: &Options,
+        transport: &'static str,
         results: &[SessionResult],
         wall: Duration,
         cpu: Duration,
@@ -198,7 +202,7 @@ impl Report {
         );
         let report = Self {
             url: opts.url.clone(),
-            transport: if opts.tcp { "tcp" } else { "udp" },
+            transport,
             sessions_attempted: opts.sessions,
             sessions_ok: ok,
             sessions_failed: opts.sessions - ok,
@@ -209,6 +213,7 @@ impl Report {
             packets_duplicated: dups,
             packets_reordered: reordered,
             server_packets_sent: server_sent,
+            bytes_received: bytes,
             loss_pct: if expected > 0 {
                 100.0 * lost as f64 / expected as f64
             } else {

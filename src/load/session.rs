@@ -3,7 +3,9 @@
 //! the session timeout while receiving, then TEARDOWN.
 //!
 //! With `--source-ips` the control connection is bound to the session's
-//! source address before it connects ([`super::source`]).
+//! source address before it connects ([`super::source`]). Over `rtsps://`
+//! the TLS handshake ([`super::tls`]) follows the TCP connect, and counts
+//! in the setup time; the rest runs on the TLS stream as on a plain one.
 //!
 //! Over UDP the packets go to the shared receiver thread ([`super::udp`]);
 //! over TCP they arrive interleaved on this session's own connection and
@@ -18,7 +20,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::auth::ClientAuth;
-use super::conn::Conn;
+use super::conn::{self, Conn, Stream};
 use super::udp::{Ports, RxTrack, MAX_TRACKS};
 use super::{Ctx, LoadError};
 use crate::proto::measure::{Timeline, TrackMeasure};
@@ -48,6 +50,18 @@ pub(super) struct SessionResult {
     pub(super) timeline: Timeline,
 }
 
+impl SessionResult {
+    fn new(outcome: Result<(), LoadError>) -> Self {
+        Self {
+            outcome,
+            setup: None,
+            first_packet: None,
+            tracks: Vec::new(),
+            timeline: Timeline::default(),
+        }
+    }
+}
+
 struct Track {
     offer: OfferedTrack,
     url: String,
@@ -58,33 +72,36 @@ struct Track {
 /// Runs session `id` to the end; never panics on what the server sends.
 pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
     let started = Instant::now();
-    let mut result = SessionResult {
-        outcome: Ok(()),
-        setup: None,
-        first_packet: None,
-        tracks: Vec::new(),
-        timeline: Timeline::default(),
+    let failed = |e| SessionResult::new(Err(e));
+    let tcp = match conn::connect(ctx.server, ctx.sources.addr(id)).await {
+        Ok(s) => s,
+        Err(e) => return failed(e),
     };
-    let mut conn = match Conn::connect(
-        ctx.server,
-        ctx.sources.addr(id),
-        ClientAuth::new(ctx.secret.clone(), ctx.nonce_counts.clone()),
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            result.outcome = Err(e);
-            return result;
-        }
-    };
+    let auth = ClientAuth::new(ctx.secret.clone(), ctx.nonce_counts.clone());
+    match &ctx.tls {
+        None => drive(&ctx, id, Conn::new(tcp, auth), started).await,
+        Some(tls) => match tls.handshake(tcp).await {
+            Ok(s) => drive(&ctx, id, Conn::new(s, auth), started).await,
+            Err(e) => failed(e),
+        },
+    }
+}
+
+/// The session on its connected control connection.
+async fn drive<S: Stream>(
+    ctx: &Ctx,
+    id: usize,
+    mut conn: Conn<S>,
+    started: Instant,
+) -> SessionResult {
+    let mut result = SessionResult::new(Ok(()));
     let mut registered = false;
     let mut tcp = TcpTracks {
         tracks: Vec::new(),
         timeline: Timeline::default(),
     };
     let flow = flow(
-        &ctx,
+        ctx,
         id,
         &mut conn,
         started,
@@ -103,7 +120,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, id: usize) -> SessionResult {
         if let (Err(e), Ok(())) = (teardown, &result.outcome) {
             result.outcome = Err(e);
         }
-        if ctx.opts.tcp {
+        if ctx.tcp {
             // The BYE follows the reply on the same connection.
             let until = Instant::now() + BYE_LINGER;
             while Instant::now() < until && !tcp.tracks.iter().all(|t| t.bye) {
@@ -169,10 +186,10 @@ fn control_url(base: &Url, control: Option<&str>) -> Result<String, LoadError> {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn flow(
+async fn flow<S: Stream>(
     ctx: &Ctx,
     id: usize,
-    conn: &mut Conn,
+    conn: &mut Conn<S>,
     started: Instant,
     result: &mut SessionResult,
     registered: &mut bool,
@@ -220,7 +237,7 @@ async fn flow(
     let mut ports = Vec::new();
     let mut timeout = DEFAULT_TIMEOUT;
     for (i, t) in tracks.iter_mut().enumerate() {
-        let transport = if ctx.opts.tcp {
+        let transport = if ctx.tcp {
             format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * i, 2 * i + 1)
         } else {
             let bind = |e: std::io::Error| LoadError::Bind(e.kind());
@@ -268,7 +285,7 @@ async fn flow(
         .iter()
         .map(|t| TrackMeasure::new(t.offer.clock_rate, t.ssrc, ctx.clock))
         .collect();
-    if ctx.opts.tcp {
+    if ctx.tcp {
         tcp.tracks = measures;
     } else {
         let rx: Vec<RxTrack> = ports
@@ -313,7 +330,7 @@ async fn flow(
             let mut sink = |ch: u8, data: Bytes| tcp.on_frame(ch, &data);
             conn.request(keepalive_method, &url, &[], &mut sink).await?;
         }
-        if ctx.opts.tcp && now >= next_rr {
+        if ctx.tcp && now >= next_rr {
             next_rr = now + RR_INTERVAL;
             for (i, t) in tcp.tracks.iter_mut().enumerate() {
                 if let Some(block) = t.report_block(now.into_std()) {
@@ -330,8 +347,8 @@ async fn flow(
         }
         let wake = end
             .min(next_keepalive)
-            .min(if ctx.opts.tcp { next_rr } else { end });
-        if ctx.opts.tcp {
+            .min(if ctx.tcp { next_rr } else { end });
+        if ctx.tcp {
             let mut sink = |ch: u8, data: Bytes| tcp.on_frame(ch, &data);
             tokio::select! {
                 r = conn.next_response(wake, &mut sink) => {
