@@ -100,8 +100,12 @@ struct Track {
     spec: TrackSpec,
     restamper: Restamper,
     sender: Sender,
-    /// The latest packet: its timestamp and when it went out.
-    last: Option<(u32, Instant)>,
+    /// Without source SRs, the timeline's anchor: a packet's timestamp and
+    /// when it arrived. Set by the first packet of a feed and kept (packet
+    /// timestamps are presentation times: B-frames and arrival jitter
+    /// would move a per-packet anchor, and every SR with it); taken anew
+    /// only when the feed jumps by more than [`REANCHOR`].
+    anchor: Option<(u32, Instant)>,
     /// The source's last SR mapped onto our timestamps: (its NTP time, our
     /// timestamp, when it arrived).
     source_sr: Option<(NtpTimestamp, u32, Instant)>,
@@ -118,14 +122,33 @@ impl Track {
                 ts.wrapping_add(duration_to_ticks(since, rate) as u32),
             ));
         }
-        let (ts, at) = self.last?;
+        let (ts, at) = self.anchor?;
         let since = now.saturating_duration_since(at);
         Some((
             wallclock.ntp(now),
             ts.wrapping_add(duration_to_ticks(since, rate) as u32),
         ))
     }
+
+    /// Keeps the anchor unless packet `ts` arriving at `now` is more than
+    /// [`REANCHOR`] off the timeline it gives.
+    fn observe(&mut self, ts: u32, now: Instant) {
+        let rate = i64::from(self.spec.clock_rate.max(1));
+        if let Some((a_ts, a_at)) = self.anchor {
+            let elapsed =
+                duration_to_ticks(now.saturating_duration_since(a_at), rate as u32) as i64;
+            let media = i64::from(ts.wrapping_sub(a_ts) as i32);
+            if (media - elapsed).abs() <= REANCHOR.as_secs() as i64 * rate {
+                return;
+            }
+        }
+        self.anchor = Some((ts, now));
+    }
 }
+
+/// How far a feed's timestamps may stray from the anchored timeline before
+/// it is taken anew.
+const REANCHOR: Duration = Duration::from_secs(1);
 
 fn ntp_plus(ntp: NtpTimestamp, d: Duration) -> NtpTimestamp {
     let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
@@ -181,7 +204,7 @@ impl RelayChannel {
                     spec.first_timestamp,
                 ),
                 sender: Sender::new(spec.ssrc, spec.payload_type, spec.first_seq),
-                last: None,
+                anchor: None,
                 source_sr: None,
                 spec,
             })
@@ -212,6 +235,7 @@ impl RelayChannel {
         for t in &mut self.tracks {
             t.restamper.reset();
             t.source_sr = None;
+            t.anchor = None;
         }
     }
 
@@ -311,6 +335,7 @@ impl RelayChannel {
             },
             now,
         );
+        t.observe(o.timestamp, now);
         let payload = Bytes::copy_from_slice(rtp.payload());
         let video = t.spec.video;
         let parts = match video {
@@ -333,7 +358,6 @@ impl RelayChannel {
                 rtptime: o.timestamp,
             };
             let data = t.sender.packet_at(seq, o.timestamp, marker, part);
-            t.last = Some((o.timestamp, now));
             self.fan_out(track, &data, join, keyframe && k == 0, now, out);
             self.cache(Sent {
                 track,

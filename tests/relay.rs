@@ -1,0 +1,295 @@
+//! Live video (issue 13): ffmpeg publishes the bundled MP4 (H.264 and AAC,
+//! `-c copy`) over UDP and TCP; readers over UDP and TCP get every access
+//! unit from their first keyframe on, exactly as the MP4 holds it (NAL
+//! units and AAC frames compared byte for byte, in order, none missing or
+//! doubled), decode without an error line, and a raw reader's first
+//! packet is the one its RTP-Info names, at a keyframe.
+
+mod common;
+
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::tools::{ffmpeg, ffmpeg_background, require, run_tool, Background};
+use common::{rtp_payload, rtp_seq, rtp_ts, Rtsp, Server, UdpPair};
+
+const MP4: &str = "testsrc-320x240.mp4";
+
+/// Slices (coded pictures: NAL types 1 and 5) in order.
+fn slices(annexb: &[u8]) -> Vec<&[u8]> {
+    common::annexb::nal_units(annexb)
+        .into_iter()
+        .filter(|n| matches!(n.first().map(|h| h & 0x1F), Some(1 | 5)))
+        .collect()
+}
+
+/// AAC frames of an ADTS stream (headers stripped).
+fn adts_frames(adts: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = adts;
+    while rest.len() >= 7 && rest[0] == 0xFF && rest[1] & 0xF0 == 0xF0 {
+        let len = (usize::from(rest[3] & 0x03) << 11)
+            | (usize::from(rest[4]) << 3)
+            | usize::from(rest[5] >> 5);
+        let header = if rest[1] & 1 == 0 { 9 } else { 7 };
+        if len < header || len > rest.len() {
+            break;
+        }
+        out.push(&rest[header..len]);
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// `got` is a run of the looping `source`: some offset where every unit
+/// of `got` equals the source's, in order (the publisher loops the clip).
+fn assert_run_of(what: &str, got: &[&[u8]], source: &[&[u8]], at_least: usize) {
+    assert!(got.len() >= at_least, "{what}: only {} units", got.len());
+    let n = source.len();
+    let fits = (0..n).find(|&start| {
+        source[start] == got[0]
+            && got
+                .iter()
+                .enumerate()
+                .all(|(k, g)| source[(start + k) % n] == *g)
+    });
+    assert!(
+        fits.is_some(),
+        "{what}: the {} units received are not a run of the source's {n}",
+        got.len()
+    );
+}
+
+/// The source's video slices and AAC frames, as ffmpeg reads the MP4.
+fn source_units(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+    let media = common::bundled_media().join(MP4);
+    let media = media.to_str().expect("path");
+    let (h264, aac) = (dir.join("src.h264"), dir.join("src.aac"));
+    ffmpeg(
+        &[
+            "-i",
+            media,
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-bsf:v",
+            "h264_mp4toannexb",
+            "-f",
+            "h264",
+            "-y",
+            h264.to_str().expect("path"),
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-f",
+            "adts",
+            "-y",
+            aac.to_str().expect("path"),
+        ],
+        Duration::from_secs(30),
+    );
+    (
+        std::fs::read(&h264).expect("source h264"),
+        std::fs::read(&aac).expect("source aac"),
+    )
+}
+
+/// ffmpeg publishing the MP4 in a loop over `transport` to `/live/cam`,
+/// once the channel answers DESCRIBE.
+fn publish(server: &Server, transport: &str) -> Background {
+    let media = common::bundled_media().join(MP4);
+    let url = server.url("live/cam");
+    let publisher = ffmpeg_background(&[
+        "-re",
+        "-stream_loop",
+        "-1",
+        "-i",
+        media.to_str().expect("path"),
+        "-c",
+        "copy",
+        "-f",
+        "rtsp",
+        "-rtsp_transport",
+        transport,
+        &url,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut c = Rtsp::connect(server.addr());
+        if c.try_request("DESCRIBE", &url, &["Accept: application/sdp"])
+            .is_ok_and(|r| r.status == 200)
+        {
+            return publisher;
+        }
+        assert!(Instant::now() < deadline, "the publisher never announced");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads `secs` of the channel over `transport`: video to Annex B and
+/// audio to ADTS (copied, not decoded); returns them and ffmpeg's log.
+fn read(url: &str, transport: &str, secs: &str, dir: &Path) -> (Vec<u8>, Vec<u8>, String) {
+    let (h264, aac) = (
+        dir.join(format!("{transport}.h264")),
+        dir.join(format!("{transport}.aac")),
+    );
+    let run = run_tool(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "warning",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            url,
+            "-t",
+            secs,
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-f",
+            "h264",
+            "-y",
+            h264.to_str().expect("path"),
+            "-map",
+            "0:a",
+            "-t",
+            secs,
+            "-c",
+            "copy",
+            "-f",
+            "adts",
+            "-y",
+            aac.to_str().expect("path"),
+        ],
+        Duration::from_secs(40),
+    );
+    assert!(run.status.success(), "{transport} reader: {}", run.stderr);
+    (
+        std::fs::read(&h264).expect("h264"),
+        std::fs::read(&aac).expect("aac"),
+        run.stderr,
+    )
+}
+
+/// The decoder's complaints about a stream that starts undecodable.
+const DECODE_ERRORS: [&str; 4] = [
+    "non-existing PPS",
+    "no frame!",
+    "decode_slice_header error",
+    "error while decoding",
+];
+
+#[test]
+fn published_h264_and_aac_reach_every_reader_exactly() {
+    require("ffmpeg");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src_h264, src_aac) = source_units(dir.path());
+    let (src_slices, src_frames) = (slices(&src_h264), adts_frames(&src_aac));
+    assert!(
+        src_slices.len() >= 250 && src_frames.len() >= 400,
+        "the source's units"
+    );
+    let server = Server::start(&["--allow-publish"]);
+    let url = server.url("live/cam");
+    for publisher in ["tcp", "udp"] {
+        let _p = publish(&server, publisher);
+        for reader in ["udp", "tcp"] {
+            let what = format!("published over {publisher}, read over {reader}");
+            let (h264, aac, log) = read(&url, reader, "3", dir.path());
+            let got = slices(&h264);
+            assert_eq!(
+                got.first().map(|n| n[0] & 0x1F),
+                Some(5),
+                "{what}: the first picture is not an IDR"
+            );
+            assert_run_of(&format!("{what}: video"), &got, &src_slices, 60);
+            assert_run_of(
+                &format!("{what}: audio"),
+                &adts_frames(&aac),
+                &src_frames,
+                100,
+            );
+            assert!(
+                !DECODE_ERRORS.iter().any(|e| log.contains(e)),
+                "{what}: {log}"
+            );
+        }
+        // Decoding, not only copying: no error line from a late joiner.
+        let run = run_tool(
+            "ffmpeg",
+            &[
+                "-nostdin", "-v", "warning", "-i", &url, "-t", "2", "-f", "null", "-",
+            ],
+            Duration::from_secs(30),
+        );
+        assert!(run.status.success(), "decode: {}", run.stderr);
+        assert!(
+            !DECODE_ERRORS.iter().any(|e| run.stderr.contains(e)),
+            "decoding over {publisher}: {}",
+            run.stderr
+        );
+        // The next publisher takes the channel once this one is gone.
+        drop(_p);
+        thread::sleep(Duration::from_millis(500));
+    }
+    assert!(server.panics().is_empty());
+}
+
+/// A raw reader of the video track only: PLAY's RTP-Info names the first
+/// packet it gets, exactly, and that packet starts a keyframe (SPS, or an
+/// IDR slice or its first fragment).
+#[test]
+fn a_late_joiner_starts_at_a_keyframe_named_by_rtp_info() {
+    require("ffmpeg");
+    let server = Server::start(&["--allow-publish"]);
+    let _p = publish(&server, "tcp");
+    let url = server.url("live/cam");
+    for _ in 0..3 {
+        // Join at some point within the GOP.
+        thread::sleep(Duration::from_millis(370));
+        let mut c = Rtsp::connect(server.addr());
+        let d = c.request("DESCRIBE", &url, &["Accept: application/sdp"]);
+        assert_eq!(d.status, 200, "{d}");
+        assert!(
+            String::from_utf8_lossy(&d.body).contains("H264/90000"),
+            "{}",
+            String::from_utf8_lossy(&d.body)
+        );
+        let pair = UdpPair::bind();
+        let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
+        assert_eq!(s.status, 200, "{s}");
+        let id = s.session();
+        let p = c.request("PLAY", &url, &[&format!("Session: {id}")]);
+        assert_eq!(p.status, 200, "{p}");
+        let info = p.rtp_info();
+        assert_eq!(info.len(), 1, "{p}");
+        let (first, _) = pair.recv_rtp().expect("a packet");
+        assert_eq!(
+            (rtp_seq(&first), rtp_ts(&first)),
+            info[0],
+            "RTP-Info names the first packet"
+        );
+        let payload = rtp_payload(&first);
+        let kind = payload[0] & 0x1F;
+        let starts = match kind {
+            5 | 7 => true,
+            24 => payload.get(3).is_some_and(|h| matches!(h & 0x1F, 5 | 7)),
+            28 => payload
+                .get(1)
+                .is_some_and(|h| h & 0x80 != 0 && h & 0x1F == 5),
+            _ => false,
+        };
+        assert!(
+            starts,
+            "the first packet (NAL type {kind}) does not start a keyframe"
+        );
+        let t = c.request("TEARDOWN", &url, &[&format!("Session: {id}")]);
+        assert_eq!(t.status, 200);
+    }
+}
