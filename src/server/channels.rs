@@ -78,6 +78,8 @@ struct PublishRule {
     codec: Option<Codec>,
     /// Rate and channels came from `--live`: the channel always runs.
     declared: bool,
+    /// A relay channel keeps its last GOP (`gop_cache`).
+    gop_cache: bool,
 }
 
 struct Publisher {
@@ -287,6 +289,7 @@ impl Channels {
         let publish = (spec.source == Source::Publish).then_some(PublishRule {
             codec: spec.codec,
             declared: shape.is_some(),
+            gop_cache: spec.gop_cache,
         });
         let (info, channel) = match shape {
             Some(shape) => {
@@ -407,6 +410,7 @@ impl Channels {
                     publish: Some(PublishRule {
                         codec: None,
                         declared: false,
+                        gop_cache: false,
                     }),
                     info: None,
                     publisher: None,
@@ -460,8 +464,13 @@ impl Channels {
                         (info, LiveChannel::Audio(channel))
                     }
                     Offer::Relay(tracks) => {
-                        let (info, channel) =
-                            live::make_relay_channel(params, name, &key, tracks.clone(), false);
+                        let (info, channel) = live::make_relay_channel(
+                            params,
+                            name,
+                            &key,
+                            tracks.clone(),
+                            rule.gop_cache,
+                        );
                         (info, LiveChannel::Relay(channel))
                     }
                 };

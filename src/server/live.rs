@@ -41,6 +41,10 @@ pub struct LiveSpec {
     pub rate: Option<u32>,
     pub channels: Option<u16>,
     pub big_endian: bool,
+    /// A relay channel (video published to it) keeps its last GOP, once,
+    /// and a newcomer gets it at once: its first frame without waiting for
+    /// the next keyframe.
+    pub gop_cache: bool,
 }
 
 /// Where a channel's audio comes from.
@@ -125,10 +129,11 @@ impl LiveSpec {
             rate: None,
             channels: None,
             big_endian: false,
+            gop_cache: false,
         })
     }
 
-    /// Sets one key: `codec`, `rate`, `channels` or `format`. The error
+    /// Sets one key: `codec`, `rate`, `channels`, `format` or `gop_cache`. The error
     /// says what the key allows (or which keys there are).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
@@ -148,7 +153,14 @@ impl LiveSpec {
                     _ => return Err("s16le or s16be".into()),
                 }
             }
-            _ => return Err("one of codec, rate, channels, format".into()),
+            "gop_cache" => {
+                self.gop_cache = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err("true or false".into()),
+                }
+            }
+            _ => return Err("one of codec, rate, channels, format, gop_cache".into()),
         }
         Ok(())
     }

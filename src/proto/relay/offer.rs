@@ -7,8 +7,20 @@
 use super::nal::VideoCodec;
 use crate::proto::sdp::{OfferedTrack, TrackDescription};
 
-/// What the 415 for an SDP without a supported track says.
-pub const SUPPORTED: &str = "H264, H265, MPEG4-GENERIC, MP4A-LATM, OPUS, PCMU, PCMA, L16";
+/// The encoding names a relay channel forwards, as a literal (for
+/// `concat!`).
+macro_rules! supported {
+    () => {
+        "H264, H265, MPEG4-GENERIC, MP4A-LATM, OPUS, PCMU, PCMA, L16"
+    };
+}
+
+/// What the 415 for an SDP without a supported track says it takes.
+pub const SUPPORTED: &str = supported!();
+
+/// The reason phrase of that 415 (RFC 2326 §7.1.1 lets a server choose it).
+pub const NO_SUPPORTED_TRACK_REASON: &str =
+    concat!("Unsupported Media Type; Supported: ", supported!());
 
 /// A payload format a relay channel forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

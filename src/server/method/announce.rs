@@ -49,7 +49,7 @@ pub(super) async fn announce(cx: &Ctx<'_>, ok: Response) -> Result<Response, Err
     let offer = match pcm {
         Some(format) => Offer::Audio(format),
         None => {
-            let (relayed, skipped) = relay_tracks(&tracks).map_err(Error::UnsupportedMedia)?;
+            let (relayed, skipped) = relay_tracks(&tracks).map_err(Error::NoSupportedTrack)?;
             for s in &skipped {
                 info!(channel = %name, track = %s, "publisher's track not relayed: unsupported format");
             }
