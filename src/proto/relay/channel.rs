@@ -109,6 +109,20 @@ struct Track {
     /// The source's last SR mapped onto our timestamps: (its NTP time, our
     /// timestamp, when it arrived).
     source_sr: Option<(NtpTimestamp, u32, Instant)>,
+    /// A source SR that came before the first packet of its SSRC (ffmpeg
+    /// sends its first SR ahead of its first packet): applied once that
+    /// packet gives the mapping.
+    pending_sr: Option<SourceReport>,
+}
+
+/// A source's sender report as it came: its SSRC's RTP time `timestamp` is
+/// NTP time `ntp` (RFC 3550 §6.4.1), received at `at`.
+#[derive(Debug, Clone, Copy)]
+struct SourceReport {
+    ssrc: u32,
+    ntp: NtpTimestamp,
+    timestamp: u32,
+    at: Instant,
 }
 
 impl Track {
@@ -128,6 +142,18 @@ impl Track {
             wallclock.ntp(now),
             ts.wrapping_add(duration_to_ticks(since, rate) as u32),
         ))
+    }
+
+    /// Maps `sr` onto our timeline, or keeps it until its SSRC's first
+    /// packet.
+    fn take_report(&mut self, sr: SourceReport) {
+        match self.restamper.map_timestamp(sr.ssrc, sr.timestamp) {
+            Some(ours) => {
+                self.source_sr = Some((sr.ntp, ours, sr.at));
+                self.pending_sr = None;
+            }
+            None => self.pending_sr = Some(sr),
+        }
     }
 
     /// Keeps the anchor unless packet `ts` arriving at `now` is more than
@@ -205,6 +231,7 @@ impl RelayChannel {
                 ),
                 sender: Sender::new(spec.ssrc, spec.payload_type, spec.first_seq),
                 anchor: None,
+                pending_sr: None,
                 source_sr: None,
                 spec,
             })
@@ -235,6 +262,7 @@ impl RelayChannel {
         for t in &mut self.tracks {
             t.restamper.reset();
             t.source_sr = None;
+            t.pending_sr = None;
             t.anchor = None;
         }
     }
@@ -250,9 +278,12 @@ impl RelayChannel {
         now: Instant,
     ) {
         if let Some(t) = self.tracks.get_mut(track) {
-            if let Some(ours) = t.restamper.map_timestamp(ssrc, timestamp) {
-                t.source_sr = Some((ntp, ours, now));
-            }
+            t.take_report(SourceReport {
+                ssrc,
+                ntp,
+                timestamp,
+                at: now,
+            });
         }
     }
 
@@ -336,6 +367,9 @@ impl RelayChannel {
             now,
         );
         t.observe(o.timestamp, now);
+        if let Some(sr) = t.pending_sr.filter(|sr| sr.ssrc == rtp.ssrc()) {
+            t.take_report(sr);
+        }
         let payload = Bytes::copy_from_slice(rtp.payload());
         let video = t.spec.video;
         let parts = match video {
