@@ -11,7 +11,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::tools::{ffmpeg, ffmpeg_background, require, run_tool, Background};
+use common::tools::{background, ffmpeg, ffmpeg_background, require, run_tool, Background};
 use common::{rtp_payload, rtp_seq, rtp_ts, Rtsp, Server, UdpPair};
 
 const MP4: &str = "testsrc-320x240.mp4";
@@ -126,13 +126,19 @@ fn publish_clip(server: &Server, clip: &Path, path: &str, transport: &str) -> Ba
         transport,
         &url,
     ]);
+    await_announce(server, &url);
+    publisher
+}
+
+/// Waits (up to 15 s) until `url` answers DESCRIBE: its publisher is in.
+fn await_announce(server: &Server, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let mut c = Rtsp::connect(server.addr());
-        if c.try_request("DESCRIBE", &url, &["Accept: application/sdp"])
+        if c.try_request("DESCRIBE", url, &["Accept: application/sdp"])
             .is_ok_and(|r| r.status == 200)
         {
-            return publisher;
+            return;
         }
         assert!(Instant::now() < deadline, "the publisher never announced");
         thread::sleep(Duration::from_millis(100));
@@ -540,6 +546,491 @@ fn lip_sync_survives_the_relay() {
         }
         drop(_p);
         thread::sleep(Duration::from_millis(500));
+    }
+    assert!(server.panics().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Parameter sets completed from the stream
+
+/// RTP packets (RFC 6184: single NAL units, FU-A above 1200 bytes) of the
+/// access units in `nals`, 25 per second, as interleaved frames on
+/// channel 0.
+fn interleaved_h264(nals: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut seq, mut ts) = (0u16, 0u32);
+    let mut packet = |payload: &[u8], ts: u32, marker: bool, out: &mut Vec<u8>| {
+        let mut p = vec![0x80, 96 | if marker { 0x80 } else { 0 }];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        seq = seq.wrapping_add(1);
+        out.push(b'$');
+        out.push(0);
+        out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        out.extend_from_slice(&p);
+    };
+    let mut seen_slice = false;
+    for nal in nals {
+        let kind = nal[0] & 0x1F;
+        let slice = matches!(kind, 1 | 5);
+        if slice && seen_slice {
+            ts = ts.wrapping_add(3600);
+        }
+        seen_slice |= slice;
+        if nal.len() <= 1200 {
+            packet(nal, ts, slice, &mut out);
+            continue;
+        }
+        let chunks: Vec<&[u8]> = nal[1..].chunks(1200).collect();
+        for (k, c) in chunks.iter().enumerate() {
+            let (first, last) = (k == 0, k + 1 == chunks.len());
+            let mut fu = vec![(nal[0] & 0xE0) | 28, kind];
+            fu[1] |= if first { 0x80 } else { 0 } | if last { 0x40 } else { 0 };
+            fu.extend_from_slice(c);
+            packet(&fu, ts, slice && last, &mut out);
+        }
+    }
+    out
+}
+
+/// The `a=fmtp` value of a DESCRIBE of `url`.
+fn described_fmtp(server: &Server, url: &str) -> String {
+    let mut c = Rtsp::connect(server.addr());
+    let d = c.request("DESCRIBE", url, &["Accept: application/sdp"]);
+    assert_eq!(d.status, 200, "{d}");
+    String::from_utf8_lossy(&d.body)
+        .lines()
+        .find_map(|l| l.strip_prefix("a=fmtp:96 "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// A publisher whose SDP has no `sprop-parameter-sets` (as many cameras
+/// send): once its in-band SPS and PPS went through the channel, DESCRIBE
+/// gives them, byte for byte the source's, with the profile from the SPS.
+#[test]
+fn in_band_parameter_sets_complete_the_description() {
+    require("ffmpeg");
+    use base64::Engine;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (h264, _) = source_units(dir.path());
+    let nals = common::annexb::nal_units(&h264);
+    let sps = *nals.iter().find(|n| n[0] & 0x1F == 7).expect("an SPS");
+    let pps = *nals.iter().find(|n| n[0] & 0x1F == 8).expect("a PPS");
+    let server = Server::start(&["--allow-publish"]);
+    let url = server.url("live/bare");
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=bare\r\nt=0 0\r\n\
+               m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+               a=fmtp:96 packetization-mode=1\r\na=control:trackID=0\r\n";
+    let mut p = Rtsp::connect(server.addr());
+    let a = p.request_with_body(
+        "ANNOUNCE",
+        &url,
+        &["Content-Type: application/sdp"],
+        sdp.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{a}");
+    let s = p.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"],
+    );
+    assert_eq!(s.status, 200, "{s}");
+    let id = s.session();
+    let r = p.request("RECORD", &url, &[&format!("Session: {id}")]);
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        described_fmtp(&server, &url),
+        "packetization-mode=1",
+        "before any packet, the source's own"
+    );
+    let first_gop: Vec<&[u8]> = nals.iter().take(20).copied().collect();
+    p.write(&interleaved_h264(&first_gop)).expect("publish");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let want = format!(
+        "packetization-mode=1;profile-level-id={:02X}{:02X}{:02X};sprop-parameter-sets={},{}",
+        sps[1],
+        sps[2],
+        sps[3],
+        b64.encode(sps),
+        b64.encode(pps)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = described_fmtp(&server, &url);
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fmtp {got:?}, want {want:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.panics().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// H.265 and Opus
+
+/// The packets of `what` in an ffmpeg framemd5 file, as their hashes.
+fn framemd5(text: &str) -> Vec<Vec<u8>> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        // stream, dts, pts, duration, size, hash
+        .filter_map(|l| l.split(',').nth(5).map(|h| h.trim().as_bytes().to_vec()))
+        .collect()
+}
+
+/// Coded pictures of an H.265 Annex B stream (VCL NAL units, types 0–31).
+fn hevc_slices(annexb: &[u8]) -> Vec<&[u8]> {
+    common::annexb::nal_units(annexb)
+        .into_iter()
+        .filter(|n| n.first().is_some_and(|h| (h >> 1) & 0x3F < 32))
+        .collect()
+}
+
+/// ffmpeg publishes H.265 with Opus (`-c copy`); a reader over UDP and
+/// one over TCP get every picture and every Opus packet of the source, in
+/// order, and decode them without an error line.
+#[test]
+fn h265_and_opus_are_relayed_unchanged() {
+    require("ffmpeg");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("hevc-opus.mkv");
+    let src_hevc = dir.path().join("src.hevc");
+    let src_opus = dir.path().join("src-opus.md5");
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=320x240:r=25:d=4",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:r=48000:d=4",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "keyint=25:min-keyint=25:log-level=error",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+            "-y",
+            clip.to_str().expect("path"),
+        ],
+        Duration::from_secs(60),
+    );
+    ffmpeg(
+        &[
+            "-i",
+            clip.to_str().expect("path"),
+            "-map",
+            "0:v",
+            "-c",
+            "copy",
+            "-f",
+            "hevc",
+            "-y",
+            src_hevc.to_str().expect("path"),
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-f",
+            "framemd5",
+            "-y",
+            src_opus.to_str().expect("path"),
+        ],
+        Duration::from_secs(30),
+    );
+    let src_video = std::fs::read(&src_hevc).expect("source hevc");
+    let src_audio = std::fs::read_to_string(&src_opus).expect("source opus");
+    let (src_pictures, src_packets) = (hevc_slices(&src_video), framemd5(&src_audio));
+    assert!(src_pictures.len() >= 90 && src_packets.len() >= 180);
+    let src_packets: Vec<&[u8]> = src_packets.iter().map(Vec::as_slice).collect();
+    let server = Server::start(&["--allow-publish"]);
+    let _p = publish_clip(&server, &clip, "live/cam", "tcp");
+    let url = server.url("live/cam");
+    let d = Rtsp::connect(server.addr()).request("DESCRIBE", &url, &[]);
+    let sdp = String::from_utf8_lossy(&d.body).into_owned();
+    assert!(
+        sdp.contains("H265/90000") && sdp.contains("opus/48000/2"),
+        "{sdp}"
+    );
+    for reader in ["udp", "tcp"] {
+        let (hevc, opus) = (
+            dir.path().join(format!("{reader}.hevc")),
+            dir.path().join(format!("{reader}.md5")),
+        );
+        let run = run_tool(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "warning",
+                "-rtsp_transport",
+                reader,
+                "-i",
+                &url,
+                "-map",
+                "0:v",
+                "-t",
+                "2",
+                "-c",
+                "copy",
+                "-f",
+                "hevc",
+                "-y",
+                hevc.to_str().expect("path"),
+                "-map",
+                "0:a",
+                "-t",
+                "2",
+                "-c",
+                "copy",
+                "-f",
+                "framemd5",
+                "-y",
+                opus.to_str().expect("path"),
+            ],
+            Duration::from_secs(40),
+        );
+        assert!(run.status.success(), "{reader}: {}", run.stderr);
+        let video = std::fs::read(&hevc).expect("hevc");
+        let pictures = hevc_slices(&video);
+        assert_run_of(
+            &format!("H.265 over {reader}"),
+            &pictures,
+            &src_pictures,
+            25,
+        );
+        let audio = framemd5(&std::fs::read_to_string(&opus).expect("opus"));
+        let packets: Vec<&[u8]> = audio.iter().map(Vec::as_slice).collect();
+        assert_run_of(&format!("Opus over {reader}"), &packets, &src_packets, 50);
+        let decode = run_tool(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "warning",
+                "-rtsp_transport",
+                reader,
+                "-i",
+                &url,
+                "-t",
+                "2",
+                "-f",
+                "null",
+                "-",
+            ],
+            Duration::from_secs(30),
+        );
+        assert!(decode.status.success(), "decode: {}", decode.stderr);
+        assert!(
+            !decode.stderr.contains("rror") && !decode.stderr.contains("PPS"),
+            "decoding over {reader}: {}",
+            decode.stderr
+        );
+    }
+    assert!(server.panics().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// GStreamer publishing and reading
+
+/// GStreamer reads a channel ffmpeg publishes (`rtspsrc`, over UDP and
+/// TCP): 40 access units of video and 60 AAC frames, each a run of the
+/// source's; and GStreamer publishes (`rtspclientsink`, TCP and UDP; it
+/// sends AAC as MP4A-LATM) to a channel ffmpeg reads: every slice a run
+/// of the source's, and decoding without an error line.
+#[test]
+fn gstreamer_publishes_and_reads_video() {
+    require("ffmpeg");
+    require("gst-launch-1.0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src_h264, src_aac) = source_units(dir.path());
+    let (src_slices, src_frames) = (slices(&src_h264), adts_frames(&src_aac));
+    let server = Server::start(&["--allow-publish"]);
+    {
+        let _p = publish(&server, "tcp");
+        let url = server.url("live/cam");
+        for protocols in ["protocols=udp", "protocols=tcp"] {
+            let (h264, aac) = (dir.path().join("gst.h264"), dir.path().join("gst.aac"));
+            let location = format!("location={url}");
+            let video_out = format!("location={}", h264.display());
+            let audio_out = format!("location={}", aac.display());
+            let args = [
+                "-q",
+                "-e",
+                "rtspsrc",
+                &location,
+                protocols,
+                "name=s",
+                "s.",
+                "!",
+                "rtph264depay",
+                "!",
+                "h264parse",
+                "!",
+                "video/x-h264,stream-format=byte-stream,alignment=au",
+                "!",
+                "identity",
+                "eos-after=40",
+                "!",
+                "filesink",
+                &video_out,
+                "s.",
+                "!",
+                "rtpmp4gdepay",
+                "!",
+                "aacparse",
+                "!",
+                "audio/mpeg,stream-format=adts",
+                "!",
+                "identity",
+                "eos-after=60",
+                "!",
+                "filesink",
+                &audio_out,
+            ];
+            let run = run_tool("gst-launch-1.0", &args, Duration::from_secs(30));
+            assert!(
+                run.status.success() || common::gst_shutdown_race_only(run.status, &run.stderr),
+                "gst-launch {protocols}: {}",
+                run.stderr
+            );
+            let video = std::fs::read(&h264).expect("gst video");
+            let got = slices(&video);
+            assert_eq!(
+                got.first().map(|n| n[0] & 0x1F),
+                Some(5),
+                "{protocols}: not an IDR first"
+            );
+            assert_run_of(
+                &format!("GStreamer {protocols}: video"),
+                &got,
+                &src_slices,
+                35,
+            );
+            let audio = std::fs::read(&aac).expect("gst audio");
+            let frames = adts_frames(&audio);
+            // What aacparse drains at EOS after identity's last buffer is
+            // not the stream's: the 55 frames before it are compared.
+            assert_run_of(
+                &format!("GStreamer {protocols}: audio"),
+                &frames[..frames.len().min(55)],
+                &src_frames,
+                55,
+            );
+        }
+    }
+    thread::sleep(Duration::from_millis(500));
+    let media = common::bundled_media().join(MP4);
+    for protocols in ["protocols=tcp", "protocols=udp"] {
+        let path = format!("live/gst-{}", &protocols[10..]);
+        let url = server.url(&path);
+        let source = format!("location={}", media.display());
+        let sink = format!("location={url}");
+        let _p = background(
+            "gst-launch-1.0",
+            &[
+                "-q",
+                "filesrc",
+                &source,
+                "!",
+                "qtdemux",
+                "name=d",
+                "d.video_0",
+                "!",
+                "queue",
+                "!",
+                "h264parse",
+                "!",
+                "s.sink_0",
+                "d.audio_0",
+                "!",
+                "queue",
+                "!",
+                "aacparse",
+                "!",
+                "s.sink_1",
+                "rtspclientsink",
+                "name=s",
+                &sink,
+                protocols,
+            ],
+        );
+        await_announce(&server, &url);
+        let sdp = String::from_utf8_lossy(
+            &Rtsp::connect(server.addr())
+                .request("DESCRIBE", &url, &[])
+                .body,
+        )
+        .into_owned();
+        assert!(
+            sdp.contains("H264/90000") && sdp.contains("MP4A-LATM"),
+            "{sdp}"
+        );
+        let h264 = dir.path().join("from-gst.h264");
+        let run = run_tool(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "warning",
+                "-i",
+                &url,
+                "-map",
+                "0:v",
+                "-t",
+                "3",
+                "-c",
+                "copy",
+                "-f",
+                "h264",
+                "-y",
+                h264.to_str().expect("path"),
+                "-map",
+                "0:a",
+                "-t",
+                "3",
+                "-f",
+                "null",
+                "-",
+            ],
+            Duration::from_secs(30),
+        );
+        assert!(
+            run.status.success(),
+            "ffmpeg reading {path}: {}",
+            run.stderr
+        );
+        assert!(
+            !DECODE_ERRORS.iter().any(|e| run.stderr.contains(e)),
+            "{path}: {}",
+            run.stderr
+        );
+        let video = std::fs::read(&h264).expect("video");
+        assert_run_of(&format!("{path}: video"), &slices(&video), &src_slices, 50);
+        let decode = run_tool(
+            "ffmpeg",
+            &[
+                "-nostdin", "-v", "warning", "-i", &url, "-t", "2", "-f", "null", "-",
+            ],
+            Duration::from_secs(30),
+        );
+        assert!(
+            decode.status.success() && !DECODE_ERRORS.iter().any(|e| decode.stderr.contains(e)),
+            "decoding {path}: {}",
+            decode.stderr
+        );
     }
     assert!(server.panics().is_empty());
 }

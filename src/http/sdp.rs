@@ -39,7 +39,7 @@ pub(super) async fn sdp(
     match open_presentation(shared, &target.path).await {
         Ok(source) => (
             [(header::CONTENT_TYPE, "application/sdp")],
-            sdp_of(&source, shared.rtsp_addr.ip(), Some(&url)),
+            sdp_of(shared, &source, shared.rtsp_addr.ip(), Some(&url)).await,
         )
             .into_response(),
         Err(Error::NotFound) => not_found(),

@@ -41,6 +41,7 @@ use crate::proto::depacketize::{Outcome, StreamFormat};
 use crate::proto::error::Error;
 use crate::proto::live::JoinInfo;
 use crate::proto::pacer::{Event, GroupId, Pacer, PlayInfo, TrackConfig, Transmit};
+use crate::proto::relay::params::ParamSets;
 use crate::proto::rtcp::{self, NtpTimestamp};
 use crate::proto::session::{Dest, PlayRequest};
 use crate::server::live::LiveChannel;
@@ -100,6 +101,12 @@ pub enum Command {
         group: GroupId,
         dests: Vec<Option<(Dest, Dest)>>,
         reply: oneshot::Sender<Option<Vec<Option<JoinInfo>>>>,
+    },
+    /// The in-band parameter sets relay channel `channel` has seen, per
+    /// track (`None`: no such relay channel).
+    ParamSets {
+        channel: String,
+        reply: oneshot::Sender<Option<Vec<ParamSets>>>,
     },
     /// A listener leaves (PAUSE); it can subscribe again.
     Unsubscribe {
@@ -497,6 +504,13 @@ fn apply(
             };
             r.subscribe(group, dests, now, out);
             pending.insert((channel, group), reply);
+        }
+        Command::ParamSets { channel, reply } => {
+            let sets = match live.get(&channel) {
+                Some(LiveChannel::Relay(r)) => Some(r.parameter_sets()),
+                _ => None,
+            };
+            let _ = reply.send(sets);
         }
         Command::Unsubscribe { channel, group } => {
             pending.remove(&(channel.clone(), group));

@@ -18,8 +18,10 @@ pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
         .enumerate()
         .map(|(k, &s)| {
             let mut e = starts.get(k + 1).map_or(data.len(), |n| n - 3);
-            // A 4-byte start code's leading zero belongs to no NAL unit.
-            while k + 1 < starts.len() && e > s && data[e - 1] == 0 {
+            // A 4-byte start code's leading zero, or trailing zero bytes at
+            // the end, belong to no NAL unit (one never ends in 0x00:
+            // H.264 §7.4.1, H.265 §7.4.2).
+            while e > s && data[e - 1] == 0 {
                 e -= 1;
             }
             &data[s..e]

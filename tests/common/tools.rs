@@ -144,12 +144,18 @@ impl Background {
 
 /// Starts `ffmpeg -nostdin -v error ARGS` in the background.
 pub fn ffmpeg_background(args: &[&str]) -> Background {
-    let child = Command::new("ffmpeg")
-        .args(FFMPEG_QUIET)
+    let mut all = FFMPEG_QUIET.to_vec();
+    all.extend_from_slice(args);
+    background("ffmpeg", &all)
+}
+
+/// Starts `tool args` in the background (its output goes to the test's).
+pub fn background(tool: &str, args: &[&str]) -> Background {
+    let child = Command::new(tool)
         .args(args)
         .stdin(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `ffmpeg` ({e}); is it installed?"));
+        .unwrap_or_else(|e| panic!("cannot start `{tool}` ({e}); is it installed?"));
     Background(child)
 }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::nal::VideoCodec;
+use super::params::ParamSets;
 use super::restamp::{Incoming, Restamper};
 use crate::proto::clock::{duration_to_ticks, WallClock};
 use crate::proto::live::JoinInfo;
@@ -113,6 +114,8 @@ struct Track {
     /// sends its first SR ahead of its first packet): applied once that
     /// packet gives the mapping.
     pending_sr: Option<SourceReport>,
+    /// The latest in-band parameter sets (video).
+    params: ParamSets,
 }
 
 /// A source's sender report as it came: its SSRC's RTP time `timestamp` is
@@ -232,6 +235,7 @@ impl RelayChannel {
                 sender: Sender::new(spec.ssrc, spec.payload_type, spec.first_seq),
                 anchor: None,
                 pending_sr: None,
+                params: ParamSets::default(),
                 source_sr: None,
                 spec,
             })
@@ -285,6 +289,11 @@ impl RelayChannel {
                 at: now,
             });
         }
+    }
+
+    /// The latest in-band parameter sets of each track (empty for audio).
+    pub fn parameter_sets(&self) -> Vec<ParamSets> {
+        self.tracks.iter().map(|t| t.params.clone()).collect()
     }
 
     /// Adds listener `id` with the destinations of the tracks it set up
@@ -372,6 +381,11 @@ impl RelayChannel {
         }
         let payload = Bytes::copy_from_slice(rtp.payload());
         let video = t.spec.video;
+        if let Some(codec) = video {
+            for (kind, unit) in codec.parameter_sets(&payload) {
+                t.params.observe(kind, unit);
+            }
+        }
         let parts = match video {
             Some(codec) => codec.refragment(&payload, self.cfg.max_payload),
             None => vec![payload],

@@ -8,8 +8,11 @@
 //! - [`nal`]: H.264 (RFC 6184) and H.265 (RFC 7798) payloads: keyframe
 //!   starts for late joiners, in-band parameter sets, and re-fragmenting a
 //!   packet larger than our MTU.
+//! - [`params`]: a video track's SDP completed from its in-band parameter
+//!   sets when the source's lacks them.
 
 pub mod channel;
 pub mod nal;
 pub mod offer;
+pub mod params;
 pub mod restamp;
