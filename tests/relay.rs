@@ -212,9 +212,12 @@ fn published_h264_and_aac_reach_every_reader_exactly() {
         "the source's units"
     );
     let server = Server::start(&["--allow-publish"]);
-    let url = server.url("live/cam");
+    let media = common::bundled_media().join(MP4);
     for publisher in ["tcp", "udp"] {
-        let _p = publish(&server, publisher);
+        // A channel of its own each: see lip_sync_survives_the_relay.
+        let path = format!("live/cam-{publisher}");
+        let url = server.url(&path);
+        let _p = publish_clip(&server, &media, &path, publisher);
         for reader in ["udp", "tcp"] {
             let what = format!("published over {publisher}, read over {reader}");
             let (h264, aac, log) = read(&url, reader, "3", dir.path());
@@ -519,11 +522,16 @@ fn lip_sync_survives_the_relay() {
         "the shifted clip: {source} vs {source_shifted} ms"
     );
     let server = Server::start(&["--allow-publish"]);
-    for (clip, publisher, want) in [(&synced, "udp", source), (&shifted, "tcp", source_shifted)] {
-        let _p = publish_clip(&server, clip, "live/sync", publisher);
+    // Each clip on its own channel: a channel whose publisher left stops
+    // a moment later, and a DESCRIBE in that moment would see the old one.
+    for (clip, publisher, path, want) in [
+        (&synced, "udp", "live/sync", source),
+        (&shifted, "tcp", "live/shifted", source_shifted),
+    ] {
+        let _p = publish_clip(&server, clip, path, publisher);
         for reader in ["udp", "tcp"] {
             let got = av_offset_ms(
-                &server.url("live/sync"),
+                &server.url(path),
                 &["-rtsp_transport", reader],
                 dir.path(),
                 "5",
@@ -595,6 +603,32 @@ fn interleaved_h264(nals: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A raw publisher on `url`: ANNOUNCE of one H.264 track without parameter
+/// sets (PT 96), SETUP over TCP interleaved (channels 0-1), RECORD.
+fn raw_publisher(server: &Server, url: &str) -> Rtsp {
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=raw\r\nt=0 0\r\n\
+               m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+               a=fmtp:96 packetization-mode=1\r\na=control:trackID=0\r\n";
+    let mut p = Rtsp::connect(server.addr());
+    let a = p.request_with_body(
+        "ANNOUNCE",
+        url,
+        &["Content-Type: application/sdp"],
+        sdp.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{a}");
+    let s = p.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"],
+    );
+    assert_eq!(s.status, 200, "{s}");
+    let id = s.session();
+    let r = p.request("RECORD", url, &[&format!("Session: {id}")]);
+    assert_eq!(r.status, 200, "{r}");
+    p
+}
+
 /// The `a=fmtp` value of a DESCRIBE of `url`.
 fn described_fmtp(server: &Server, url: &str) -> String {
     let mut c = Rtsp::connect(server.addr());
@@ -622,26 +656,7 @@ fn in_band_parameter_sets_complete_the_description() {
     let pps = *nals.iter().find(|n| n[0] & 0x1F == 8).expect("a PPS");
     let server = Server::start(&["--allow-publish"]);
     let url = server.url("live/bare");
-    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=bare\r\nt=0 0\r\n\
-               m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
-               a=fmtp:96 packetization-mode=1\r\na=control:trackID=0\r\n";
-    let mut p = Rtsp::connect(server.addr());
-    let a = p.request_with_body(
-        "ANNOUNCE",
-        &url,
-        &["Content-Type: application/sdp"],
-        sdp.as_bytes(),
-    );
-    assert_eq!(a.status, 200, "{a}");
-    let s = p.request(
-        "SETUP",
-        &format!("{url}/trackID=0"),
-        &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record"],
-    );
-    assert_eq!(s.status, 200, "{s}");
-    let id = s.session();
-    let r = p.request("RECORD", &url, &[&format!("Session: {id}")]);
-    assert_eq!(r.status, 200, "{r}");
+    let mut p = raw_publisher(&server, &url);
     assert_eq!(
         described_fmtp(&server, &url),
         "packetization-mode=1",
@@ -1032,5 +1047,152 @@ fn gstreamer_publishes_and_reads_video() {
             decode.stderr
         );
     }
+    assert!(server.panics().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Hostile publishers (ROBUSTNESS B15)
+
+/// One interleaved RTP frame on channel 0.
+fn frame(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    let mut f = vec![b'$', 0];
+    f.extend_from_slice(&(p.len() as u16).to_be_bytes());
+    f.extend_from_slice(&p);
+    f
+}
+
+/// A publisher that sends another payload type than its SDP's, switches
+/// SSRC, jumps its sequence by 30,000, sends FU-A fragments that never
+/// end (4 MiB of them, past the 2 MiB GOP cache) and non-RTP junk: a reader
+/// keeps one timeline (consecutive sequence numbers, timestamps moving
+/// forward only), gets none of the wrong payload type, and a newcomer still
+/// joins; the server stays up and its memory bounded.
+#[test]
+fn hostile_publisher_keeps_readers_on_one_timeline() {
+    // The flood below is 4,000 frames a second; the last part of the test
+    // exceeds this cap on purpose.
+    let server = Server::start(&[
+        "--live",
+        "cam=publish,gop_cache=true",
+        "--max-client-frames-per-sec",
+        "6000",
+    ]);
+    let url = server.url("live/cam");
+    let mut p = raw_publisher(&server, &url);
+    let idr = [0x65, 0x88, 0x84, 0x21];
+    let slice = [0x41, 0x9a, 0x02, 0x03];
+    // A keyframe first, so the reader starts.
+    p.write(&frame(96, 100, 0, 7, true, &idr)).expect("write");
+    let mut r = Rtsp::connect(server.addr());
+    let pair = UdpPair::bind();
+    let su = r.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
+    assert_eq!(su.status, 200, "{su}");
+    let rid = su.session();
+    let play_sent = r.send("PLAY", &url, &[&format!("Session: {rid}")], b"");
+    p.write(&frame(96, 101, 3000, 7, true, &idr))
+        .expect("write");
+    let play = r.reply(play_sent).expect("PLAY reply");
+    assert_eq!(play.status, 200, "{play}");
+    let mut burst = Vec::new();
+    let mut ts = 6000u32;
+    let mut good = 0;
+    // Good slices in between every kind of abuse.
+    let mut good_slice = |seq: u16, ssrc: u32, ts: &mut u32, burst: &mut Vec<u8>| {
+        *ts += 3000;
+        burst.extend(frame(96, seq, *ts, ssrc, true, &slice));
+        good += 1;
+    };
+    good_slice(102, 7, &mut ts, &mut burst);
+    burst.extend(frame(100, 103, ts, 7, true, &[0xEE; 50])); // not in the SDP
+    good_slice(104, 7, &mut ts, &mut burst);
+    good_slice(9, 8, &mut ts, &mut burst); // another SSRC
+    good_slice(30_009, 8, &mut ts, &mut burst); // a 30,000 jump
+    burst.extend([b'$', 0, 0, 3, 1, 2, 3]); // not RTP
+                                            // FU-A starts that never end: 4 MiB in 1,000-byte fragments.
+    let mut fu = vec![0x7C, 0x85];
+    fu.extend([0xAB; 998]);
+    for k in 0..4096u16 {
+        burst.extend(frame(96, 30_010u16.wrapping_add(k), ts, 8, false, &fu));
+        fu[1] = 0x05; // middles from now on
+    }
+    good_slice(34_106, 8, &mut ts, &mut burst);
+    // Read while writing: 4 MiB would overflow the socket's buffer.
+    let got = thread::scope(|sc| {
+        let reader =
+            sc.spawn(|| pair.until_quiet(Duration::from_millis(700), Duration::from_secs(15)));
+        for chunk in burst.chunks(64 * 1024) {
+            p.write(chunk).expect("write");
+            thread::sleep(Duration::from_millis(20));
+        }
+        reader.join().expect("reader")
+    });
+    assert_eq!(
+        got.len(),
+        2 + good + 4096,
+        "every packet but the wrong payload type"
+    );
+    assert!(
+        got.iter().all(|(p, _)| p[1] & 0x7F == 96),
+        "only PT 96 forwarded"
+    );
+    let seqs: Vec<u16> = got.iter().map(|(p, _)| rtp_seq(p)).collect();
+    // One sequence: the dropped packet of the wrong payload type stays a
+    // gap of one (as a loss); the new SSRC and the jump continue at once.
+    let steps: Vec<u16> = seqs.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+    assert!(
+        steps.iter().all(|&d| d == 1 || d == 2) && steps.iter().filter(|&&d| d == 2).count() == 1,
+        "one sequence: {:?}",
+        &seqs[..seqs.len().min(20)]
+    );
+    assert!(
+        got.windows(2)
+            .all(|w| (rtp_ts(&w[1].0).wrapping_sub(rtp_ts(&w[0].0)) as i32) >= 0),
+        "timestamps only move forward"
+    );
+    // A newcomer still joins (at a keyframe, once one comes).
+    let late = UdpPair::bind();
+    let mut n = Rtsp::connect(server.addr());
+    let su = n.request("SETUP", &format!("{url}/trackID=0"), &[&late.transport()]);
+    let nid = su.session();
+    let sent = n.send("PLAY", &url, &[&format!("Session: {nid}")], b"");
+    p.write(&frame(96, 34_107, ts + 3000, 8, true, &idr))
+        .expect("write");
+    assert_eq!(n.reply(sent).expect("PLAY reply").status, 200);
+    let (first, _) = late.recv_rtp().expect("the newcomer's first packet");
+    assert_eq!(rtp_payload(&first)[0] & 0x1F, 5, "starts at the IDR");
+    // 10x too fast: past max_client_frames_per_sec the publisher is cut
+    // off; the readers stay, and the next publisher continues their
+    // timeline.
+    let last = rtp_seq(
+        &late
+            .until_quiet(Duration::from_millis(300), Duration::from_secs(5))
+            .last()
+            .map_or(first.clone(), |(p, _)| p.clone()),
+    );
+    let flood: Vec<u8> = (0..7000u16)
+        .flat_map(|k| frame(96, 40_000u16.wrapping_add(k), ts + 6000, 8, false, &slice))
+        .collect();
+    let _ = p.write(&flood);
+    assert!(
+        p.expect_eof(Duration::from_secs(5)).is_ok(),
+        "the flooding publisher is disconnected"
+    );
+    let flooded = late.until_quiet(Duration::from_millis(500), Duration::from_secs(10));
+    assert!(flooded.len() <= 7000, "{} packets", flooded.len());
+    // The channel is free again for the next publisher.
+    let mut next = raw_publisher(&server, &url);
+    next.write(&frame(96, 5, 0, 99, true, &idr)).expect("write");
+    let (resumed, _) = late.recv_rtp().expect("the next publisher's packet");
+    let before = flooded.last().map_or(last, |(p, _)| rtp_seq(p));
+    assert_eq!(
+        rtp_seq(&resumed),
+        before.wrapping_add(1),
+        "one sequence across publishers"
+    );
     assert!(server.panics().is_empty());
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, trace};
+use tracing::{debug, info, trace};
 
 use super::interleave::Sinks;
 use crate::metrics::{add_owned, Metrics, SessionCounters, Tally};
@@ -592,7 +592,15 @@ fn take(live: &mut HashMap<String, LiveChannel>, data: Data, out: &mut Vec<Trans
                     }
                 }
             }
-            Some(LiveChannel::Relay(r)) => r.push(track, &packet, Instant::now(), out),
+            Some(LiveChannel::Relay(r)) => {
+                let before = r.rejected;
+                r.push(track, &packet, Instant::now(), out);
+                // Logged at 1, 2, 4, 8, ... rejects: a flood of junk costs
+                // a few lines, not one per packet.
+                if r.rejected != before && r.rejected.is_power_of_two() {
+                    info!(channel = %key, rejected = r.rejected, "source packets rejected (not RTP, unknown track or payload type)");
+                }
+            }
             None => {}
         },
         Data::SourceReport {

@@ -216,8 +216,8 @@ pub struct RelayChannel {
     /// The GOP before the current one, kept while listeners catch up in it.
     previous: Option<Gop>,
     started: VecDeque<Started>,
-    /// Packets that came for a track the channel does not have, or were not
-    /// RTP.
+    /// Packets that came for a track the channel does not have, were not
+    /// RTP, or had another payload type than the track's.
     pub rejected: u64,
 }
 
@@ -367,6 +367,13 @@ impl RelayChannel {
             self.rejected += 1;
             return;
         };
+        // Another payload type than the source described is not this
+        // track's format (RFC 3550 §5.1): forwarding it under ours would
+        // feed decoders garbage.
+        if rtp.payload_type() != t.spec.payload_type {
+            self.rejected += 1;
+            return;
+        }
         let o = t.restamper.restamp(
             Incoming {
                 ssrc: rtp.ssrc(),
@@ -635,7 +642,7 @@ mod tests {
         RelayChannel::new(
             vec![
                 track(Some(VideoCodec::H264), 90_000, 96, 0xAAAA),
-                track(None, 8000, 0, 0xBBBB),
+                track(None, 8000, 97, 0xBBBB),
             ],
             RelayConfig {
                 max_payload: 1400,
@@ -650,9 +657,13 @@ mod tests {
 
     /// A source packet: SSRC `ssrc`, `seq`, `ts`, marker, payload.
     fn src(ssrc: u32, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        src_pt(96, ssrc, seq, ts, marker, payload)
+    }
+
+    fn src_pt(pt: u8, ssrc: u32, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
         crate::proto::rtp::Header {
             ssrc,
-            payload_type: 96,
+            payload_type: pt,
             seq,
             timestamp: ts,
             marker,
@@ -715,7 +726,12 @@ mod tests {
         c.push(V, &src(1, 100, 9000, true, P_SLICE), t0, &mut out);
         c.subscribe(7, both(), t0, &mut out);
         c.push(V, &src(1, 101, 12_000, true, P_SLICE), t0, &mut out);
-        c.push(A, &src(2, 500, 800, false, &[0xff; 160]), t0, &mut out);
+        c.push(
+            A,
+            &src_pt(97, 2, 500, 800, false, &[0xff; 160]),
+            t0,
+            &mut out,
+        );
         assert!(out.is_empty(), "nothing before a keyframe: {out:?}");
         // The keyframe: SPS and PPS aggregated, then an IDR of 3000 bytes,
         // cut in three (max payload 1400).
@@ -731,7 +747,12 @@ mod tests {
             c.take_started().is_empty(),
             "the audio track has no first packet yet"
         );
-        c.push(A, &src(2, 501, 960, false, &[0x7f; 160]), t1, &mut out);
+        c.push(
+            A,
+            &src_pt(97, 2, 501, 960, false, &[0x7f; 160]),
+            t1,
+            &mut out,
+        );
         let started = c.take_started();
         let video = rtp_to(&out, 5000);
         let audio = rtp_to(&out, 5002);
@@ -790,16 +811,21 @@ mod tests {
         let mut c = channel(false, t0);
         let mut out = Vec::new();
         c.subscribe(1, vec![None, Some((udp(5002), udp(5003)))], t0, &mut out);
-        c.push(A, &src(2, 10, 0, false, &[1; 160]), t0, &mut out);
+        c.push(A, &src_pt(97, 2, 10, 0, false, &[1; 160]), t0, &mut out);
         c.push(
             A,
-            &src(2, 11, 160, false, &[2; 160]),
+            &src_pt(97, 2, 11, 160, false, &[2; 160]),
             t0 + Duration::from_millis(20),
             &mut out,
         );
         c.source_changed();
         let later = t0 + Duration::from_millis(1020);
-        c.push(A, &src(9, 40_000, 77, false, &[3; 160]), later, &mut out);
+        c.push(
+            A,
+            &src_pt(97, 9, 40_000, 77, false, &[3; 160]),
+            later,
+            &mut out,
+        );
         let a = rtp_to(&out, 5002);
         assert_eq!(a.len(), 3, "an audio-only listener starts at once");
         assert_eq!(a[2].0, a[1].0.wrapping_add(1));
@@ -830,7 +856,7 @@ mod tests {
             );
             c.push(
                 A,
-                &src(2, 50 + k, u32::from(k) * 320, false, &[9; 160]),
+                &src_pt(97, 2, 50 + k, u32::from(k) * 320, false, &[9; 160]),
                 ms(80 + 40 * u64::from(k)),
                 &mut out,
             );
@@ -874,7 +900,7 @@ mod tests {
         let mut out = Vec::new();
         c.subscribe(5, vec![None, Some((udp(5002), udp(5003)))], t0, &mut out);
         c.push(V, &src(1, 1, 90_000, true, P_SLICE), t0, &mut out);
-        c.push(A, &src(2, 1, 8000, false, &[0; 160]), t0, &mut out);
+        c.push(A, &src_pt(97, 2, 1, 8000, false, &[0; 160]), t0, &mut out);
         // The source says video ts 90 000 and audio ts 8000 are both NTP
         // second 100 (the same instant) — though they arrived 30 ms apart.
         let ntp = NtpTimestamp(100 << 32);
@@ -917,7 +943,8 @@ mod tests {
         let mut out = Vec::new();
         c.push(V, &[1, 2, 3], t0, &mut out);
         c.push(9, &src(1, 1, 0, true, P_SLICE), t0, &mut out);
-        assert_eq!(c.rejected, 2);
+        c.push(V, &src_pt(97, 1, 1, 0, true, P_SLICE), t0, &mut out);
+        assert_eq!(c.rejected, 3);
         assert!(out.is_empty());
     }
 }
