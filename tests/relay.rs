@@ -1068,7 +1068,7 @@ fn frame(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> 
 
 /// A publisher that sends another payload type than its SDP's, switches
 /// SSRC, jumps its sequence by 30,000, sends FU-A fragments that never
-/// end (4 MiB of them, past the 2 MiB GOP cache) and non-RTP junk: a reader
+/// end (2.6 MB of them, past the 2 MiB GOP cache) and non-RTP junk: a reader
 /// keeps one timeline (consecutive sequence numbers, timestamps moving
 /// forward only), gets none of the wrong payload type, and a newcomer still
 /// joins; the server stays up and its memory bounded.
@@ -1113,19 +1113,22 @@ fn hostile_publisher_keeps_readers_on_one_timeline() {
     good_slice(9, 8, &mut ts, &mut burst); // another SSRC
     good_slice(30_009, 8, &mut ts, &mut burst); // a 30,000 jump
     burst.extend([b'$', 0, 0, 3, 1, 2, 3]); // not RTP
-                                            // FU-A starts that never end: 4 MiB in 1,000-byte fragments.
+                                            // An FU-A that never ends: 2.6 MB in 1,000-byte fragments, past the
+                                            // 2 MiB cache.
+    const FRAGS: u16 = 2600;
     let mut fu = vec![0x7C, 0x85];
     fu.extend([0xAB; 998]);
-    for k in 0..4096u16 {
+    for k in 0..FRAGS {
         burst.extend(frame(96, 30_010u16.wrapping_add(k), ts, 8, false, &fu));
         fu[1] = 0x05; // middles from now on
     }
-    good_slice(34_106, 8, &mut ts, &mut burst);
-    // Read while writing: 4 MiB would overflow the socket's buffer.
+    good_slice(30_010 + FRAGS, 8, &mut ts, &mut burst);
+    // Read while writing, at about 800 packets a second: the flood would
+    // overflow the socket's buffer, or a busy machine's reader.
     let got = thread::scope(|sc| {
         let reader =
             sc.spawn(|| pair.until_quiet(Duration::from_millis(700), Duration::from_secs(15)));
-        for chunk in burst.chunks(64 * 1024) {
+        for chunk in burst.chunks(16 * 1024) {
             p.write(chunk).expect("write");
             thread::sleep(Duration::from_millis(20));
         }
@@ -1133,7 +1136,7 @@ fn hostile_publisher_keeps_readers_on_one_timeline() {
     });
     assert_eq!(
         got.len(),
-        2 + good + 4096,
+        2 + good + usize::from(FRAGS),
         "every packet but the wrong payload type"
     );
     assert!(
@@ -1160,7 +1163,7 @@ fn hostile_publisher_keeps_readers_on_one_timeline() {
     let su = n.request("SETUP", &format!("{url}/trackID=0"), &[&late.transport()]);
     let nid = su.session();
     let sent = n.send("PLAY", &url, &[&format!("Session: {nid}")], b"");
-    p.write(&frame(96, 34_107, ts + 3000, 8, true, &idr))
+    p.write(&frame(96, 30_011 + FRAGS, ts + 3000, 8, true, &idr))
         .expect("write");
     assert_eq!(n.reply(sent).expect("PLAY reply").status, 200);
     let (first, _) = late.recv_rtp().expect("the newcomer's first packet");
@@ -1174,16 +1177,23 @@ fn hostile_publisher_keeps_readers_on_one_timeline() {
             .last()
             .map_or(first.clone(), |(p, _)| p.clone()),
     );
+    // Frames the channel would not forward anyway (another payload type),
+    // so what the reader must see is exact even if its socket overflowed
+    // under a real flood: the cap counts frames, whatever they carry.
     let flood: Vec<u8> = (0..7000u16)
-        .flat_map(|k| frame(96, 40_000u16.wrapping_add(k), ts + 6000, 8, false, &slice))
+        .flat_map(|k| frame(100, 40_000u16.wrapping_add(k), ts + 6000, 8, false, &slice))
         .collect();
-    let _ = p.write(&flood);
-    assert!(
-        p.expect_eof(Duration::from_secs(5)).is_ok(),
-        "the flooding publisher is disconnected"
-    );
-    let flooded = late.until_quiet(Duration::from_millis(500), Duration::from_secs(10));
-    assert!(flooded.len() <= 7000, "{} packets", flooded.len());
+    let flooded = thread::scope(|sc| {
+        let reader =
+            sc.spawn(|| late.until_quiet(Duration::from_millis(700), Duration::from_secs(15)));
+        let _ = p.write(&flood);
+        assert!(
+            p.expect_eof(Duration::from_secs(5)).is_ok(),
+            "the flooding publisher is disconnected"
+        );
+        reader.join().expect("reader")
+    });
+    assert!(flooded.is_empty(), "{} packets of the flood", flooded.len());
     // The channel is free again for the next publisher.
     let mut next = raw_publisher(&server, &url);
     next.write(&frame(96, 5, 0, 99, true, &idr)).expect("write");
