@@ -351,6 +351,7 @@ pub fn auth_config(s: &Settings) -> AuthConfig {
                 publish: Who::from_list(&p.publish),
                 allow_ips: nets(&p.allow_ips),
                 deny_ips: nets(&p.deny_ips),
+                redirect: None,
             })
             .collect(),
         nonce_lifetime: Duration::from_secs(s.auth.nonce_lifetime_secs.get()),
