@@ -119,6 +119,14 @@ pub struct ServerFlags {
     /// [default: true]
     #[arg(long, value_name = "true|false")]
     pub tunnel: Option<bool>,
+    /// On SIGTERM, drain instead of stopping: new readers get 302 to this
+    /// RTSP base URL, playing clients a REDIRECT, and the server stops
+    /// once they left (or after --drain-timeout seconds).
+    #[arg(long, value_name = "URL")]
+    pub drain_to: Option<String>,
+    /// Seconds a drain waits for clients to leave. [default: 30]
+    #[arg(long)]
+    pub drain_timeout: Option<Int<0, 86_400>>,
 }
 
 /// The `[limits]` keys as flags.
