@@ -249,13 +249,16 @@ fn a_redirect_to_this_server_is_refused_at_load_and_on_reload() {
         let media = bundled_media().display().to_string();
         let file_s = file.display().to_string();
         let (status, err) = run_rtspd(&["--config", &file_s, "--media", &media]);
-        assert!(!status.success(), "started with a loop: {err}");
+        assert_eq!(status.code(), Some(2), "started with a loop: {err}");
         assert!(
             err.contains("paths[0].redirect") && err.contains("is this server"),
             "{err}"
         );
         let (status, err) = run_rtspd(&["check-config", &file_s]);
-        assert!(!status.success() && err.contains("is this server"), "{err}");
+        assert!(
+            status.code() == Some(2) && err.contains("is this server"),
+            "{err}"
+        );
     }
 
     // On reload: refused, the rule in force stays.

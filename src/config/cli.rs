@@ -124,6 +124,10 @@ pub struct ServerFlags {
     /// once they left (or after --drain-timeout seconds).
     #[arg(long, value_name = "URL")]
     pub drain_to: Option<String>,
+    /// Milliseconds between polls of least_readers redirect edges' APIs
+    /// (100 to 3600000). [default: 2000]
+    #[arg(long)]
+    pub redirect_poll_ms: Option<Int<100, 3_600_000>>,
     /// Seconds a drain waits for clients to leave. [default: 30]
     #[arg(long)]
     pub drain_timeout: Option<Int<0, 86_400>>,
