@@ -397,3 +397,40 @@ fn sigterm_with_drain_to_redirects_and_stops_at_the_timeout() {
         "{took:?}"
     );
 }
+
+#[test]
+fn full_redirects_only_past_max_readers_and_refused_readers_never_see_an_edge() {
+    let edge = edge();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = origin(
+        dir.path(),
+        &format!(
+            "redirect = [\"{}\"]\nredirect_when = \"full\"\nmax_readers = 2\nallow_ips = [\"127.0.0.1/32\"]",
+            base(&edge)
+        ),
+    );
+    let describe = |c: &mut Rtsp| c.request("DESCRIBE", &origin.url(CLIP.0), &[]);
+    // Under max_readers, served here.
+    let _first = readers_on(&origin, 1);
+    assert_eq!(describe(&mut Rtsp::connect(origin.addr())).status, 200);
+    let _second = readers_on(&origin, 1);
+    let r = describe(&mut Rtsp::connect(origin.addr()));
+    assert_eq!(r.status, 302, "{r:?}");
+    assert_eq!(
+        r.header("Location"),
+        Some(format!("{}/{}", base(&edge), CLIP.0).as_str())
+    );
+    // Another rtspd pulling the stream is never redirected.
+    let mut c = Rtsp::connect(origin.addr());
+    let r = c.request(
+        "DESCRIBE",
+        &origin.url(CLIP.0),
+        &["Via: RTSP/1.0 edge1 (rtspd)"],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    // A client the rule refuses gets 403 and no Location.
+    let mut c = Rtsp::connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), origin.addr());
+    let r = describe(&mut c);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.header("Location"), None);
+}
