@@ -434,3 +434,43 @@ fn full_redirects_only_past_max_readers_and_refused_readers_never_see_an_edge() 
     assert_eq!(r.status, 403, "{r:?}");
     assert_eq!(r.header("Location"), None);
 }
+
+#[test]
+fn a_drain_ends_at_its_timeout_even_when_an_interleaved_player_stops_reading() {
+    let target = edge();
+    let to = base(&target);
+    let mut node = Server::start(&[
+        "--drain-to",
+        &to,
+        "--drain-timeout",
+        "2",
+        "--write-timeout",
+        "1",
+    ]);
+    // The longest, widest clip: far more than socket buffers hold.
+    let clip = "music-44k-stereo.wav";
+    let mut c = Rtsp::connect(node.addr());
+    let url = node.url(clip);
+    let r = c.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1"],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = r.session();
+    let r = c.request("PLAY", &url, &[&format!("Session: {id}")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // From here on the client reads nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    node.signal("TERM");
+    // New readers are still sent away while the stuck one holds on.
+    assert_eq!(location_of(&node, clip), format!("{to}/{clip}"));
+    exits_within(&mut node, Duration::from_secs(12));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(9),
+        "{took:?}"
+    );
+    drop(c);
+}
