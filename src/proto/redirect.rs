@@ -160,40 +160,65 @@ pub struct Listening {
 
 /// Whether the base URL `url` names this server: a port it listens on at
 /// its bind address, or, bound to every address, at a loopback or
-/// unspecified address or `localhost`. (Another name of this machine, or
-/// one of its other interface addresses, is not seen: a loop through them
-/// shows in the log as a reader bouncing between two 302s.)
+/// unspecified address or `localhost`. Other names of this machine and its
+/// other interface addresses need IO: [`port_and_host`] and
+/// [`is_self_ip`] let the caller resolve them.
 pub fn is_self(url: &str, here: &Listening) -> bool {
-    let Ok(u) = url::Url::parse(url) else {
+    let Some((port, host)) = port_and_host(url) else {
         return false;
     };
-    let default = if u.scheme() == "rtsps" { 322 } else { 554 };
-    if !here.ports.contains(&u.port().unwrap_or(default)) {
+    if !here.ports.contains(&port) {
         return false;
     }
-    let ips: Vec<IpAddr> = match u.host() {
-        Some(url::Host::Domain(d)) if is_localhost(d) => {
+    let ips: Vec<IpAddr> = match host {
+        SelfHost::Localhost => {
             vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()]
         }
+        SelfHost::Ip(ip) => vec![ip],
+        SelfHost::Name(_) => return false,
+    };
+    ips.into_iter().any(|ip| is_self_ip(ip, here, |_| false))
+}
+
+/// The host of a URL, as far as telling this server goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelfHost {
+    Localhost,
+    Ip(IpAddr),
+    /// A DNS name, to resolve.
+    Name(String),
+}
+
+/// The port (the scheme's default when absent) and host of `url`.
+pub fn port_and_host(url: &str) -> Option<(u16, SelfHost)> {
+    let u = url::Url::parse(url).ok()?;
+    let default = if u.scheme() == "rtsps" { 322 } else { 554 };
+    let port = u.port().unwrap_or(default);
+    let host = match u.host()? {
+        url::Host::Domain(d) if is_localhost(d) => SelfHost::Localhost,
         // `rtsp` is not a special scheme to `url`: its IPv4 hosts stay
         // opaque names.
-        Some(url::Host::Domain(d)) => match d.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => return false,
+        url::Host::Domain(d) => match d.parse::<IpAddr>() {
+            Ok(ip) => SelfHost::Ip(ip),
+            Err(_) => SelfHost::Name(d.to_owned()),
         },
-        Some(url::Host::Ipv4(a)) => vec![a.into()],
-        Some(url::Host::Ipv6(a)) => vec![a.into()],
-        _ => return false,
+        url::Host::Ipv4(a) => SelfHost::Ip(a.into()),
+        url::Host::Ipv6(a) => SelfHost::Ip(a.into()),
     };
-    ips.into_iter().any(|ip| {
-        // Connecting to 0.0.0.0 reaches this machine's loopback.
-        let ip = if ip.is_unspecified() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            ip
-        };
-        ip == here.bind || (here.bind.is_unspecified() && ip.is_loopback())
-    })
+    Some((port, host))
+}
+
+/// Whether connecting to `ip` (on a port this server listens on) reaches
+/// this server: its bind address, or, bound to every address, a loopback
+/// or unspecified address or one that `local` says is this machine's.
+pub fn is_self_ip(ip: IpAddr, here: &Listening, local: impl Fn(IpAddr) -> bool) -> bool {
+    // Connecting to 0.0.0.0 reaches this machine's loopback.
+    let ip = if ip.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        ip
+    };
+    ip == here.bind || (here.bind.is_unspecified() && (ip.is_loopback() || local(ip)))
 }
 
 fn is_localhost(host: &str) -> bool {

@@ -393,7 +393,8 @@ pub async fn run(
         None => (None, None),
     };
     let rtp_port = listeners.rtp.local_addr()?.port();
-    if let Some(e) = redirect::self_redirect(&config, rtsp_addr, tls.as_ref().map(|t| t.addr)) {
+    if let Some(e) = redirect::self_redirect(&config, rtsp_addr, tls.as_ref().map(|t| t.addr)).await
+    {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
     }
     let sessions = Arc::new(SessionTable::new(config.sessions));

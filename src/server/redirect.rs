@@ -25,7 +25,12 @@ use tracing::{debug, info, warn};
 
 use super::Shared;
 use crate::proto::auth::rules::find;
-use crate::proto::redirect::{location, via_rtspd, Redirect, VIA_HEADER};
+use std::net::IpAddr;
+
+use crate::proto::redirect::{
+    is_self, is_self_ip, location, port_and_host, via_rtspd, Listening, Redirect, SelfHost,
+    VIA_HEADER,
+};
 use crate::proto::rtsp::{Method, Request};
 
 /// Largest `/api/v1/paths` answer read from an edge.
@@ -160,34 +165,78 @@ pub(crate) fn target_for(shared: &Shared, req: &Request, path: &str) -> Option<S
 
 /// The first redirect (or drain target) of `config` that names this
 /// server, listening at `rtsp` (and `rtsps`), as an error message: the
-/// ports actually bound, so `port = 0` is covered too.
-pub(crate) fn self_redirect(
+/// ports actually bound, so `port = 0` is covered too, and DNS names
+/// resolved (each within [`RESOLVE_TIMEOUT`]; one that does not resolve
+/// is not this server).
+pub(crate) async fn self_redirect(
     config: &super::Config,
     rtsp: std::net::SocketAddr,
     rtsps: Option<std::net::SocketAddr>,
 ) -> Option<String> {
-    use crate::proto::redirect::{is_self, Listening};
     let here = Listening {
         bind: config.bind,
         ports: std::iter::once(rtsp.port())
             .chain(rtsps.map(|a| a.port()))
             .collect(),
     };
-    let rules = config.auth.rules.iter().enumerate();
-    for (i, r) in rules {
-        let edges = r.redirect.iter().flat_map(|r| r.edges.iter());
-        if let Some(e) = edges.into_iter().find(|e| is_self(&e.url, &here)) {
-            return Some(format!(
-                "paths[{i}].redirect: {} is this server ({rtsp}): readers would be redirected to it forever",
-                e.url
-            ));
+    for (i, r) in config.auth.rules.iter().enumerate() {
+        for e in r.redirect.iter().flat_map(|r| r.edges.iter()) {
+            if names_self(&e.url, &here).await {
+                return Some(format!(
+                    "paths[{i}].redirect: {} is this server ({rtsp}): readers would be redirected to it forever",
+                    e.url
+                ));
+            }
         }
     }
-    config
-        .drain_to
-        .as_ref()
-        .filter(|d| is_self(d, &here))
-        .map(|d| format!("drain_to: {d} is this server ({rtsp})"))
+    match &config.drain_to {
+        Some(d) if names_self(d, &here).await => {
+            Some(format!("drain_to: {d} is this server ({rtsp})"))
+        }
+        _ => None,
+    }
+}
+
+/// Longest wait for a redirect's host name to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether `url` reaches this server: [`is_self`], or a name resolving
+/// to, or (bound to every address) an address of, this machine.
+async fn names_self(url: &str, here: &Listening) -> bool {
+    if is_self(url, here) {
+        return true;
+    }
+    let Some((port, host)) = port_and_host(url) else {
+        return false;
+    };
+    if !here.ports.contains(&port) {
+        return false;
+    }
+    let ips: Vec<IpAddr> = match host {
+        SelfHost::Localhost => return true,
+        SelfHost::Ip(ip) => vec![ip],
+        SelfHost::Name(name) => {
+            match tokio::time::timeout(
+                RESOLVE_TIMEOUT,
+                tokio::net::lookup_host((name.as_str(), port)),
+            )
+            .await
+            {
+                Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+                _ => {
+                    debug!(%name, "redirect host does not resolve; not this server");
+                    return false;
+                }
+            }
+        }
+    };
+    ips.into_iter()
+        .any(|ip| is_self_ip(ip, here, is_local_address))
+}
+
+/// Whether `ip` is an address of this machine: one a socket can bind.
+fn is_local_address(ip: IpAddr) -> bool {
+    !ip.is_multicast() && std::net::UdpSocket::bind(std::net::SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Why a drain cannot start.
@@ -371,6 +420,22 @@ fn readers_in(json: &[u8]) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn names_and_interface_addresses_of_this_machine_are_self() {
+        let any = Listening {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            ports: vec![8554],
+        };
+        assert!(names_self("rtsp://localhost:8554", &any).await);
+        assert!(is_local_address(IpAddr::from([127, 0, 0, 1])));
+        // TEST-NET-1 (RFC 5737) is nobody's address.
+        assert!(!is_local_address(IpAddr::from([192, 0, 2, 1])));
+        assert!(!names_self("rtsp://192.0.2.1:8554", &any).await);
+        assert!(!names_self("rtsp://localhost:8555", &any).await);
+        // A name that cannot resolve (RFC 6761 .invalid) is not this server.
+        assert!(!names_self("rtsp://nowhere.invalid:8554", &any).await);
+    }
 
     #[test]
     fn readers_are_summed() {

@@ -142,7 +142,9 @@ impl Reloader {
             &new,
             shared.rtsp_addr,
             shared.tls.as_ref().map(|t| t.addr),
-        ) {
+        )
+        .await
+        {
             return Err(ReloadError::RedirectLoop(e));
         }
 
