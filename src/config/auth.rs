@@ -17,12 +17,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::value::Int;
+use super::value::{Int, ANY};
 use super::Settings;
 use crate::proto::auth::bearer::{self, Token};
 use crate::proto::auth::permission::{Grants, Permission};
 use crate::proto::auth::rules::{Cidr, PathRule, Who};
 use crate::proto::auth::{Policy, User};
+use crate::proto::redirect::{self, Edge, Redirect, When};
 use crate::server::AuthConfig;
 
 /// `[auth]`: the realm and how credentials may travel.
@@ -79,6 +80,37 @@ pub struct PathTable {
     pub allow_ips: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny_ips: Vec<String>,
+    /// Edges' RTSP base URLs readers are sent to (302, RFC 2326 §11.3.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect: Vec<String>,
+    /// Each edge's HTTP API base URL, in `redirect`'s order (for
+    /// `least_readers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_api: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_policy: Option<RedirectPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_when: Option<RedirectWhen>,
+    /// Local readers of the path before `redirect_when = "full"` sends
+    /// the next away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_readers: Option<Int<0, ANY>>,
+}
+
+/// `redirect_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectPolicy {
+    RoundRobin,
+    LeastReaders,
+}
+
+/// `redirect_when`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedirectWhen {
+    Always,
+    Full,
 }
 
 fn anyone() -> Vec<String> {
@@ -241,8 +273,86 @@ pub fn check(s: &Settings) -> Result<(), Problem> {
                     .map_err(|e| Problem::at(&[Key("paths"), Index(i), Key(key)], e))?;
             }
         }
+        check_redirect(i, p)?;
     }
     check_http(s)
+}
+
+/// A `[[paths]]` rule's redirect keys.
+fn check_redirect(i: usize, p: &PathTable) -> Result<(), Problem> {
+    use Step::{Index, Key};
+    let at = |key| [Key("paths"), Index(i), Key(key)];
+    for u in &p.redirect {
+        redirect::base_url(u, redirect::RTSP_SCHEMES)
+            .map_err(|e| Problem::at(&at("redirect"), e.to_string()))?;
+    }
+    for u in &p.redirect_api {
+        redirect::base_url(u, &["http"])
+            .map_err(|e| Problem::at(&at("redirect_api"), e.to_string()))?;
+    }
+    let set = |v: bool, key| (v && p.redirect.is_empty()).then_some(key);
+    if let Some(key) = set(!p.redirect_api.is_empty(), "redirect_api")
+        .or(set(p.redirect_policy.is_some(), "redirect_policy"))
+        .or(set(p.redirect_when.is_some(), "redirect_when"))
+    {
+        return Err(Problem::at(&at(key), "needs redirect (the edges)".into()));
+    }
+    if !p.redirect_api.is_empty() && p.redirect_api.len() != p.redirect.len() {
+        return Err(Problem::at(
+            &at("redirect_api"),
+            format!(
+                "{} API URLs for {} edges: one per redirect URL, in the same order",
+                p.redirect_api.len(),
+                p.redirect.len()
+            ),
+        ));
+    }
+    if p.redirect_policy == Some(RedirectPolicy::LeastReaders) && p.redirect_api.is_empty() {
+        return Err(Problem::at(
+            &at("redirect_policy"),
+            "least_readers needs redirect_api, each edge's HTTP API".into(),
+        ));
+    }
+    if (p.redirect_when == Some(RedirectWhen::Full)) != p.max_readers.is_some() {
+        return Err(Problem::at(
+            &at(if p.max_readers.is_some() {
+                "max_readers"
+            } else {
+                "redirect_when"
+            }),
+            "max_readers goes with redirect_when = \"full\"".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The redirect of a checked rule.
+fn redirect_of(p: &PathTable) -> Option<Redirect> {
+    if p.redirect.is_empty() {
+        return None;
+    }
+    let base = |u: &String, schemes| redirect::base_url(u, schemes).unwrap_or_else(|_| u.clone());
+    Some(Redirect {
+        edges: p
+            .redirect
+            .iter()
+            .enumerate()
+            .map(|(k, u)| Edge {
+                url: base(u, redirect::RTSP_SCHEMES),
+                api: p.redirect_api.get(k).map(|a| base(a, &["http"])),
+            })
+            .collect(),
+        policy: match p.redirect_policy {
+            Some(RedirectPolicy::LeastReaders) => redirect::Policy::LeastReaders,
+            _ => redirect::Policy::RoundRobin,
+        },
+        when: match p.max_readers {
+            Some(n) if p.redirect_when == Some(RedirectWhen::Full) => When::Full {
+                max_readers: n.usize(),
+            },
+            _ => When::Always,
+        },
+    })
 }
 
 /// `[[http.tokens]]` and `[http.permissions]`.
@@ -351,6 +461,7 @@ pub fn auth_config(s: &Settings) -> AuthConfig {
                 publish: Who::from_list(&p.publish),
                 allow_ips: nets(&p.allow_ips),
                 deny_ips: nets(&p.deny_ips),
+                redirect: redirect_of(p),
             })
             .collect(),
         nonce_lifetime: Duration::from_secs(s.auth.nonce_lifetime_secs.get()),

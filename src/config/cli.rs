@@ -119,6 +119,18 @@ pub struct ServerFlags {
     /// [default: true]
     #[arg(long, value_name = "true|false")]
     pub tunnel: Option<bool>,
+    /// On SIGTERM, drain instead of stopping: new readers get 302 to this
+    /// RTSP base URL, playing clients a REDIRECT, and the server stops
+    /// once they left (or after --drain-timeout seconds).
+    #[arg(long, value_name = "URL")]
+    pub drain_to: Option<String>,
+    /// Milliseconds between polls of least_readers redirect edges' APIs
+    /// (100 to 3600000). [default: 2000]
+    #[arg(long)]
+    pub redirect_poll_ms: Option<Int<100, 3_600_000>>,
+    /// Seconds a drain waits for clients to leave. [default: 30]
+    #[arg(long)]
+    pub drain_timeout: Option<Int<0, 86_400>>,
 }
 
 /// The `[limits]` keys as flags.

@@ -91,6 +91,13 @@ pub struct ServerSettings {
     pub live_prebuffer_ms: Int<0, 1000>,
     /// RTSP over HTTP tunnels on the RTSP port and the HTTP listener.
     pub tunnel: bool,
+    /// Milliseconds between polls of the `least_readers` edges' APIs
+    /// (each poll also times out after this long, at most 2 s).
+    pub redirect_poll_ms: Int<100, 3_600_000>,
+    /// On SIGTERM, drain to this RTSP base URL (empty: stop at once).
+    pub drain_to: String,
+    /// Seconds a drain waits for redirected clients to leave.
+    pub drain_timeout: Int<0, 86_400>,
 }
 
 impl Default for ServerSettings {
@@ -112,6 +119,9 @@ impl Default for ServerSettings {
             allow_publish: false,
             live_prebuffer_ms: Int::of(200),
             tunnel: true,
+            redirect_poll_ms: Int::of(2000),
+            drain_to: String::new(),
+            drain_timeout: Int::of(30),
         }
     }
 }
@@ -320,6 +330,17 @@ pub enum ConfigError {
     /// A command-line value that does not fit its key.
     #[error("{flag}: {message}")]
     Flag { flag: String, message: String },
+    /// `drain_to` (`--drain-to`) is not another node's RTSP base URL.
+    #[error("drain_to: {0}")]
+    DrainTo(String),
+    /// A `[[paths]]` redirect to this server itself (a loop).
+    #[error("paths[{rule}].redirect: {url} is this server ({bind} port {port}): readers would be redirected to it forever")]
+    RedirectLoop {
+        rule: usize,
+        url: String,
+        bind: IpAddr,
+        port: String,
+    },
 }
 
 /// Reads the file at `path`, applies `cli` over it and returns the merged
@@ -388,12 +409,49 @@ fn merge(parsed: file::Parsed, cli: &CliOverrides) -> Result<Effective, ConfigEr
     live.retain(|f| !cli.live.iter().any(|c| c.name == f.name));
     live.extend(cli.live.iter().cloned());
     settings.live = live.iter().map(LiveTable::from).collect();
+    check_redirect_loops(&settings)?;
     Ok(Effective {
         server: settings.server_config(live),
         http: settings.http.clone(),
         log: settings.log,
         settings,
     })
+}
+
+/// A redirect naming this server's own listen address and port is an
+/// error (RFC 2326 §11.3.3 gives no loop limit; clients would bounce).
+fn check_redirect_loops(s: &Settings) -> Result<(), ConfigError> {
+    use crate::proto::redirect::{is_self, Listening};
+    let mut ports = s.server.port.get().map_or(vec![554, 8554], |p| vec![p]);
+    if !s.tls.cert.as_os_str().is_empty() {
+        match s.tls.rtsps_port.get() {
+            Some(p) => ports.push(p),
+            None => ports.extend([322, 8322]),
+        }
+    }
+    let here = Listening {
+        bind: s.server.bind,
+        ports,
+    };
+    if !s.server.drain_to.is_empty() {
+        let url = &s.server.drain_to;
+        crate::proto::redirect::base_url(url, crate::proto::redirect::RTSP_SCHEMES)
+            .map_err(|e| ConfigError::DrainTo(e.to_string()))?;
+        if is_self(url, &here) {
+            return Err(ConfigError::DrainTo(format!("{url} is this server")));
+        }
+    }
+    for (rule, p) in s.paths.iter().enumerate() {
+        if let Some(url) = p.redirect.iter().find(|u| is_self(u, &here)) {
+            return Err(ConfigError::RedirectLoop {
+                rule,
+                url: url.clone(),
+                bind: here.bind,
+                port: s.server.port.get().map_or("auto".into(), |p| p.to_string()),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `base` with every key `top` sets replaced. `top` serializes only the
@@ -484,6 +542,9 @@ impl Settings {
             auth: auth::auth_config(self),
             tunnel: s.tunnel,
             tunnel_timeout: secs(l.tunnel_timeout),
+            redirect_poll: Duration::from_millis(s.redirect_poll_ms.get()),
+            drain_to: (!s.drain_to.is_empty()).then(|| s.drain_to.clone()),
+            drain_timeout: Duration::from_secs(s.drain_timeout.get()),
             ..Config::default()
         }
     }

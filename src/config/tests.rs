@@ -510,6 +510,9 @@ fn every_flag_has_a_key() {
         "--pacer-priority=normal",
         "--pacer-cpu=0",
         "--tunnel=false",
+        "--redirect-poll-ms=333",
+        "--drain-to=rtsp://e:1",
+        "--drain-timeout=32",
         "--max-connections=11",
         "--max-connections-per-ip=12",
         "--max-sessions=13",
@@ -840,4 +843,44 @@ fn http_permissions_and_tokens_say_what_is_wrong() {
     // Written out (check-config) and read back, it is the same.
     let again = parse(&e.to_toml()).expect("round trip");
     assert_eq!(again.server.auth, e.server.auth);
+}
+
+#[test]
+fn redirect_keys_are_checked() {
+    use crate::proto::redirect::{Policy, When};
+    let rule = |keys: &str| format!("[[paths]]\nmatch = \"/**\"\n{keys}\n");
+    let ok = rule(
+        "redirect = [\"rtsp://e1:8554/\", \"rtsps://e2\"]\nredirect_api = [\"http://e1:8080\", \"http://e2:8080\"]\nredirect_policy = \"least_readers\"\nredirect_when = \"full\"\nmax_readers = 3",
+    );
+    let e = parse(&ok).expect("valid redirect");
+    let r = e.server.auth.rules[0].redirect.clone().expect("redirect");
+    assert_eq!(r.edges[0].url, "rtsp://e1:8554");
+    assert_eq!(r.edges[1].api.as_deref(), Some("http://e2:8080"));
+    assert_eq!(r.policy, Policy::LeastReaders);
+    assert_eq!(r.when, When::Full { max_readers: 3 });
+    for (keys, key) in [
+        ("redirect = [\"http://e1\"]", "redirect"),
+        ("redirect = [\"rtsp://e1/a\"]", "redirect"),
+        ("redirect_api = [\"http://e1\"]", "redirect_api"),
+        (
+            "redirect = [\"rtsp://e1\"]\nredirect_api = [\"http://e1\", \"http://e2\"]",
+            "redirect_api",
+        ),
+        (
+            "redirect = [\"rtsp://e1\"]\nredirect_policy = \"least_readers\"",
+            "redirect_policy",
+        ),
+        (
+            "redirect = [\"rtsp://e1\"]\nredirect_when = \"full\"",
+            "redirect_when",
+        ),
+        ("redirect = [\"rtsp://e1\"]\nmax_readers = 2", "max_readers"),
+    ] {
+        match parse(&rule(keys)) {
+            Err(FileError::Invalid { key: k, .. }) => {
+                assert_eq!(k, format!("paths[0].{key}"), "{keys}")
+            }
+            other => panic!("{keys}: {other:?}"),
+        }
+    }
 }

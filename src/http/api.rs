@@ -264,6 +264,62 @@ pub(super) async fn reload(Extract(state): Extract<Arc<State>>) -> Response {
     }
 }
 
+/// `GET /api/v1/drain`: whether the server drains, where to, and the
+/// readers left.
+pub(super) async fn drain_state(Extract(state): Extract<Arc<State>>) -> Response {
+    let shared = &state.shared;
+    let to = shared.redirector.draining();
+    Json(serde_json::json!({
+        "draining": to.is_some(),
+        "to": to,
+        "readers": crate::server::redirect::readers(shared),
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DrainTo {
+    to: Option<String>,
+}
+
+/// `POST /api/v1/drain?to=rtsp://node:8554` (or the URL as the body):
+/// new readers get 302 there, playing clients a REDIRECT (RFC 2326
+/// §10.15), and the server stops once they left or after
+/// `drain_timeout`. 202 when it started, 400 for a bad or own URL, 409
+/// when a drain already runs.
+pub(super) async fn drain(
+    Extract(state): Extract<Arc<State>>,
+    Query(q): Query<DrainTo>,
+    body: String,
+) -> Response {
+    let Some(to) =
+        q.to.or_else(|| Some(body.trim().to_owned()).filter(|b| !b.is_empty()))
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": "no target: ?to=rtsp://HOST:PORT" })),
+        )
+            .into_response();
+    };
+    use crate::server::redirect::{drained, start_drain, DrainError};
+    let shared = state.shared.clone();
+    if let Err(e) = start_drain(&shared, &to) {
+        let status = match e {
+            DrainError::Already(_) => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let body = Json(serde_json::json!({ "error": e.to_string() }));
+        return (status, body).into_response();
+    }
+    shared.tracker.clone().spawn(async move {
+        drained(&shared).await;
+        info!("drain over HTTP done; stopping");
+        shared.cancel.cancel();
+    });
+    let r = drain_state(Extract(state)).await;
+    (StatusCode::ACCEPTED, r).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,6 +225,7 @@ fn router(state: Arc<State>) -> Router {
         .route("/api/v1/sessions", get(api::sessions))
         .route("/api/v1/sessions/{id}", delete(api::kick))
         .route("/api/v1/reload", post(api::reload))
+        .route("/api/v1/drain", get(api::drain_state).post(api::drain))
         .route("/sdp/{*path}", get(sdp::sdp))
         .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
@@ -252,6 +253,9 @@ async fn body_cap(req: Request, next: Next, max: usize) -> Response {
 async fn healthz(axum::extract::State(state): axum::extract::State<Arc<State>>) -> Response {
     if state.cancel.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if state.shared.redirector.draining().is_some() {
+        // A load balancer stops sending new clients here.
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }

@@ -10,6 +10,7 @@ pub mod live;
 pub mod measure;
 pub mod pacer;
 pub mod packetize;
+pub mod redirect;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Sleep;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -38,8 +38,10 @@ use super::{ConnSlot, Shared};
 use crate::net;
 use crate::proto::auth::rules::{self, Access};
 use crate::proto::limit::Limit;
+use crate::proto::redirect::redirect_request;
 use crate::proto::rtcp;
 use crate::proto::rtsp::{Method, Parsed, Request, Response, StatusCode};
+use crate::proto::target::encode_path;
 
 /// What a control connection runs over: TCP, or TLS over TCP.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -92,6 +94,8 @@ impl Stream for TlsStream<TcpStream> {
 enum Read {
     More,
     Closed,
+    /// A drain started: tell this connection's readers (RFC 2326 §10.15).
+    Drain,
 }
 
 pub(crate) async fn serve<S: Stream>(
@@ -153,6 +157,9 @@ async fn serve_requests<S: Stream>(
     let mut frame_window = (Instant::now(), 0u32);
     // Consecutive answers of 454 (session-id guessing, ROBUSTNESS B8).
     let mut unknown_sessions = 0u32;
+    let mut drain = shared.redirector.watch_drain();
+    // CSeq of the server's own requests (REDIRECT) on this connection.
+    let mut server_cseq = 0u32;
     debug!("connection opened");
     loop {
         // Answer everything already buffered, in order.
@@ -285,12 +292,21 @@ async fn serve_requests<S: Stream>(
             cancelled: cancelled.as_mut(),
             timer: timer.as_mut(),
             deadline: &mut deadline,
+            drain: &mut drain,
         };
         match read(&shared, io, partial_since.is_some(), conn_id).await {
             Read::More => {}
             Read::Closed => {
                 debug!("connection closed");
                 return;
+            }
+            Read::Drain => {
+                let to = drain.borrow_and_update().clone();
+                if let Some(to) = to {
+                    if !send_redirects(&shared, &mut stream, conn_id, &to, &mut server_cseq).await {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -358,6 +374,8 @@ struct Io<'a, 'c, S> {
     timer: Pin<&'a mut Sleep>,
     /// When `timer` fires.
     deadline: &'a mut Instant,
+    /// Changes when a drain starts.
+    drain: &'a mut watch::Receiver<Option<String>>,
 }
 
 /// Reads more request bytes; meanwhile writes the interleaved frames the
@@ -370,12 +388,14 @@ async fn read<S: Stream>(shared: &Shared, io: Io<'_, '_, S>, partial: bool, conn
         mut cancelled,
         mut timer,
         deadline,
+        drain,
     } = io;
     let cfg = shared.config();
     let mut out = Vec::new();
     loop {
         tokio::select! {
             _ = cancelled.as_mut() => return Read::Closed,
+            Ok(()) = drain.changed() => return Read::Drain,
             Some((channel, data)) = next_frame(frames) => {
                 out.clear();
                 write_frame(&mut out, channel, &data);
@@ -423,6 +443,37 @@ async fn read<S: Stream>(shared: &Shared, io: Io<'_, '_, S>, partial: bool, conn
             }
         }
     }
+}
+
+/// Sends a `REDIRECT` (RFC 2326 §10.15) for every reading session of
+/// this connection to the same path under `to`; false when the client
+/// does not take it within the write timeout.
+async fn send_redirects<S: Stream>(
+    shared: &Shared,
+    stream: &mut S,
+    conn_id: u64,
+    to: &str,
+    cseq: &mut u32,
+) -> bool {
+    let host = match shared.rtsp_addr {
+        SocketAddr::V4(a) => a.to_string(),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    for (id, path) in shared.sessions.readers_on(conn_id) {
+        *cseq += 1;
+        let path = encode_path(&path);
+        let here = format!("rtsp://{host}/{path}");
+        let location = format!("{to}/{path}");
+        info!(session = %id, %location, "REDIRECT sent");
+        let bytes = redirect_request(&here, *cseq, &id, &location);
+        let written =
+            tokio::time::timeout(shared.config().write_timeout, write_all(stream, &bytes)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            debug!("client not reading its REDIRECT; closing");
+            return false;
+        }
+    }
+    true
 }
 
 async fn write<S: Stream>(shared: &Shared, stream: &mut S, response: &Response) -> bool {

@@ -17,7 +17,9 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncRead;
 
-use crate::proto::rtsp::{Limits, ParseError, Parsed, RequestParser};
+use crate::proto::rtsp::{
+    parse_response, Limits, ParseError, Parsed, ParsedResponse, RequestParser,
+};
 
 /// Room made for a read: the first reserve of a connection's buffer, and
 /// the least the buffer grows by.
@@ -33,6 +35,7 @@ pub const READ_MIN_ROOM: usize = 1024;
 pub struct Input {
     buf: BytesMut,
     parser: RequestParser,
+    limits: Limits,
 }
 
 impl Input {
@@ -40,6 +43,7 @@ impl Input {
         Self {
             buf: BytesMut::new(),
             parser: RequestParser::new(limits),
+            limits,
         }
     }
 
@@ -47,6 +51,17 @@ impl Input {
     /// `Incomplete` until one is there. Only bytes not seen by an earlier
     /// call are scanned.
     pub fn next_message(&mut self) -> Result<Parsed, ParseError> {
+        // A client's answer to the server's own request (REDIRECT, RFC 2326
+        // §10.15) is read whole and dropped.
+        while self.buf.starts_with(b"RTSP/") {
+            match parse_response(&self.buf, &self.limits)? {
+                ParsedResponse::Response { consumed, .. } => {
+                    self.buf.advance(consumed);
+                    self.parser = RequestParser::new(self.limits);
+                }
+                _ => return Ok(Parsed::Incomplete),
+            }
+        }
         let parsed = self.parser.parse(&self.buf)?;
         if let Parsed::Request { consumed, .. } | Parsed::Interleaved { consumed, .. } = parsed {
             self.buf.advance(consumed);

@@ -14,6 +14,7 @@ pub mod live;
 pub(crate) mod method;
 pub mod pacing;
 pub mod placement;
+pub(crate) mod redirect;
 pub mod refusals;
 pub mod reload;
 pub mod sessions;
@@ -114,6 +115,12 @@ pub struct Config {
     pub tunnel: bool,
     /// A tunnel's GET waits this long for its POST.
     pub tunnel_timeout: Duration,
+    /// How often `least_readers` edges are polled.
+    pub redirect_poll: Duration,
+    /// Where SIGTERM drains to (`--drain-to`); `None`: stop at once.
+    pub drain_to: Option<String>,
+    /// How long a drain waits for clients to leave.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Config {
@@ -152,6 +159,9 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tunnel: true,
             tunnel_timeout: Duration::from_secs(10),
+            redirect_poll: Duration::from_secs(2),
+            drain_to: None,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -259,6 +269,8 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
     conns_per_ip: Mutex<HashMap<IpAddr, usize>>,
     conns: AtomicU64,
+    /// Redirect turns, polled edge loads and the drain.
+    pub(crate) redirector: redirect::Redirector,
 }
 
 /// Releases a connection slot when the connection ends.
@@ -381,6 +393,10 @@ pub async fn run(
         None => (None, None),
     };
     let rtp_port = listeners.rtp.local_addr()?.port();
+    if let Some(e) = redirect::self_redirect(&config, rtsp_addr, tls.as_ref().map(|t| t.addr)).await
+    {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, e));
+    }
     let sessions = Arc::new(SessionTable::new(config.sessions));
     let send_stats = Arc::new(SendStats::default());
     let recv_stats = Arc::new(RecvStats::default());
@@ -500,8 +516,10 @@ pub async fn run(
         next_group: AtomicU64::new(1),
         conns_per_ip: Mutex::new(HashMap::new()),
         conns: AtomicU64::new(0),
+        redirector: redirect::Redirector::default(),
     });
     tracker.spawn(reaper(shared.clone(), cancel.clone()));
+    tracker.spawn(redirect::poll_edges(shared.clone()));
     let http_addr = http::start(&shared, listeners.http, &mut *shared.reloading.lock().await)?;
     started(&Running {
         rtsp_addr,
@@ -529,10 +547,27 @@ pub async fn run(
             _ => std::future::pending().await,
         }
     };
+    // SIGTERM with `drain_to` drains first (new readers go elsewhere,
+    // playing ones are told to), then stops.
+    let stop = async {
+        shutdown.await;
+        match shared.config().drain_to.clone() {
+            Some(to) => {
+                info!(%to, "SIGTERM: draining before stopping");
+                match redirect::start_drain(&shared, &to) {
+                    Ok(()) => redirect::drained(&shared).await,
+                    Err(e) => warn!(error = %e, "cannot drain; stopping"),
+                }
+            }
+            None => info!("shutting down"),
+        }
+    };
     tokio::select! {
         _ = accept => {}
         _ = accept_tls => {}
-        _ = shutdown => info!("shutting down"),
+        _ = stop => {}
+        // A drain over HTTP ends with this.
+        _ = cancel.cancelled() => info!("stopping"),
     }
     cancel.cancel();
     tracker.close();

@@ -83,6 +83,9 @@ pub enum ReloadError {
     Blocking(String),
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    /// A redirect to this server itself (RFC 2326 §11.3.3: a loop).
+    #[error("{0}")]
+    RedirectLoop(String),
 }
 
 /// What a reload did, one line per change.
@@ -135,6 +138,15 @@ impl Reloader {
             }
         }
         keep_restart_settings(&mut new, &old);
+        if let Some(e) = super::redirect::self_redirect(
+            &new,
+            shared.rtsp_addr,
+            shared.tls.as_ref().map(|t| t.addr),
+        )
+        .await
+        {
+            return Err(ReloadError::RedirectLoop(e));
+        }
 
         // Everything that can fail is checked before anything changes.
         let catalog = if new.media != old.media || new.clip != old.clip {

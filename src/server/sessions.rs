@@ -496,6 +496,17 @@ impl SessionTable {
     }
 
     /// Whether connection `conn` created any live session.
+    /// Id and path of every reading (not recording) session created on
+    /// connection `conn`.
+    pub fn readers_on(&self, conn: u64) -> Vec<(String, String)> {
+        self.lock()
+            .by_id
+            .values()
+            .filter(|e| e.conn == conn && !matches!(e.session.state(), State::Recording))
+            .map(|e| (e.session.id.clone(), e.session.presentation.clone()))
+            .collect()
+    }
+
     pub fn owned_by_conn(&self, conn: u64) -> bool {
         self.lock().by_id.values().any(|e| e.conn == conn)
     }

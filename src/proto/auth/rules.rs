@@ -7,8 +7,14 @@
 //! segment matches any number of segments (none included). Leading `/`
 //! is ignored on both sides, so `/live/studio` and `live/studio` match
 //! the same requests.
+//!
+//! A rule may also send readers elsewhere ([`PathRule::redirect`]: a 302,
+//! RFC 2326 §11.3.3, [`crate::proto::redirect`]); the same first rule
+//! that fits decides.
 
 use std::net::IpAddr;
+
+use crate::proto::redirect::Redirect;
 
 /// Who a permission is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +113,8 @@ pub struct PathRule {
     pub publish: Who,
     pub allow_ips: Vec<Cidr>,
     pub deny_ips: Vec<Cidr>,
+    /// Readers of the path are sent to other nodes.
+    pub redirect: Option<Redirect>,
 }
 
 /// What a request wants to do with a path.
@@ -266,6 +274,7 @@ mod tests {
             publish: Who::from_list(&["bob".into()]),
             allow_ips: vec!["127.0.0.0/8".parse().unwrap()],
             deny_ips: vec!["127.0.0.9".parse().unwrap()],
+            redirect: None,
         };
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(r.decide(Access::Read, lo, None), Decision::NeedUser);

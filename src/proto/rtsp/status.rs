@@ -8,6 +8,7 @@ pub struct StatusCode(pub u16);
 
 impl StatusCode {
     pub const OK: Self = Self(200);
+    pub const MOVED_TEMPORARILY: Self = Self(302);
     pub const BAD_REQUEST: Self = Self(400);
     pub const UNAUTHORIZED: Self = Self(401);
     pub const FORBIDDEN: Self = Self(403);
@@ -37,6 +38,7 @@ impl StatusCode {
     pub fn reason(self) -> &'static str {
         match self.0 {
             200 => "OK",
+            302 => "Moved Temporarily",
             400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",

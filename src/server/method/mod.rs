@@ -113,6 +113,13 @@ pub(crate) async fn handle(
         Ok(user) => user,
         Err(refused) => return refused.header("CSeq", cseq.to_string()),
     };
+    if let Some(to) = target(shared, req)
+        .ok()
+        .and_then(|t| super::redirect::target_for(shared, req, &t.path))
+    {
+        info!(method = %req.method, uri = %req.uri, location = %to, "redirected");
+        return base_response(StatusCode::MOVED_TEMPORARILY, Some(cseq)).header("Location", to);
+    }
     let ok = base_response(StatusCode::OK, Some(cseq));
     let cx = &Ctx {
         shared,
