@@ -385,17 +385,17 @@ fn publishing_rules() {
         (studio.clone(), "v=0\r\nthis is not sdp", "application/sdp", 400, "garbage SDP"),
         (
             studio.clone(),
-            "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+            "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n",
             "application/sdp",
             415,
-            "video",
+            "VP8 video",
         ),
         (
             studio.clone(),
-            "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n",
+            "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 97\r\na=rtpmap:97 speex/8000\r\nm=video 0 RTP/AVP 98\r\na=rtpmap:98 theora/90000\r\n",
             "application/sdp",
             415,
-            "opus",
+            "speex and theora",
         ),
     ];
     for (url, sdp, ctype, status, why) in cases {
@@ -406,6 +406,16 @@ fn publishing_rules() {
             sdp.as_bytes(),
         );
         assert_eq!(r.status, status, "ANNOUNCE {why}");
+        // A 415 for an SDP names what the server does take.
+        if status == 415 && ctype == "application/sdp" {
+            assert!(
+                r.reason.contains("Supported: H264, H265")
+                    && r.reason.contains("OPUS")
+                    && r.reason.contains("L16"),
+                "ANNOUNCE {why}: {}",
+                r.reason
+            );
+        }
     }
     // SETUP mode=record needs an ANNOUNCE on the same connection first.
     let pair = UdpPair::bind();

@@ -31,33 +31,6 @@ fn limit_for(secs: f64) -> Duration {
 // ---------------------------------------------------------------------------
 // Reading what ffmpeg wrote
 
-/// NAL units of an Annex B stream.
-fn annexb_nals(data: &[u8]) -> Vec<&[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i..i + 3] == [0, 0, 1] {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    starts
-        .iter()
-        .enumerate()
-        .map(|(k, &s)| {
-            let mut e = starts.get(k + 1).map_or(data.len(), |n| n - 3);
-            // A 4-byte start code's leading zero belongs to no NAL unit.
-            while k + 1 < starts.len() && e > s && data[e - 1] == 0 {
-                e -= 1;
-            }
-            &data[s..e]
-        })
-        .filter(|n| !n.is_empty())
-        .collect()
-}
-
 fn nal_type(n: &[u8]) -> u8 {
     n[0] & 0x1F
 }
@@ -147,7 +120,7 @@ fn ffmpeg_copies_every_access_unit_over_udp_tcp_and_rtsps() {
     let src = sample_path();
     let src_input = ["-i", src.to_str().unwrap()];
     let (src_video, src_audio) = copy_streams(&src_input, true, dir.path(), "src");
-    let src_nals = annexb_nals(&src_video);
+    let src_nals = common::annexb::nal_units(&src_video);
     let (src_slices, src_params) = split_parameter_sets(&src_nals);
     assert_eq!(
         src_slices
@@ -174,7 +147,7 @@ fn ffmpeg_copies_every_access_unit_over_udp_tcp_and_rtsps() {
                 t => vec!["-rtsp_transport", t, "-i", url.as_str()],
             };
             let (got, audio) = copy_streams(&input, false, dir.path(), transport);
-            let nals = annexb_nals(&got);
+            let nals = common::annexb::nal_units(&got);
             let (slices, params) = split_parameter_sets(&nals);
             assert_eq!(
                 slices.len(),
@@ -681,7 +654,7 @@ fn annexb_splitting_finds_every_unit() {
         0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 3, 0,
     ];
     assert_eq!(
-        annexb_nals(&data),
+        common::annexb::nal_units(&data),
         [&[0x67, 1][..], &[0x68, 2][..], &[0x65, 3, 0][..]]
     );
 }
@@ -783,7 +756,7 @@ fn copy_first_stream(
     let run = ffmpeg(&args, limit_for(4.0));
     let nals = if video {
         let data = std::fs::read(&raw).expect("video copy");
-        let (slices, _) = split_parameter_sets(&annexb_nals(&data));
+        let (slices, _) = split_parameter_sets(&common::annexb::nal_units(&data));
         slices.into_iter().map(<[u8]>::to_vec).collect()
     } else {
         Vec::new()

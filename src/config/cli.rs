@@ -29,6 +29,8 @@ pub struct CliOverrides {
     /// format=s16le|s16be), or publish (fed by an RTSP publisher: ANNOUNCE
     /// and RECORD; rate= and channels= fix its format, else the first
     /// publisher's is used). codec=l16|pcmu|pcma is what listeners get.
+    /// A publisher's video (or any non-PCM stream) is relayed as it comes;
+    /// gop_cache=true keeps its last GOP so newcomers start at once.
     #[arg(long = "live", value_name = "NAME=SOURCE[,key=value...]")]
     pub live: Vec<LiveSpec>,
     /// The HTTP side's address, or off. If the default is taken, rtspd

@@ -440,6 +440,7 @@ fn live_specs(
             ("rate", table.rate.map(|v| v.to_string())),
             ("channels", table.channels.map(|v| v.to_string())),
             ("format", table.format.clone()),
+            ("gop_cache", table.gop_cache.map(|v| v.to_string())),
         ];
         for (k, v) in keys {
             let Some(v) = v else { continue };

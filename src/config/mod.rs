@@ -264,6 +264,9 @@ pub struct LiveTable {
     pub channels: Option<Int<0, ANY>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// A relay channel keeps its last GOP for newcomers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gop_cache: Option<bool>,
 }
 
 impl From<&LiveSpec> for LiveTable {
@@ -278,6 +281,7 @@ impl From<&LiveSpec> for LiveTable {
             channels: spec.channels.map(|c| Int::of(c.into())),
             format: (raw || spec.big_endian)
                 .then(|| if spec.big_endian { "s16be" } else { "s16le" }.into()),
+            gop_cache: spec.gop_cache.then_some(true),
         }
     }
 }

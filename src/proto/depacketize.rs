@@ -204,6 +204,7 @@ mod tests {
             encoding: enc.map(str::to_owned),
             channels,
             control: None,
+            fmtp: None,
         }
     }
 

@@ -15,6 +15,10 @@ pub enum Error {
     Forbidden(&'static str),
     #[error("unsupported media: {0}")]
     UnsupportedMedia(String),
+    /// An SDP none of whose tracks a relay channel forwards (415 with a
+    /// reason phrase naming what it does).
+    #[error("unsupported media: {0}")]
+    NoSupportedTrack(String),
     #[error("request URI too long")]
     UriTooLong,
     #[error("session not found")]
@@ -57,7 +61,9 @@ impl Error {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMedia(_) | Self::NoSupportedTrack(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::UriTooLong => StatusCode::REQUEST_URI_TOO_LARGE,
             Self::SessionNotFound => StatusCode::SESSION_NOT_FOUND,
             Self::InvalidState(_) => StatusCode::METHOD_NOT_VALID_IN_THIS_STATE,
@@ -80,6 +86,7 @@ impl Error {
     pub fn reason(&self) -> Option<&'static str> {
         match self {
             Self::PortsInUse => Some("Client Ports Already In Use"),
+            Self::NoSupportedTrack(_) => Some(super::relay::offer::NO_SUPPORTED_TRACK_REASON),
             Self::PlaintextAfterTls => {
                 Some("Plaintext RTP Must Not Follow A TLS Control Session; Use Interleaved")
             }

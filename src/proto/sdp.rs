@@ -187,6 +187,8 @@ pub struct OfferedTrack {
     pub channels: u16,
     /// `a=control`, if any (relative or absolute).
     pub control: Option<String>,
+    /// The `a=fmtp` parameters for the payload type, if any.
+    pub fmtp: Option<String>,
 }
 
 /// Why an SDP could not be used.
@@ -262,6 +264,10 @@ pub fn parse_offer(sdp: &[u8]) -> Result<Vec<OfferedTrack>, SdpError> {
                 .get_first_attribute_value("control")
                 .flatten()
                 .map(str::to_owned),
+            fmtp: m.get_attribute_values("fmtp").find_map(|v| {
+                let (p, params) = v?.split_once(' ')?;
+                (p.trim().parse::<u8>().ok()? == pt).then(|| params.trim().to_owned())
+            }),
         });
     }
     if tracks.is_empty() {

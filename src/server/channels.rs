@@ -19,12 +19,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::live::{self, ChannelParams, ChannelShape, LiveInfo, LiveSpec, Source, SpecError};
+use super::live::{
+    self, ChannelParams, ChannelShape, LiveChannel, LiveInfo, LiveSpec, Source, SpecError,
+};
 use crate::proto::depacketize::StreamFormat;
 use crate::proto::error::Error;
 use crate::proto::limit::Limit;
 use crate::proto::live::{Channel, LiveError};
 use crate::proto::packetize::Codec;
+use crate::proto::relay::offer::RelayTrack;
 
 /// How often at most one publisher's packets refresh its session.
 const TOUCH_EVERY: Duration = Duration::from_secs(1);
@@ -53,6 +56,8 @@ struct Inner {
     slots: HashMap<String, Slot>,
     /// RTP source address of a recording UDP publisher.
     udp_routes: HashMap<SocketAddr, Route>,
+    /// Publishers' RTCP source addresses.
+    udp_rtcp_routes: HashMap<SocketAddr, Route>,
     /// Connection and RTP channel of a recording interleaved publisher.
     tcp_routes: HashMap<(u64, u8), Route>,
     next_epoch: u64,
@@ -73,11 +78,14 @@ struct PublishRule {
     codec: Option<Codec>,
     /// Rate and channels came from `--live`: the channel always runs.
     declared: bool,
+    /// A relay channel keeps its last GOP (`gop_cache`).
+    gop_cache: bool,
 }
 
 struct Publisher {
     conn: u64,
-    format: StreamFormat,
+    /// An audio channel's stream format; `None` for a relay channel.
+    format: Option<StreamFormat>,
     /// Its session, once it did SETUP.
     session: Option<String>,
 }
@@ -85,6 +93,10 @@ struct Publisher {
 struct Route {
     /// Shared, so routing a packet allocates nothing.
     key: Arc<str>,
+    /// The channel's track the packets are for.
+    track: usize,
+    /// RTCP (the publisher's sender reports), not RTP.
+    rtcp: bool,
     session: String,
     touched: Instant,
 }
@@ -94,8 +106,53 @@ struct Route {
 pub struct Delivery {
     /// The channel (its pacing-thread key).
     pub key: Arc<str>,
+    /// Its track.
+    pub track: usize,
+    /// The packet is the track's RTCP, not its RTP.
+    pub rtcp: bool,
     /// A session to refresh now, at most once per [`TOUCH_EVERY`].
     pub touch: Option<String>,
+}
+
+/// What a publisher announces.
+#[derive(Debug, Clone)]
+pub enum Offer {
+    /// One PCM stream, decoded onto an audio channel's timeline.
+    Audio(StreamFormat),
+    /// Tracks relayed as they come ([`crate::proto::relay`]).
+    Relay(Vec<RelayTrack>),
+}
+
+/// Whether `offer` fits the running channel `info`: the same kind, and
+/// for audio the same rate and channels, for a relay the same formats.
+fn fits(info: &LiveInfo, offer: &Offer) -> Result<(), Error> {
+    match (&info.relay, offer) {
+        (None, Offer::Audio(format)) => {
+            if (info.rate, info.channels) != (format.rate, format.channels) {
+                return Err(Error::UnsupportedMedia(format!(
+                    "the channel runs at {} Hz with {} channels; this stream is {} Hz with {}",
+                    info.rate, info.channels, format.rate, format.channels
+                )));
+            }
+            Ok(())
+        }
+        (Some(r), Offer::Relay(tracks)) => {
+            let shape = |t: &RelayTrack| (t.codec, t.payload_type, t.clock_rate, t.rtpmap.clone());
+            if r.tracks.iter().map(shape).ne(tracks.iter().map(shape)) {
+                return Err(Error::UnsupportedMedia(
+                    "the channel relays other tracks; it takes them again once its listeners leave"
+                        .into(),
+                ));
+            }
+            Ok(())
+        }
+        (None, Offer::Relay(_)) => Err(Error::UnsupportedMedia(
+            "the channel runs PCM audio; announce one L16, PCMU or PCMA stream".into(),
+        )),
+        (Some(_), Offer::Audio(_)) => Err(Error::UnsupportedMedia(
+            "the channel relays video or compressed audio; announce the same tracks".into(),
+        )),
+    }
 }
 
 /// The result of an ANNOUNCE.
@@ -103,7 +160,7 @@ pub struct Announced {
     pub info: Arc<LiveInfo>,
     /// A channel to start on the pacing thread: the first publisher of a
     /// channel whose format was not known.
-    pub started: Option<Channel>,
+    pub started: Option<LiveChannel>,
 }
 
 /// What a publisher's leaving calls for.
@@ -153,6 +210,7 @@ impl Channels {
                 rules,
                 slots: HashMap::new(),
                 udp_routes: HashMap::new(),
+                udp_rtcp_routes: HashMap::new(),
                 tcp_routes: HashMap::new(),
                 next_epoch: 0,
             }),
@@ -231,6 +289,7 @@ impl Channels {
         let publish = (spec.source == Source::Publish).then_some(PublishRule {
             codec: spec.codec,
             declared: shape.is_some(),
+            gop_cache: spec.gop_cache,
         });
         let (info, channel) = match shape {
             Some(shape) => {
@@ -277,6 +336,7 @@ impl Channels {
         let publisher_session = slot.publisher.and_then(|p| p.session);
         if let Some(id) = &publisher_session {
             inner.udp_routes.retain(|_, r| &r.session != id);
+            inner.udp_rtcp_routes.retain(|_, r| &r.session != id);
             inner.tcp_routes.retain(|_, r| &r.session != id);
         }
         let any = inner
@@ -315,15 +375,15 @@ impl Channels {
         self.lock().slots.get(name)?.info.clone()
     }
 
-    /// ANNOUNCE of `format` to `name` from connection `conn`: reserves the
+    /// ANNOUNCE of `offer` to `name` from connection `conn`: reserves the
     /// channel for this publisher (403 if it takes none or is unknown
     /// without `--allow-publish`, 455 if another publisher has it, 415 if
-    /// the format does not fit the channel, 503 past the channel limit).
+    /// the stream does not fit the channel, 503 past the channel limit).
     pub fn announce(
         &self,
         name: &str,
         conn: u64,
-        format: StreamFormat,
+        offer: Offer,
         now: Instant,
     ) -> Result<Announced, Error> {
         let mut guard = self.lock();
@@ -350,6 +410,7 @@ impl Channels {
                     publish: Some(PublishRule {
                         codec: None,
                         declared: false,
+                        gop_cache: false,
                     }),
                     info: None,
                     publisher: None,
@@ -372,33 +433,47 @@ impl Channels {
             _ => {}
         }
         let mut started = None;
-        let info = match &slot.info {
-            Some(info) => {
-                if (info.rate, info.channels) != (format.rate, format.channels) {
-                    return Err(Error::UnsupportedMedia(format!(
-                        "the channel runs at {} Hz with {} channels; this stream is {} Hz with {}",
-                        info.rate, info.channels, format.rate, format.channels
-                    )));
-                }
+        let info = match (&slot.info, &offer) {
+            (Some(info), offer) => {
+                fits(info, offer)?;
                 info.clone()
             }
-            None => {
+            (None, Offer::Relay(_)) if rule.declared || rule.codec.is_some() => {
+                return Err(Error::UnsupportedMedia(
+                    "this channel is declared as PCM audio (rate=, channels= or codec=)".into(),
+                ))
+            }
+            (None, offer) => {
                 let key = format!("{name}#{}", inner.next_epoch + 1);
-                let shape = ChannelShape {
-                    codec: rule.codec.unwrap_or(format.codec),
-                    rate: format.rate,
-                    channels: format.channels,
-                    clip: None,
+                let params = &inner.rules.params;
+                let (info, channel) = match offer {
+                    Offer::Audio(format) => {
+                        let shape = ChannelShape {
+                            codec: rule.codec.unwrap_or(format.codec),
+                            rate: format.rate,
+                            channels: format.channels,
+                            clip: None,
+                        };
+                        let (info, channel) = live::make_channel(params, name, &key, shape, now)
+                            .map_err(|e| match e {
+                                LiveError::NotNarrowband { .. } => {
+                                    Error::UnsupportedMedia(e.to_string())
+                                }
+                                _ => Error::Internal(e.to_string()),
+                            })?;
+                        (info, LiveChannel::Audio(channel))
+                    }
+                    Offer::Relay(tracks) => {
+                        let (info, channel) = live::make_relay_channel(
+                            params,
+                            name,
+                            &key,
+                            tracks.clone(),
+                            rule.gop_cache,
+                        );
+                        (info, LiveChannel::Relay(channel))
+                    }
                 };
-                let (info, channel) =
-                    live::make_channel(&inner.rules.params, name, &key, shape, now).map_err(
-                        |e| match e {
-                            LiveError::NotNarrowband { .. } => {
-                                Error::UnsupportedMedia(e.to_string())
-                            }
-                            _ => Error::Internal(e.to_string()),
-                        },
-                    )?;
                 inner.next_epoch += 1;
                 // Listeners see it once the pacing thread runs it
                 // ([`Channels::running`]).
@@ -408,7 +483,10 @@ impl Channels {
         };
         slot.publisher = Some(Publisher {
             conn,
-            format,
+            format: match offer {
+                Offer::Audio(f) => Some(f),
+                Offer::Relay(_) => None,
+            },
             session: None,
         });
         Ok(Announced { info, started })
@@ -416,7 +494,11 @@ impl Channels {
 
     /// What connection `conn` announced to `name`, for its SETUP with
     /// `mode=record` (455 without an ANNOUNCE first).
-    pub fn announced(&self, name: &str, conn: u64) -> Result<(Arc<LiveInfo>, StreamFormat), Error> {
+    pub fn announced(
+        &self,
+        name: &str,
+        conn: u64,
+    ) -> Result<(Arc<LiveInfo>, Option<StreamFormat>), Error> {
         let inner = self.lock();
         let slot = inner.slots.get(name).ok_or(Error::NotFound)?;
         match (&slot.publisher, &slot.info) {
@@ -438,16 +520,19 @@ impl Channels {
         }
     }
 
-    /// RECORD: packets from `udp` (the publisher's RTP source address) or
-    /// on `conn`'s interleaved `channel` now feed `name`. Returns the
-    /// channel's key and the stream's format.
+    /// RECORD: packets of each track from `udp` (the publisher's RTP source
+    /// address) or on `conn`'s interleaved `channel` now feed `name`, and
+    /// its RTCP (from the RTCP address, or on the channel after the RTP
+    /// one, RFC 2326 §10.12) gives the track's sender reports.
+    /// Returns the channel's key and, for an audio channel, the stream's
+    /// format.
     pub fn record(
         &self,
         name: &str,
         session: &str,
-        from: RecordFrom,
+        from: &[(usize, RecordFrom)],
         now: Instant,
-    ) -> Result<(String, StreamFormat), Error> {
+    ) -> Result<(String, Option<StreamFormat>), Error> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let slot = inner.slots.get(name).ok_or(Error::NotFound)?;
@@ -457,18 +542,27 @@ impl Channels {
         if p.session.as_deref() != Some(session) {
             return Err(Error::InvalidState("another session publishes here"));
         }
-        let route = Route {
-            key: Arc::from(info.key.as_str()),
-            session: session.to_owned(),
-            touched: now,
-        };
+        let key: Arc<str> = Arc::from(info.key.as_str());
         let result = (info.key.clone(), p.format);
-        match from {
-            RecordFrom::Udp(a) => {
-                inner.udp_routes.insert(a, route);
-            }
-            RecordFrom::Interleaved { conn, channel } => {
-                inner.tcp_routes.insert((conn, channel), route);
+        for &(track, from) in from {
+            let route = |rtcp| Route {
+                key: key.clone(),
+                track,
+                rtcp,
+                session: session.to_owned(),
+                touched: now,
+            };
+            match from {
+                RecordFrom::Udp { rtp, rtcp } => {
+                    inner.udp_routes.insert(rtp, route(false));
+                    inner.udp_rtcp_routes.insert(rtcp, route(true));
+                }
+                RecordFrom::Interleaved { conn, channel } => {
+                    inner.tcp_routes.insert((conn, channel), route(false));
+                    if let Some(odd) = channel.checked_add(1) {
+                        inner.tcp_routes.entry((conn, odd)).or_insert(route(true));
+                    }
+                }
             }
         }
         Ok(result)
@@ -480,8 +574,14 @@ impl Channels {
         deliver(self.lock().udp_routes.get_mut(&from)?, now)
     }
 
+    /// Where an RTCP datagram from `from` goes, if a publisher's RTCP comes
+    /// from there.
+    pub fn udp_rtcp_packet(&self, from: SocketAddr, now: Instant) -> Option<Delivery> {
+        deliver(self.lock().udp_rtcp_routes.get_mut(&from)?, now)
+    }
+
     /// Where an interleaved frame on `conn`'s `channel` goes, if it is a
-    /// publisher's RTP.
+    /// publisher's RTP or RTCP.
     pub fn interleaved_packet(&self, conn: u64, channel: u8, now: Instant) -> Option<Delivery> {
         deliver(self.lock().tcp_routes.get_mut(&(conn, channel))?, now)
     }
@@ -509,6 +609,7 @@ impl Channels {
             let session = slot.publisher.take().and_then(|p| p.session);
             if let Some(id) = &session {
                 inner.udp_routes.retain(|_, r| &r.session != id);
+                inner.udp_rtcp_routes.retain(|_, r| &r.session != id);
                 inner.tcp_routes.retain(|_, r| &r.session != id);
             }
             released.push(Released {
@@ -544,7 +645,7 @@ impl Channels {
 /// Where RECORD takes a publisher's packets from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordFrom {
-    Udp(SocketAddr),
+    Udp { rtp: SocketAddr, rtcp: SocketAddr },
     Interleaved { conn: u64, channel: u8 },
 }
 
@@ -555,6 +656,8 @@ fn deliver(route: &mut Route, now: Instant) -> Option<Delivery> {
     });
     Some(Delivery {
         key: route.key.clone(),
+        track: route.track,
+        rtcp: route.rtcp,
         touch,
     })
 }
@@ -584,7 +687,7 @@ mod tests {
         format: StreamFormat,
         now: Instant,
     ) -> Result<Announced, Error> {
-        let a = c.announce(name, conn, format, now)?;
+        let a = c.announce(name, conn, Offer::Audio(format), now)?;
         if a.started.is_some() {
             c.running(name, a.info.clone());
         }
@@ -631,10 +734,26 @@ mod tests {
         assert_eq!(busy.status().0, 455);
         assert_eq!(c.announced("studio", 2).err().unwrap().status().0, 455);
         let (info, format) = c.announced("studio", 1).unwrap();
-        assert_eq!((info.key.as_str(), format), ("studio#1", l16(44100, 2)));
+        assert_eq!(
+            (info.key.as_str(), format),
+            ("studio#1", Some(l16(44100, 2)))
+        );
         c.bind_session("studio", 1, "s1");
         let src = SocketAddr::from(([127, 0, 0, 1], 5000));
-        let (key, _) = c.record("studio", "s1", RecordFrom::Udp(src), now).unwrap();
+        let (key, _) = c
+            .record(
+                "studio",
+                "s1",
+                &[(
+                    0,
+                    RecordFrom::Udp {
+                        rtp: src,
+                        rtcp: src,
+                    },
+                )],
+                now,
+            )
+            .unwrap();
         assert_eq!(key, "studio#1");
         let d = c.udp_packet(src, now).unwrap();
         assert_eq!((&*d.key, d.touch), ("studio#1", None));
@@ -805,7 +924,9 @@ mod tests {
     fn a_published_channel_is_found_only_once_running() {
         let now = Instant::now();
         let c = Channels::new(rules(true, 4));
-        let a = c.announce("new", 1, l16(8000, 1), now).unwrap();
+        let a = c
+            .announce("new", 1, Offer::Audio(l16(8000, 1)), now)
+            .unwrap();
         assert!(a.started.is_some());
         assert!(
             c.get("new").is_none(),

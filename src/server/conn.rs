@@ -188,14 +188,19 @@ async fn serve_requests<S: Stream>(
                         shared.refusals.refuse(Limit::MaxClientFramesPerSec);
                         return;
                     }
-                    // A publisher's RTP goes to its channel; RTCP keeps the
+                    // A publisher's RTP and RTCP go to its channel; RTCP keeps the
                     // connection's sessions alive; anything else, and
                     // unknown channels, is skipped (B10#71, #72).
                     if let Some(d) = shared.channels.interleaved_packet(conn_id, channel, now) {
                         if let Some(id) = d.touch {
                             shared.sessions.touch(&id, now);
                         }
-                        if shared.data.publish(d.key, payload).is_err() {
+                        let sent = if d.rtcp {
+                            shared.data.publish_rtcp(d.key, d.track, &payload)
+                        } else {
+                            shared.data.publish(d.key, d.track, payload)
+                        };
+                        if sent.is_err() {
                             return;
                         }
                     } else if rtcp::parse_compound(&payload).is_ok() {

@@ -20,7 +20,10 @@ use super::pacing::{Data, DataHandle};
 use crate::media::wav;
 use crate::proto::clock::WallClock;
 use crate::proto::live::{Channel, ChannelConfig, LiveError};
+use crate::proto::pacer::Transmit;
 use crate::proto::packetize::Codec;
+use crate::proto::relay::channel::{RelayChannel, RelayConfig, TrackSpec};
+use crate::proto::relay::offer::RelayTrack;
 use crate::proto::sdp::PresentationDescription;
 
 /// The URL path prefix of live channels.
@@ -38,6 +41,10 @@ pub struct LiveSpec {
     pub rate: Option<u32>,
     pub channels: Option<u16>,
     pub big_endian: bool,
+    /// A relay channel (video published to it) keeps its last GOP, once,
+    /// and a newcomer gets it at once: its first frame without waiting for
+    /// the next keyframe.
+    pub gop_cache: bool,
 }
 
 /// Where a channel's audio comes from.
@@ -122,10 +129,11 @@ impl LiveSpec {
             rate: None,
             channels: None,
             big_endian: false,
+            gop_cache: false,
         })
     }
 
-    /// Sets one key: `codec`, `rate`, `channels` or `format`. The error
+    /// Sets one key: `codec`, `rate`, `channels`, `format` or `gop_cache`. The error
     /// says what the key allows (or which keys there are).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
@@ -145,7 +153,14 @@ impl LiveSpec {
                     _ => return Err("s16le or s16be".into()),
                 }
             }
-            _ => return Err("one of codec, rate, channels, format".into()),
+            "gop_cache" => {
+                self.gop_cache = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err("true or false".into()),
+                }
+            }
+            _ => return Err("one of codec, rate, channels, format, gop_cache".into()),
         }
         Ok(())
     }
@@ -240,11 +255,138 @@ pub struct LiveInfo {
     /// another channel).
     pub key: String,
     pub description: PresentationDescription,
-    /// The channel's one SSRC, the same for every listener.
+    /// The channel's one SSRC, the same for every listener (a relay
+    /// channel's first track's).
     pub ssrc: u32,
     pub rate: u32,
     pub channels: u16,
+    /// A relay channel's tracks as its publisher described them, and each
+    /// track's SSRC; `None` for an audio channel.
+    pub relay: Option<RelayInfo>,
 }
+
+/// What a relay channel carries ([`crate::proto::relay`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayInfo {
+    pub tracks: Vec<RelayTrack>,
+    pub ssrcs: Vec<u32>,
+}
+
+impl LiveInfo {
+    /// The SSRC of `track`.
+    pub fn ssrc_of(&self, track: usize) -> Option<u32> {
+        match &self.relay {
+            Some(r) => r.ssrcs.get(track).copied(),
+            None => (track == 0).then_some(self.ssrc),
+        }
+    }
+}
+
+/// A channel on the pacing thread: decoded audio on its own timeline, or
+/// relayed RTP.
+#[derive(Debug)]
+pub enum LiveChannel {
+    Audio(Channel),
+    Relay(RelayChannel),
+}
+
+impl From<Channel> for LiveChannel {
+    fn from(c: Channel) -> Self {
+        Self::Audio(c)
+    }
+}
+
+impl LiveChannel {
+    /// When it next has work without new input.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            Self::Audio(c) => Some(c.next_deadline()),
+            Self::Relay(r) => r.next_deadline(),
+        }
+    }
+
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        match self {
+            Self::Audio(c) => c.poll(now, out),
+            Self::Relay(r) => r.poll(now, out),
+        }
+    }
+
+    pub fn end_now(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        match self {
+            Self::Audio(c) => c.end_now(now, out),
+            Self::Relay(r) => r.end_now(now, out),
+        }
+    }
+
+    pub fn unsubscribe(&mut self, id: u64, bye: bool, now: Instant, out: &mut Vec<Transmit>) {
+        match self {
+            Self::Audio(c) => c.unsubscribe(id, bye, now, out),
+            Self::Relay(r) => r.unsubscribe(id, bye, now, out),
+        }
+    }
+}
+
+/// A relay channel for `tracks` and its description.
+pub fn make_relay_channel(
+    params: &ChannelParams,
+    name: &str,
+    key: &str,
+    tracks: Vec<RelayTrack>,
+    gop_cache: bool,
+) -> (LiveInfo, RelayChannel) {
+    let specs: Vec<TrackSpec> = tracks
+        .iter()
+        .map(|t| {
+            let random = random_u64();
+            TrackSpec {
+                video: t.codec.video(),
+                clock_rate: t.clock_rate,
+                payload_type: t.payload_type,
+                ssrc: random as u32,
+                first_seq: (random >> 32) as u16,
+                first_timestamp: (random >> 16) as u32 ^ (random << 7) as u32,
+            }
+        })
+        .collect();
+    let ssrcs: Vec<u32> = specs.iter().map(|s| s.ssrc).collect();
+    let channel = RelayChannel::new(
+        specs,
+        RelayConfig {
+            max_payload: params.max_payload,
+            gop_cache,
+            gop_cache_bytes: RELAY_GOP_CACHE_BYTES,
+            catchup_speed: RELAY_CATCHUP_SPEED,
+            cname: params.cname.clone(),
+            clock: params.clock,
+        },
+    );
+    let description = PresentationDescription {
+        name: format!("{PREFIX}{name}"),
+        duration: None,
+        tracks: tracks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t.description(i))
+            .collect(),
+    };
+    let info = LiveInfo {
+        name: name.to_owned(),
+        key: key.to_owned(),
+        description,
+        ssrc: ssrcs.first().copied().unwrap_or_default(),
+        rate: tracks.first().map_or(0, |t| t.clock_rate),
+        channels: 0,
+        relay: Some(RelayInfo { tracks, ssrcs }),
+    };
+    (info, channel)
+}
+
+/// Bytes a relay channel's GOP cache holds at most (a 2 s GOP at 8 Mbit/s).
+pub const RELAY_GOP_CACHE_BYTES: usize = 2 << 20;
+
+/// How much faster than real time a cached GOP goes to a newcomer.
+pub const RELAY_CATCHUP_SPEED: u32 = 4;
 
 /// What every channel is built with.
 #[derive(Debug, Clone)]
@@ -309,6 +451,7 @@ pub fn make_channel(
         ssrc,
         rate: shape.rate,
         channels: shape.channels,
+        relay: None,
     };
     Ok((info, channel))
 }

@@ -447,6 +447,7 @@ pub async fn run(
                 }
             }
             placement::raise_priority(priority);
+            let channels = channels.into_iter().map(|(k, c)| (k, c.into())).collect();
             pacing::run(pacer, channels, queues, out, events, ahead, cancel);
         });
     }
@@ -454,6 +455,8 @@ pub async fn run(
     tracker.spawn(udp::run_rtcp_receiver(
         rtcp,
         sessions.clone(),
+        registry.clone(),
+        data.clone(),
         recv_stats.clone(),
         metrics.clone(),
         cancel.clone(),

@@ -39,9 +39,11 @@ use crate::metrics::{add_owned, Metrics, SessionCounters, Tally};
 use crate::net::mmsg;
 use crate::proto::depacketize::{Outcome, StreamFormat};
 use crate::proto::error::Error;
-use crate::proto::live::{Channel, JoinInfo};
+use crate::proto::live::JoinInfo;
 use crate::proto::pacer::{Event, GroupId, Pacer, PlayInfo, TrackConfig, Transmit};
+use crate::proto::rtcp::{self, NtpTimestamp};
 use crate::proto::session::{Dest, PlayRequest};
+use crate::server::live::LiveChannel;
 
 /// Commands for the pacing thread.
 #[derive(Debug)]
@@ -66,16 +68,17 @@ pub enum Command {
     /// A channel a publisher started.
     AddChannel {
         key: String,
-        channel: Box<Channel>,
+        channel: Box<LiveChannel>,
     },
     /// A channel a publisher started stopped (nobody publishes or listens).
     RemoveChannel {
         key: String,
     },
-    /// A publisher starts (or resumes, after PAUSE) feeding channel `key`.
+    /// A publisher starts (or resumes, after PAUSE) feeding channel `key`
+    /// (an audio channel in `format`; a relay channel takes any).
     StartPublisher {
         key: String,
-        format: StreamFormat,
+        format: Option<StreamFormat>,
     },
     /// The publisher of channel `key` left or paused.
     StopPublisher {
@@ -88,6 +91,15 @@ pub enum Command {
         rtp: Dest,
         rtcp: Dest,
         reply: oneshot::Sender<Option<JoinInfo>>,
+    },
+    /// A listener joins relay channel `channel` with the destinations of
+    /// the tracks it set up; the reply comes once each has its first packet
+    /// (a keyframe for video), naming those packets.
+    SubscribeRelay {
+        channel: String,
+        group: GroupId,
+        dests: Vec<Option<(Dest, Dest)>>,
+        reply: oneshot::Sender<Option<Vec<Option<JoinInfo>>>>,
     },
     /// A listener leaves (PAUSE); it can subscribe again.
     Unsubscribe {
@@ -109,8 +121,21 @@ pub enum Command {
 /// Media for live channels, on its own queue.
 #[derive(Debug)]
 pub enum Data {
-    /// One RTP packet from channel `key`'s publisher.
-    Publish { key: Arc<str>, packet: Bytes },
+    /// One RTP packet of track `track` from channel `key`'s publisher.
+    Publish {
+        key: Arc<str>,
+        track: usize,
+        packet: Bytes,
+    },
+    /// A sender report of track `track` from channel `key`'s publisher:
+    /// its SSRC's RTP time `timestamp` is NTP time `ntp` (RFC 3550 §6.4.1).
+    SourceReport {
+        key: Arc<str>,
+        track: usize,
+        ssrc: u32,
+        ntp: NtpTimestamp,
+        timestamp: u32,
+    },
     /// PCM from a live channel's streamed source.
     Feed { channel: String, pcm: Bytes },
     /// A live channel's streamed source ended (after all it fed).
@@ -193,8 +218,8 @@ pub struct DataHandle {
 impl DataHandle {
     /// Queues a publisher's packet, or drops it (counted) when the queue is
     /// full: RTP tolerates loss, and a publisher never holds up the loop.
-    pub fn publish(&self, key: Arc<str>, packet: Bytes) -> Result<(), PacerGone> {
-        match self.tx.try_send(Data::Publish { key, packet }) {
+    pub fn publish(&self, key: Arc<str>, track: usize, packet: Bytes) -> Result<(), PacerGone> {
+        match self.tx.try_send(Data::Publish { key, track, packet }) {
             Ok(()) => Ok(()),
             Err(std_mpsc::TrySendError::Full(_)) => {
                 self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
@@ -202,6 +227,36 @@ impl DataHandle {
             }
             Err(std_mpsc::TrySendError::Disconnected(_)) => Err(PacerGone),
         }
+    }
+
+    /// Queues the sender reports in a publisher's RTCP `packet` (a compound
+    /// packet, RFC 3550 §6.1) for track `track` of channel `key`; anything
+    /// else in it, and invalid RTCP, is ignored.
+    pub fn publish_rtcp(
+        &self,
+        key: Arc<str>,
+        track: usize,
+        packet: &[u8],
+    ) -> Result<(), PacerGone> {
+        let Ok(packets) = rtcp::parse_compound(packet) else {
+            return Ok(());
+        };
+        for p in packets {
+            if let rtcp::Packet::SenderReport { ssrc, info, .. } = p {
+                let data = Data::SourceReport {
+                    key: key.clone(),
+                    track,
+                    ssrc,
+                    ntp: info.ntp,
+                    timestamp: info.rtp_time,
+                };
+                match self.tx.try_send(data) {
+                    Ok(()) | Err(std_mpsc::TrySendError::Full(_)) => {}
+                    Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(PacerGone),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Queues `data` from a plain thread (a pipe's reader), blocking while
@@ -308,21 +363,28 @@ impl Hasher for GroupHasher {
 /// data queue.
 const IDLE_WAKE: Duration = Duration::from_millis(50);
 
+/// Longest it sleeps while a relay channel runs: relayed packets are
+/// forwarded as they come, so the data queue is looked at this often.
+const RELAY_WAKE: Duration = Duration::from_millis(2);
+
+/// Relay listeners waiting for their first packets, by channel and group.
+type Pending = HashMap<(String, GroupId), oneshot::Sender<Option<Vec<Option<JoinInfo>>>>>;
+
 /// The pacing loop, on its own thread: owns the [`Pacer`] and the live
 /// channels, applies commands and media, and sends every due datagram. It
 /// sleeps in `recv_timeout` on the command queue until the next deadline,
 /// which wakes within tens of microseconds (tokio's timer rounds up to the
 /// millisecond). Each wake-up takes the queued media (live channels wake
-/// the loop every packet interval, well within their prebuffer) and sends
-/// everything due within `send_ahead` too, so thousands of sessions whose
-/// deadlines are spread over a packet interval cost a few thousand
-/// wake-ups per second, not one per packet. Ends when `cancel` fires
-/// (saying BYE to every session and listener first) or when every
-/// [`PacerHandle`] is gone. The caller sets the thread's priority and core
-/// ([`super::placement`]).
+/// the loop every packet interval, well within their prebuffer; relay
+/// channels every [`RELAY_WAKE`]) and sends everything due within
+/// `send_ahead` too, so thousands of sessions whose deadlines are spread
+/// over a packet interval cost a few thousand wake-ups per second, not one
+/// per packet. Ends when `cancel` fires (saying BYE to every session and
+/// listener first) or when every [`PacerHandle`] is gone. The caller sets
+/// the thread's priority and core ([`super::placement`]).
 pub fn run(
     mut pacer: Pacer,
-    mut live: HashMap<String, Channel>,
+    mut live: HashMap<String, LiveChannel>,
     queues: Queues,
     out: Outputs,
     mut events: Events,
@@ -331,6 +393,7 @@ pub fn run(
 ) {
     let mut batch: Vec<Transmit> = Vec::with_capacity(256);
     let mut counted = Counted::default();
+    let mut pending = Pending::new();
     loop {
         if cancel.is_cancelled() {
             let now = Instant::now();
@@ -344,29 +407,38 @@ pub fn run(
         let now = Instant::now();
         let next = live
             .values()
-            .map(Channel::next_deadline)
+            .filter_map(LiveChannel::next_deadline)
             .chain(pacer.poll_timeout())
             .min();
-        let wait = next.map_or(IDLE_WAKE, |d| {
-            d.saturating_duration_since(now).min(IDLE_WAKE)
-        });
+        let relaying = live.values().any(|c| matches!(c, LiveChannel::Relay(_)));
+        let cap = if relaying { RELAY_WAKE } else { IDLE_WAKE };
+        let wait = next.map_or(cap, |d| d.saturating_duration_since(now).min(cap));
         match queues.commands.recv_timeout(wait) {
-            Ok(cmd) => {
-                apply(&mut pacer, &mut live, &mut counted, cmd, &mut batch);
+            Ok(first) => {
                 // Take whatever else is queued before sending.
-                while let Ok(cmd) = queues.commands.try_recv() {
-                    apply(&mut pacer, &mut live, &mut counted, cmd, &mut batch);
+                let mut next = Some(first);
+                while let Some(cmd) = next {
+                    apply(
+                        &mut pacer,
+                        &mut live,
+                        &mut counted,
+                        &mut pending,
+                        cmd,
+                        &mut batch,
+                    );
+                    next = queues.commands.try_recv().ok();
                 }
             }
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
         }
         while let Ok(data) = queues.data.try_recv() {
-            take(&mut live, data);
+            take(&mut live, data, &mut batch);
         }
         out.stats.pacer_wakeups.fetch_add(1, Ordering::Relaxed);
         let due = Instant::now() + send_ahead;
         flush(&mut pacer, &mut live, due, &mut batch, &out, &counted);
+        answer_started(&mut live, &mut pending);
         while let Some(e) = pacer.poll_event() {
             let Event::Ended { group, run } = e;
             debug!(group, run, "end of media");
@@ -375,10 +447,26 @@ pub fn run(
     }
 }
 
+/// Answers the relay listeners that started: their PLAY can be answered.
+fn answer_started(live: &mut HashMap<String, LiveChannel>, pending: &mut Pending) {
+    if pending.is_empty() {
+        return;
+    }
+    for (key, c) in live.iter_mut() {
+        let LiveChannel::Relay(r) = c else { continue };
+        for s in r.take_started() {
+            if let Some(reply) = pending.remove(&(key.clone(), s.id)) {
+                let _ = reply.send(Some(s.first));
+            }
+        }
+    }
+}
+
 fn apply(
     pacer: &mut Pacer,
-    live: &mut HashMap<String, Channel>,
+    live: &mut HashMap<String, LiveChannel>,
     counted: &mut Counted,
+    pending: &mut Pending,
     cmd: Command,
     out: &mut Vec<Transmit>,
 ) {
@@ -391,12 +479,27 @@ fn apply(
             rtcp,
             reply,
         } => {
-            let join = live
-                .get_mut(&channel)
-                .map(|c| c.subscribe(group, rtp, rtcp, now, out));
+            let join = match live.get_mut(&channel) {
+                Some(LiveChannel::Audio(c)) => Some(c.subscribe(group, rtp, rtcp, now, out)),
+                _ => None,
+            };
             let _ = reply.send(join);
         }
+        Command::SubscribeRelay {
+            channel,
+            group,
+            dests,
+            reply,
+        } => {
+            let Some(LiveChannel::Relay(r)) = live.get_mut(&channel) else {
+                let _ = reply.send(None);
+                return;
+            };
+            r.subscribe(group, dests, now, out);
+            pending.insert((channel, group), reply);
+        }
         Command::Unsubscribe { channel, group } => {
+            pending.remove(&(channel.clone(), group));
             if let Some(c) = live.get_mut(&channel) {
                 c.unsubscribe(group, false, now, out);
             }
@@ -405,32 +508,43 @@ fn apply(
             live.insert(key, *channel);
         }
         Command::RemoveChannel { key } => {
+            pending.retain(|(k, _), _| *k != key);
             if let Some(mut c) = live.remove(&key) {
                 // Nobody should be listening; if someone is, they hear BYE.
                 c.end_now(now, out);
             }
         }
-        Command::StartPublisher { key, format } => {
-            if let Some(Err(e)) = live.get_mut(&key).map(|c| c.start_publisher(format)) {
-                debug!(channel = %key, error = %e, "publisher refused");
+        Command::StartPublisher { key, format } => match (live.get_mut(&key), format) {
+            (Some(LiveChannel::Audio(c)), Some(format)) => {
+                if let Err(e) = c.start_publisher(format) {
+                    debug!(channel = %key, error = %e, "publisher refused");
+                }
             }
-        }
-        Command::StopPublisher { key } => {
-            let Some(c) = live.get_mut(&key) else { return };
-            let (overflowed, starved) = (c.overflowed_frames, c.starved_packets);
-            if let Some(stats) = c.stop_publisher() {
-                debug!(
-                    channel = %key,
-                    overflowed_frames = overflowed,
-                    starved_packets = starved,
-                    packets = stats.packets,
-                    lost = stats.lost,
-                    late = stats.late,
-                    rejected = stats.rejected,
-                    "publisher stopped"
-                );
+            (Some(LiveChannel::Relay(r)), _) => r.source_changed(),
+            _ => {}
+        },
+        Command::StopPublisher { key } => match live.get_mut(&key) {
+            Some(LiveChannel::Audio(c)) => {
+                let (overflowed, starved) = (c.overflowed_frames, c.starved_packets);
+                if let Some(stats) = c.stop_publisher() {
+                    debug!(
+                        channel = %key,
+                        overflowed_frames = overflowed,
+                        starved_packets = starved,
+                        packets = stats.packets,
+                        lost = stats.lost,
+                        late = stats.late,
+                        rejected = stats.rejected,
+                        "publisher stopped"
+                    );
+                }
             }
-        }
+            Some(LiveChannel::Relay(r)) => {
+                debug!(channel = %key, rejected = r.rejected, "publisher stopped");
+                r.source_changed();
+            }
+            None => {}
+        },
         Command::AddTrack { group, track, cfg } => pacer.add_track(group, track, cfg),
         Command::Play { group, req, reply } => {
             let _ = reply.send(pacer.play(group, req, now));
@@ -444,6 +558,7 @@ fn apply(
         Command::Remove { group } => {
             counted.remove(&group);
             pacer.remove(group, now);
+            pending.retain(|(_, g), _| *g != group);
             for c in live.values_mut() {
                 c.unsubscribe(group, true, now, out);
             }
@@ -453,22 +568,37 @@ fn apply(
 }
 
 /// Hands media to its live channel.
-fn take(live: &mut HashMap<String, Channel>, data: Data) {
+fn take(live: &mut HashMap<String, LiveChannel>, data: Data, out: &mut Vec<Transmit>) {
     match data {
-        Data::Publish { key, packet } => {
-            if let Some(outcome) = live.get_mut(&*key).and_then(|c| c.publish(&packet)) {
-                if !matches!(outcome, Outcome::Decoded { .. }) {
-                    trace!(channel = %key, ?outcome, "published packet");
+        Data::Publish { key, track, packet } => match live.get_mut(&*key) {
+            Some(LiveChannel::Audio(c)) => {
+                if let Some(outcome) = c.publish(&packet) {
+                    if !matches!(outcome, Outcome::Decoded { .. }) {
+                        trace!(channel = %key, ?outcome, "published packet");
+                    }
                 }
+            }
+            Some(LiveChannel::Relay(r)) => r.push(track, &packet, Instant::now(), out),
+            None => {}
+        },
+        Data::SourceReport {
+            key,
+            track,
+            ssrc,
+            ntp,
+            timestamp,
+        } => {
+            if let Some(LiveChannel::Relay(r)) = live.get_mut(&*key) {
+                r.source_report(track, ssrc, ntp, timestamp, Instant::now());
             }
         }
         Data::Feed { channel, pcm } => {
-            if let Some(c) = live.get_mut(&channel) {
+            if let Some(LiveChannel::Audio(c)) = live.get_mut(&channel) {
                 c.feed(&pcm);
             }
         }
         Data::SourceEnded { channel } => {
-            if let Some(c) = live.get_mut(&channel) {
+            if let Some(LiveChannel::Audio(c)) = live.get_mut(&channel) {
                 c.end();
             }
         }
@@ -487,7 +617,7 @@ const MAX_FLUSH: usize = 4096;
 /// datagrams that commands produced; it is empty again afterwards.
 fn flush(
     pacer: &mut Pacer,
-    live: &mut HashMap<String, Channel>,
+    live: &mut HashMap<String, LiveChannel>,
     now: Instant,
     batch: &mut Vec<Transmit>,
     out: &Outputs,

@@ -222,7 +222,7 @@ impl Reloader {
                     .pacer
                     .send(Command::AddChannel {
                         key: key.clone(),
-                        channel: Box::new(channel),
+                        channel: Box::new(channel.into()),
                     })
                     .await;
             }

@@ -28,12 +28,15 @@ pub struct RecvStats {
     pub rtcp_invalid: AtomicU64,
 }
 
-/// Receives RTCP from clients: validates it (RFC 3550 A.2), refreshes the
+/// Receives RTCP from clients: validates it (RFC 3550 A.2), hands a
+/// recording publisher's sender reports to its channel, refreshes the
 /// session it comes from, keeps each receiver report as the session's last
 /// and observes its loss and jitter (§6.4.1) into the listener histograms.
 pub async fn run_rtcp_receiver(
     socket: Arc<UdpSocket>,
     sessions: Arc<SessionTable>,
+    channels: Arc<Channels>,
+    data: DataHandle,
     stats: Arc<RecvStats>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
@@ -58,6 +61,16 @@ pub async fn run_rtcp_receiver(
             }
         };
         stats.rtcp_received.fetch_add(1, Ordering::Relaxed);
+        // A publisher's sender reports give its channel the source's clock.
+        if let Some(d) = channels.udp_rtcp_packet(from, Instant::now()) {
+            if let Some(id) = d.touch {
+                sessions.touch(&id, Instant::now());
+            }
+            if data.publish_rtcp(d.key, d.track, &buf[..n]).is_err() {
+                return;
+            }
+            continue;
+        }
         let Some(session) = sessions.touch_by_rtcp(from, Instant::now()) else {
             trace!(%from, "RTCP from an unknown address ignored");
             continue;
@@ -113,7 +126,7 @@ pub async fn run_rtp_receiver(
             sessions.touch(&id, now);
         }
         if data
-            .publish(d.key, Bytes::copy_from_slice(&buf[..n]))
+            .publish(d.key, d.track, Bytes::copy_from_slice(&buf[..n]))
             .is_err()
         {
             return;

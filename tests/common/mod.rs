@@ -5,12 +5,14 @@
 //! - [`udp`]: RTP/RTCP socket pairs and RTP fields.
 //! - [`pcm`]: WAV files, L16 samples, finding decoded audio in its source.
 //! - [`tools`]: real clients (ffmpeg, ffprobe, gst-launch) under deadlines.
+//! - [`annexb`]: NAL units of H.264/H.265 Annex B streams.
 //! - [`digest`]: Digest credentials computed by the tests themselves.
 //! - [`http`]: a raw HTTP/1.1 client and readers of the metrics text.
 //! - [`tls`]: certificates for RTSPS and the flags that serve them.
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod annexb;
 pub mod digest;
 pub mod http;
 pub mod interleaved;

@@ -100,11 +100,29 @@ struct Track {
     spec: TrackSpec,
     restamper: Restamper,
     sender: Sender,
-    /// The latest packet: its timestamp and when it went out.
-    last: Option<(u32, Instant)>,
+    /// Without source SRs, the timeline's anchor: a packet's timestamp and
+    /// when it arrived. Set by the first packet of a feed and kept (packet
+    /// timestamps are presentation times: B-frames and arrival jitter
+    /// would move a per-packet anchor, and every SR with it); taken anew
+    /// only when the feed jumps by more than [`REANCHOR`].
+    anchor: Option<(u32, Instant)>,
     /// The source's last SR mapped onto our timestamps: (its NTP time, our
     /// timestamp, when it arrived).
     source_sr: Option<(NtpTimestamp, u32, Instant)>,
+    /// A source SR that came before the first packet of its SSRC (ffmpeg
+    /// sends its first SR ahead of its first packet): applied once that
+    /// packet gives the mapping.
+    pending_sr: Option<SourceReport>,
+}
+
+/// A source's sender report as it came: its SSRC's RTP time `timestamp` is
+/// NTP time `ntp` (RFC 3550 §6.4.1), received at `at`.
+#[derive(Debug, Clone, Copy)]
+struct SourceReport {
+    ssrc: u32,
+    ntp: NtpTimestamp,
+    timestamp: u32,
+    at: Instant,
 }
 
 impl Track {
@@ -118,14 +136,45 @@ impl Track {
                 ts.wrapping_add(duration_to_ticks(since, rate) as u32),
             ));
         }
-        let (ts, at) = self.last?;
+        let (ts, at) = self.anchor?;
         let since = now.saturating_duration_since(at);
         Some((
             wallclock.ntp(now),
             ts.wrapping_add(duration_to_ticks(since, rate) as u32),
         ))
     }
+
+    /// Maps `sr` onto our timeline, or keeps it until its SSRC's first
+    /// packet.
+    fn take_report(&mut self, sr: SourceReport) {
+        match self.restamper.map_timestamp(sr.ssrc, sr.timestamp) {
+            Some(ours) => {
+                self.source_sr = Some((sr.ntp, ours, sr.at));
+                self.pending_sr = None;
+            }
+            None => self.pending_sr = Some(sr),
+        }
+    }
+
+    /// Keeps the anchor unless packet `ts` arriving at `now` is more than
+    /// [`REANCHOR`] off the timeline it gives.
+    fn observe(&mut self, ts: u32, now: Instant) {
+        let rate = i64::from(self.spec.clock_rate.max(1));
+        if let Some((a_ts, a_at)) = self.anchor {
+            let elapsed =
+                duration_to_ticks(now.saturating_duration_since(a_at), rate as u32) as i64;
+            let media = i64::from(ts.wrapping_sub(a_ts) as i32);
+            if (media - elapsed).abs() <= REANCHOR.as_secs() as i64 * rate {
+                return;
+            }
+        }
+        self.anchor = Some((ts, now));
+    }
 }
+
+/// How far a feed's timestamps may stray from the anchored timeline before
+/// it is taken anew.
+const REANCHOR: Duration = Duration::from_secs(1);
 
 fn ntp_plus(ntp: NtpTimestamp, d: Duration) -> NtpTimestamp {
     let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
@@ -181,7 +230,8 @@ impl RelayChannel {
                     spec.first_timestamp,
                 ),
                 sender: Sender::new(spec.ssrc, spec.payload_type, spec.first_seq),
-                last: None,
+                anchor: None,
+                pending_sr: None,
                 source_sr: None,
                 spec,
             })
@@ -212,6 +262,8 @@ impl RelayChannel {
         for t in &mut self.tracks {
             t.restamper.reset();
             t.source_sr = None;
+            t.pending_sr = None;
+            t.anchor = None;
         }
     }
 
@@ -226,9 +278,12 @@ impl RelayChannel {
         now: Instant,
     ) {
         if let Some(t) = self.tracks.get_mut(track) {
-            if let Some(ours) = t.restamper.map_timestamp(ssrc, timestamp) {
-                t.source_sr = Some((ntp, ours, now));
-            }
+            t.take_report(SourceReport {
+                ssrc,
+                ntp,
+                timestamp,
+                at: now,
+            });
         }
     }
 
@@ -311,6 +366,10 @@ impl RelayChannel {
             },
             now,
         );
+        t.observe(o.timestamp, now);
+        if let Some(sr) = t.pending_sr.filter(|sr| sr.ssrc == rtp.ssrc()) {
+            t.take_report(sr);
+        }
         let payload = Bytes::copy_from_slice(rtp.payload());
         let video = t.spec.video;
         let parts = match video {
@@ -333,7 +392,6 @@ impl RelayChannel {
                 rtptime: o.timestamp,
             };
             let data = t.sender.packet_at(seq, o.timestamp, marker, part);
-            t.last = Some((o.timestamp, now));
             self.fan_out(track, &data, join, keyframe && k == 0, now, out);
             self.cache(Sent {
                 track,

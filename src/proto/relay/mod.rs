@@ -11,4 +11,5 @@
 
 pub mod channel;
 pub mod nal;
+pub mod offer;
 pub mod restamp;

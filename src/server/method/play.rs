@@ -3,6 +3,7 @@
 //! edge (§C.1.5).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -45,10 +46,15 @@ pub(super) async fn play(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error> 
         ))
     })??;
     if let Presentation::Live(live) = &source {
+        let ok = ok.header("Session", header);
+        if live.relay.is_some() {
+            let set_up: Vec<_> = tracks.iter().copied().zip(transports).collect();
+            return play_relay(shared, req, live, group, &set_up, ok).await;
+        }
         let tt = transports
             .first()
             .ok_or(Error::InvalidState("no track set up"))?;
-        return play_live(shared, req, live, group, *tt, ok.header("Session", header)).await;
+        return play_live(shared, req, live, group, *tt, ok).await;
     }
     let (reply, rx) = oneshot::channel();
     shared
@@ -118,4 +124,68 @@ async fn play_live(
     Ok(ok
         .header("Range", "npt=now-")
         .header("RTP-Info", format_rtp_info(&[info])))
+}
+
+/// Longest a PLAY on a relay channel waits for its first packets (a
+/// keyframe for video); then 503.
+const RELAY_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// PLAY on a relay channel: the listener starts at the next keyframe (or
+/// the cached GOP), and RTP-Info names exactly the first packet of each
+/// track it set up (RFC 2326 §12.33), so the answer waits for them.
+async fn play_relay(
+    shared: &Arc<Shared>,
+    req: &Request,
+    live: &LiveInfo,
+    group: GroupId,
+    set_up: &[(usize, TrackTransport)],
+    ok: Response,
+) -> Result<Response, Error> {
+    let mut dests = vec![None; live.description.tracks.len()];
+    for &(track, tt) in set_up {
+        if let Some(d) = dests.get_mut(track) {
+            *d = Some((tt.rtp, tt.rtcp));
+        }
+    }
+    let (reply, rx) = oneshot::channel();
+    shared
+        .pacer
+        .send(Command::SubscribeRelay {
+            channel: live.key.clone(),
+            group,
+            dests,
+            reply,
+        })
+        .await
+        .map_err(|_| Error::Unavailable("shutting down"))?;
+    let first = match tokio::time::timeout(RELAY_START_TIMEOUT, rx).await {
+        Ok(Ok(Some(first))) => first,
+        Ok(Ok(None)) => return Err(Error::NotFound),
+        Ok(Err(_)) => return Err(Error::Unavailable("the channel stopped")),
+        Err(_) => {
+            let _ = shared
+                .pacer
+                .send(Command::Unsubscribe {
+                    channel: live.key.clone(),
+                    group,
+                })
+                .await;
+            return Err(Error::Unavailable("no keyframe from the source yet"));
+        }
+    };
+    let base = aggregate_url(&req.uri);
+    let infos: Vec<RtpInfo> = first
+        .iter()
+        .enumerate()
+        .filter_map(|(t, j)| {
+            j.map(|j| RtpInfo {
+                url: format!("{base}/trackID={t}"),
+                seq: Some(j.seq),
+                rtptime: Some(j.rtptime),
+            })
+        })
+        .collect();
+    Ok(ok
+        .header("Range", "npt=now-")
+        .header("RTP-Info", format_rtp_info(&infos)))
 }

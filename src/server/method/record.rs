@@ -24,15 +24,28 @@ pub(super) async fn record(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error
             return Err(Error::InvalidState("URL names another presentation"));
         }
         e.session.record(scope)?;
-        let tt = e.session.tracks().map(|(_, t)| *t).next();
+        let tt: Vec<_> = e.session.tracks().map(|(n, t)| (n, *t)).collect();
         Ok((e.session.header(), tt))
     })??;
-    let from = match tt.map(|t| t.rtp) {
-        Some(Dest::Udp(a)) => RecordFrom::Udp(a),
-        Some(Dest::Interleaved { conn, channel }) => RecordFrom::Interleaved { conn, channel },
-        None => return Err(Error::InvalidState("no stream set up")),
-    };
-    let (key, format) = shared.channels.record(name, &id, from, now)?;
+    if tt.is_empty() {
+        return Err(Error::InvalidState("no stream set up"));
+    }
+    // Each track's packets come from its RTP source address (UDP), or on
+    // its interleaved channel.
+    let from: Vec<(usize, RecordFrom)> = tt
+        .into_iter()
+        .map(|(track, t)| {
+            let from = match (t.rtp, t.rtcp) {
+                (Dest::Udp(rtp), Dest::Udp(rtcp)) => RecordFrom::Udp { rtp, rtcp },
+                (Dest::Udp(rtp), _) => RecordFrom::Udp { rtp, rtcp: rtp },
+                (Dest::Interleaved { conn, channel }, _) => {
+                    RecordFrom::Interleaved { conn, channel }
+                }
+            };
+            (track, from)
+        })
+        .collect();
+    let (key, format) = shared.channels.record(name, &id, &from, now)?;
     shared
         .pacer
         .send(Command::StartPublisher { key, format })

@@ -16,6 +16,7 @@ use crate::proto::session::{session_id, Mode, Session, TrackTransport};
 use crate::proto::setup::{choose_transport, reply_transport};
 use crate::proto::target::{live_channel_name, Target, LIVE_PREFIX};
 use crate::proto::track_map::TrackMap;
+use crate::server::live::LiveInfo;
 use crate::server::pacing::Command;
 use crate::server::sessions::{Entry, Presentation};
 
@@ -81,7 +82,7 @@ pub(super) async fn setup(cx: &Ctx<'_>, ok: Response) -> Result<Response, Error>
         Presentation::Live(_) => None,
     };
     let new_ssrc = match (&source, &cfg) {
-        (Presentation::Live(l), _) => l.ssrc,
+        (Presentation::Live(l), _) => l.ssrc_of(track).ok_or(Error::NotFound)?,
         (_, Some(cfg)) => cfg.ssrc,
         (_, None) => return Err(Error::Internal("no sender".into())),
     };
@@ -175,10 +176,31 @@ fn setup_record(
         Error::UnsupportedTransport("mode=record is offered on /live/NAME only".into())
     })?;
     let (info, _) = shared.channels.announced(name, conn)?;
-    if session_id(req)?.is_some() {
-        return Err(Error::InvalidState("the publisher's one stream is set up"));
-    }
+    let track = record_track(&info, t, &req.uri)?;
     let interleaved = dest.rtp.udp().is_none();
+    let path = format!("{LIVE_PREFIX}{name}");
+    let now = Instant::now();
+    if let Some(id) = session_id(req)? {
+        // A relay channel's next track, on the publisher's session.
+        if info.relay.is_none() {
+            return Err(Error::InvalidState("the publisher's one stream is set up"));
+        }
+        let header = shared.sessions.with_dests(
+            &id,
+            peer.ip(),
+            conn,
+            now,
+            &[dest.rtp, dest.rtcp],
+            |e| {
+                if e.session.mode() != Mode::Record {
+                    return Err(Error::InvalidState("not a publishing session"));
+                }
+                e.session.setup(&path, track, dest)?;
+                Ok::<_, Error>(e.session.header())
+            },
+        )??;
+        return setup_reply(shared, dest, None, ok, header);
+    }
     if interleaved {
         if shared.sessions.interleaved_on(conn) {
             return Err(Error::InvalidState(
@@ -188,8 +210,6 @@ fn setup_record(
         shared.sinks.open(conn, shared.config().client_queue);
     }
     let id = new_session_id()?;
-    let path = format!("{LIVE_PREFIX}{name}");
-    let now = Instant::now();
     let mut session = Session::new(
         id.clone(),
         peer.ip(),
@@ -198,7 +218,7 @@ fn setup_record(
         now,
     )
     .recording();
-    session.setup(&path, 0, dest)?;
+    session.setup(&path, track, dest)?;
     let header = session.header();
     shared.sessions.insert(Entry {
         session,
@@ -220,6 +240,35 @@ fn setup_record(
     info_span!("session", %id)
         .in_scope(|| info!(channel = %name, client = %peer, "publishing session created"));
     setup_reply(shared, dest, None, ok, header)
+}
+
+/// Which announced track a publisher's SETUP names: `trackID=N` or
+/// `streamid=N` (ffmpeg), or the track whose `a=control` the URL ends with
+/// (GStreamer's `stream=N`, or any name the publisher chose). An audio
+/// channel has one.
+fn record_track(info: &LiveInfo, t: &Target, uri: &str) -> Result<usize, Error> {
+    let Some(relay) = &info.relay else {
+        return match t.track {
+            None | Some(0) => Ok(0),
+            Some(_) => Err(Error::NotFound),
+        };
+    };
+    let by_control = || {
+        let last = uri.trim_end_matches('/').rsplit('/').next()?;
+        relay.tracks.iter().position(|tr| {
+            tr.control
+                .as_deref()
+                .is_some_and(|c| c.trim_end_matches('/').rsplit('/').next() == Some(last))
+        })
+    };
+    let track = match t.track {
+        Some(n) => Some(n),
+        None if relay.tracks.len() == 1 => Some(0),
+        None => by_control(),
+    };
+    track
+        .filter(|&n| n < relay.tracks.len())
+        .ok_or(Error::NotFound)
 }
 
 /// A SETUP's 200: the transport chosen (with the shared server ports for
