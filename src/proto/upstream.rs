@@ -51,6 +51,16 @@ impl fmt::Display for Lower {
 #[error("transport {0:?}: expected auto, udp or tcp")]
 pub struct TransportModeError(String);
 
+impl fmt::Display for TransportMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        })
+    }
+}
+
 impl FromStr for TransportMode {
     type Err = TransportModeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -327,6 +327,21 @@ impl Channels {
         }
     }
 
+    /// A fresh pacing-thread key for channel `name` (a pulled channel's,
+    /// each time its upstream is opened).
+    pub fn new_key(&self, name: &str) -> String {
+        let mut inner = self.lock();
+        inner.next_epoch += 1;
+        format!("{name}#{}", inner.next_epoch)
+    }
+
+    /// A pulled channel's upstream was closed: listeners no longer find
+    /// it (until [`Channels::running`] again). Returns its key.
+    pub fn stop_running(&self, name: &str) -> Option<String> {
+        let info = self.lock().slots.get_mut(name)?.info.take()?;
+        Some(info.key.clone())
+    }
+
     /// A reload took configured channel `name` away: it is forgotten at
     /// once (new requests for it get 404), with its publisher's routes.
     pub fn remove(&self, name: &str) -> Option<Removed> {

@@ -14,6 +14,7 @@ pub mod live;
 pub(crate) mod method;
 pub mod pacing;
 pub mod placement;
+mod pull;
 pub mod refusals;
 pub mod reload;
 pub mod sessions;
@@ -241,6 +242,8 @@ pub(crate) struct Shared {
     pub(crate) data: DataHandle,
     pub(crate) sinks: Arc<Sinks>,
     pub(crate) channels: Arc<Channels>,
+    /// Channels pulled from an upstream server.
+    pub(crate) pulls: pull::Pulls,
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
     pub(crate) refusals: Refusals,
@@ -419,6 +422,9 @@ pub async fn run(
                 info!(channel = %spec.name, "live channel running");
                 channels.insert(spec.name.clone(), c);
             }
+            None if matches!(spec.source, live::Source::Pull(_)) => {
+                info!(channel = %spec.name, source = %spec.source, "live channel pulls its source")
+            }
             None => info!(channel = %spec.name, "live channel waits for its first publisher"),
         }
     }
@@ -469,6 +475,7 @@ pub async fn run(
         cancel.clone(),
     ));
 
+    let pull_specs = config.live.clone();
     let refusals = Refusals::new(&config);
     let guard = auth::Guard::new(&config.auth, now)?;
     if config.auth.policy.allow_basic_without_tls {
@@ -496,11 +503,13 @@ pub async fn run(
         data,
         sinks,
         channels: registry,
+        pulls: pull::Pulls::new(&pull_specs),
         rtp_port,
         next_group: AtomicU64::new(1),
         conns_per_ip: Mutex::new(HashMap::new()),
         conns: AtomicU64::new(0),
     });
+    pull::Pulls::start_all(&shared);
     tracker.spawn(reaper(shared.clone(), cancel.clone()));
     let http_addr = http::start(&shared, listeners.http, &mut *shared.reloading.lock().await)?;
     started(&Running {
