@@ -217,7 +217,7 @@ fn three_readers_share_one_upstream_closed_after_the_last_leaves() {
     assert!(!log.contains("s3cret-pw"), "the password was logged");
 
     // The next reader opens it again.
-    let (video, _, _) = decode(&url, "tcp", "1");
+    let (video, _, _) = decode(&url, "tcp", "3");
     assert!(video >= 10, "{video} video frames after reopening");
     assert_eq!(gst.count("SESSION"), 2);
     assert!(server.panics().is_empty());
@@ -310,6 +310,7 @@ fn readers_stay_through_an_upstream_restart() {
     // The timeline counts the gap (90 kHz), within half of it at least.
     let gap = first_at.duration_since(*last_at).as_secs_f64();
     let ts_gap = f64::from(rtp_ts(first).wrapping_sub(rtp_ts(last))) / 90_000.0;
+    eprintln!("outage {gap:.2} s, RTP time moved {ts_gap:.2} s, sequence step {seq_step}");
     assert!(gap > 0.5, "the outage lasted only {gap} s");
     assert!(
         ts_gap > gap * 0.5 && ts_gap < gap * 1.5 + 1.0,
@@ -436,6 +437,7 @@ fn a_1_mib_sdp_is_refused_and_garbage_rtp_floods_are_cut_off() {
     let r = c.request("DESCRIBE", &server.url("live/cam"), &[]);
     assert_eq!(r.status, 504, "{r}");
     let log = wait_for_log(&server, |l| l.contains("upstream down"));
+    eprintln!("{log}");
     assert!(log.contains("body") || log.contains("large"), "{log}");
     assert!(server.panics().is_empty());
 
@@ -453,16 +455,39 @@ fn a_1_mib_sdp_is_refused_and_garbage_rtp_floods_are_cut_off() {
             })
         },
         |conn| {
-            let mut n: u32 = 0;
-            // 20,000 frames of garbage: not RTP version 2, or too short.
-            while n < 20_000 {
-                let len = if n % 2 == 0 { 40u16 } else { 3 };
+            // Time for the reader to SETUP and PLAY.
+            thread::sleep(Duration::from_millis(1500));
+            let frame = |conn: &mut TcpStream, payload: &[u8]| {
+                let len = payload.len() as u16;
                 let mut f = vec![b'$', 0, (len >> 8) as u8, len as u8];
-                f.extend((0..len).map(|i| (n as u8).wrapping_mul(31) ^ i as u8 & 0x3F));
-                if conn.write_all(&f).is_err() {
-                    return;
+                f.extend_from_slice(payload);
+                conn.write_all(&f)
+            };
+            let mut seq: u16 = 0;
+            for round in 0..40u32 {
+                // A valid keyframe: SPS, PPS, IDR, one timestamp.
+                for (nal, size) in [(0x67u8, 12usize), (0x68, 5), (0x65, 200)] {
+                    let mut p = vec![0x80, if nal == 0x65 { 0xE0 } else { 0x60 }];
+                    p.extend_from_slice(&seq.to_be_bytes());
+                    p.extend_from_slice(&(round * 3600).to_be_bytes());
+                    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+                    p.push(nal);
+                    p.resize(12 + size, 0x11);
+                    seq = seq.wrapping_add(1);
+                    if frame(conn, &p).is_err() {
+                        return;
+                    }
                 }
-                n += 1;
+                // Then garbage: bytes that are sometimes RTP version 2 with
+                // another payload type, or too short.
+                for n in 0..100u8 {
+                    let len = if n % 2 == 0 { 40 } else { 3 };
+                    let g: Vec<u8> = (0..len).map(|i| n.wrapping_mul(31) ^ i & 0x3F).collect();
+                    if frame(conn, &g).is_err() {
+                        return;
+                    }
+                }
+                thread::sleep(Duration::from_millis(50));
             }
             thread::sleep(Duration::from_secs(30));
         },
@@ -472,34 +497,31 @@ fn a_1_mib_sdp_is_refused_and_garbage_rtp_floods_are_cut_off() {
     let server = serve(
         dir.path(),
         &source,
-        "transport = \"tcp\"\nmax_packet_rate = 1000",
+        "transport = \"tcp\"\non_demand = true\nmax_packet_rate = 1000",
     );
     let url = server.url("live/cam");
     let mut c = Rtsp::connect(server.addr());
-    let mut ok = None;
-    for _ in 0..100 {
-        let d = c.request("DESCRIBE", &url, &[]);
-        if d.status == 200 {
-            ok = Some(d);
-            break;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    let d = ok.expect("the channel never ran");
+    let d = c.request("DESCRIBE", &url, &[]);
+    assert_eq!(d.status, 200, "{d}");
     assert!(String::from_utf8_lossy(&d.body).contains("H264/90000"));
-    let line = wait_for_log(&server, |l| l.contains("upstream cut off"));
-    assert!(line.contains("1000 packets/s"), "{line}");
     let pair = UdpPair::bind();
     let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
-    if s.status == 200 {
-        let p = c.request("PLAY", &url, &[&format!("Session: {}", s.session())]);
-        assert_eq!(p.status, 200);
-        let got = pair.collect(Duration::from_secs(1));
-        assert!(got.is_empty(), "{} garbage packets relayed", got.len());
-    } else {
-        // During the outage after the cut-off.
-        assert_eq!(s.status, 503, "{s}");
+    assert_eq!(s.status, 200, "{s}");
+    let p = c.request("PLAY", &url, &[&format!("Session: {}", s.session())]);
+    assert_eq!(p.status, 200);
+    let line = wait_for_log(&server, |l| l.contains("upstream cut off"));
+    assert!(line.contains("1000 packets/s"), "{line}");
+    let got = pair.collect(Duration::from_secs(1));
+    // The keyframes before the cut-off came through; no garbage did.
+    assert!(got.len() >= 3, "{} packets relayed", got.len());
+    for (p, _) in &got {
+        let nal = p.get(12).map(|b| b & 0x1F);
+        assert!(
+            matches!(nal, Some(5 | 7 | 8)) && p.len() >= 17,
+            "garbage relayed: {p:?}"
+        );
     }
+    eprintln!("{} packets relayed before the cut-off", got.len());
     assert_eq!(c.request("OPTIONS", &url, &[]).status, 200);
     assert!(server.panics().is_empty());
 }
