@@ -777,7 +777,30 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!((s.source, s.big_endian), (Source::Stdin, true));
+        let s: LiveSpec = "cam=rtsp://u:pw@10.0.0.9/s,transport=tcp,on_demand=true,close_after=0.5"
+            .parse()
+            .unwrap();
+        assert_eq!(s.source, Source::Pull("rtsp://u:pw@10.0.0.9/s".into()));
+        assert_eq!(
+            s.source.to_string(),
+            "rtsp://u:***@10.0.0.9/s",
+            "password shown"
+        );
+        assert_eq!(
+            (
+                s.pull.transport.to_string(),
+                s.pull.on_demand,
+                s.pull.close_after
+            ),
+            ("tcp".into(), true, Duration::from_millis(500))
+        );
+        assert_eq!(s.pull.start_timeout, Duration::from_secs(10));
         for bad in [
+            "cam=rtsp://",
+            "cam=rtsp://h/s,codec=pcmu",
+            "cam=rtsp://h/s,transport=sctp",
+            "cam=rtsp://h/s,close_after=0",
+            "cam=publish,on_demand=true",
             "radio",
             "=x.wav",
             "a b=x.wav",
