@@ -525,3 +525,45 @@ fn a_1_mib_sdp_is_refused_and_garbage_rtp_floods_are_cut_off() {
     assert_eq!(c.request("OPTIONS", &url, &[]).status, 200);
     assert!(server.panics().is_empty());
 }
+
+/// DESCRIBE of `url` until it answers `status` (within 20 s).
+fn wait_for_status(server: &Server, url: &str, status: u16) -> bool {
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        let mut c = Rtsp::connect(server.addr());
+        if c.request("DESCRIBE", url, &[]).status == status {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_reload_adds_and_removes_a_pulled_channel() {
+    require_gst_server();
+    let gst = GstServer::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start_configured(dir.path(), "", &common::bundled_media(), &[], Some("info"));
+    let url = server.url("live/cam");
+    let mut c = Rtsp::connect(server.addr());
+    assert_eq!(c.request("DESCRIBE", &url, &[]).status, 404);
+
+    let cfg = format!("[[live]]\nname = \"cam\"\nsource = \"{}\"\n", gst.url());
+    std::fs::write(dir.path().join("rtspd.toml"), cfg).unwrap();
+    server.signal("HUP");
+    assert!(wait_for_status(&server, &url, 200), "never pulled");
+    assert!(gst.wait_for(|l| l == "SESSION 1", 10).is_some());
+
+    std::fs::write(dir.path().join("rtspd.toml"), "").unwrap();
+    server.signal("HUP");
+    assert!(wait_for_status(&server, &url, 404), "still described");
+    assert!(
+        gst.wait_for(|l| l == "CLOSED 0", 10).is_some(),
+        "the upstream stayed open: {:?}",
+        gst.lines.lock().unwrap()
+    );
+    assert_eq!(gst.count("SESSION"), 1);
+    assert!(server.panics().is_empty());
+}

@@ -335,11 +335,15 @@ impl Channels {
         format!("{name}#{}", inner.next_epoch)
     }
 
-    /// A pulled channel's upstream was closed: listeners no longer find
-    /// it (until [`Channels::running`] again). Returns its key.
-    pub fn stop_running(&self, name: &str) -> Option<String> {
-        let info = self.lock().slots.get_mut(name)?.info.take()?;
-        Some(info.key.clone())
+    /// A pulled channel's upstream (channel `key`) was closed: listeners
+    /// no longer find it (until [`Channels::running`] again). Nothing if
+    /// the name now runs another channel (a reload rebuilt it).
+    pub fn stop_running(&self, name: &str, key: &str) {
+        if let Some(slot) = self.lock().slots.get_mut(name) {
+            if slot.info.as_ref().is_some_and(|i| i.key == key) {
+                slot.info = None;
+            }
+        }
     }
 
     /// A reload took configured channel `name` away: it is forgotten at

@@ -14,7 +14,7 @@ pub mod live;
 pub(crate) mod method;
 pub mod pacing;
 pub mod placement;
-mod pull;
+pub(crate) mod pull;
 pub mod refusals;
 pub mod reload;
 pub mod sessions;
@@ -503,7 +503,7 @@ pub async fn run(
         data,
         sinks,
         channels: registry,
-        pulls: pull::Pulls::new(&pull_specs),
+        pulls: pull::Pulls::new(&pull_specs, &cancel),
         rtp_port,
         next_group: AtomicU64::new(1),
         conns_per_ip: Mutex::new(HashMap::new()),

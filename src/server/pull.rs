@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use super::live::{self, LiveChannel, LiveInfo, LiveSpec, PullOptions, Source};
@@ -53,6 +54,8 @@ struct Entry {
     status: Arc<watch::Sender<Status>>,
     /// A task runs the upstream.
     running: bool,
+    /// Stops this entry's task (a reload removed the channel).
+    cancel: CancellationToken,
 }
 
 /// The pulled channels by name.
@@ -62,26 +65,47 @@ pub(crate) struct Pulls {
 }
 
 impl Pulls {
-    /// The pulled channels of `specs`.
-    pub(crate) fn new(specs: &[LiveSpec]) -> Self {
-        let entries = specs
-            .iter()
-            .filter_map(|s| match &s.source {
-                Source::Pull(url) => Some((
-                    s.name.clone(),
-                    Entry {
-                        url: url.clone(),
-                        opts: s.pull.clone(),
-                        gop_cache: s.gop_cache,
-                        status: Arc::new(watch::Sender::new(Status::Closed)),
-                        running: false,
-                    },
-                )),
-                _ => None,
-            })
-            .collect();
-        Self {
-            entries: Mutex::new(entries),
+    /// The pulled channels of `specs`; `cancel` stops them all.
+    pub(crate) fn new(specs: &[LiveSpec], cancel: &CancellationToken) -> Self {
+        let pulls = Self::default();
+        for spec in specs {
+            pulls.insert(spec, cancel);
+        }
+        pulls
+    }
+
+    /// Registers `spec` if it is pulled; whether it is.
+    fn insert(&self, spec: &LiveSpec, cancel: &CancellationToken) -> bool {
+        let Source::Pull(url) = &spec.source else {
+            return false;
+        };
+        let entry = Entry {
+            url: url.clone(),
+            opts: spec.pull.clone(),
+            gop_cache: spec.gop_cache,
+            status: Arc::new(watch::Sender::new(Status::Closed)),
+            running: false,
+            cancel: cancel.child_token(),
+        };
+        self.lock().insert(spec.name.clone(), entry);
+        true
+    }
+
+    /// A reload added `spec` (after its channel slot was committed): opens
+    /// it now unless it is on demand.
+    pub(crate) fn add(shared: &Arc<Shared>, spec: &LiveSpec) {
+        if shared.pulls.insert(spec, &shared.cancel) && !spec.pull.on_demand {
+            let mut entries = shared.pulls.lock();
+            if let Some(e) = entries.get_mut(&spec.name) {
+                open(shared, &spec.name, e);
+            }
+        }
+    }
+
+    /// A reload removed channel `name`: its upstream is closed.
+    pub(crate) fn remove(&self, name: &str) {
+        if let Some(e) = self.lock().remove(name) {
+            e.cancel.cancel();
         }
     }
 
@@ -148,6 +172,7 @@ fn open(shared: &Arc<Shared>, name: &str, e: &mut Entry) {
         on_demand: e.opts.on_demand.then_some(e.opts.close_after),
         gop_cache: e.gop_cache,
         status: e.status.clone(),
+        cancel: e.cancel.clone(),
         channel: None,
     };
     let span = tracing::info_span!(parent: None, "pull", channel = %name);
@@ -176,6 +201,8 @@ struct PullTask {
     on_demand: Option<Duration>,
     gop_cache: bool,
     status: Arc<watch::Sender<Status>>,
+    /// The entry's: server shutdown or a reload removing the channel.
+    cancel: CancellationToken,
     channel: Option<Running>,
 }
 
@@ -190,7 +217,7 @@ impl PullTask {
             }
         };
         info!(url = %upstream.url(), "opening upstream");
-        let cancel = self.shared.cancel.child_token();
+        let cancel = self.cancel.child_token();
         let (handle, mut events) = upstream.spawn(cancel.clone());
         let mut idle_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(IDLE_CHECK);
@@ -212,7 +239,7 @@ impl PullTask {
                         break;
                     }
                 }
-                _ = self.shared.cancel.cancelled() => break,
+                _ = self.cancel.cancelled() => break,
             }
         }
         cancel.cancel();
@@ -250,8 +277,8 @@ impl PullTask {
     /// opened again.
     async fn finish(&mut self) {
         if let Some(c) = self.channel.take() {
-            self.shared.channels.stop_running(&self.name);
             let key = c.key.to_string();
+            self.shared.channels.stop_running(&self.name, &key);
             let _ = self.shared.pacer.send(Command::RemoveChannel { key }).await;
         }
         let mut entries = self.shared.pulls.lock();
