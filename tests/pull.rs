@@ -322,10 +322,10 @@ fn readers_stay_through_an_upstream_restart() {
     assert!(server.panics().is_empty());
 }
 
-/// A fake upstream: answers each request with `reply(method, cseq)` (a
-/// whole response, or nothing); after PLAY's answer calls `after_play`.
+/// A fake upstream: answers each request with `reply(method, cseq, head)`
+/// (a whole response, or nothing); after PLAY's answer calls `after_play`.
 fn fake_upstream(
-    reply: impl Fn(&str, &str) -> Option<Vec<u8>> + Send + Sync + 'static,
+    reply: impl Fn(&str, &str, &str) -> Option<Vec<u8>> + Send + Sync + 'static,
     after_play: impl Fn(&mut TcpStream) + Send + Sync + 'static,
 ) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -356,7 +356,7 @@ fn fake_upstream(
                         .unwrap_or("0")
                         .trim()
                         .to_owned();
-                    if let Some(r) = reply(&method, &cseq) {
+                    if let Some(r) = reply(&method, &cseq, &head) {
                         if conn.write_all(&r).is_err() {
                             return;
                         }
@@ -373,7 +373,7 @@ fn fake_upstream(
 
 #[test]
 fn an_upstream_that_never_answers_gets_504_after_start_timeout() {
-    let addr = fake_upstream(|_, _| None, |_| {});
+    let addr = fake_upstream(|_, _, _| None, |_| {});
     let dir = tempfile::tempdir().unwrap();
     let source = format!("rtsp://127.0.0.1:{}/silent", addr.port());
     let server = serve(dir.path(), &source, "on_demand = true\nstart_timeout = 1");
@@ -418,7 +418,7 @@ a=fmtp:96 packetization-mode=1\r\na=control:track0\r\n";
 fn a_1_mib_sdp_is_refused_and_garbage_rtp_floods_are_cut_off() {
     // 1 MiB of SDP.
     let big = fake_upstream(
-        |method, cseq| {
+        |method, cseq, _| {
             Some(match method {
                 "DESCRIBE" => {
                     let mut body = H264_SDP.as_bytes().to_vec();
@@ -443,7 +443,7 @@ fn a_1_mib_sdp_is_refused_and_garbage_rtp_floods_are_cut_off() {
 
     // A valid session whose RTP is garbage, as fast as it can.
     let flood = fake_upstream(
-        |method, cseq| {
+        |method, cseq, _| {
             Some(match method {
                 "DESCRIBE" => answer(cseq, "Content-Type: application/sdp\r\n", H264_SDP.as_bytes()),
                 "SETUP" => answer(
@@ -565,5 +565,86 @@ fn a_reload_adds_and_removes_a_pulled_channel() {
         gst.lines.lock().unwrap()
     );
     assert_eq!(gst.count("SESSION"), 1);
+    assert!(server.panics().is_empty());
+}
+
+/// One valid H.264 RTP packet (an IDR slice NAL unit) of sequence `seq`.
+fn idr_packet(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0xE0];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 3600).to_be_bytes());
+    p.extend_from_slice(&0x0BAD_F00Du32.to_be_bytes());
+    p.push(0x65);
+    p.resize(112, 0x22);
+    p
+}
+
+#[test]
+fn auto_falls_back_to_tcp_when_no_udp_packet_comes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Answers UDP and TCP SETUPs alike, but sends media only interleaved
+    // (a firewall that drops UDP).
+    let tcp = Arc::new(AtomicBool::new(false));
+    let (t1, t2) = (tcp.clone(), tcp.clone());
+    let addr = fake_upstream(
+        move |method, cseq, head| {
+            Some(match method {
+                "DESCRIBE" => answer(
+                    cseq,
+                    "Content-Type: application/sdp\r\n",
+                    H264_SDP.as_bytes(),
+                ),
+                "SETUP" => {
+                    let transport = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Transport:"))
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                    t1.store(transport.contains("RTP/AVP/TCP"), Ordering::SeqCst);
+                    answer(
+                        cseq,
+                        &format!(
+                            "Session: 42;timeout=60\r\nTransport: {transport};server_port=9-10\r\n"
+                        ),
+                        b"",
+                    )
+                }
+                _ => answer(cseq, "Public: OPTIONS, DESCRIBE, SETUP, PLAY\r\n", b""),
+            })
+        },
+        move |conn| {
+            if !t2.load(Ordering::SeqCst) {
+                return;
+            }
+            for seq in 0..2000u16 {
+                let p = idr_packet(seq);
+                let mut f = vec![b'$', 0, 0, p.len() as u8];
+                f.extend_from_slice(&p);
+                if conn.write_all(&f).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("rtsp://127.0.0.1:{}/cam", addr.port());
+    let server = serve(dir.path(), &source, "transport = \"auto\"");
+    let line = wait_for_log(&server, |l| l.contains("falling back to TCP"));
+    assert!(line.contains("no packet within"), "{line}");
+    let up = wait_for_log(&server, |l| l.contains("upstream up"));
+    assert!(up.contains("transport=tcp"), "{up}");
+    // A reader gets the interleaved packets.
+    let url = server.url("live/cam");
+    let mut c = Rtsp::connect(server.addr());
+    assert_eq!(c.request("DESCRIBE", &url, &[]).status, 200);
+    let pair = UdpPair::bind();
+    let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
+    assert_eq!(s.status, 200);
+    let p = c.request("PLAY", &url, &[&format!("Session: {}", s.session())]);
+    assert_eq!(p.status, 200);
+    let got = pair.collect(Duration::from_secs(1));
+    assert!(got.len() >= 20, "{} packets over the fallback", got.len());
     assert!(server.panics().is_empty());
 }
