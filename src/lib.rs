@@ -24,3 +24,4 @@ pub mod metrics;
 pub mod net;
 pub mod proto;
 pub mod server;
+pub mod upstream;

@@ -431,7 +431,7 @@ fn live_specs(
             _ => FileError::Value {
                 key: path("source"),
                 at: at("source"),
-                expected: "file:PATH (or a WAV's path), pipe:COMMAND, stdin or publish".into(),
+                expected: "file:PATH (or a WAV's path), pipe:COMMAND, stdin, publish, rtsp://... or rtsps://...".into(),
                 got: format!("{:?}", table.source),
             },
         })?;
@@ -441,6 +441,16 @@ fn live_specs(
             ("channels", table.channels.map(|v| v.to_string())),
             ("format", table.format.clone()),
             ("gop_cache", table.gop_cache.map(|v| v.to_string())),
+            ("transport", table.transport.clone()),
+            ("on_demand", table.on_demand.map(|v| v.to_string())),
+            ("close_after", table.close_after.map(|v| v.to_string())),
+            ("start_timeout", table.start_timeout.map(|v| v.to_string())),
+            ("max_sdp", table.max_sdp.map(|v| v.to_string())),
+            (
+                "max_packet_rate",
+                table.max_packet_rate.map(|v| v.to_string()),
+            ),
+            ("max_bitrate", table.max_bitrate.map(|v| v.to_string())),
         ];
         for (k, v) in keys {
             let Some(v) = v else { continue };

@@ -277,12 +277,30 @@ pub struct LiveTable {
     /// A relay channel keeps its last GOP for newcomers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gop_cache: Option<bool>,
+    /// Pulled channels (`source = "rtsp://..."`): `auto`, `udp` or `tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand: Option<bool>,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_after: Option<Int<0, ANY>>,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout: Option<Int<0, ANY>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sdp: Option<Int<0, ANY>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_packet_rate: Option<Int<0, ANY>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bitrate: Option<Int<0, ANY>>,
 }
 
 impl From<&LiveSpec> for LiveTable {
     fn from(spec: &LiveSpec) -> Self {
         use crate::server::live::Source;
         let raw = matches!(spec.source, Source::Pipe(_) | Source::Stdin);
+        let pull = matches!(spec.source, Source::Pull(_)).then_some(&spec.pull);
         Self {
             name: spec.name.clone(),
             source: spec.source.to_string(),
@@ -292,6 +310,13 @@ impl From<&LiveSpec> for LiveTable {
             format: (raw || spec.big_endian)
                 .then(|| if spec.big_endian { "s16be" } else { "s16le" }.into()),
             gop_cache: spec.gop_cache.then_some(true),
+            transport: pull.map(|p| p.transport.to_string()),
+            on_demand: pull.map(|p| p.on_demand),
+            close_after: pull.map(|p| Int::of(p.close_after.as_secs())),
+            start_timeout: pull.map(|p| Int::of(p.start_timeout.as_secs())),
+            max_sdp: pull.map(|p| Int::of(p.max_sdp as u64)),
+            max_packet_rate: pull.map(|p| Int::of(p.max_packet_rate.into())),
+            max_bitrate: pull.map(|p| Int::of(p.max_bitrate)),
         }
     }
 }

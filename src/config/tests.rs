@@ -246,11 +246,11 @@ fn wrong_types_and_values_name_the_key_and_what_it_allows() {
             "\"a b\"",
         ),
         (
-            "[[live]]\nname = \"a\"\nsource = \"rtsp://x/y\"\n",
+            "[[live]]\nname = \"a\"\nsource = \"http://x/y\"\n",
             "live[0].source",
             at(3, 10),
-            "file:PATH (or a WAV's path), pipe:COMMAND, stdin or publish",
-            "\"rtsp://x/y\"",
+            "file:PATH (or a WAV's path), pipe:COMMAND, stdin, publish, rtsp://... or rtsps://...",
+            "\"http://x/y\"",
         ),
     ];
     for (text, key, loc, expected, got) in cases {
@@ -684,7 +684,7 @@ fn the_example_names_every_key_with_its_default() {
         toml::to_string(&settings).expect("serialize"),
         toml::to_string(&Settings::default()).expect("serialize")
     );
-    assert_eq!(e.server.live.len(), 4);
+    assert_eq!(e.server.live.len(), 5);
 }
 
 /// `--media` takes any path, as before there was a config file; only

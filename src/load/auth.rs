@@ -71,7 +71,7 @@ const MAX_NONCES: usize = 65_536;
 /// challenged in the same millisecond get the same nonce, and a count per
 /// connection would repeat an `nc` the server then refuses as a replay.
 #[derive(Debug, Default)]
-pub(super) struct NonceCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+pub(crate) struct NonceCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);
 
 impl NonceCounts {
     /// The next `nc` for `nonce`.
@@ -101,7 +101,7 @@ struct Challenge {
 
 /// One connection's authentication state.
 #[derive(Debug, Default)]
-pub(super) struct ClientAuth {
+pub(crate) struct ClientAuth {
     secret: Option<Secret>,
     counts: std::sync::Arc<NonceCounts>,
     challenge: Option<Challenge>,
@@ -111,7 +111,7 @@ pub(super) struct ClientAuth {
 }
 
 impl ClientAuth {
-    pub(super) fn new(secret: Option<Secret>, counts: std::sync::Arc<NonceCounts>) -> Self {
+    pub(crate) fn new(secret: Option<Secret>, counts: std::sync::Arc<NonceCounts>) -> Self {
         Self {
             secret,
             counts,

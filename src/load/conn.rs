@@ -23,7 +23,7 @@ use super::LoadError;
 use crate::proto::rtsp::{parse_response, Limits, ParsedResponse, Response};
 
 /// How long one request may wait for its response.
-pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest read buffer a connection keeps (a response body over the parser's
 /// limit is refused before this).
@@ -31,7 +31,7 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// What a control connection runs on: a TCP stream, or one wrapped in
 /// something (TLS) that still knows its TCP stream.
-pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
     fn tcp(&self) -> &TcpStream;
 }
 
@@ -48,7 +48,7 @@ impl Stream for tokio_rustls::client::TlsStream<TcpStream> {
 }
 
 /// Opens a TCP connection to `addr`, from `source` (any port) when given.
-pub(super) async fn connect(
+pub(crate) async fn connect(
     addr: SocketAddr,
     source: Option<IpAddr>,
 ) -> Result<TcpStream, LoadError> {
@@ -73,20 +73,23 @@ pub(super) async fn connect(
 }
 
 /// A control connection.
-pub(super) struct Conn<S> {
+pub(crate) struct Conn<S> {
     stream: S,
     buf: BytesMut,
     cseq: u32,
     limits: Limits,
     /// The `Session` header value to send, once SETUP gave one.
-    pub(super) session: Option<String>,
+    pub(crate) session: Option<String>,
     auth: ClientAuth,
+    /// A `Via` header for every request (RFC 2326 §12.43): an rtspd
+    /// pulling a stream says so, and its origin never redirects it.
+    via: Option<String>,
 }
 
 impl<S: Stream> Conn<S> {
     /// An RTSP connection on `stream`, connected (and through its
     /// handshake, if any).
-    pub(super) fn new(stream: S, auth: ClientAuth) -> Self {
+    pub(crate) fn new(stream: S, auth: ClientAuth) -> Self {
         Self {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -97,17 +100,29 @@ impl<S: Stream> Conn<S> {
             },
             session: None,
             auth,
+            via: None,
         }
     }
 
-    pub(super) fn local_addr(&self) -> Result<SocketAddr, LoadError> {
+    /// Caps response bodies (an SDP) at `max` bytes instead of 1 MiB: a
+    /// larger Content-Length is a protocol error before the body is read.
+    pub(crate) fn set_max_body(&mut self, max: usize) {
+        self.limits.max_body = max;
+    }
+
+    /// Sends `Via: via` with every request from now on.
+    pub(crate) fn set_via(&mut self, via: String) {
+        self.via = Some(via);
+    }
+
+    pub(crate) fn local_addr(&self) -> Result<SocketAddr, LoadError> {
         self.stream
             .tcp()
             .local_addr()
             .map_err(|e| LoadError::Connect(e.kind()))
     }
 
-    pub(super) fn peer_addr(&self) -> Result<SocketAddr, LoadError> {
+    pub(crate) fn peer_addr(&self) -> Result<SocketAddr, LoadError> {
         self.stream
             .tcp()
             .peer_addr()
@@ -117,7 +132,7 @@ impl<S: Stream> Conn<S> {
     /// Sends `method url` with `headers` and waits for its response; frames
     /// read meanwhile go to `on_frame`. A 401 is answered with credentials
     /// when there are some ([`ClientAuth`]); a non-2xx status is an error.
-    pub(super) async fn request(
+    pub(crate) async fn request(
         &mut self,
         method: &'static str,
         url: &str,
@@ -166,6 +181,9 @@ impl<S: Stream> Conn<S> {
         if let Some(s) = &self.session {
             req.push_str(&format!("Session: {s}\r\n"));
         }
+        if let Some(v) = &self.via {
+            req.push_str(&format!("Via: {v}\r\n"));
+        }
         let authorization = self
             .auth
             .authorization(method, url)
@@ -196,7 +214,7 @@ impl<S: Stream> Conn<S> {
     }
 
     /// Sends an interleaved frame (RTCP receiver reports in TCP mode).
-    pub(super) async fn send_frame(&mut self, channel: u8, data: &[u8]) -> Result<(), LoadError> {
+    pub(crate) async fn send_frame(&mut self, channel: u8, data: &[u8]) -> Result<(), LoadError> {
         let len =
             u16::try_from(data.len()).map_err(|_| LoadError::Protocol("frame too long".into()))?;
         let mut f = Vec::with_capacity(4 + data.len());
@@ -218,7 +236,7 @@ impl<S: Stream> Conn<S> {
 
     /// Reads until a response arrives (returned) or `deadline` passes
     /// (`None`), passing frames to `on_frame`.
-    pub(super) async fn next_response(
+    pub(crate) async fn next_response(
         &mut self,
         deadline: Instant,
         on_frame: &mut (dyn FnMut(u8, Bytes) + Send),

@@ -15,10 +15,10 @@
 //! receives the media interleaved on it (RFC 2326 §10.12).
 
 pub mod auth;
-mod conn;
+pub(crate) mod conn;
 pub mod plot;
 pub mod report;
-mod session;
+pub(crate) mod session;
 pub mod source;
 pub mod tls;
 mod udp;

@@ -173,8 +173,29 @@ impl TcpTracks {
     }
 }
 
+/// The URL a DESCRIBE answer's controls are relative to: its Content-Base,
+/// else its Content-Location, else the request's `url`, with a trailing
+/// `/` (RFC 2326 §C.1.1).
+pub(crate) fn base_url(
+    describe: &crate::proto::rtsp::Response,
+    url: &str,
+) -> Result<Url, LoadError> {
+    let base_str = describe
+        .headers
+        .get("Content-Base")
+        .or_else(|| describe.headers.get("Content-Location"))
+        .unwrap_or(url);
+    let mut base =
+        Url::parse(base_str).map_err(|e| LoadError::Protocol(format!("Content-Base: {e}")))?;
+    if !base.path().ends_with('/') {
+        let p = format!("{}/", base.path());
+        base.set_path(&p);
+    }
+    Ok(base)
+}
+
 /// Resolves a track's `a=control` against the base URL (RFC 2326 §C.1.1).
-fn control_url(base: &Url, control: Option<&str>) -> Result<String, LoadError> {
+pub(crate) fn control_url(base: &Url, control: Option<&str>) -> Result<String, LoadError> {
     match control {
         None | Some("*") => Ok(base.as_str().trim_end_matches('/').to_owned()),
         Some(c) if c.starts_with("rtsp://") || c.starts_with("rtsps://") => Ok(c.to_owned()),
@@ -210,17 +231,7 @@ async fn flow<S: Stream>(
             &mut ignore,
         )
         .await?;
-    let base_str = describe
-        .headers
-        .get("Content-Base")
-        .or_else(|| describe.headers.get("Content-Location"))
-        .unwrap_or(&url);
-    let mut base =
-        Url::parse(base_str).map_err(|e| LoadError::Protocol(format!("Content-Base: {e}")))?;
-    if !base.path().ends_with('/') {
-        let p = format!("{}/", base.path());
-        base.set_path(&p);
-    }
+    let base = base_url(&describe, &url)?;
     let offers = parse_offer(&describe.body).map_err(|e| LoadError::Protocol(e.to_string()))?;
     let mut tracks = Vec::new();
     for offer in offers.into_iter().take(MAX_TRACKS) {

@@ -83,7 +83,7 @@ pub enum TlsError {
 /// The TLS side of every connection of a run: one configuration, and the
 /// name the server's certificate must carry.
 #[derive(Clone)]
-pub(super) struct Connector {
+pub(crate) struct Connector {
     connector: TlsConnector,
     name: ServerName<'static>,
 }
@@ -97,7 +97,7 @@ impl std::fmt::Debug for Connector {
 impl Connector {
     /// The client configuration for `host` (the URL's, brackets taken off
     /// an IPv6 address).
-    pub(super) fn new(opts: &TlsOptions, host: &str) -> Result<Self, TlsError> {
+    pub(crate) fn new(opts: &TlsOptions, host: &str) -> Result<Self, TlsError> {
         let provider = Arc::new(crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -121,7 +121,7 @@ impl Connector {
     }
 
     /// The handshake on `tcp`, within [`REPLY_TIMEOUT`].
-    pub(super) async fn handshake(
+    pub(crate) async fn handshake(
         &self,
         tcp: TcpStream,
     ) -> Result<TlsStream<TcpStream>, LoadError> {

@@ -35,6 +35,14 @@ pub enum Error {
     NotImplemented,
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
+    /// A pulled channel's upstream is down (an outage): 503 until it is
+    /// back.
+    #[error("upstream down")]
+    UpstreamDown,
+    /// A pulled channel's upstream gave no SDP within `start_timeout`
+    /// (504).
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
     #[error("option not supported: {0}")]
     OptionNotSupported(String),
     #[error("parameter not understood")]
@@ -72,6 +80,8 @@ impl Error {
             Self::UnsupportedTransport(_) => StatusCode::UNSUPPORTED_TRANSPORT,
             Self::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::OptionNotSupported(_) => StatusCode::OPTION_NOT_SUPPORTED,
             Self::ParameterNotUnderstood => StatusCode::PARAMETER_NOT_UNDERSTOOD,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,6 +96,8 @@ impl Error {
     pub fn reason(&self) -> Option<&'static str> {
         match self {
             Self::PortsInUse => Some("Client Ports Already In Use"),
+            Self::UpstreamDown => Some("Upstream Down, Retrying"),
+            Self::UpstreamTimeout => Some("Upstream Did Not Answer In Time"),
             Self::NoSupportedTrack(_) => Some(super::relay::offer::NO_SUPPORTED_TRACK_REASON),
             Self::PlaintextAfterTls => {
                 Some("Plaintext RTP Must Not Follow A TLS Control Session; Use Interleaved")

@@ -23,3 +23,4 @@ pub mod stats;
 pub mod target;
 pub mod track_map;
 pub mod tunnel;
+pub mod upstream;

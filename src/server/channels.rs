@@ -327,6 +327,25 @@ impl Channels {
         }
     }
 
+    /// A fresh pacing-thread key for channel `name` (a pulled channel's,
+    /// each time its upstream is opened).
+    pub fn new_key(&self, name: &str) -> String {
+        let mut inner = self.lock();
+        inner.next_epoch += 1;
+        format!("{name}#{}", inner.next_epoch)
+    }
+
+    /// A pulled channel's upstream (channel `key`) was closed: listeners
+    /// no longer find it (until [`Channels::running`] again). Nothing if
+    /// the name now runs another channel (a reload rebuilt it).
+    pub fn stop_running(&self, name: &str, key: &str) {
+        if let Some(slot) = self.lock().slots.get_mut(name) {
+            if slot.info.as_ref().is_some_and(|i| i.key == key) {
+                slot.info = None;
+            }
+        }
+    }
+
     /// A reload took configured channel `name` away: it is forgotten at
     /// once (new requests for it get 404), with its publisher's routes.
     pub fn remove(&self, name: &str) -> Option<Removed> {

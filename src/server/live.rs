@@ -45,6 +45,39 @@ pub struct LiveSpec {
     /// and a newcomer gets it at once: its first frame without waiting for
     /// the next keyframe.
     pub gop_cache: bool,
+    /// How a `rtsp://` or `rtsps://` source is pulled.
+    pub pull: PullOptions,
+}
+
+/// The keys of a pulled channel (`source = "rtsp://..."`, issue 13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullOptions {
+    pub transport: crate::proto::upstream::TransportMode,
+    /// Opened at the first reader, closed `close_after` after the last.
+    pub on_demand: bool,
+    pub close_after: Duration,
+    /// How long a DESCRIBE waits for the upstream's SDP (then 504).
+    pub start_timeout: Duration,
+    /// Largest upstream SDP, bytes.
+    pub max_sdp: usize,
+    /// Packets per second (RTP and RTCP) before the upstream is cut off.
+    pub max_packet_rate: u32,
+    /// Bits per second before the upstream is cut off.
+    pub max_bitrate: u64,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        Self {
+            transport: crate::proto::upstream::TransportMode::Auto,
+            on_demand: false,
+            close_after: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(10),
+            max_sdp: 64 * 1024,
+            max_packet_rate: 20_000,
+            max_bitrate: 100_000_000,
+        }
+    }
 }
 
 /// Where a channel's audio comes from.
@@ -58,6 +91,10 @@ pub enum Source {
     Stdin,
     /// Audio from an RTSP publisher (ANNOUNCE/RECORD).
     Publish,
+    /// Pulled from an RTSP server or camera: `rtsp://` or `rtsps://`, its
+    /// userinfo the credentials (never shown: [`Source`]'s `Display`
+    /// leaves the password out).
+    Pull(String),
 }
 
 /// Why a `--live` option or its source is unusable.
@@ -117,6 +154,11 @@ impl LiveSpec {
             Source::Stdin
         } else if source == "publish" {
             Source::Publish
+        } else if source.starts_with("rtsp://") || source.starts_with("rtsps://") {
+            if url::Url::parse(source).map_or(true, |u| u.host().is_none()) {
+                return Err(unsupported());
+            }
+            Source::Pull(source.to_owned())
         } else if source.contains(':') || source.is_empty() {
             return Err(unsupported());
         } else {
@@ -130,6 +172,7 @@ impl LiveSpec {
             channels: None,
             big_endian: false,
             gop_cache: false,
+            pull: PullOptions::default(),
         })
     }
 
@@ -160,7 +203,28 @@ impl LiveSpec {
                     _ => return Err("true or false".into()),
                 }
             }
-            _ => return Err("one of codec, rate, channels, format, gop_cache".into()),
+            "transport" => {
+                self.pull.transport = value.parse().map_err(|_| "auto, udp or tcp")?;
+            }
+            "on_demand" => {
+                self.pull.on_demand = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err("true or false".into()),
+                }
+            }
+            "close_after" => self.pull.close_after = seconds(value)?,
+            "start_timeout" => self.pull.start_timeout = seconds(value)?,
+            "max_sdp" => self.pull.max_sdp = in_range(value, 256..=1 << 20)?,
+            "max_packet_rate" => self.pull.max_packet_rate = in_range(value, 1..=1_000_000)?,
+            "max_bitrate" => self.pull.max_bitrate = in_range(value, 1000..=10_000_000_000)?,
+            _ => {
+                return Err(
+                    "one of codec, rate, channels, format, gop_cache, transport, \
+                     on_demand, close_after, start_timeout, max_sdp, max_packet_rate, max_bitrate"
+                        .into(),
+                )
+            }
         }
         Ok(())
     }
@@ -173,6 +237,22 @@ impl LiveSpec {
             return Err(SpecError::Key {
                 name: self.name.clone(),
                 kv: "a pipe or stdin source needs rate= and channels=".into(),
+            });
+        }
+        let pulled = matches!(self.source, Source::Pull(_));
+        if !pulled && self.pull != PullOptions::default() {
+            return Err(SpecError::Key {
+                name: self.name.clone(),
+                kv: "transport, on_demand, close_after, start_timeout, max_sdp, max_packet_rate \
+                     and max_bitrate are for rtsp:// and rtsps:// sources"
+                    .into(),
+            });
+        }
+        if pulled && (self.codec.is_some() || self.rate.is_some() || self.channels.is_some()) {
+            return Err(SpecError::Key {
+                name: self.name.clone(),
+                kv: "a pulled channel relays what the upstream sends: no codec, rate or channels"
+                    .into(),
             });
         }
         if self.source == Source::Publish && self.rate.is_some() != self.channels.is_some() {
@@ -189,6 +269,16 @@ impl LiveSpec {
         let codec = self.codec?;
         CODECS.iter().find(|(_, c)| *c == codec).map(|(n, _)| *n)
     }
+}
+
+/// `value` as seconds, 0.1 to 3600.
+fn seconds(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|v| (0.1..=3600.0).contains(v))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| "seconds, from 0.1 to 3600".into())
 }
 
 /// `value` as a number in `range`; the error says what is allowed.
@@ -211,6 +301,7 @@ impl std::fmt::Display for Source {
             Self::Pipe(cmd) => write!(f, "pipe:{cmd}"),
             Self::Stdin => f.write_str("stdin"),
             Self::Publish => f.write_str("publish"),
+            Self::Pull(url) => f.write_str(&redact(url)),
         }
     }
 }
@@ -234,6 +325,19 @@ impl std::str::FromStr for LiveSpec {
         }
         spec.check()?;
         Ok(spec)
+    }
+}
+
+/// `url` without its password (for logs and printed configs).
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
     }
 }
 
@@ -481,6 +585,7 @@ pub fn configured_shape(
                 clip: Some(pcm.data),
             }))
         }
+        Source::Pull(_) => Ok(None),
         Source::Pipe(_) | Source::Stdin | Source::Publish => {
             Ok(spec
                 .rate
@@ -546,7 +651,7 @@ pub fn spawn_source(
     data: &DataHandle,
 ) -> Result<Option<SourceGuard>, SpecError> {
     let (reader, child): (Box<dyn Read + Send>, _) = match &spec.source {
-        Source::File(_) | Source::Publish => return Ok(None),
+        Source::File(_) | Source::Publish | Source::Pull(_) => return Ok(None),
         Source::Stdin => (Box::new(std::io::stdin()), None),
         Source::Pipe(cmd) => {
             let mut child = Command::new("sh")
@@ -672,7 +777,30 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!((s.source, s.big_endian), (Source::Stdin, true));
+        let s: LiveSpec = "cam=rtsp://u:pw@10.0.0.9/s,transport=tcp,on_demand=true,close_after=0.5"
+            .parse()
+            .unwrap();
+        assert_eq!(s.source, Source::Pull("rtsp://u:pw@10.0.0.9/s".into()));
+        assert_eq!(
+            s.source.to_string(),
+            "rtsp://u:***@10.0.0.9/s",
+            "password shown"
+        );
+        assert_eq!(
+            (
+                s.pull.transport.to_string(),
+                s.pull.on_demand,
+                s.pull.close_after
+            ),
+            ("tcp".into(), true, Duration::from_millis(500))
+        );
+        assert_eq!(s.pull.start_timeout, Duration::from_secs(10));
         for bad in [
+            "cam=rtsp://",
+            "cam=rtsp://h/s,codec=pcmu",
+            "cam=rtsp://h/s,transport=sctp",
+            "cam=rtsp://h/s,close_after=0",
+            "cam=publish,on_demand=true",
             "radio",
             "=x.wav",
             "a b=x.wav",

@@ -14,6 +14,7 @@ pub mod live;
 pub(crate) mod method;
 pub mod pacing;
 pub mod placement;
+pub(crate) mod pull;
 pub(crate) mod redirect;
 pub mod refusals;
 pub mod reload;
@@ -251,6 +252,8 @@ pub(crate) struct Shared {
     pub(crate) data: DataHandle,
     pub(crate) sinks: Arc<Sinks>,
     pub(crate) channels: Arc<Channels>,
+    /// Channels pulled from an upstream server.
+    pub(crate) pulls: pull::Pulls,
     pub(crate) rtp_port: u16,
     pub(crate) next_group: AtomicU64,
     pub(crate) refusals: Refusals,
@@ -435,6 +438,9 @@ pub async fn run(
                 info!(channel = %spec.name, "live channel running");
                 channels.insert(spec.name.clone(), c);
             }
+            None if matches!(spec.source, live::Source::Pull(_)) => {
+                info!(channel = %spec.name, source = %spec.source, "live channel pulls its source")
+            }
             None => info!(channel = %spec.name, "live channel waits for its first publisher"),
         }
     }
@@ -485,6 +491,7 @@ pub async fn run(
         cancel.clone(),
     ));
 
+    let pull_specs = config.live.clone();
     let refusals = Refusals::new(&config);
     let guard = auth::Guard::new(&config.auth, now)?;
     if config.auth.policy.allow_basic_without_tls {
@@ -512,12 +519,14 @@ pub async fn run(
         data,
         sinks,
         channels: registry,
+        pulls: pull::Pulls::new(&pull_specs, &cancel),
         rtp_port,
         next_group: AtomicU64::new(1),
         conns_per_ip: Mutex::new(HashMap::new()),
         conns: AtomicU64::new(0),
         redirector: redirect::Redirector::default(),
     });
+    pull::Pulls::start_all(&shared);
     tracker.spawn(reaper(shared.clone(), cancel.clone()));
     tracker.spawn(redirect::poll_edges(shared.clone()));
     let http_addr = http::start(&shared, listeners.http, &mut *shared.reloading.lock().await)?;

@@ -243,6 +243,7 @@ impl Reloader {
                 let _ = shared.pacer.send(Command::RemoveChannel { key }).await;
                 continue;
             }
+            super::pull::Pulls::add(shared, spec);
             match live::spawn_source(spec, &key, &shared.data) {
                 Ok(Some(guard)) => {
                     shared.sources().insert(spec.name.clone(), guard);
@@ -329,6 +330,7 @@ impl Reloader {
     /// sessions, its publisher's session ends, its source stops.
     async fn remove_channel(&self, name: &str) {
         let shared = &self.shared;
+        shared.pulls.remove(name);
         let Some(removed) = shared.channels.remove(name) else {
             return;
         };

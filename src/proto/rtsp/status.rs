@@ -31,6 +31,7 @@ impl StatusCode {
     pub const INTERNAL_SERVER_ERROR: Self = Self(500);
     pub const NOT_IMPLEMENTED: Self = Self(501);
     pub const SERVICE_UNAVAILABLE: Self = Self(503);
+    pub const GATEWAY_TIMEOUT: Self = Self(504);
     pub const VERSION_NOT_SUPPORTED: Self = Self(505);
     pub const OPTION_NOT_SUPPORTED: Self = Self(551);
 
@@ -61,6 +62,7 @@ impl StatusCode {
             500 => "Internal Server Error",
             501 => "Not Implemented",
             503 => "Service Unavailable",
+            504 => "Gateway Time-out",
             505 => "RTSP Version Not Supported",
             551 => "Option not supported",
             _ => "Unknown",

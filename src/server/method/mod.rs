@@ -232,11 +232,14 @@ pub(crate) async fn open_presentation(
     path: &str,
 ) -> Result<Presentation, Error> {
     match path.strip_prefix(live::PREFIX) {
-        Some(name) => shared
-            .channels
-            .get(name)
-            .map(Presentation::Live)
-            .ok_or(Error::NotFound),
+        Some(name) => {
+            super::pull::Pulls::ensure(shared, name).await?;
+            shared
+                .channels
+                .get(name)
+                .map(Presentation::Live)
+                .ok_or(Error::NotFound)
+        }
         None => open_clip(shared, path).await.map(Presentation::Clip),
     }
 }

@@ -1,0 +1,650 @@
+//! Pull sources (issue 13): a `[[live]]` channel whose source is another
+//! RTSP server. The upstream is a real one, gst-rtsp-server
+//! (tests/gst_rtsp_server.py, a live H.264 + Opus stream), or a fake that
+//! misbehaves (says nothing, sends a 1 MiB SDP, floods garbage RTP).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::tools::{require, run_tool};
+use common::{rtp_seq, rtp_ssrc, rtp_ts, Rtsp, Server, UdpPair};
+
+/// gst-rtsp-server serving tests/gst_rtsp_server.py's stream at `/test`,
+/// with the lines it printed (arrival time, line).
+struct GstServer {
+    child: Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl GstServer {
+    /// Starts it on `port` (0: any) and waits for its `PORT` line.
+    fn start(port: u16) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gst_rtsp_server.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (install python3-gi gir1.2-gst-rtsp-server-1.0)");
+        let out = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l = lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                l.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        let mut s = Self {
+            child,
+            port: 0,
+            lines,
+        };
+        let line = s.wait_for(|l| l.starts_with("PORT ") || l.starts_with("ERROR"), 20);
+        let line = line.expect("gst_rtsp_server.py printed no PORT line within 20 s");
+        s.port = line[5..].trim().parse().expect("PORT n");
+        assert_ne!(s.port, 0, "{line}");
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/test", self.port)
+    }
+
+    /// The first line matching `f` (waiting up to `secs`).
+    fn wait_for(&self, f: impl Fn(&str) -> bool, secs: u64) -> Option<String> {
+        self.wait_for_at(f, secs).map(|(_, l)| l)
+    }
+
+    fn wait_for_at(&self, f: impl Fn(&str) -> bool, secs: u64) -> Option<(Instant, String)> {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(hit) = self.lines.lock().unwrap().iter().find(|(_, l)| f(l)) {
+                return Some(hit.clone());
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().filter(|(_, l)| l.starts_with(prefix)).count()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GstServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn require_gst_server() {
+    require("ffmpeg");
+    let ok = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0'); \
+             from gi.repository import GstRtspServer",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "gst-rtsp-server's Python bindings are missing: install python3-gi and \
+         gir1.2-gst-rtsp-server-1.0 (scripts/test does)"
+    );
+}
+
+/// rtspd with one pulled channel `cam` from `source` and `keys`.
+fn serve(dir: &Path, source: &str, keys: &str) -> Server {
+    let cfg = format!("[[live]]\nname = \"cam\"\nsource = \"{source}\"\n{keys}\n");
+    Server::start_configured(dir, &cfg, &common::bundled_media(), &[], Some("info"))
+}
+
+/// The first log line matching `f`, waiting up to 15 s.
+fn wait_for_log(server: &Server, f: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(l) = server.log_lines().into_iter().find(|l| f(l)) {
+            return l;
+        }
+        assert!(Instant::now() < end, "no such log line");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Decodes `secs` of `url` to per-frame CRCs; returns (video frames,
+/// audio frames, stderr).
+fn decode(url: &str, transport: &str, secs: &str) -> (usize, usize, String) {
+    let run = run_tool(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            url,
+            "-t",
+            secs,
+            "-map",
+            "0",
+            "-f",
+            "framecrc",
+            "-",
+        ],
+        Duration::from_secs(40),
+    );
+    assert!(run.status.success(), "{transport} reader: {}", run.stderr);
+    let count = |stream: &str| {
+        run.stdout
+            .lines()
+            .filter(|l| l.split(',').next().map(str::trim) == Some(stream))
+            .count()
+    };
+    (count("0"), count("1"), run.stderr)
+}
+
+#[test]
+fn three_readers_share_one_upstream_closed_after_the_last_leaves() {
+    require_gst_server();
+    let gst = GstServer::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let source = gst.url().replace("rtsp://", "rtsp://viewer:s3cret-pw@");
+    let server = serve(
+        dir.path(),
+        &source,
+        "on_demand = true\nclose_after = 1\nstart_timeout = 10",
+    );
+    let url = server.url("live/cam");
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(gst.count("CLIENT"), 0, "on demand: opened before a reader");
+
+    let readers: Vec<_> = ["tcp", "udp", "tcp"]
+        .into_iter()
+        .map(|transport| {
+            let url = url.clone();
+            thread::spawn(move || decode(&url, transport, "3"))
+        })
+        .collect();
+    for r in readers {
+        let (video, audio, stderr) = r.join().unwrap();
+        assert!(stderr.trim().is_empty(), "decoder errors:\n{stderr}");
+        // 3 s of 25 fps video and 20 ms Opus frames.
+        assert!(video >= 50, "{video} video frames");
+        assert!(audio >= 100, "{audio} audio frames");
+    }
+    let last_left = Instant::now();
+    assert_eq!(gst.count("CLIENT"), 1, "{:?}", gst.lines.lock().unwrap());
+    assert_eq!(
+        gst.count("SESSION"),
+        1,
+        "one upstream session for three readers"
+    );
+
+    let (closed_at, _) = gst
+        .wait_for_at(|l| l == "CLOSED 0", 20)
+        .expect("the upstream was not closed after the last reader left");
+    assert!(
+        gst.count("TEARDOWN") == 1,
+        "closed without TEARDOWN: {:?}",
+        gst.lines.lock().unwrap()
+    );
+    assert!(
+        closed_at >= last_left + Duration::from_millis(900),
+        "closed {:?} after the last reader, before close_after",
+        closed_at.saturating_duration_since(last_left)
+    );
+    let log = server.log_lines().join("\n");
+    assert!(log.contains("closing the upstream"), "{log}");
+    assert!(!log.contains("s3cret-pw"), "the password was logged");
+
+    // The next reader opens it again.
+    let (video, _, _) = decode(&url, "tcp", "3");
+    assert!(video >= 10, "{video} video frames after reopening");
+    assert_eq!(gst.count("SESSION"), 2);
+    assert!(server.panics().is_empty());
+}
+
+#[test]
+fn readers_stay_through_an_upstream_restart() {
+    require_gst_server();
+    let mut gst = GstServer::start(0);
+    let port = gst.port;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &gst.url(), "transport = \"tcp\"");
+    let url = server.url("live/cam");
+
+    // A raw reader of the video track.
+    let mut c = Rtsp::connect(server.addr());
+    let mut described = None;
+    for _ in 0..100 {
+        let d = c.request("DESCRIBE", &url, &["Accept: application/sdp"]);
+        if d.status == 200 {
+            described = Some(d);
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(described.is_some(), "the channel never ran");
+    let pair = UdpPair::bind();
+    let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
+    assert_eq!(s.status, 200);
+    let session = s.session();
+    let p = c.request("PLAY", &url, &[&format!("Session: {session}")]);
+    assert_eq!(p.status, 200);
+    let before = pair.collect(Duration::from_secs(2));
+    assert!(
+        before.len() >= 20,
+        "{} packets before the outage",
+        before.len()
+    );
+
+    gst.kill();
+    // New readers are refused during the outage.
+    let mut refused = None;
+    for _ in 0..100 {
+        let mut d = Rtsp::connect(server.addr());
+        let r = d.request("DESCRIBE", &url, &["Accept: application/sdp"]);
+        if r.status == 503 {
+            refused = Some(r);
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let refused = refused.expect("no 503 during the outage");
+    assert!(refused.reason.contains("Upstream"), "{}", refused.reason);
+    let _ = pair.drain_now();
+
+    let _gst = GstServer::start(port);
+    // Media again, on the same session.
+    let mut after = Vec::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    while after.len() < 50 && Instant::now() < end {
+        after.extend(pair.collect(Duration::from_millis(500)));
+        let k = c.request("GET_PARAMETER", &url, &[&format!("Session: {session}")]);
+        assert_eq!(k.status, 200);
+    }
+    assert!(
+        after.len() >= 50,
+        "{} packets after the restart",
+        after.len()
+    );
+
+    let ssrc = rtp_ssrc(&before[0].0);
+    let (last, last_at) = before.last().unwrap();
+    let (first, first_at) = &after[0];
+    assert!(
+        after
+            .iter()
+            .chain(&before)
+            .all(|(p, _)| rtp_ssrc(p) == ssrc),
+        "the SSRC changed"
+    );
+    let seq_step = rtp_seq(first).wrapping_sub(rtp_seq(last));
+    assert!(
+        (1..=10).contains(&seq_step),
+        "sequence jumped by {seq_step} across the restart"
+    );
+    for w in after.windows(2) {
+        let step = rtp_seq(&w[1].0).wrapping_sub(rtp_seq(&w[0].0));
+        assert!((1..=10).contains(&step), "sequence jumped by {step}");
+    }
+    // The timeline counts the gap (90 kHz), within half of it at least.
+    let gap = first_at.duration_since(*last_at).as_secs_f64();
+    let ts_gap = f64::from(rtp_ts(first).wrapping_sub(rtp_ts(last))) / 90_000.0;
+    eprintln!("outage {gap:.2} s, RTP time moved {ts_gap:.2} s, sequence step {seq_step}");
+    assert!(gap > 0.5, "the outage lasted only {gap} s");
+    assert!(
+        ts_gap > gap * 0.5 && ts_gap < gap * 1.5 + 1.0,
+        "timestamps moved {ts_gap} s over a {gap} s outage"
+    );
+    let mut d = Rtsp::connect(server.addr());
+    let r = d.request("DESCRIBE", &url, &["Accept: application/sdp"]);
+    assert_eq!(r.status, 200, "new readers once the upstream is back");
+    assert!(server.panics().is_empty());
+}
+
+/// A fake upstream: answers each request with `reply(method, cseq, head)`
+/// (a whole response, or nothing); after PLAY's answer calls `after_play`.
+fn fake_upstream(
+    reply: impl Fn(&str, &str, &str) -> Option<Vec<u8>> + Send + Sync + 'static,
+    after_play: impl Fn(&mut TcpStream) + Send + Sync + 'static,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (reply, after_play) = (Arc::new(reply), Arc::new(after_play));
+    thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            let (reply, after_play) = (reply.clone(), after_play.clone());
+            thread::spawn(move || {
+                let mut conn = conn;
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let method = head.split(' ').next().unwrap_or("").to_owned();
+                    let cseq = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("CSeq:"))
+                        .unwrap_or("0")
+                        .trim()
+                        .to_owned();
+                    if let Some(r) = reply(&method, &cseq, &head) {
+                        if conn.write_all(&r).is_err() {
+                            return;
+                        }
+                    }
+                    if method == "PLAY" {
+                        after_play(&mut conn);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_upstream_that_never_answers_gets_504_after_start_timeout() {
+    let addr = fake_upstream(|_, _, _| None, |_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("rtsp://127.0.0.1:{}/silent", addr.port());
+    let server = serve(dir.path(), &source, "on_demand = true\nstart_timeout = 1");
+    let url = server.url("live/cam");
+    let mut c = Rtsp::connect(server.addr());
+    let start = Instant::now();
+    let r = c.request("DESCRIBE", &url, &["Accept: application/sdp"]);
+    let took = start.elapsed();
+    assert_eq!(r.status, 504, "{r}");
+    assert!(r.reason.contains("Upstream"), "{}", r.reason);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "504 after {took:?}"
+    );
+    // The connection and the server go on.
+    assert_eq!(c.request("OPTIONS", &url, &[]).status, 200);
+    let clip = server.url("testsrc-320x240.mp4");
+    let d = c.request("DESCRIBE", &clip, &["Accept: application/sdp"]);
+    assert_eq!(d.status, 200);
+    // Again: one upstream attempt, not one more per request.
+    let r = c.request("DESCRIBE", &url, &["Accept: application/sdp"]);
+    assert_eq!(r.status, 504);
+    assert!(server.panics().is_empty());
+}
+
+/// An answer with `extra` headers and `body`.
+fn answer(cseq: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n{extra}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+const H264_SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=fake\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 packetization-mode=1\r\na=control:track0\r\n";
+
+#[test]
+fn a_1_mib_sdp_is_refused_and_garbage_rtp_floods_are_cut_off() {
+    // 1 MiB of SDP.
+    let big = fake_upstream(
+        |method, cseq, _| {
+            Some(match method {
+                "DESCRIBE" => {
+                    let mut body = H264_SDP.as_bytes().to_vec();
+                    body.resize(1 << 20, b'a');
+                    answer(cseq, "Content-Type: application/sdp\r\n", &body)
+                }
+                _ => answer(cseq, "Public: OPTIONS, DESCRIBE, SETUP, PLAY\r\n", b""),
+            })
+        },
+        |_| {},
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("rtsp://127.0.0.1:{}/big", big.port());
+    let server = serve(dir.path(), &source, "on_demand = true\nstart_timeout = 2");
+    let mut c = Rtsp::connect(server.addr());
+    let r = c.request("DESCRIBE", &server.url("live/cam"), &[]);
+    assert_eq!(r.status, 504, "{r}");
+    let log = wait_for_log(&server, |l| l.contains("upstream down"));
+    eprintln!("{log}");
+    assert!(log.contains("body") || log.contains("large"), "{log}");
+    assert!(server.panics().is_empty());
+
+    // A valid session whose RTP is garbage, as fast as it can.
+    let flood = fake_upstream(
+        |method, cseq, _| {
+            Some(match method {
+                "DESCRIBE" => answer(cseq, "Content-Type: application/sdp\r\n", H264_SDP.as_bytes()),
+                "SETUP" => answer(
+                    cseq,
+                    "Session: 12345678;timeout=60\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+                    b"",
+                ),
+                _ => answer(cseq, "Public: OPTIONS, DESCRIBE, SETUP, PLAY\r\n", b""),
+            })
+        },
+        |conn| {
+            // Time for the reader to SETUP and PLAY.
+            thread::sleep(Duration::from_millis(1500));
+            let frame = |conn: &mut TcpStream, payload: &[u8]| {
+                let len = payload.len() as u16;
+                let mut f = vec![b'$', 0, (len >> 8) as u8, len as u8];
+                f.extend_from_slice(payload);
+                conn.write_all(&f)
+            };
+            let mut seq: u16 = 0;
+            for round in 0..40u32 {
+                // A valid keyframe: SPS, PPS, IDR, one timestamp.
+                for (nal, size) in [(0x67u8, 12usize), (0x68, 5), (0x65, 200)] {
+                    let mut p = vec![0x80, if nal == 0x65 { 0xE0 } else { 0x60 }];
+                    p.extend_from_slice(&seq.to_be_bytes());
+                    p.extend_from_slice(&(round * 3600).to_be_bytes());
+                    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+                    p.push(nal);
+                    p.resize(12 + size, 0x11);
+                    seq = seq.wrapping_add(1);
+                    if frame(conn, &p).is_err() {
+                        return;
+                    }
+                }
+                // Then garbage: bytes that are sometimes RTP version 2 with
+                // another payload type, or too short.
+                for n in 0..100u8 {
+                    let len = if n % 2 == 0 { 40 } else { 3 };
+                    let g: Vec<u8> = (0..len).map(|i| n.wrapping_mul(31) ^ i & 0x3F).collect();
+                    if frame(conn, &g).is_err() {
+                        return;
+                    }
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            thread::sleep(Duration::from_secs(30));
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("rtsp://127.0.0.1:{}/flood", flood.port());
+    let server = serve(
+        dir.path(),
+        &source,
+        "transport = \"tcp\"\non_demand = true\nmax_packet_rate = 1000",
+    );
+    let url = server.url("live/cam");
+    let mut c = Rtsp::connect(server.addr());
+    let d = c.request("DESCRIBE", &url, &[]);
+    assert_eq!(d.status, 200, "{d}");
+    assert!(String::from_utf8_lossy(&d.body).contains("H264/90000"));
+    let pair = UdpPair::bind();
+    let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
+    assert_eq!(s.status, 200, "{s}");
+    let p = c.request("PLAY", &url, &[&format!("Session: {}", s.session())]);
+    assert_eq!(p.status, 200);
+    let line = wait_for_log(&server, |l| l.contains("upstream cut off"));
+    assert!(line.contains("1000 packets/s"), "{line}");
+    let got = pair.collect(Duration::from_secs(1));
+    // The keyframes before the cut-off came through; no garbage did.
+    assert!(got.len() >= 3, "{} packets relayed", got.len());
+    for (p, _) in &got {
+        let nal = p.get(12).map(|b| b & 0x1F);
+        assert!(
+            matches!(nal, Some(5 | 7 | 8)) && p.len() >= 17,
+            "garbage relayed: {p:?}"
+        );
+    }
+    eprintln!("{} packets relayed before the cut-off", got.len());
+    assert_eq!(c.request("OPTIONS", &url, &[]).status, 200);
+    assert!(server.panics().is_empty());
+}
+
+/// DESCRIBE of `url` until it answers `status` (within 20 s).
+fn wait_for_status(server: &Server, url: &str, status: u16) -> bool {
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        let mut c = Rtsp::connect(server.addr());
+        if c.request("DESCRIBE", url, &[]).status == status {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_reload_adds_and_removes_a_pulled_channel() {
+    require_gst_server();
+    let gst = GstServer::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start_configured(dir.path(), "", &common::bundled_media(), &[], Some("info"));
+    let url = server.url("live/cam");
+    let mut c = Rtsp::connect(server.addr());
+    assert_eq!(c.request("DESCRIBE", &url, &[]).status, 404);
+
+    let cfg = format!("[[live]]\nname = \"cam\"\nsource = \"{}\"\n", gst.url());
+    std::fs::write(dir.path().join("rtspd.toml"), cfg).unwrap();
+    server.signal("HUP");
+    assert!(wait_for_status(&server, &url, 200), "never pulled");
+    assert!(gst.wait_for(|l| l == "SESSION 1", 10).is_some());
+
+    std::fs::write(dir.path().join("rtspd.toml"), "").unwrap();
+    server.signal("HUP");
+    assert!(wait_for_status(&server, &url, 404), "still described");
+    assert!(
+        gst.wait_for(|l| l == "CLOSED 0", 10).is_some(),
+        "the upstream stayed open: {:?}",
+        gst.lines.lock().unwrap()
+    );
+    assert_eq!(gst.count("SESSION"), 1);
+    assert!(server.panics().is_empty());
+}
+
+/// One valid H.264 RTP packet (an IDR slice NAL unit) of sequence `seq`.
+fn idr_packet(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 0xE0];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 3600).to_be_bytes());
+    p.extend_from_slice(&0x0BAD_F00Du32.to_be_bytes());
+    p.push(0x65);
+    p.resize(112, 0x22);
+    p
+}
+
+#[test]
+fn auto_falls_back_to_tcp_when_no_udp_packet_comes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Answers UDP and TCP SETUPs alike, but sends media only interleaved
+    // (a firewall that drops UDP).
+    let tcp = Arc::new(AtomicBool::new(false));
+    let (t1, t2) = (tcp.clone(), tcp.clone());
+    let addr = fake_upstream(
+        move |method, cseq, head| {
+            Some(match method {
+                "DESCRIBE" => answer(
+                    cseq,
+                    "Content-Type: application/sdp\r\n",
+                    H264_SDP.as_bytes(),
+                ),
+                "SETUP" => {
+                    let transport = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Transport:"))
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                    t1.store(transport.contains("RTP/AVP/TCP"), Ordering::SeqCst);
+                    answer(
+                        cseq,
+                        &format!(
+                            "Session: 42;timeout=60\r\nTransport: {transport};server_port=9-10\r\n"
+                        ),
+                        b"",
+                    )
+                }
+                _ => answer(cseq, "Public: OPTIONS, DESCRIBE, SETUP, PLAY\r\n", b""),
+            })
+        },
+        move |conn| {
+            if !t2.load(Ordering::SeqCst) {
+                return;
+            }
+            for seq in 0..2000u16 {
+                let p = idr_packet(seq);
+                let mut f = vec![b'$', 0, 0, p.len() as u8];
+                f.extend_from_slice(&p);
+                if conn.write_all(&f).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("rtsp://127.0.0.1:{}/cam", addr.port());
+    let server = serve(dir.path(), &source, "transport = \"auto\"");
+    let line = wait_for_log(&server, |l| l.contains("falling back to TCP"));
+    assert!(line.contains("no packet within"), "{line}");
+    let up = wait_for_log(&server, |l| l.contains("upstream up"));
+    assert!(up.contains("transport=tcp"), "{up}");
+    // A reader gets the interleaved packets.
+    let url = server.url("live/cam");
+    let mut c = Rtsp::connect(server.addr());
+    assert_eq!(c.request("DESCRIBE", &url, &[]).status, 200);
+    let pair = UdpPair::bind();
+    let s = c.request("SETUP", &format!("{url}/trackID=0"), &[&pair.transport()]);
+    assert_eq!(s.status, 200);
+    let p = c.request("PLAY", &url, &[&format!("Session: {}", s.session())]);
+    assert_eq!(p.status, 200);
+    let got = pair.collect(Duration::from_secs(1));
+    assert!(got.len() >= 20, "{} packets over the fallback", got.len());
+    assert!(server.panics().is_empty());
+}
