@@ -34,32 +34,10 @@ const KEYS: [&str; 12] = [
 /// Runs `rtspd load` with `args`; returns the JSON line it printed last
 /// (checked against the `--json` file's copy).
 fn load(args: &[&str]) -> Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let json = dir.path().join("out.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_rtspd"))
-        .arg("load")
-        .args(args)
-        .arg("--json")
-        .arg(&json)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run rtspd load");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "rtspd load failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().expect("a JSON line");
-    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("--json file"))
-        .expect("the file is JSON");
-    assert_eq!(v, file, "stdout and --json agree");
+    let v = common::tools::rtspd_load(args);
     for k in KEYS {
-        assert!(v.get(k).is_some(), "key {k} missing from {line}");
+        assert!(v.get(k).is_some(), "key {k} missing from {v}");
     }
-    eprintln!("{stdout}");
     v
 }
 

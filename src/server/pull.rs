@@ -163,6 +163,8 @@ fn open(shared: &Arc<Shared>, name: &str, e: &mut Entry) {
     e.status.send_replace(Status::Starting);
     let mut cfg = UpstreamConfig::new(e.url.clone());
     cfg.transport = e.opts.transport;
+    let bind = shared.config().bind;
+    cfg.source_ip = (!bind.is_unspecified()).then_some(bind);
     cfg.max_sdp = e.opts.max_sdp;
     cfg.max_packets_per_sec = e.opts.max_packet_rate;
     cfg.max_bitrate = e.opts.max_bitrate;

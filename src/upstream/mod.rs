@@ -71,6 +71,10 @@ const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct UpstreamConfig {
     /// `rtsp://[user:pass@]host[:port]/path` or `rtsps://...`.
     pub url: String,
+    /// The local address to connect from (the server's own `bind`, so an
+    /// origin sees the edge by the address it serves on); `None`, or one of
+    /// another family than the upstream's: the system's choice.
+    pub source_ip: Option<IpAddr>,
     pub transport: TransportMode,
     /// How an `rtsps://` upstream's certificate is checked.
     pub tls: TlsOptions,
@@ -108,6 +112,7 @@ impl UpstreamConfig {
             backoff_min: BACKOFF_MIN,
             backoff_max: BACKOFF_MAX,
             queue: 1024,
+            source_ip: None,
         }
     }
 }
@@ -349,7 +354,7 @@ impl Attempt<'_> {
                 kind: std::io::ErrorKind::NotFound,
             })?;
         let tcp = tokio::select! {
-            r = conn::connect(addr, None) => r?,
+            r = conn::connect(addr, up.cfg.source_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4())) => r?,
             _ = self.cancel.cancelled() => return Ok(()),
         };
         let auth = ClientAuth::new(up.secret.clone(), counts.clone());

@@ -40,6 +40,9 @@ pub use udp::{rtp_payload, rtp_seq, rtp_ssrc, rtp_ts, UdpPair};
 /// A running server process, killed on drop.
 pub struct Server {
     child: Child,
+    /// The address it listens on (127.0.0.1 unless its config says
+    /// another loopback address).
+    pub ip: std::net::IpAddr,
     pub port: u16,
     pub rtp_port: u16,
     /// The HTTP side's address, when it runs (`--http 127.0.0.1:0`).
@@ -204,12 +207,23 @@ impl Server {
             panic!("rtspd printed nothing: {:?}", log.lock().unwrap());
         };
         // "rtspd listening on rtsp://127.0.0.1:PORT/ (RTP/RTCP on UDP A-B)"
-        let port = first
-            .split("127.0.0.1:")
+        // The host is the bound address, or a name when bound to all.
+        let hostport = first
+            .split("rtsp://")
             .nth(1)
             .and_then(|s| s.split('/').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        let (ip, port) = match hostport.parse::<SocketAddr>() {
+            Ok(a) => (a.ip(), a.port()),
+            Err(_) => (
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                hostport
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| panic!("no port in {first:?}")),
+            ),
+        };
         let rtp_port = first
             .split("UDP ")
             .nth(1)
@@ -236,6 +250,7 @@ impl Server {
         });
         Self {
             child,
+            ip,
             port,
             rtp_port,
             http,
@@ -283,7 +298,7 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("rtsp://127.0.0.1:{}/{}", self.port, path)
+        format!("rtsp://{}/{}", self.addr(), path)
     }
 
     /// The rtsps:// URL of `path` (see [`Server::rtsps_port`]).
@@ -292,7 +307,7 @@ impl Server {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.ip, self.port)
     }
 
     /// Whether the process is still running.

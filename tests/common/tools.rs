@@ -193,3 +193,34 @@ pub fn par<T: Sync>(items: &[T], name: impl Fn(&T) -> String, f: impl Fn(&T) + S
     });
     assert!(failed.is_empty(), "failed:\n{}", failed.join("\n\n"));
 }
+
+/// Runs `rtspd load ARGS --json FILE` (the built binary) and returns its
+/// summary, failing the test unless it succeeds and the JSON line it
+/// printed last equals the file's.
+pub fn rtspd_load(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("out.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_rtspd"))
+        .arg("load")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run rtspd load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rtspd load failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("--json file"))
+            .expect("the file is JSON");
+    assert_eq!(v, file, "stdout and --json agree");
+    eprintln!("{stdout}");
+    v
+}
