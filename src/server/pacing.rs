@@ -439,8 +439,21 @@ pub fn run(
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        while let Ok(data) = queues.data.try_recv() {
+        // Media queued since the last wake-up, a bounded share of it: a
+        // relay packet becomes one transmit per listener, so the batch is
+        // sent whenever it is full (a backlog of thousands of packets to
+        // thousands of listeners must not become one batch of millions),
+        // and what is left waits for the next turn, after the clips' due
+        // packets. Past that, the bounded queue drops (counted).
+        for _ in 0..DATA_PER_WAKE {
+            let Ok(data) = queues.data.try_recv() else {
+                break;
+            };
             take(&mut live, data, &mut batch);
+            if batch.len() >= MAX_FLUSH {
+                send(&batch, &out, &counted);
+                batch.clear();
+            }
         }
         out.stats.pacer_wakeups.fetch_add(1, Ordering::Relaxed);
         let due = Instant::now() + send_ahead;
@@ -453,6 +466,9 @@ pub fn run(
         }
     }
 }
+
+/// Most media items taken from the data queue per wake-up.
+const DATA_PER_WAKE: usize = 512;
 
 /// Answers the relay listeners that started: their PLAY can be answered.
 fn answer_started(live: &mut HashMap<String, LiveChannel>, pending: &mut Pending) {
