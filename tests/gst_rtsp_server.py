@@ -10,7 +10,10 @@ and prints, one line each, flushed:
     TEARDOWN                 a client sent TEARDOWN
     CLOSED <n>               a client connection closed (n = still open)
 
-Usage: gst_rtsp_server.py PORT
+Usage: gst_rtsp_server.py PORT [CLIP.mp4]
+
+With CLIP.mp4 (H.264 and AAC), it serves that file once, in real time,
+instead of the test picture and tone.
 """
 import sys
 
@@ -41,7 +44,14 @@ def main():
     server.set_address("127.0.0.1")
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(LAUNCH)
+    launch = LAUNCH
+    if len(sys.argv) > 2:
+        launch = (
+            "( filesrc location=%s ! qtdemux name=d "
+            "d.video_0 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 "
+            "d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97 )" % sys.argv[2]
+        )
+    factory.set_launch(launch)
     factory.set_shared(True)
     server.get_mount_points().add_factory("/test", factory)
     counts = {"clients": 0, "open": 0, "sessions": 0}

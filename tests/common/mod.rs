@@ -8,6 +8,7 @@
 //! - [`annexb`]: NAL units of H.264/H.265 Annex B streams.
 //! - [`digest`]: Digest credentials computed by the tests themselves.
 //! - [`http`]: a raw HTTP/1.1 client and readers of the metrics text.
+//! - [`sync`]: flash-and-beep clips and their A/V offset as ffmpeg decodes them.
 //! - [`tls`]: certificates for RTSPS and the flags that serve them.
 
 #![allow(dead_code, unreachable_pub)]
@@ -18,6 +19,7 @@ pub mod http;
 pub mod interleaved;
 pub mod pcm;
 pub mod rtsp;
+pub mod sync;
 pub mod tls;
 pub mod tools;
 pub mod udp;
