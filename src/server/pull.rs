@@ -189,11 +189,6 @@ struct Running {
     /// Upstream track `i` is the channel's track `map[i]` (`None`: not
     /// relayed).
     map: Vec<Option<usize>>,
-    /// Upstream track `i`'s payload type (its SDP's).
-    pts: Vec<u8>,
-    /// RTP packets dropped before the channel: not version 2, or another
-    /// payload type than the SDP's (RFC 3550 §5.1: not ours to decode).
-    foreign: u64,
 }
 
 struct PullTask {
@@ -298,19 +293,8 @@ impl PullTask {
             UpstreamEvent::Described(desc) => self.described(desc).await,
             UpstreamEvent::Up { transport } => debug!(%transport, "media flows"),
             UpstreamEvent::Rtp { track, packet } => {
-                let Some(c) = self.channel.as_mut() else {
-                    return;
-                };
-                let pt = c.pts.get(track).copied();
-                let ours =
-                    packet.len() >= 12 && packet[0] >> 6 == 2 && Some(packet[1] & 0x7F) == pt;
-                if !ours {
-                    if c.foreign == 0 {
-                        debug!(track, "dropping RTP of another version or payload type");
-                    }
-                    c.foreign += 1;
-                    return;
-                }
+                // Not RTP version 2, or another payload type than the
+                // track's: the channel rejects and counts it (RFC 3550 §5.1).
                 if let Some((key, t)) = self.route(track) {
                     let _ = shared.data.publish(key, t, packet);
                 }
@@ -322,8 +306,7 @@ impl PullTask {
             }
             UpstreamEvent::Down { reason } => {
                 if let Some(c) = &mut self.channel {
-                    debug!(%reason, foreign_dropped = c.foreign, "readers wait for the upstream");
-                    c.foreign = 0;
+                    debug!(%reason, "readers wait for the upstream");
                     let key = c.key.to_string();
                     let _ = shared.pacer.send(Command::StopPublisher { key }).await;
                     self.status.send_replace(Status::Down);
@@ -368,7 +351,6 @@ impl PullTask {
                     warn!("the upstream came back with other tracks; readers keep the old ones and get what still fits");
                 }
                 c.map = map;
-                c.pts = offered.iter().map(|t| t.payload_type).collect();
                 let key = c.key.to_string();
                 let _ = shared
                     .pacer
@@ -415,8 +397,6 @@ impl PullTask {
                     key: Arc::from(key.as_str()),
                     tracks,
                     map,
-                    pts: offered.iter().map(|t| t.payload_type).collect(),
-                    foreign: 0,
                 });
             }
         }
