@@ -26,7 +26,7 @@ use super::{Ctx, LoadError};
 use crate::proto::measure::{Timeline, TrackMeasure};
 use crate::proto::rtcp;
 use crate::proto::rtsp::session_header::SessionHeader;
-use crate::proto::rtsp::transport::parse_transports;
+use crate::proto::rtsp::transport::{parse_transports, Transport};
 use crate::proto::sdp::{parse_offer, OfferedTrack};
 
 /// Session timeout assumed when the server gives none (RFC 2326 §12.37).
@@ -194,6 +194,24 @@ pub(crate) fn base_url(
     Ok(base)
 }
 
+/// A SETUP answer's session (RFC 2326 §12.37) and the first transport it
+/// names that parses (§12.39; `None`: none did).
+pub(crate) fn setup_reply(
+    reply: &crate::proto::rtsp::Response,
+) -> Result<(SessionHeader, Option<Transport>), String> {
+    let session: SessionHeader = reply
+        .headers
+        .get("Session")
+        .ok_or_else(|| "SETUP reply without Session".to_owned())?
+        .parse()
+        .map_err(|e| format!("Session: {e}"))?;
+    let chosen = reply
+        .headers
+        .get("Transport")
+        .and_then(|v| parse_transports(v).into_iter().find_map(Result::ok));
+    Ok((session, chosen))
+}
+
 /// Resolves a track's `a=control` against the base URL (RFC 2326 §C.1.1).
 pub(crate) fn control_url(base: &Url, control: Option<&str>) -> Result<String, LoadError> {
     match control {
@@ -272,19 +290,9 @@ async fn flow<S: Stream>(
         let reply = conn
             .request("SETUP", &t.url, &[("Transport", &transport)], &mut ignore)
             .await?;
-        let session = reply
-            .headers
-            .get("Session")
-            .ok_or_else(|| LoadError::Protocol("SETUP reply without Session".into()))?;
-        let session: SessionHeader = session
-            .parse()
-            .map_err(|e| LoadError::Protocol(format!("Session: {e}")))?;
+        let (session, chosen) = setup_reply(&reply).map_err(LoadError::Protocol)?;
         timeout = session.timeout.unwrap_or(DEFAULT_TIMEOUT);
         conn.session = Some(session.id);
-        let chosen = reply
-            .headers
-            .get("Transport")
-            .and_then(|v| parse_transports(v).into_iter().find_map(Result::ok));
         if let Some(tr) = chosen {
             t.ssrc = tr.ssrc;
             t.server_rtcp = tr

@@ -45,12 +45,11 @@ pub use describe::{Description, UpstreamTrack};
 
 use crate::load::auth::{ClientAuth, Secret};
 use crate::load::conn::{self, Conn, Stream};
-use crate::load::session::{base_url, control_url};
+use crate::load::session::{base_url, control_url, setup_reply};
 use crate::load::tls::{Connector, TlsError};
 use crate::load::{LoadError, TlsOptions};
 use crate::proto::redirect::VIA_TOKEN;
-use crate::proto::rtsp::session_header::SessionHeader;
-use crate::proto::rtsp::transport::{parse_transports, LowerTransport};
+use crate::proto::rtsp::transport::LowerTransport;
 use crate::proto::upstream::{
     Backoff, Failure, Flood, Lower, RateGuard, Supervisor, TransportMode, BACKOFF_MAX, BACKOFF_MIN,
 };
@@ -459,18 +458,9 @@ impl Attempt<'_> {
             let reply = conn
                 .request("SETUP", &t.url, &[("Transport", &transport)], &mut ignore)
                 .await?;
-            let session: SessionHeader = reply
-                .headers
-                .get("Session")
-                .ok_or_else(|| UpstreamError::Setup("no Session".into()))?
-                .parse()
-                .map_err(|e| UpstreamError::Setup(format!("Session: {e}")))?;
+            let (session, chosen) = setup_reply(&reply).map_err(UpstreamError::Setup)?;
             timeout = session.timeout.unwrap_or(DEFAULT_TIMEOUT);
             conn.session = Some(session.id);
-            let chosen = reply
-                .headers
-                .get("Transport")
-                .and_then(|v| parse_transports(v).into_iter().find_map(Result::ok));
             // Interop: a server answering TCP to a UDP request (or the
             // reverse) would send media where nobody reads it.
             if let Some(tr) = chosen {
