@@ -143,6 +143,11 @@ struct LoadArgs {
     /// Range header for PLAY, e.g. npt=2.5-
     #[arg(long)]
     range: Option<String>,
+    /// Publish this clip (WAV, MP4, ...) to the URL first (ANNOUNCE and
+    /// RECORD over TCP, looped, paced in real time), then listen to it:
+    /// the report adds each listener copy's delay behind the publisher.
+    #[arg(long, value_name = "CLIP")]
+    publish: Option<PathBuf>,
     /// Write loss and pacing error over time and a setup-latency histogram
     /// to this SVG file.
     #[arg(long)]
@@ -353,6 +358,7 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
             .clone()
             .map(rtspd::load::SourceIps::into_vec)
             .unwrap_or_default(),
+        publish: args.publish.clone(),
     };
     // One thread for every control connection; the UDP receiver has its own.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -90,6 +90,49 @@ fn against_rtspd(extra: &[&str]) {
     assert!(f(&v, "setup_p99_ms") > 0.0 && f(&v, "ttfp_p99_ms") > 0.0);
 }
 
+/// `--publish`: the tester publishes the bundled MP4 to a relay channel
+/// and listens to it, over UDP and TCP; every copy a listener gets is
+/// matched to the packet the publisher sent (same payload), so the delay
+/// figures cover what was received, and the server dropped nothing late.
+#[test]
+fn publish_measures_each_copys_delay_behind_the_publisher() {
+    let server = Server::start_http(&["--live", "cam=publish"], "warn");
+    let url = server.url("live/cam");
+    let clip = common::bundled_media().join("testsrc-320x240.mp4");
+    let clip = clip.to_str().expect("UTF-8 path");
+    for extra in [&[][..], &["--tcp"][..]] {
+        let mut args = vec![url.as_str(), "--publish", clip, "-n", "8", "-d", "3"];
+        args.extend_from_slice(extra);
+        let v = load(&args);
+        assert_eq!(u(&v, "sessions_ok"), 8, "{v}");
+        assert_eq!(f(&v, "loss_pct"), 0.0, "{v}");
+        let received = u(&v, "packets_received");
+        let p = &v["publish"];
+        let (matched, unmatched) = (u(p, "copies_matched"), u(p, "copies_unmatched"));
+        assert!(u(p, "packets_sent") > 0, "{v}");
+        assert_eq!(matched + unmatched, received, "every copy looked up: {v}");
+        // Before a listener's timestamp offset is known, a repeated payload
+        // (the SPS/PPS packet of every keyframe) cannot be matched: a
+        // packet or two per track.
+        assert!(unmatched <= 8 * 2 * 2, "{unmatched} unmatched: {v}");
+        let delay = &p["delay_ms"];
+        let (p50, max) = (f(delay, "p50"), f(delay, "max"));
+        assert!(p50 > 0.0 && p50 <= max, "{v}");
+        // Not a timing bound: a copy matched to the wrong packet would be
+        // off by a frame interval or more of the clip's 3 s loop.
+        assert!(max < 1000.0, "delays this long are mismatches: {v}");
+    }
+    let metrics = common::http::scrape(server.http.expect("http"));
+    assert_eq!(
+        common::http::sample(
+            &metrics,
+            "rtspd_send_dropped_total",
+            "reason=\"relay_late\""
+        ),
+        Some(0.0)
+    );
+}
+
 #[test]
 fn plot_shows_the_injected_loss() {
     let server = faulty_server();

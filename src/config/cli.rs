@@ -106,6 +106,12 @@ pub struct ServerFlags {
     /// [default: 200]
     #[arg(long)]
     pub live_prebuffer_ms: Option<Int<0, 1000>>,
+    /// A relayed (published or pulled) packet still unsent this many
+    /// milliseconds after it arrived is dropped, with its video up to the
+    /// next keyframe: an overloaded server drops rather than running ever
+    /// later (1 to 60000). [default: 500]
+    #[arg(long)]
+    pub relay_max_delay_ms: Option<Int<1, 60_000>>,
     /// Scheduling of the pacing thread: auto (real-time where permitted,
     /// else nice -10), realtime, nice or normal. [default: auto]
     #[arg(long)]

@@ -89,6 +89,9 @@ pub struct ServerSettings {
     pub pacer_cpu: PacerCpu,
     pub allow_publish: bool,
     pub live_prebuffer_ms: Int<0, 1000>,
+    /// Milliseconds a relayed packet may wait in the server before it is
+    /// dropped (with its video up to the next keyframe).
+    pub relay_max_delay_ms: Int<1, 60_000>,
     /// RTSP over HTTP tunnels on the RTSP port and the HTTP listener.
     pub tunnel: bool,
     /// Milliseconds between polls of the `least_readers` edges' APIs
@@ -118,6 +121,7 @@ impl Default for ServerSettings {
             pacer_cpu: PacerCpu::None,
             allow_publish: false,
             live_prebuffer_ms: Int::of(200),
+            relay_max_delay_ms: Int::of(500),
             tunnel: true,
             redirect_poll_ms: Int::of(2000),
             drain_to: String::new(),
@@ -547,6 +551,7 @@ impl Settings {
             allow_publish: s.allow_publish,
             max_published_channels: l.max_published_channels.usize(),
             live_prebuffer: Duration::from_millis(s.live_prebuffer_ms.get()),
+            relay_max_delay: Duration::from_millis(s.relay_max_delay_ms.get()),
             http: HttpConfig {
                 listen: h.listen,
                 max_connections: h.max_connections.usize().max(1),

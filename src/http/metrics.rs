@@ -135,6 +135,7 @@ fn render(state: &State) -> String {
         ("send_error", &send.send_errors),
         ("client_queue_full", &send.interleaved_dropped),
         ("publish_queue_full", &send.publish_dropped),
+        ("relay_late", &send.relay_late_dropped),
     ] {
         e.sample("rtspd_send_dropped_total", &[("reason", reason)], n(c));
     }

@@ -139,10 +139,24 @@ impl<S: Stream> Conn<S> {
         headers: &[(&str, &str)],
         on_frame: &mut (dyn FnMut(u8, Bytes) + Send),
     ) -> Result<Response, LoadError> {
+        self.request_with_body(method, url, headers, &[], on_frame)
+            .await
+    }
+
+    /// [`Conn::request`] with a body (ANNOUNCE's SDP), its Content-Length
+    /// added.
+    pub(crate) async fn request_with_body(
+        &mut self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        on_frame: &mut (dyn FnMut(u8, Bytes) + Send),
+    ) -> Result<Response, LoadError> {
         // The first try, one after the challenge, one after a refusal of a
         // shared nonce, one after a stale nonce.
         for _ in 0..4 {
-            let resp = self.exchange(method, url, headers, on_frame).await?;
+            let resp = self.exchange(method, url, headers, body, on_frame).await?;
             if resp.status.0 != 401 {
                 self.auth.accepted();
                 if !(200..300).contains(&resp.status.0) {
@@ -170,6 +184,7 @@ impl<S: Stream> Conn<S> {
         method: &'static str,
         url: &str,
         headers: &[(&str, &str)],
+        body: &[u8],
         on_frame: &mut (dyn FnMut(u8, Bytes) + Send),
     ) -> Result<Response, LoadError> {
         self.cseq += 1;
@@ -194,9 +209,14 @@ impl<S: Stream> Conn<S> {
         for (name, value) in headers {
             req.push_str(&format!("{name}: {value}\r\n"));
         }
+        if !body.is_empty() {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
         req.push_str("\r\n");
+        let mut req = req.into_bytes();
+        req.extend_from_slice(body);
         let deadline = Instant::now() + REPLY_TIMEOUT;
-        timeout(REPLY_TIMEOUT, self.write(req.as_bytes()))
+        timeout(REPLY_TIMEOUT, self.write(&req))
             .await
             .map_err(|_| LoadError::Timeout(method))?
             .map_err(|e| LoadError::Connect(e.kind()))?;
@@ -211,6 +231,12 @@ impl<S: Stream> Conn<S> {
             }
             return Ok(resp);
         }
+    }
+
+    /// The stream, for a caller that takes over the connection (what was
+    /// read and not parsed is dropped).
+    pub(crate) fn into_stream(self) -> S {
+        self.stream
     }
 
     /// Sends an interleaved frame (RTCP receiver reports in TCP mode).

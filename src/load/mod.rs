@@ -17,6 +17,7 @@
 pub mod auth;
 pub(crate) mod conn;
 pub mod plot;
+pub mod publish;
 pub mod report;
 pub(crate) mod session;
 pub mod source;
@@ -113,6 +114,9 @@ pub struct Options {
     /// Local (loopback) addresses the sessions come from, round-robin;
     /// empty: where the OS routes them. See [`source`].
     pub source_ips: Vec<IpAddr>,
+    /// Publish this clip to the URL first, and measure each listener's
+    /// delay behind it ([`publish`]).
+    pub publish: Option<std::path::PathBuf>,
 }
 
 /// Shared by every session task.
@@ -133,6 +137,8 @@ struct Ctx {
     sources: source::Sources,
     progress: Progress,
     stop: CancellationToken,
+    /// `--publish`: the publisher's send times.
+    publisher: Option<Arc<publish::SendLog>>,
 }
 
 /// Live counts for the progress display.
@@ -195,6 +201,9 @@ impl Options {
             (true, _) => true,
             (false, t) => t == Some(Transport::Tcp),
         };
+        if rtsps && self.publish.is_some() {
+            return bad("--publish is for rtsp:// URLs".into());
+        }
         if !rtsps && self.tls.given() {
             return bad("--ca-file and --insecure are for rtsps:// URLs".into());
         }
@@ -333,9 +342,20 @@ pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
+    // The publisher runs until every listener is done.
+    let stop_publishing = CancellationToken::new();
+    let publisher = match &opts.publish {
+        Some(clip) => {
+            let auth = auth::ClientAuth::new(secret.clone(), Arc::default());
+            let p = publish::start(&url, server, auth, clip, stop_publishing.clone()).await?;
+            Some(p)
+        }
+        None => None,
+    };
+    let log = publisher.as_ref().map(|p| p.log.clone());
     let t0 = Instant::now();
     let (receiver, rx_thread) =
-        udp::Receiver::spawn(totals.clone()).map_err(|e| LoadError::Bind(e.kind()))?;
+        udp::Receiver::spawn(totals.clone(), log.clone()).map_err(|e| LoadError::Bind(e.kind()))?;
     let ctx = Arc::new(Ctx {
         url,
         secret,
@@ -349,6 +369,7 @@ pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
         progress: Progress::default(),
         stop: CancellationToken::new(),
         opts: opts.clone(),
+        publisher: log.clone(),
     });
     let cpu0 = cpu_time();
     let bar = progress_bar(&opts);
@@ -396,6 +417,10 @@ pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
         }
     }
     ticker.abort();
+    stop_publishing.cancel();
+    if let Some(p) = publisher {
+        let _ = tokio::task::spawn_blocking(move || p.join()).await;
+    }
     let wall = t0.elapsed();
     let cpu = cpu_time().saturating_sub(cpu0);
     bar.finish_and_clear();
@@ -417,6 +442,7 @@ pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
     report.tester_fds_peak = fds_peak;
     report.shared_udp_pairs = shared_pairs;
     report.sessions_per_shared_pair = per_pair;
+    report.publish = log.map(|l| report::PublishReport::of(&l.delays()));
     Ok(Run {
         report,
         timeline,
@@ -501,6 +527,7 @@ mod tests {
             range: None,
             progress: false,
             source_ips: Vec::new(),
+            publish: None,
         }
     }
 

@@ -105,6 +105,39 @@ pub struct Report {
     pub sessions_per_shared_pair: usize,
     pub wall_s: f64,
     pub warnings: Vec<String>,
+    /// `--publish`: the tester's own publisher, and how far behind it each
+    /// listener's copy arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish: Option<PublishReport>,
+}
+
+/// What `--publish` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishReport {
+    /// RTP packets the publisher sent.
+    pub packets_sent: u64,
+    /// Listener copies matched to the packet the publisher sent.
+    pub copies_matched: u64,
+    /// Copies not matched (before a listener's timestamp offset was known,
+    /// or a payload key seen more than once).
+    pub copies_unmatched: u64,
+    /// Listener arrival (kernel stamp over UDP) − publisher send, over
+    /// every matched copy.
+    pub delay_ms: Spread,
+    pub delay_p99_ms: f64,
+}
+
+impl PublishReport {
+    pub(super) fn of(d: &super::publish::Delays) -> Self {
+        let delay_ms = Spread::of(&d.histogram);
+        Self {
+            packets_sent: d.sent,
+            copies_matched: d.matched,
+            copies_unmatched: d.unmatched,
+            delay_p99_ms: delay_ms.p99,
+            delay_ms,
+        }
+    }
 }
 
 impl Report {
@@ -246,6 +279,7 @@ impl Report {
             sessions_per_shared_pair: 0,
             wall_s: wall.as_secs_f64(),
             warnings,
+            publish: None,
         };
         (report, setup)
     }
@@ -317,6 +351,17 @@ impl fmt::Display for Report {
             )?;
         } else {
             writeln!(f, "  reorder    none (timestamps never step back)")?;
+        }
+        if let Some(p) = &self.publish {
+            writeln!(
+                f,
+                "  delay      {} behind the tester's publisher ({} packets sent, \
+                 {} copies matched, {} not)",
+                sp(&p.delay_ms),
+                p.packets_sent,
+                p.copies_matched,
+                p.copies_unmatched
+            )?;
         }
         writeln!(f, "  setup      {}", sp(&self.setup_ms))?;
         writeln!(f, "  1st packet {}", sp(&self.ttfp_ms))?;

@@ -21,6 +21,7 @@ use url::Url;
 
 use super::auth::ClientAuth;
 use super::conn::{self, Conn, Stream};
+use super::publish::{DelayProbe, SendLog};
 use super::udp::{Ports, RxTrack, MAX_TRACKS};
 use super::{Ctx, LoadError};
 use crate::proto::measure::{Timeline, TrackMeasure};
@@ -99,6 +100,8 @@ async fn drive<S: Stream>(
     let mut tcp = TcpTracks {
         tracks: Vec::new(),
         timeline: Timeline::default(),
+        log: ctx.publisher.clone(),
+        probes: Vec::new(),
     };
     let flow = flow(
         ctx,
@@ -156,6 +159,10 @@ async fn drive<S: Stream>(
 struct TcpTracks {
     tracks: Vec<TrackMeasure>,
     timeline: Timeline,
+    /// `--publish`: the publisher's send times, and how each track's
+    /// copies match them.
+    log: Option<Arc<SendLog>>,
+    probes: Vec<DelayProbe>,
 }
 
 impl TcpTracks {
@@ -166,7 +173,14 @@ impl TcpTracks {
         };
         if channel % 2 == 0 {
             // Not RTP: not counted (as over UDP).
-            let _ = t.on_rtp(data, now, &mut self.timeline);
+            let counted = t.on_rtp(data, now, &mut self.timeline).is_ok();
+            let track = usize::from(channel / 2);
+            if let (true, Some(log)) = (counted, &self.log) {
+                if self.probes.len() <= track {
+                    self.probes.resize(track + 1, DelayProbe::default());
+                }
+                log.observe(track, data, now, &mut self.probes[track]);
+            }
         } else if let Ok(packets) = rtcp::parse_compound(data) {
             t.on_rtcp(&packets, now);
         }

@@ -29,6 +29,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, trace};
 
+use super::publish::{DelayProbe, SendLog};
 use crate::net::mmsg::{self, RecvBufs};
 use crate::proto::measure::{Timeline, TrackMeasure};
 use crate::proto::rtcp;
@@ -108,6 +109,8 @@ impl Users {
 
 struct Track {
     measure: TrackMeasure,
+    /// `--publish`: how its copies match the publisher's packets.
+    probe: DelayProbe,
     server_rtcp: Option<SocketAddr>,
     /// Its pair (`None` if a shared one was unknown, which is a bug).
     pair: Option<usize>,
@@ -135,7 +138,10 @@ pub(super) struct Receiver {
 impl Receiver {
     /// Starts the thread; it returns the per-second totals of every packet
     /// it read, counted from the origin of the measures' clock.
-    pub(super) fn spawn(totals: Arc<Totals>) -> io::Result<(Self, JoinHandle<Timeline>)> {
+    pub(super) fn spawn(
+        totals: Arc<Totals>,
+        log: Option<Arc<SendLog>>,
+    ) -> io::Result<(Self, JoinHandle<Timeline>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -152,7 +158,7 @@ impl Receiver {
             .name("load-udp-rx".into())
             .spawn(move || {
                 let _stamping = stamping;
-                run(poll, rx, totals)
+                run(poll, rx, totals, log.as_deref())
             })?;
         Ok((Self { tx, waker }, thread))
     }
@@ -263,6 +269,7 @@ impl State {
                 }
             };
             out.push(Track {
+                probe: DelayProbe::default(),
                 measure: t.measure,
                 server_rtcp: t.server_rtcp,
                 pair,
@@ -312,7 +319,12 @@ impl State {
     }
 }
 
-fn run(mut poll: Poll, mut rx: mpsc::UnboundedReceiver<Cmd>, totals: Arc<Totals>) -> Timeline {
+fn run(
+    mut poll: Poll,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    totals: Arc<Totals>,
+    log: Option<&SendLog>,
+) -> Timeline {
     let mut timeline = Timeline::default();
     let mut events = Events::with_capacity(1024);
     let mut st = State::default();
@@ -354,7 +366,14 @@ fn run(mut poll: Poll, mut rx: mpsc::UnboundedReceiver<Cmd>, totals: Arc<Totals>
             if is_rtcp {
                 drain_rtcp(pair, &mut st.sessions, &mut bufs);
             } else {
-                drain_rtp(pair, &mut st.sessions, &mut bufs, &totals, &mut timeline);
+                drain_rtp(
+                    pair,
+                    &mut st.sessions,
+                    &mut bufs,
+                    &totals,
+                    &mut timeline,
+                    log,
+                );
             }
         }
         while commands_open {
@@ -446,15 +465,16 @@ fn drain(socket: &UdpSocket, bufs: &mut RecvBufs, mut batch: impl FnMut(&RecvBuf
     }
 }
 
-/// The track datagram `i` of the last batch on `pair` belongs to.
+/// The track datagram `i` of the last batch on `pair` belongs to, and its
+/// index in its session.
 fn track_of<'a>(
     pair: &Pair,
     sessions: &'a mut HashMap<usize, Session>,
     bufs: &RecvBufs,
     i: usize,
-) -> Option<&'a mut Track> {
+) -> Option<(usize, &'a mut Track)> {
     let (sid, track) = pair.users.route(bufs.dest(i))?;
-    sessions.get_mut(&sid)?.tracks.get_mut(track)
+    Some((track, sessions.get_mut(&sid)?.tracks.get_mut(track)?))
 }
 
 fn drain_rtp(
@@ -463,12 +483,13 @@ fn drain_rtp(
     bufs: &mut RecvBufs,
     totals: &Totals,
     timeline: &mut Timeline,
+    log: Option<&SendLog>,
 ) {
     drain(&pair.rtp, bufs, |bufs, n| {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let (mut packets, mut bytes) = (0, 0);
         for i in 0..n {
-            let Some(t) = track_of(pair, sessions, bufs, i) else {
+            let Some((index, t)) = track_of(pair, sessions, bufs, i) else {
                 trace!(dest = ?bufs.dest(i), "datagram for no session");
                 continue;
             };
@@ -484,6 +505,8 @@ fn drain_rtp(
                 .unwrap_or(now);
             if let Err(e) = t.measure.on_rtp(d, at, timeline) {
                 trace!(error = %e, "datagram not counted");
+            } else if let Some(log) = log {
+                log.observe(index, d, at, &mut t.probe);
             }
         }
         totals.packets.fetch_add(packets, Ordering::Relaxed);
@@ -495,7 +518,7 @@ fn drain_rtcp(pair: &Pair, sessions: &mut HashMap<usize, Session>, bufs: &mut Re
     drain(&pair.rtcp, bufs, |bufs, n| {
         let now = Instant::now();
         for i in 0..n {
-            let Some(t) = track_of(pair, sessions, bufs, i) else {
+            let Some((_, t)) = track_of(pair, sessions, bufs, i) else {
                 continue;
             };
             let (d, from) = bufs.get(i);

@@ -692,6 +692,7 @@ mod tests {
             max_payload: 1400,
             max_bytes: 1 << 20,
             prebuffer: Duration::from_millis(100),
+            relay_max_delay: Duration::from_millis(500),
             clock: WallClock::new(Instant::now(), Duration::ZERO),
             cname: "t".into(),
         }

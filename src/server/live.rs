@@ -461,6 +461,7 @@ pub fn make_relay_channel(
             gop_cache,
             gop_cache_bytes: RELAY_GOP_CACHE_BYTES,
             catchup_speed: RELAY_CATCHUP_SPEED,
+            max_delay: params.relay_max_delay,
             cname: params.cname.clone(),
             clock: params.clock,
         },
@@ -501,6 +502,8 @@ pub struct ChannelParams {
     pub max_bytes: u64,
     /// Jitter buffer of pipe, stdin and published channels.
     pub prebuffer: Duration,
+    /// How long a relayed packet may wait before it is dropped.
+    pub relay_max_delay: Duration,
     pub clock: WallClock,
     pub cname: String,
 }

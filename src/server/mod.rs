@@ -106,6 +106,8 @@ pub struct Config {
     /// Audio a pipe, stdin or published channel buffers before it sends, to
     /// ride out its source's jitter.
     pub live_prebuffer: Duration,
+    /// A relayed packet waiting longer than this in the server is dropped.
+    pub relay_max_delay: Duration,
     /// The HTTP side: where it listens and its limits.
     pub http: HttpConfig,
     /// RTSPS: certificate, port, handshake deadline.
@@ -155,6 +157,7 @@ impl Default for Config {
             allow_publish: false,
             max_published_channels: 64,
             live_prebuffer: Duration::from_millis(200),
+            relay_max_delay: Duration::from_millis(500),
             http: HttpConfig::default(),
             tls: tls::TlsConfig::default(),
             auth: AuthConfig::default(),
@@ -422,6 +425,7 @@ pub async fn run(
             max_payload: config.clip.max_payload,
             max_bytes: config.clip.max_clip_bytes,
             prebuffer: config.live_prebuffer,
+            relay_max_delay: config.relay_max_delay,
             clock,
             cname: cname.clone(),
         },
@@ -597,6 +601,7 @@ pub async fn run(
         interleaved_queued = n(&st.interleaved_queued),
         interleaved_dropped = n(&st.interleaved_dropped),
         publish_dropped = n(&st.publish_dropped),
+        relay_late_dropped = n(&st.relay_late_dropped),
         rtcp_received = n(&rx.rtcp_received),
         rtcp_invalid = n(&rx.rtcp_invalid),
         "stopped"

@@ -24,7 +24,7 @@ use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +49,8 @@ use crate::server::live::LiveChannel;
 /// Commands for the pacing thread.
 #[derive(Debug)]
 pub enum Command {
+    /// Media was queued while the loop slept ([`DataHandle::publish`]).
+    Wake,
     AddTrack {
         group: GroupId,
         track: usize,
@@ -133,6 +135,8 @@ pub enum Data {
         key: Arc<str>,
         track: usize,
         packet: Bytes,
+        /// When it was received.
+        at: Instant,
     },
     /// A sender report of track `track` from channel `key`'s publisher:
     /// its SSRC's RTP time `timestamp` is NTP time `ntp` (RFC 3550 §6.4.1).
@@ -142,6 +146,8 @@ pub enum Data {
         ssrc: u32,
         ntp: NtpTimestamp,
         timestamp: u32,
+        /// When it was received.
+        at: Instant,
     },
     /// PCM from a live channel's streamed source.
     Feed { channel: String, pcm: Bytes },
@@ -165,6 +171,9 @@ pub struct SendStats {
     pub send_errors: AtomicU64,
     /// Publishers' packets dropped because the data queue was full.
     pub publish_dropped: AtomicU64,
+    /// Relayed packets dropped for waiting past the channel's
+    /// `relay_max_delay` (with the video up to the next keyframe).
+    pub relay_late_dropped: AtomicU64,
 }
 
 /// The pacing thread is gone (shutting down).
@@ -220,14 +229,32 @@ impl PacerHandle {
 pub struct DataHandle {
     tx: std_mpsc::SyncSender<Data>,
     stats: Arc<SendStats>,
+    /// Wakes a sleeping pacing loop, so a relayed packet goes out at once
+    /// rather than at its next timed wake-up.
+    wake: std_mpsc::SyncSender<Command>,
+    /// The loop is (about to be) asleep: the next packet wakes it.
+    asleep: Arc<AtomicBool>,
 }
 
 impl DataHandle {
     /// Queues a publisher's packet, or drops it (counted) when the queue is
     /// full: RTP tolerates loss, and a publisher never holds up the loop.
     pub fn publish(&self, key: Arc<str>, track: usize, packet: Bytes) -> Result<(), PacerGone> {
-        match self.tx.try_send(Data::Publish { key, track, packet }) {
-            Ok(()) => Ok(()),
+        let at = Instant::now();
+        match self.tx.try_send(Data::Publish {
+            key,
+            track,
+            packet,
+            at,
+        }) {
+            Ok(()) => {
+                // One wake per sleep, however many packets come meanwhile;
+                // a full command queue means the loop is awake anyway.
+                if self.asleep.swap(false, Ordering::SeqCst) {
+                    let _ = self.wake.try_send(Command::Wake);
+                }
+                Ok(())
+            }
             Err(std_mpsc::TrySendError::Full(_)) => {
                 self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -256,6 +283,7 @@ impl DataHandle {
                     ssrc,
                     ntp: info.ntp,
                     timestamp: info.rtp_time,
+                    at: Instant::now(),
                 };
                 match self.tx.try_send(data) {
                     Ok(()) | Err(std_mpsc::TrySendError::Full(_)) => {}
@@ -277,6 +305,7 @@ impl DataHandle {
 pub struct Queues {
     commands: std_mpsc::Receiver<Command>,
     data: std_mpsc::Receiver<Data>,
+    asleep: Arc<AtomicBool>,
 }
 
 /// Creates the command queue (`commands` deep) and the data queue (`data`
@@ -288,12 +317,19 @@ pub fn queues(
 ) -> (PacerHandle, DataHandle, Queues) {
     let (ctx, crx) = std_mpsc::sync_channel(commands.max(1));
     let (dtx, drx) = std_mpsc::sync_channel(data.max(1));
+    let asleep = Arc::new(AtomicBool::new(false));
     (
-        PacerHandle { tx: ctx },
-        DataHandle { tx: dtx, stats },
+        PacerHandle { tx: ctx.clone() },
+        DataHandle {
+            tx: dtx,
+            stats,
+            wake: ctx,
+            asleep: asleep.clone(),
+        },
         Queues {
             commands: crx,
             data: drx,
+            asleep,
         },
     )
 }
@@ -419,8 +455,18 @@ pub fn run(
             .min();
         let relaying = live.values().any(|c| matches!(c, LiveChannel::Relay(_)));
         let cap = if relaying { RELAY_WAKE } else { IDLE_WAKE };
-        let wait = next.map_or(cap, |d| d.saturating_duration_since(now).min(cap));
-        match queues.commands.recv_timeout(wait) {
+        let mut wait = next.map_or(cap, |d| d.saturating_duration_since(now).min(cap));
+        // Asleep from here: a publisher that queues a packet now wakes us.
+        // One queued before we said so is taken now instead of waited on.
+        queues.asleep.store(true, Ordering::SeqCst);
+        let early = queues.data.try_recv().ok();
+        if early.is_some() {
+            queues.asleep.store(false, Ordering::SeqCst);
+            wait = Duration::ZERO;
+        }
+        let commands = queues.commands.recv_timeout(wait);
+        queues.asleep.store(false, Ordering::SeqCst);
+        match commands {
             Ok(first) => {
                 // Take whatever else is queued before sending.
                 let mut next = Some(first);
@@ -445,11 +491,12 @@ pub fn run(
         // thousands of listeners must not become one batch of millions),
         // and what is left waits for the next turn, after the clips' due
         // packets. Past that, the bounded queue drops (counted).
+        let mut early = early;
         for _ in 0..DATA_PER_WAKE {
-            let Ok(data) = queues.data.try_recv() else {
+            let Some(data) = early.take().or_else(|| queues.data.try_recv().ok()) else {
                 break;
             };
-            take(&mut live, data, &mut batch);
+            take(&mut live, data, &mut batch, &out.stats);
             if batch.len() >= MAX_FLUSH {
                 send(&batch, &out, &counted);
                 batch.clear();
@@ -575,6 +622,7 @@ fn apply(
             }
             None => {}
         },
+        Command::Wake => {}
         Command::AddTrack { group, track, cfg } => pacer.add_track(group, track, cfg),
         Command::Play { group, req, reply } => {
             let _ = reply.send(pacer.play(group, req, now));
@@ -598,9 +646,19 @@ fn apply(
 }
 
 /// Hands media to its live channel.
-fn take(live: &mut HashMap<String, LiveChannel>, data: Data, out: &mut Vec<Transmit>) {
+fn take(
+    live: &mut HashMap<String, LiveChannel>,
+    data: Data,
+    out: &mut Vec<Transmit>,
+    stats: &SendStats,
+) {
     match data {
-        Data::Publish { key, track, packet } => match live.get_mut(&*key) {
+        Data::Publish {
+            key,
+            track,
+            packet,
+            at,
+        } => match live.get_mut(&*key) {
             Some(LiveChannel::Audio(c)) => {
                 if let Some(outcome) = c.publish(&packet) {
                     if !matches!(outcome, Outcome::Decoded { .. }) {
@@ -609,8 +667,20 @@ fn take(live: &mut HashMap<String, LiveChannel>, data: Data, out: &mut Vec<Trans
                 }
             }
             Some(LiveChannel::Relay(r)) => {
-                let before = r.rejected;
-                r.push(track, &packet, Instant::now(), out);
+                let (before, late) = (r.rejected, r.late);
+                if r.is_late(at, Instant::now()) {
+                    r.drop_late(track);
+                } else {
+                    r.push(track, &packet, at, out);
+                }
+                if r.late != late {
+                    stats
+                        .relay_late_dropped
+                        .fetch_add(r.late - late, Ordering::Relaxed);
+                    if r.late.is_power_of_two() {
+                        info!(channel = %key, dropped = r.late, "relayed packets dropped: the server fell behind by more than relay_max_delay_ms");
+                    }
+                }
                 // Logged at 1, 2, 4, 8, ... rejects: a flood of junk costs
                 // a few lines, not one per packet.
                 if r.rejected != before && r.rejected.is_power_of_two() {
@@ -625,9 +695,10 @@ fn take(live: &mut HashMap<String, LiveChannel>, data: Data, out: &mut Vec<Trans
             ssrc,
             ntp,
             timestamp,
+            at,
         } => {
             if let Some(LiveChannel::Relay(r)) = live.get_mut(&*key) {
-                r.source_report(track, ssrc, ntp, timestamp, Instant::now());
+                r.source_report(track, ssrc, ntp, timestamp, at);
             }
         }
         Data::Feed { channel, pcm } => {

@@ -204,6 +204,7 @@ impl Reloader {
                 max_payload: new.clip.max_payload,
                 max_bytes: new.clip.max_clip_bytes,
                 prebuffer: new.live_prebuffer,
+                relay_max_delay: new.relay_max_delay,
                 ..shared.channels.params()
             },
             allow_publish: new.allow_publish,
@@ -453,6 +454,7 @@ fn settings(c: &Config) -> Vec<(&'static str, String, Applies)> {
             Now,
         ),
         ("live_prebuffer_ms", ms(c.live_prebuffer), Now),
+        ("relay_max_delay_ms", ms(c.relay_max_delay), Now),
         ("http.listen", c.http.listen.to_string(), Now),
         (
             "http.max_connections",

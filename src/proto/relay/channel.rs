@@ -60,6 +60,10 @@ pub struct RelayConfig {
     pub gop_cache_bytes: usize,
     /// How much faster than it arrived a cached GOP is sent to a newcomer.
     pub catchup_speed: u32,
+    /// A packet still unsent this long after it arrived is dropped
+    /// ([`RelayChannel::is_late`]): an overloaded server drops media
+    /// rather than running ever later.
+    pub max_delay: Duration,
     pub cname: String,
     pub clock: WallClock,
 }
@@ -116,6 +120,10 @@ struct Track {
     pending_sr: Option<SourceReport>,
     /// The latest in-band parameter sets (video).
     params: ParamSets,
+    /// A packet of this video track was dropped late: the rest of its
+    /// picture, and of its GOP, would not decode, so everything up to the
+    /// next keyframe goes too.
+    resync: bool,
 }
 
 /// A source's sender report as it came: its SSRC's RTP time `timestamp` is
@@ -219,6 +227,9 @@ pub struct RelayChannel {
     /// Packets that came for a track the channel does not have, were not
     /// RTP, or had another payload type than the track's.
     pub rejected: u64,
+    /// Packets dropped for coming too late ([`RelayChannel::drop_late`]),
+    /// with the video dropped after them up to a keyframe.
+    pub late: u64,
 }
 
 impl RelayChannel {
@@ -237,6 +248,7 @@ impl RelayChannel {
                 pending_sr: None,
                 params: ParamSets::default(),
                 source_sr: None,
+                resync: false,
                 spec,
             })
             .collect();
@@ -248,6 +260,7 @@ impl RelayChannel {
             previous: None,
             started: VecDeque::new(),
             rejected: 0,
+            late: 0,
         }
     }
 
@@ -357,7 +370,26 @@ impl RelayChannel {
         self.started.drain(..).collect()
     }
 
-    /// One RTP packet of `track` from the source, received at `now`.
+    /// A packet received at `received` and not yet sent at `now` waited
+    /// past `max_delay`: the caller drops it ([`RelayChannel::drop_late`]).
+    pub fn is_late(&self, received: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(received) > self.cfg.max_delay
+    }
+
+    /// Drops a late packet of `track`. Listeners see a gap in the
+    /// sequence (the loss is theirs to count); a video track drops
+    /// everything else up to its next keyframe, so nobody is fed a picture
+    /// that refers to one it never got, and the GOP cache holds only
+    /// what decodes.
+    pub fn drop_late(&mut self, track: usize) {
+        self.late += 1;
+        if let Some(t) = self.tracks.get_mut(track) {
+            t.resync |= t.spec.video.is_some();
+        }
+    }
+
+    /// One RTP packet of `track` from the source, received at `now` (it is
+    /// sent then, or as soon after as the caller sends `out`).
     pub fn push(&mut self, track: usize, packet: &[u8], now: Instant, out: &mut Vec<Transmit>) {
         let Ok(rtp) = rtp_rs::RtpReader::new(packet) else {
             self.rejected += 1;
@@ -386,8 +418,15 @@ impl RelayChannel {
         if let Some(sr) = t.pending_sr.filter(|sr| sr.ssrc == rtp.ssrc()) {
             t.take_report(sr);
         }
-        let payload = Bytes::copy_from_slice(rtp.payload());
         let video = t.spec.video;
+        if t.resync {
+            if !video.is_some_and(|c| c.starts_keyframe(rtp.payload())) {
+                self.late += 1;
+                return;
+            }
+            t.resync = false;
+        }
+        let payload = Bytes::copy_from_slice(rtp.payload());
         if let Some(codec) = video {
             for (kind, unit) in codec.parameter_sets(&payload) {
                 t.params.observe(kind, unit);
@@ -649,6 +688,7 @@ mod tests {
                 gop_cache,
                 gop_cache_bytes: 1 << 20,
                 catchup_speed: 4,
+                max_delay: Duration::from_millis(500),
                 cname: "test".into(),
                 clock: WallClock::new(t0, Duration::from_secs(1_700_000_000)),
             },
@@ -716,6 +756,44 @@ mod tests {
         let mut v = vec![0x65];
         v.extend((1..len).map(|i| (i % 251) as u8));
         v
+    }
+
+    #[test]
+    fn a_late_video_packet_drops_the_rest_of_its_gop_and_leaves_a_gap() {
+        let t0 = Instant::now();
+        let mut c = channel(false, t0);
+        let mut out = Vec::new();
+        c.subscribe(7, both(), t0, &mut out);
+        c.push(V, &src(1, 10, 0, true, &idr(100)), t0, &mut out);
+        c.push(A, &src_pt(97, 2, 50, 0, false, &[1; 160]), t0, &mut out);
+        let late = t0 + Duration::from_millis(501);
+        assert!(!c.is_late(t0, t0 + Duration::from_millis(500)));
+        assert!(c.is_late(t0, late));
+        // Packet 11 waited too long; 12 (same GOP) goes with it, audio
+        // carries on, and video resumes at the next keyframe.
+        c.drop_late(V);
+        c.push(V, &src(1, 12, 6000, true, P_SLICE), late, &mut out);
+        c.push(A, &src_pt(97, 2, 51, 160, false, &[2; 160]), late, &mut out);
+        c.push(V, &src(1, 13, 9000, true, &idr(100)), late, &mut out);
+        c.push(V, &src(1, 14, 12_000, true, P_SLICE), late, &mut out);
+        assert_eq!(c.late, 2, "the late packet and the one after it");
+        let video: Vec<(u16, Vec<u8>)> = rtp_to(&out, 5000)
+            .into_iter()
+            .map(|(seq, _, _, _, p)| (seq, p))
+            .collect();
+        let seqs: Vec<u16> = video.iter().map(|v| v.0).collect();
+        let first = seqs[0];
+        assert_eq!(
+            seqs,
+            [first, first.wrapping_add(3), first.wrapping_add(4)],
+            "11 and 12 are a gap listeners count as loss"
+        );
+        assert_eq!(video[1].1, idr(100), "resumed at the keyframe");
+        assert_eq!(rtp_to(&out, 5002).len(), 2, "audio unaffected");
+        // An audio packet dropped late does not hold anything back.
+        c.drop_late(A);
+        c.push(A, &src_pt(97, 2, 53, 480, false, &[3; 160]), late, &mut out);
+        assert_eq!(rtp_to(&out, 5002).len(), 3);
     }
 
     #[test]
