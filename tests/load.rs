@@ -94,13 +94,27 @@ fn against_rtspd(extra: &[&str]) {
 /// and listens to it, over UDP and TCP; every copy a listener gets is
 /// matched to the packet the publisher sent (same payload), so the delay
 /// figures cover what was received, and the server dropped nothing late.
+/// On a GOP-cache channel, the cached packets a newcomer starts with are
+/// counted apart (they were sent before it set up), not timed.
 #[test]
 fn publish_measures_each_copys_delay_behind_the_publisher() {
-    let server = Server::start_http(&["--live", "cam=publish"], "warn");
-    let url = server.url("live/cam");
+    let server = Server::start_http(
+        &[
+            "--live",
+            "cam=publish",
+            "--live",
+            "gop=publish,gop_cache=true",
+        ],
+        "warn",
+    );
     let clip = common::bundled_media().join("testsrc-320x240.mp4");
     let clip = clip.to_str().expect("UTF-8 path");
-    for extra in [&[][..], &["--tcp"][..]] {
+    for (path, extra) in [
+        ("live/cam", &[][..]),
+        ("live/cam", &["--tcp"][..]),
+        ("live/gop", &["--ramp", "2"][..]),
+    ] {
+        let url = server.url(path);
         let mut args = vec![url.as_str(), "--publish", clip, "-n", "8", "-d", "3"];
         args.extend_from_slice(extra);
         let v = load(&args);
@@ -108,13 +122,27 @@ fn publish_measures_each_copys_delay_behind_the_publisher() {
         assert_eq!(f(&v, "loss_pct"), 0.0, "{v}");
         let received = u(&v, "packets_received");
         let p = &v["publish"];
-        let (matched, unmatched) = (u(p, "copies_matched"), u(p, "copies_unmatched"));
+        let (timed, unmatched, cached) = (
+            u(p, "copies_matched"),
+            u(p, "copies_unmatched"),
+            u(p, "copies_from_cache"),
+        );
         assert!(u(p, "packets_sent") > 0, "{v}");
-        assert_eq!(matched + unmatched, received, "every copy looked up: {v}");
+        assert_eq!(
+            timed + unmatched + cached,
+            received,
+            "every copy looked up: {v}"
+        );
         // Before a listener's timestamp offset is known, a repeated payload
         // (the SPS/PPS packet of every keyframe) cannot be matched: a
         // packet or two per track.
         assert!(unmatched <= 8 * 2 * 2, "{unmatched} unmatched: {v}");
+        if path == "live/gop" {
+            // Joining at 2/s, all but the first start with a cached GOP.
+            assert!(cached > 0, "no copy from the GOP cache: {v}");
+        } else {
+            assert_eq!(cached, 0, "{v}");
+        }
         let delay = &p["delay_ms"];
         let (p50, max) = (f(delay, "p50"), f(delay, "max"));
         assert!(p50 > 0.0 && p50 <= max, "{v}");

@@ -93,6 +93,11 @@ pub struct ServerFlags {
     /// 1024). [default: 64]
     #[arg(long)]
     pub send_batch: Option<Int<1, 1024>>,
+    /// Send the datagrams of a batch that go to one destination as one
+    /// segmented message (UDP GSO, Linux 4.18+; off where the kernel
+    /// lacks it). [default: true]
+    #[arg(long, value_name = "true|false")]
+    pub udp_gso: Option<bool>,
     /// Largest clip held in memory, in MiB of 16-bit samples. [default: 512]
     #[arg(long)]
     pub max_clip_mib: Option<Int<0, ANY>>,

@@ -82,13 +82,26 @@ struct LogInner {
     delays: Histogram<u64>,
     matched: u64,
     unmatched: u64,
+    cached: u64,
 }
 
 /// What one listener's track knows of the relay's numbering: its
-/// timestamps are the publisher's plus `offset`.
-#[derive(Debug, Clone, Copy, Default)]
+/// timestamps are the publisher's plus `offset`. A copy of a packet sent
+/// before `since` (the listener's SETUP) came from a GOP cache, not
+/// through the relay as it happened: it is counted, not timed.
+#[derive(Debug, Clone, Copy)]
 pub struct DelayProbe {
     offset: Option<u32>,
+    since: Instant,
+}
+
+impl DelayProbe {
+    pub fn new(since: Instant) -> Self {
+        Self {
+            offset: None,
+            since,
+        }
+    }
 }
 
 /// The delays measured: listener arrival − publisher send.
@@ -97,6 +110,8 @@ pub struct Delays {
     pub histogram: Histogram<u64>,
     pub matched: u64,
     pub unmatched: u64,
+    /// Matched copies of packets sent before the listener set up.
+    pub cached: u64,
     pub sent: u64,
 }
 
@@ -109,6 +124,7 @@ impl Default for SendLog {
                 delays: micros_histogram(),
                 matched: 0,
                 unmatched: 0,
+                cached: 0,
             }),
             sent: AtomicU64::new(0),
         }
@@ -161,6 +177,7 @@ impl SendLog {
             _ => None,
         };
         match found {
+            Some(sent) if sent < probe.since => g.cached += 1,
             Some(sent) => {
                 g.matched += 1;
                 record_micros(&mut g.delays, at.saturating_duration_since(sent));
@@ -175,6 +192,7 @@ impl SendLog {
             histogram: g.delays.clone(),
             matched: g.matched,
             unmatched: g.unmatched,
+            cached: g.cached,
             sent: self.sent.load(Ordering::Relaxed),
         }
     }
@@ -394,7 +412,7 @@ mod tests {
         log.record(1, &[7; 100], 1000, ms(0));
         log.record(1, &[7; 100], 2000, ms(20));
         log.record(1, &[8; 100], 3000, ms(40));
-        let mut probe = DelayProbe::default();
+        let mut probe = DelayProbe::new(t0);
         // A repeated payload cannot fix the offset yet.
         log.observe(1, &rtp(501_000, &[7; 100]), ms(3), &mut probe);
         assert!(probe.offset.is_none());
@@ -404,13 +422,20 @@ mod tests {
         // Another track's payload is not this one's.
         log.observe(0, &rtp(503_000, &[8; 100]), ms(44), &mut probe);
         let d = log.delays();
-        assert_eq!((d.matched, d.unmatched, d.sent), (2, 2, 3));
+        assert_eq!((d.matched, d.unmatched, d.cached, d.sent), (2, 2, 0, 3));
         assert_eq!(
             d.histogram.max() / 1000,
             5,
             "25 ms arrival of the 20 ms send"
         );
         assert_eq!(d.histogram.min() / 1000, 3);
+        // A listener that set up after the 20 ms send got that packet from
+        // a cache.
+        let mut late = DelayProbe::new(ms(30));
+        log.observe(1, &rtp(503_000, &[8; 100]), ms(50), &mut late);
+        log.observe(1, &rtp(502_000, &[7; 100]), ms(50), &mut late);
+        let d = log.delays();
+        assert_eq!((d.matched, d.cached), (3, 1));
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub struct PublishReport {
     /// Copies not matched (before a listener's timestamp offset was known,
     /// or a payload key seen more than once).
     pub copies_unmatched: u64,
+    /// Copies of packets sent before the listener set up (a GOP cache's):
+    /// not timed.
+    pub copies_from_cache: u64,
     /// Listener arrival (kernel stamp over UDP) − publisher send, over
     /// every matched copy.
     pub delay_ms: Spread,
@@ -134,6 +137,7 @@ impl PublishReport {
             packets_sent: d.sent,
             copies_matched: d.matched,
             copies_unmatched: d.unmatched,
+            copies_from_cache: d.cached,
             delay_p99_ms: delay_ms.p99,
             delay_ms,
         }
@@ -356,10 +360,11 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  delay      {} behind the tester's publisher ({} packets sent, \
-                 {} copies matched, {} not)",
+                 {} copies timed, {} from a cache, {} unmatched)",
                 sp(&p.delay_ms),
                 p.packets_sent,
                 p.copies_matched,
+                p.copies_from_cache,
                 p.copies_unmatched
             )?;
         }

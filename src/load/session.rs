@@ -102,6 +102,7 @@ async fn drive<S: Stream>(
         timeline: Timeline::default(),
         log: ctx.publisher.clone(),
         probes: Vec::new(),
+        since: started.into_std(),
     };
     let flow = flow(
         ctx,
@@ -163,6 +164,9 @@ struct TcpTracks {
     /// copies match them.
     log: Option<Arc<SendLog>>,
     probes: Vec<DelayProbe>,
+    /// When the session started: copies of packets sent before came from
+    /// a cache.
+    since: std::time::Instant,
 }
 
 impl TcpTracks {
@@ -177,7 +181,7 @@ impl TcpTracks {
             let track = usize::from(channel / 2);
             if let (true, Some(log)) = (counted, &self.log) {
                 if self.probes.len() <= track {
-                    self.probes.resize(track + 1, DelayProbe::default());
+                    self.probes.resize(track + 1, DelayProbe::new(self.since));
                 }
                 log.observe(track, data, now, &mut self.probes[track]);
             }

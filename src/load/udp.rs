@@ -269,7 +269,7 @@ impl State {
                 }
             };
             out.push(Track {
-                probe: DelayProbe::default(),
+                probe: DelayProbe::new(Instant::now()),
                 measure: t.measure,
                 server_rtcp: t.server_rtcp,
                 pair,

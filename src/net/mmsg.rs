@@ -64,8 +64,6 @@ pub fn send_batch_of(
     datagrams: &[(SocketAddr, &[u8])],
     per_call: usize,
 ) -> SendOutcome {
-    use std::os::fd::AsRawFd;
-
     let per_call = per_call.clamp(1, 1024);
     let mut out = SendOutcome::default();
     let mut addrs: Vec<libc::sockaddr_storage> = Vec::with_capacity(per_call);
@@ -96,39 +94,56 @@ pub fn send_batch_of(
                 msg_len: 0,
             });
         }
-        let mut at = 0;
-        while at < msgs.len() {
-            let rest = &mut msgs[at..];
-            // SAFETY: `rest` is a live slice of initialised `mmsghdr`s whose
-            // buffers outlive the call; the count passed is its length.
-            let n = unsafe {
-                libc::sendmmsg(
-                    fd.as_raw_fd(),
-                    rest.as_mut_ptr(),
-                    rest.len() as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            out.calls += 1;
-            if n < 0 {
-                // The first datagram of `rest` was refused: skip it.
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                if is_full(&e) {
-                    out.dropped += 1;
-                } else {
-                    out.failed += 1;
-                }
-                at += 1;
-            } else {
-                out.sent += n as usize;
-                at += n as usize;
-            }
-        }
+        send_messages(fd, &mut msgs, |_| 1, &mut out);
     }
     out
+}
+
+/// Sends `msgs` with as few `sendmmsg` calls as the kernel allows, adding
+/// to `out`: message `i` carries `datagrams(i)` datagrams. A refused
+/// message (full buffer, or an error such as `ECONNREFUSED`) is counted
+/// and skipped; the rest still go.
+pub(super) fn send_messages(
+    fd: std::os::fd::BorrowedFd<'_>,
+    msgs: &mut [libc::mmsghdr],
+    datagrams: impl Fn(usize) -> usize,
+    out: &mut SendOutcome,
+) {
+    use std::os::fd::AsRawFd;
+
+    let mut at = 0;
+    while at < msgs.len() {
+        let rest = &mut msgs[at..];
+        // SAFETY: `rest` is a live slice of initialised `mmsghdr`s whose
+        // buffers outlive the call (the caller's); the count passed is its
+        // length.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd.as_raw_fd(),
+                rest.as_mut_ptr(),
+                rest.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        out.calls += 1;
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // The first message of `rest` was refused: skip it.
+            if is_full(&e) {
+                out.dropped += datagrams(at);
+            } else {
+                out.failed += datagrams(at);
+            }
+            at += 1;
+        } else {
+            let n = n as usize;
+            out.sent += (at..at + n).map(&datagrams).sum::<usize>();
+            at += n;
+        }
+    }
 }
 
 /// Buffers for [`recv_batch`]: `count` datagrams of up to `size` bytes,
@@ -419,10 +434,10 @@ pub fn enable_timestamps(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
 }
 
-mod sockaddr {
+pub(super) mod sockaddr {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-    pub(super) struct Storage(pub(super) libc::sockaddr_storage);
+    pub(in crate::net) struct Storage(pub(in crate::net) libc::sockaddr_storage);
 
     impl From<SocketAddr> for Storage {
         fn from(a: SocketAddr) -> Self {
@@ -460,7 +475,7 @@ mod sockaddr {
         }
     }
 
-    pub(super) fn len(a: &SocketAddr) -> libc::socklen_t {
+    pub(in crate::net) fn len(a: &SocketAddr) -> libc::socklen_t {
         (match a {
             SocketAddr::V4(_) => size_of::<libc::sockaddr_in>(),
             SocketAddr::V6(_) => size_of::<libc::sockaddr_in6>(),

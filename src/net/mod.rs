@@ -1,6 +1,7 @@
 //! Socket helpers shared by the server and the load tester that the
 //! standard library and tokio do not offer.
 
+pub mod gso;
 pub mod mmsg;
 
 use std::io;

@@ -92,6 +92,9 @@ pub struct Config {
     pub send_ahead: Duration,
     /// Datagrams per `sendmmsg` call; 1 sends one at a time.
     pub send_batch: usize,
+    /// Datagrams to one destination leave as one segmented message (UDP
+    /// GSO), where the kernel offers it.
+    pub udp_gso: bool,
     /// How the pacing thread asks for scheduling precedence.
     pub pacer_priority: PacerPriority,
     /// A core for the pacing thread alone (the caller keeps every other
@@ -151,6 +154,7 @@ impl Default for Config {
             max_client_frames_per_sec: 1000,
             send_ahead: Duration::from_micros(500),
             send_batch: crate::net::mmsg::MAX_BATCH,
+            udp_gso: true,
             pacer_priority: PacerPriority::Auto,
             pacer_cpu: None,
             live: Vec::new(),
@@ -455,8 +459,13 @@ pub async fn run(
     let rtcp = Arc::new(listeners.rtcp);
     let sinks = Arc::new(Sinks::default());
     {
+        let gso = config.udp_gso && crate::net::gso::supported(std::os::fd::AsFd::as_fd(&*rtp));
+        if config.udp_gso && !gso {
+            info!("UDP GSO (UDP_SEGMENT) not offered by this kernel: one datagram per message");
+        }
         let out = pacing::Outputs {
             per_call: config.send_batch,
+            gso,
             rtp: rtp.clone(),
             rtcp: rtcp.clone(),
             sinks: sinks.clone(),

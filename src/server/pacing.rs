@@ -14,7 +14,8 @@
 //!   never takes the session table's lock.
 //!
 //! Every datagram due in one wake-up goes out in `sendmmsg` batches
-//! ([`crate::net::mmsg`]). Sends are non-blocking: a full socket buffer
+//! ([`crate::net::mmsg`]), those to one destination as one segmented
+//! message where the kernel offers UDP GSO ([`crate::net::gso`]). Sends are non-blocking: a full socket buffer
 //! (`EAGAIN`, `ENOBUFS`) drops that one datagram for that one client, and
 //! ICMP-driven errors such as `ECONNREFUSED` are counted and ignored, so no
 //! client can stall or kill the loop (ROBUSTNESS B11 #78, #80).
@@ -36,7 +37,7 @@ use tracing::{debug, info, trace};
 
 use super::interleave::Sinks;
 use crate::metrics::{add_owned, Metrics, SessionCounters, Tally};
-use crate::net::mmsg;
+use crate::net::{gso, mmsg};
 use crate::proto::depacketize::{Outcome, StreamFormat};
 use crate::proto::error::Error;
 use crate::proto::live::JoinInfo;
@@ -241,6 +242,7 @@ impl DataHandle {
     /// full: RTP tolerates loss, and a publisher never holds up the loop.
     pub fn publish(&self, key: Arc<str>, track: usize, packet: Bytes) -> Result<(), PacerGone> {
         let at = Instant::now();
+        let marker = packet.get(1).is_some_and(|b| b & 0x80 != 0);
         match self.tx.try_send(Data::Publish {
             key,
             track,
@@ -248,9 +250,13 @@ impl DataHandle {
             at,
         }) {
             Ok(()) => {
-                // One wake per sleep, however many packets come meanwhile;
-                // a full command queue means the loop is awake anyway.
-                if self.asleep.swap(false, Ordering::SeqCst) {
+                // The last packet of a frame (RTP marker, RFC 6184 §5.1;
+                // every AAC packet of RFC 3640 §3.2.1) wakes the loop, so a
+                // frame's packets go out together, as one segmented message
+                // per listener; others wait at most [`RELAY_WAKE`]. One wake
+                // per sleep, however many packets come meanwhile; a full
+                // command queue means the loop is awake anyway.
+                if marker && self.asleep.swap(false, Ordering::SeqCst) {
                     let _ = self.wake.try_send(Command::Wake);
                 }
                 Ok(())
@@ -370,6 +376,9 @@ impl Events {
 pub struct Outputs {
     /// Datagrams per `sendmmsg` (`--send-batch`).
     pub per_call: usize,
+    /// RTP datagrams to one destination go as one segmented message
+    /// ([`crate::net::gso`]).
+    pub gso: bool,
     pub rtp: Arc<UdpSocket>,
     pub rtcp: Arc<UdpSocket>,
     pub(crate) sinks: Arc<Sinks>,
@@ -790,8 +799,8 @@ fn send(batch: &[Transmit], out: &Outputs, counted: &Counted) {
     // The pacing thread is the only writer of these.
     late.publish_owned(&out.metrics.lateness);
     add_owned(&out.metrics.rtp_bytes, rtp_bytes);
-    let sent = send_all(&out.rtp, &on_rtp, out.per_call, &out.stats);
-    send_all(&out.rtcp, &on_rtcp, out.per_call, &out.stats);
+    let sent = send_all(&out.rtp, &on_rtp, out.per_call, out.gso, &out.stats);
+    send_all(&out.rtcp, &on_rtcp, out.per_call, false, &out.stats);
     let queued = deliver(out, interleaved);
     deliver(out, interleaved_rtcp);
     add_owned(&out.metrics.rtp_packets, (sent + queued) as u64);
@@ -819,12 +828,17 @@ fn send_all(
     socket: &UdpSocket,
     datagrams: &[(SocketAddr, &[u8])],
     per_call: usize,
+    gso: bool,
     stats: &SendStats,
 ) -> usize {
     if datagrams.is_empty() {
         return 0;
     }
-    let out = mmsg::send_batch_of(socket.as_fd(), datagrams, per_call);
+    let out = if gso {
+        gso::send_segmented(socket.as_fd(), datagrams, per_call)
+    } else {
+        mmsg::send_batch_of(socket.as_fd(), datagrams, per_call)
+    };
     stats.sent.fetch_add(out.sent as u64, Ordering::Relaxed);
     stats
         .send_calls

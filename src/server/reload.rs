@@ -407,6 +407,7 @@ fn settings(c: &Config) -> Vec<(&'static str, String, Applies)> {
             AtRestart,
         ),
         ("send_batch", c.send_batch.to_string(), AtRestart),
+        ("udp_gso", c.udp_gso.to_string(), AtRestart),
         (
             "pacer_priority",
             format!("{:?}", c.pacer_priority),
@@ -508,6 +509,7 @@ fn keep_restart_settings(new: &mut Config, old: &Config) {
     new.rtp_port = old.rtp_port;
     new.send_ahead = old.send_ahead;
     new.send_batch = old.send_batch;
+    new.udp_gso = old.udp_gso;
     new.pacer_priority = old.pacer_priority;
     new.pacer_cpu = old.pacer_cpu;
     new.command_queue = old.command_queue;
