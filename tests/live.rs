@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::interleaved::{gaps, read_frames, tcp_listener};
-use common::pcm::find_offset;
+use common::pcm::offset_in_loop;
 use common::tools::{ffmpeg_s16be, require, run_tool};
 use common::udp::bye_within;
 use common::{
@@ -18,16 +18,9 @@ use rtspd::proto::packetize::g711::{linear_to_ulaw, ulaw_to_linear};
 
 const RATE: u32 = 8000;
 
-/// A 1 s 8 kHz mono clip whose sample n is a distinct value (n * 7 - 20000),
-/// so any 20 ms window identifies its position.
+/// A 1 s 8 kHz mono clip of distinct samples ([`common::pcm::distinct_wav`]).
 fn one_second(dir: &Path) -> Vec<i16> {
-    let samples: Vec<i16> = (0..RATE as i32).map(|n| (n * 7 - 20_000) as i16).collect();
-    common::write_wav(
-        &dir.join("loop.wav"),
-        common::int_spec(RATE, 1, 16),
-        samples.iter().copied(),
-    );
-    samples
+    common::pcm::distinct_wav(&dir.join("loop.wav"), RATE)
 }
 
 fn serve(codec: &str) -> (Server, Vec<i16>) {
@@ -42,16 +35,6 @@ fn serve(codec: &str) -> (Server, Vec<i16>) {
     // The channel read its file at start; the temp dir may go.
     drop(dir);
     (server, samples)
-}
-
-/// Where `window` starts in `samples` played in a loop.
-fn offset_in_loop(samples: &[i16], window: &[i16]) -> usize {
-    // Twice over, every start has the whole window after it; an offset
-    // before 0 is where the window crosses the loop point.
-    let twice = samples.repeat(2);
-    let offset = find_offset(window, &twice, 1, samples.len())
-        .unwrap_or_else(|| panic!("window {:?}.. not found in the source", &window[..4]));
-    offset.rem_euclid(samples.len() as i64) as usize
 }
 
 fn play(c: &mut Rtsp, url: &str, session: &str) -> (u16, u32) {

@@ -451,6 +451,11 @@ fn live_specs(
                 table.max_packet_rate.map(|v| v.to_string()),
             ),
             ("max_bitrate", table.max_bitrate.map(|v| v.to_string())),
+            ("stall_timeout", table.stall_timeout.map(|v| v.to_string())),
+            (
+                "ca_file",
+                table.ca_file.as_ref().map(|p| p.display().to_string()),
+            ),
         ];
         for (k, v) in keys {
             let Some(v) = v else { continue };

@@ -301,6 +301,12 @@ pub struct LiveTable {
     pub max_packet_rate: Option<Int<0, ANY>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bitrate: Option<Int<0, ANY>>,
+    /// Seconds without a packet before a playing upstream is reconnected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_timeout: Option<Int<0, ANY>>,
+    /// `rtsps://`: PEM file of the CA certificates that verify the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl From<&LiveSpec> for LiveTable {
@@ -324,6 +330,8 @@ impl From<&LiveSpec> for LiveTable {
             max_sdp: pull.map(|p| Int::of(p.max_sdp as u64)),
             max_packet_rate: pull.map(|p| Int::of(p.max_packet_rate.into())),
             max_bitrate: pull.map(|p| Int::of(p.max_bitrate)),
+            stall_timeout: pull.map(|p| Int::of(p.stall_timeout.as_secs())),
+            ca_file: pull.and_then(|p| p.tls.ca_file.clone()),
         }
     }
 }

@@ -684,7 +684,7 @@ fn the_example_names_every_key_with_its_default() {
         toml::to_string(&settings).expect("serialize"),
         toml::to_string(&Settings::default()).expect("serialize")
     );
-    assert_eq!(e.server.live.len(), 5);
+    assert_eq!(e.server.live.len(), 6);
 }
 
 /// `--media` takes any path, as before there was a config file; only

@@ -64,6 +64,12 @@ pub struct PullOptions {
     pub max_packet_rate: u32,
     /// Bits per second before the upstream is cut off.
     pub max_bitrate: u64,
+    /// A playing upstream that sends nothing for this long is down (and
+    /// reconnected).
+    pub stall_timeout: Duration,
+    /// How an `rtsps://` upstream's certificate is checked: against
+    /// `ca_file` (the pull client has no system trust store).
+    pub tls: crate::load::TlsOptions,
 }
 
 impl Default for PullOptions {
@@ -76,6 +82,8 @@ impl Default for PullOptions {
             max_sdp: 64 * 1024,
             max_packet_rate: 20_000,
             max_bitrate: 100_000_000,
+            stall_timeout: Duration::from_secs(10),
+            tls: crate::load::TlsOptions::default(),
         }
     }
 }
@@ -218,10 +226,18 @@ impl LiveSpec {
             "max_sdp" => self.pull.max_sdp = in_range(value, 256..=1 << 20)?,
             "max_packet_rate" => self.pull.max_packet_rate = in_range(value, 1..=1_000_000)?,
             "max_bitrate" => self.pull.max_bitrate = in_range(value, 1000..=10_000_000_000)?,
+            "stall_timeout" => self.pull.stall_timeout = seconds(value)?,
+            "ca_file" => {
+                if value.is_empty() {
+                    return Err("the path of a PEM file of CA certificates".into());
+                }
+                self.pull.tls.ca_file = Some(PathBuf::from(value));
+            }
             _ => {
                 return Err(
                     "one of codec, rate, channels, format, gop_cache, transport, \
-                     on_demand, close_after, start_timeout, max_sdp, max_packet_rate, max_bitrate"
+                     on_demand, close_after, start_timeout, max_sdp, max_packet_rate, max_bitrate, \
+                     stall_timeout, ca_file"
                         .into(),
                 )
             }
@@ -243,10 +259,30 @@ impl LiveSpec {
         if !pulled && self.pull != PullOptions::default() {
             return Err(SpecError::Key {
                 name: self.name.clone(),
-                kv: "transport, on_demand, close_after, start_timeout, max_sdp, max_packet_rate \
-                     and max_bitrate are for rtsp:// and rtsps:// sources"
+                kv: "transport, on_demand, close_after, start_timeout, max_sdp, max_packet_rate, \
+                     max_bitrate and stall_timeout are for rtsp:// and rtsps:// sources, \
+                     ca_file for rtsps://"
                     .into(),
             });
+        }
+        if let Source::Pull(url) = &self.source {
+            // The pull client has no system trust store: an rtsps://
+            // upstream needs a CA file, found missing here rather than at
+            // the first connect.
+            let kv = match (url.starts_with("rtsps://"), self.pull.tls.ca_file.is_some()) {
+                (false, true) => Some("ca_file is for rtsps:// sources"),
+                (true, false) => Some(
+                    "an rtsps:// source needs ca_file (PEM CA certificates that verify the \
+                     upstream's certificate; a self-signed one is its own CA)",
+                ),
+                _ => None,
+            };
+            if let Some(kv) = kv {
+                return Err(SpecError::Key {
+                    name: self.name.clone(),
+                    kv: kv.into(),
+                });
+            }
         }
         if pulled && (self.codec.is_some() || self.rate.is_some() || self.channels.is_some()) {
             return Err(SpecError::Key {
@@ -798,7 +834,17 @@ mod tests {
             ("tcp".into(), true, Duration::from_millis(500))
         );
         assert_eq!(s.pull.start_timeout, Duration::from_secs(10));
+        assert_eq!(s.pull.stall_timeout, Duration::from_secs(10));
+        let s: LiveSpec = "cam=rtsps://h/s,ca_file=/etc/ca.pem,stall_timeout=2"
+            .parse()
+            .unwrap();
+        assert_eq!(s.pull.tls.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(s.pull.stall_timeout, Duration::from_secs(2));
         for bad in [
+            "cam=rtsps://h/s",
+            "cam=rtsp://h/s,ca_file=a.pem",
+            "cam=rtsp://h/s,stall_timeout=0",
+            "cam=publish,stall_timeout=5",
             "cam=rtsp://",
             "cam=rtsp://h/s,codec=pcmu",
             "cam=rtsp://h/s,transport=sctp",

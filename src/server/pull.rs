@@ -7,6 +7,9 @@
 //! - `on_demand`: opened by the first DESCRIBE or SETUP, which waits up to
 //!   `start_timeout` for the upstream's SDP (then 504), and closed
 //!   `close_after` after the last reader left. Otherwise opened at start.
+//! - An upstream that plays and then sends nothing for `stall_timeout`
+//!   (its connection open or not) is an outage: the client drops it and
+//!   reconnects ([`crate::upstream`]).
 //! - An outage keeps readers (the channel's restamper keeps their SSRC,
 //!   sequence and timeline, [`crate::proto::relay::channel::RelayChannel::source_changed`]);
 //!   new readers get 503 until the upstream is back.
@@ -168,6 +171,8 @@ fn open(shared: &Arc<Shared>, name: &str, e: &mut Entry) {
     cfg.max_sdp = e.opts.max_sdp;
     cfg.max_packets_per_sec = e.opts.max_packet_rate;
     cfg.max_bitrate = e.opts.max_bitrate;
+    cfg.stall_timeout = e.opts.stall_timeout;
+    cfg.tls = e.opts.tls.clone();
     let task = PullTask {
         shared: shared.clone(),
         name: name.to_owned(),

@@ -143,3 +143,22 @@ pub fn assert_pcm_eq(what: &str, decoded: &[u8], expected: &[u8], channels: u16,
         &diffs[..diffs.len().min(8)]
     );
 }
+
+/// Writes `path`, a 1 s mono WAV at `rate` whose sample n is a distinct
+/// value (n * 7 - 20000), so any 20 ms window identifies its position;
+/// returns the samples.
+pub fn distinct_wav(path: &Path, rate: u32) -> Vec<i16> {
+    let samples: Vec<i16> = (0..rate as i32).map(|n| (n * 7 - 20_000) as i16).collect();
+    write_wav(path, int_spec(rate, 1, 16), samples.iter().copied());
+    samples
+}
+
+/// Where `window` starts in `samples` played in a loop (mono).
+pub fn offset_in_loop(samples: &[i16], window: &[i16]) -> usize {
+    // Twice over, every start has the whole window after it; an offset
+    // before 0 is where the window crosses the loop point.
+    let twice = samples.repeat(2);
+    let offset = find_offset(window, &twice, 1, samples.len())
+        .unwrap_or_else(|| panic!("window {:?}.. not found in the source", &window[..4]));
+    offset.rem_euclid(samples.len() as i64) as usize
+}
