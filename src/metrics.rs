@@ -211,6 +211,8 @@ fn method_index(m: Option<&Method>) -> usize {
 #[derive(Debug)]
 pub struct Metrics {
     pub sessions_started: AtomicU64,
+    /// RTSP `REDIRECT` requests sent to playing clients (a drain).
+    pub redirects_sent: AtomicU64,
     /// `METHODS × STATUSES` answer counts.
     requests: Box<[AtomicU64]>,
     pub rtp_packets: AtomicU64,
@@ -228,6 +230,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             sessions_started: AtomicU64::new(0),
+            redirects_sent: AtomicU64::new(0),
             requests: (0..METHODS.len() * STATUSES)
                 .map(|_| AtomicU64::new(0))
                 .collect(),

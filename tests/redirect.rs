@@ -322,9 +322,12 @@ fn server_request(c: &Rtsp, wait: Duration) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// Checks a REDIRECT (RFC 2326 §10.15) for session `id` to `to`.
-fn assert_redirect(head: &str, id: &str, to: &str) {
-    assert!(head.starts_with("REDIRECT rtsp://"), "{head}");
+/// Checks a REDIRECT (RFC 2326 §10.15) from `node` for session `id` to
+/// `to`: its Request-URI is the session's URL at the address the client
+/// reached.
+fn assert_redirect(head: &str, node: &Server, id: &str, to: &str) {
+    let line = format!("REDIRECT {} RTSP/1.0\r\n", node.url(CLIP.0));
+    assert!(head.starts_with(&line), "{head}");
     assert!(head.contains(&format!("\r\nSession: {id}\r\n")), "{head}");
     assert!(
         head.contains(&format!("\r\nLocation: {to}/{}\r\n", CLIP.0)),
@@ -367,9 +370,17 @@ fn drain_over_http_redirects_players_and_new_readers_then_stops_when_they_left()
     assert_eq!(r.status, 409, "a second drain: {}", r.body);
     assert_eq!(request(http, "GET", "/healthz", &[]).status, 503);
 
-    assert_redirect(&server_request(&c, Duration::from_secs(5)), &id, &to);
+    assert_redirect(&server_request(&c, Duration::from_secs(5)), &node, &id, &to);
     // A new reader is sent to the target.
     assert_eq!(location_of(&node, CLIP.0), format!("{to}/{}", CLIP.0));
+    // Both counted: the REDIRECT sent and the 302 answered.
+    let m = scrape(http);
+    let sample = |name, labels| common::http::sample(&m, name, labels);
+    assert_eq!(sample("rtspd_redirects_sent_total", ""), Some(1.0));
+    assert_eq!(
+        sample("rtspd_requests_total", "method=\"DESCRIBE\",status=\"302\""),
+        Some(1.0)
+    );
     // The client answers the REDIRECT, then leaves on the same connection.
     c.write(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n")
         .expect("write");
@@ -388,7 +399,7 @@ fn sigterm_with_drain_to_redirects_and_stops_at_the_timeout() {
     let (c, id, _pair) = playing(&node);
     let t0 = Instant::now();
     node.signal("TERM");
-    assert_redirect(&server_request(&c, Duration::from_secs(5)), &id, &to);
+    assert_redirect(&server_request(&c, Duration::from_secs(5)), &node, &id, &to);
     assert_eq!(location_of(&node, CLIP.0), format!("{to}/{}", CLIP.0));
     // The client stays: the drain ends at its 2 s timeout.
     exits_within(&mut node, Duration::from_secs(10));

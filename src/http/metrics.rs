@@ -71,6 +71,12 @@ fn render(state: &State) -> String {
     )
     .sample("rtspd_sessions_started_total", &[], n(&m.sessions_started));
     e.family(
+        "rtspd_redirects_sent_total",
+        "RTSP REDIRECT requests sent to playing clients (draining); 302 answers are in rtspd_requests_total.",
+        Kind::Counter,
+    )
+    .sample("rtspd_redirects_sent_total", &[], n(&m.redirects_sent));
+    e.family(
         "rtspd_requests_total",
         "RTSP requests answered, by method and status.",
         Kind::Counter,

@@ -455,16 +455,24 @@ async fn send_redirects<S: Stream>(
     to: &str,
     cseq: &mut u32,
 ) -> bool {
-    let host = match shared.rtsp_addr {
+    // The address this client reached us at (not the wildcard we may be
+    // bound to), and the scheme it used.
+    let local = stream.tcp().local_addr().unwrap_or(shared.rtsp_addr);
+    let host = match local {
         SocketAddr::V4(a) => a.to_string(),
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
     };
+    let scheme = if S::TLS { "rtsps" } else { "rtsp" };
     for (id, path) in shared.sessions.readers_on(conn_id) {
         *cseq += 1;
         let path = encode_path(&path);
-        let here = format!("rtsp://{host}/{path}");
+        let here = format!("{scheme}://{host}/{path}");
         let location = format!("{to}/{path}");
         info!(session = %id, %location, "REDIRECT sent");
+        shared
+            .metrics
+            .redirects_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bytes = redirect_request(&here, *cseq, &id, &location);
         let written =
             tokio::time::timeout(shared.config().write_timeout, write_all(stream, &bytes)).await;
