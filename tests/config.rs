@@ -80,6 +80,45 @@ fn check_config_prints_the_effective_configuration() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
+/// `check-config` prints the configuration without its secrets: users'
+/// HA1 hashes (password-equivalent for Digest), token hashes, and the
+/// password in a pulled source's URL.
+#[test]
+fn check_config_prints_no_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ha1_md5, ha1_sha256, token) = (
+        "4810f2ccb0902ce17b7daca2a401bd0c",
+        "90fff557e2155640f012b5f679133f13a0adc706952129f8ed1ac375fbe5b7a0",
+        "28f3eb3c1aba4bbf56e3a9cc2d4e64c1fd6971294d8641a0a9ba1bcf92b8b8ee",
+    );
+    let file = write(
+        dir.path(),
+        "secrets.toml",
+        &format!(
+            "[[http.tokens]]\nname = \"prometheus\"\nsha256 = \"{token}\"\n\n\
+             [[users]]\nname = \"alice\"\nha1_md5 = \"{ha1_md5}\"\nha1_sha256 = \"{ha1_sha256}\"\n\n\
+             [[live]]\nname = \"door\"\nsource = \"rtsp://viewer:hunter2@192.0.2.10:554/s\"\n"
+        ),
+    );
+    let out = run_to_end(rtspd(&["check-config", &file]), Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    for secret in [ha1_md5, ha1_sha256, token, "hunter2"] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+    let t: toml::Table = toml::from_str(&printed).expect("the output is TOML");
+    assert_eq!(t["users"][0]["name"].as_str(), Some("alice"));
+    assert_eq!(t["users"][0]["ha1_md5"].as_str(), Some("(redacted)"));
+    assert_eq!(
+        t["http"]["tokens"][0]["sha256"].as_str(),
+        Some("(redacted)")
+    );
+    assert_eq!(
+        t["live"][0]["source"].as_str(),
+        Some("rtsp://viewer:***@192.0.2.10:554/s")
+    );
+}
+
 #[test]
 fn check_config_rejects_a_bad_file_with_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");

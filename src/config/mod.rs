@@ -352,10 +352,36 @@ impl Effective {
     pub fn to_toml(&self) -> String {
         // Every key type serializes to a TOML value; a failure would be a
         // bug, and shows as a comment rather than a crash.
-        toml::to_string(&self.settings)
+        toml::to_string(&self.redacted())
             .unwrap_or_else(|e| format!("# cannot write the settings: {e}\n"))
     }
+
+    /// The settings with every secret replaced by [`REDACTED`]: users' HA1
+    /// hashes (as good as their passwords for Digest), bearer tokens'
+    /// hashes, and the password in a pulled source's URL.
+    fn redacted(&self) -> Settings {
+        let mut s = self.settings.clone();
+        for u in &mut s.users {
+            for h in [&mut u.ha1_md5, &mut u.ha1_sha256] {
+                if h.is_some() {
+                    *h = Some(REDACTED.into());
+                }
+            }
+        }
+        for t in &mut s.http.tokens {
+            t.sha256 = REDACTED.into();
+        }
+        for l in &mut s.live {
+            if l.source.contains("://") {
+                l.source = crate::server::live::redact(&l.source);
+            }
+        }
+        s
+    }
 }
+
+/// What a printed configuration shows in place of a secret.
+pub const REDACTED: &str = "(redacted)";
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
