@@ -64,6 +64,7 @@ fn metrics_parse_with_the_prometheus_parser() {
         ("rtspd_sessions", "gauge"),
         ("rtspd_path_readers", "gauge"),
         ("rtspd_sessions_started", "counter"),
+        ("rtspd_redirects_sent", "counter"),
         ("rtspd_requests", "counter"),
         ("rtspd_refused", "counter"),
         ("rtspd_rtp_packets_sent", "counter"),

@@ -499,3 +499,73 @@ fn a_drain_ends_at_its_timeout_even_when_an_interleaved_player_stops_reading() {
     );
     drop(c);
 }
+
+/// What real players do with a server's REDIRECT (RFC 2326 §10.15) during
+/// a drain: ffmpeg and GStreamer's rtspsrc neither follow it nor fail on
+/// it. Both keep playing the live channel through it, with nothing
+/// dropped, until the drain's timeout stops the server; a new reader is
+/// sent to the target with 302 meanwhile. (Were either to stop or error at
+/// the REDIRECT, the durations below would be short.)
+#[test]
+fn players_keep_playing_through_a_redirect_until_the_drain_timeout() {
+    require("ffmpeg");
+    require("gst-launch-1.0");
+    let target = edge();
+    let to = base(&target);
+    let wav = bundled_media().join("music-44k-stereo.wav");
+    let live = format!("hifi=file:{}", wav.display());
+    let mut node = Server::start_http(&["--live", &live, "--drain-timeout", "3"], "info");
+    let url = node.url("live/hifi");
+    let http = node.http.expect("HTTP");
+    let limit = Duration::from_secs(30);
+    let t0 = Instant::now();
+    let location = format!("location={url}");
+    let (ffmpeg, gst, drained_at) = std::thread::scope(|s| {
+        let ffmpeg = s.spawn(|| ffmpeg_s16be(&["-rtsp_transport", "tcp", "-i", &url], limit));
+        let gst = s.spawn(|| {
+            let args = ["-q", "rtspsrc", &location, "protocols=tcp", "!", "fakesink"];
+            run_tool("gst-launch-1.0", &args, limit)
+        });
+        // Both playing, then the drain.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while common::http::sample(&scrape(http), "rtspd_sessions_started_total", "") != Some(2.0) {
+            assert!(Instant::now() < deadline, "the players did not set up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let r = request(http, "POST", &format!("/api/v1/drain?to={to}"), &[]);
+        assert_eq!(r.status, 202, "{}", r.body);
+        let drained_at = t0.elapsed();
+        assert_eq!(location_of(&node, "live/hifi"), format!("{to}/live/hifi"));
+        (
+            ffmpeg.join().expect("ffmpeg thread"),
+            gst.join().expect("gst thread"),
+            drained_at,
+        )
+    });
+    exits_within(&mut node, Duration::from_secs(10));
+    let log = node.log_lines().join("\n");
+    assert_eq!(log.matches("REDIRECT sent").count(), 2, "{log}");
+    assert!(
+        log.contains("drain timed out; stopping with readers left readers=2"),
+        "both players stayed to the end: {log}"
+    );
+    // ffmpeg decoded from its PLAY to the stop: through the REDIRECT and
+    // the 3 s after it, with no error line.
+    let (pcm, run) = ffmpeg;
+    let decoded = pcm.len() as f64 / (44_100.0 * 2.0 * 2.0);
+    let until_stop = drained_at.as_secs_f64() + 3.0;
+    assert!(
+        decoded > until_stop - 1.5 && decoded < until_stop + 1.0,
+        "ffmpeg decoded {decoded:.2} s; the drain began at {drained_at:?} and stopped 3 s later\n{}",
+        run.stderr
+    );
+    // GStreamer ran until the server closed, not until the REDIRECT.
+    let (_, gst) = (run, gst);
+    assert!(
+        gst.elapsed > drained_at + Duration::from_millis(2500),
+        "rtspsrc ended {:?} after start; the drain began at {drained_at:?}\n{}",
+        gst.elapsed,
+        gst.stderr
+    );
+}
