@@ -962,12 +962,15 @@ fn frame(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> 
 fn hostile_publisher_keeps_readers_on_one_timeline() {
     // The flood below is 4,000 frames a second; the last part of the test
     // exceeds this cap on purpose.
-    let server = Server::start(&[
-        "--live",
-        "cam=publish,gop_cache=true",
-        "--max-client-frames-per-sec",
-        "6000",
-    ]);
+    let server = Server::start_http(
+        &[
+            "--live",
+            "cam=publish,gop_cache=true",
+            "--max-publisher-frames-per-sec",
+            "6000",
+        ],
+        "warn",
+    );
     let url = server.url("live/cam");
     let mut p = raw_publisher(&server, &url);
     let idr = [0x65, 0x88, 0x84, 0x21];
@@ -1020,9 +1023,17 @@ fn hostile_publisher_keeps_readers_on_one_timeline() {
         }
         reader.join().expect("reader")
     });
+    // The reader starts with the cached keyframe (100) and then the live
+    // one (101), or, when 101 reached the channel before the reader's
+    // PLAY did, with 101 alone from the cache.
+    let keyframes = got
+        .iter()
+        .take_while(|(p, _)| rtp_payload(p)[0] == idr[0])
+        .count();
+    assert!((1..=2).contains(&keyframes), "{keyframes} keyframes first");
     assert_eq!(
         got.len(),
-        2 + good + usize::from(FRAGS),
+        keyframes + good + usize::from(FRAGS),
         "every packet but the wrong payload type"
     );
     assert!(
@@ -1054,7 +1065,7 @@ fn hostile_publisher_keeps_readers_on_one_timeline() {
     assert_eq!(n.reply(sent).expect("PLAY reply").status, 200);
     let (first, _) = late.recv_rtp().expect("the newcomer's first packet");
     assert_eq!(rtp_payload(&first)[0] & 0x1F, 5, "starts at the IDR");
-    // 10x too fast: past max_client_frames_per_sec the publisher is cut
+    // 10x too fast: past max_publisher_frames_per_sec the publisher is cut
     // off; the readers stay, and the next publisher continues their
     // timeline.
     let last = rtp_seq(
@@ -1080,6 +1091,13 @@ fn hostile_publisher_keeps_readers_on_one_timeline() {
         reader.join().expect("reader")
     });
     assert!(flooded.is_empty(), "{} packets of the flood", flooded.len());
+    // Cut off by the publishers' cap, not the players'.
+    let m = common::http::scrape(server.http.expect("http"));
+    let refused = |limit: &str| {
+        common::http::sample(&m, "rtspd_refused_total", &format!("limit=\"{limit}\""))
+    };
+    assert_eq!(refused("max_publisher_frames_per_sec"), Some(1.0));
+    assert_eq!(refused("max_client_frames_per_sec"), Some(0.0));
     // The channel is free again for the next publisher.
     let mut next = raw_publisher(&server, &url);
     next.write(&frame(96, 5, 0, 99, true, &idr)).expect("write");

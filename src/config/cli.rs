@@ -189,6 +189,11 @@ pub struct LimitFlags {
     /// is disconnected. [default: 1000]
     #[arg(long)]
     pub max_client_frames_per_sec: Option<Int<0, { u32::MAX as u64 }>>,
+    /// Interleaved frames (RTP and RTCP) a TCP publisher may send per
+    /// second before it is disconnected (20000 fits about 200 Mbit/s of
+    /// video). [default: 20000]
+    #[arg(long)]
+    pub max_publisher_frames_per_sec: Option<Int<0, { u32::MAX as u64 }>>,
     /// Most channels publishers may start with --allow-publish.
     /// [default: 64]
     #[arg(long)]

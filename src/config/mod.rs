@@ -152,6 +152,8 @@ pub struct LimitSettings {
     pub max_client_queue: Int<0, ANY>,
     /// Frames per second (0 counts as 1).
     pub max_client_frames_per_sec: Int<0, { u32::MAX as u64 }>,
+    /// Interleaved frames a TCP publisher may send per second.
+    pub max_publisher_frames_per_sec: Int<0, { u32::MAX as u64 }>,
     pub max_published_channels: Int<0, ANY>,
     /// Failed logins from one IP within 60 s before it is refused (403)
     /// for 60 s (0 counts as 1).
@@ -178,6 +180,7 @@ impl Default for LimitSettings {
             idle_timeout: Int::of(60),
             max_client_queue: Int::of(512),
             max_client_frames_per_sec: Int::of(1000),
+            max_publisher_frames_per_sec: Int::of(20_000),
             max_published_channels: Int::of(64),
             max_auth_failures: Int::of(10),
             max_unknown_sessions: Int::of(20),
@@ -580,6 +583,7 @@ impl Settings {
             idle_timeout: secs(l.idle_timeout),
             client_queue: l.max_client_queue.usize().max(1),
             max_client_frames_per_sec: (l.max_client_frames_per_sec.get() as u32).max(1),
+            max_publisher_frames_per_sec: (l.max_publisher_frames_per_sec.get() as u32).max(1),
             send_ahead: Duration::from_micros(s.send_ahead_us.get()),
             send_batch: s.send_batch.usize(),
             udp_gso: s.udp_gso,

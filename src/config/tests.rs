@@ -509,6 +509,7 @@ fn every_flag_has_a_key() {
         "--allow-publish",
         "--live-prebuffer-ms=10",
         "--relay-max-delay-ms=77",
+        "--max-publisher-frames-per-sec=78",
         "--pacer-priority=normal",
         "--pacer-cpu=0",
         "--tunnel=false",

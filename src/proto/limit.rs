@@ -20,6 +20,8 @@ pub enum Limit {
     MaxSessionsPerIp,
     MaxPublishedChannels,
     MaxClientFramesPerSec,
+    /// Interleaved frames a publisher (RECORD over TCP) may send per second.
+    MaxPublisherFramesPerSec,
     MaxHeadBytes,
     MaxBodyBytes,
     MaxHeaders,
@@ -38,13 +40,14 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, in a fixed order (for per-limit tables).
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::MaxConnections,
         Self::MaxConnectionsPerIp,
         Self::MaxSessions,
         Self::MaxSessionsPerIp,
         Self::MaxPublishedChannels,
         Self::MaxClientFramesPerSec,
+        Self::MaxPublisherFramesPerSec,
         Self::MaxHeadBytes,
         Self::MaxBodyBytes,
         Self::MaxHeaders,
@@ -70,6 +73,7 @@ impl Limit {
             Self::MaxSessionsPerIp => "max_sessions_per_ip",
             Self::MaxPublishedChannels => "max_published_channels",
             Self::MaxClientFramesPerSec => "max_client_frames_per_sec",
+            Self::MaxPublisherFramesPerSec => "max_publisher_frames_per_sec",
             Self::MaxHeadBytes => "max_head_bytes",
             Self::MaxBodyBytes => "max_body_bytes",
             Self::MaxHeaders => "max_headers",
@@ -91,6 +95,7 @@ impl Limit {
             Self::MaxSessionsPerIp => "--max-sessions-per-ip",
             Self::MaxPublishedChannels => "--max-published-channels",
             Self::MaxClientFramesPerSec => "--max-client-frames-per-sec",
+            Self::MaxPublisherFramesPerSec => "--max-publisher-frames-per-sec",
             Self::MaxHeadBytes => "--max-head-bytes",
             Self::MaxBodyBytes => "--max-body-bytes",
             Self::MaxHeaders => "--max-headers",

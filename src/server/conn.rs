@@ -190,15 +190,31 @@ async fn serve_requests<S: Stream>(
                         frame_window = (now, 0);
                     }
                     frame_window.1 += 1;
-                    if frame_window.1 > shared.config().max_client_frames_per_sec {
-                        info!(channel, "client sends too many interleaved frames, closing");
-                        shared.refusals.refuse(Limit::MaxClientFramesPerSec);
-                        return;
-                    }
                     // A publisher's RTP and RTCP go to its channel; RTCP keeps the
                     // connection's sessions alive; anything else, and
-                    // unknown channels, is skipped (B10#71, #72).
-                    if let Some(d) = shared.channels.interleaved_packet(conn_id, channel, now) {
+                    // unknown channels, is skipped (B10#71, #72). A publisher
+                    // sends media, so it has a cap of its own.
+                    let delivery = shared.channels.interleaved_packet(conn_id, channel, now);
+                    let (cap, limit) = match delivery {
+                        Some(_) => (
+                            shared.config().max_publisher_frames_per_sec,
+                            Limit::MaxPublisherFramesPerSec,
+                        ),
+                        None => (
+                            shared.config().max_client_frames_per_sec,
+                            Limit::MaxClientFramesPerSec,
+                        ),
+                    };
+                    if frame_window.1 > cap {
+                        info!(
+                            channel,
+                            limit = limit.name(),
+                            "client sends too many interleaved frames, closing"
+                        );
+                        shared.refusals.refuse(limit);
+                        return;
+                    }
+                    if let Some(d) = delivery {
                         if let Some(id) = d.touch {
                             shared.sessions.touch(&id, now);
                         }

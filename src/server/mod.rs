@@ -87,6 +87,9 @@ pub struct Config {
     /// Interleaved frames a client may send per second (its RTCP); more
     /// closes the connection.
     pub max_client_frames_per_sec: u32,
+    /// Interleaved frames a publisher may send per second; more closes
+    /// the connection.
+    pub max_publisher_frames_per_sec: u32,
     /// The pacing loop sends packets up to this much before their deadline,
     /// to batch wake-ups (error bound against CPU).
     pub send_ahead: Duration,
@@ -152,6 +155,7 @@ impl Default for Config {
             data_queue: 4096,
             client_queue: 512,
             max_client_frames_per_sec: 1000,
+            max_publisher_frames_per_sec: 20_000,
             send_ahead: Duration::from_micros(500),
             send_batch: crate::net::mmsg::MAX_BATCH,
             udp_gso: true,

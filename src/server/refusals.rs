@@ -102,6 +102,7 @@ fn values(config: &Config) -> [String; N] {
         Limit::MaxSessionsPerIp => config.sessions.max_sessions_per_ip.to_string(),
         Limit::MaxPublishedChannels => config.max_published_channels.to_string(),
         Limit::MaxClientFramesPerSec => config.max_client_frames_per_sec.to_string(),
+        Limit::MaxPublisherFramesPerSec => config.max_publisher_frames_per_sec.to_string(),
         Limit::MaxHeadBytes => config.limits.max_head.to_string(),
         Limit::MaxBodyBytes => config.limits.max_body.to_string(),
         Limit::MaxHeaders => config.limits.max_headers.to_string(),

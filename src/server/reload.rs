@@ -448,6 +448,11 @@ fn settings(c: &Config) -> Vec<(&'static str, String, Applies)> {
             c.max_client_frames_per_sec.to_string(),
             Now,
         ),
+        (
+            "max_publisher_frames_per_sec",
+            c.max_publisher_frames_per_sec.to_string(),
+            Now,
+        ),
         ("allow_publish", c.allow_publish.to_string(), Now),
         (
             "max_published_channels",
