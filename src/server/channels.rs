@@ -72,6 +72,20 @@ struct Slot {
     publisher: Option<Publisher>,
 }
 
+impl Slot {
+    /// A channel a publisher started, now with no publisher and no session
+    /// referring to it: the next sweep stops it, so a reader is not given
+    /// it either (a DESCRIBE answered 200 would meet 404 at its SETUP).
+    fn orphaned(&self) -> bool {
+        self.publisher.is_none()
+            && self.publish.is_some_and(|r| !r.declared)
+            && self
+                .info
+                .as_ref()
+                .is_some_and(|i| Arc::strong_count(i) == 1)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct PublishRule {
     /// What listeners get (`codec=`); `None`: what the publisher sends.
@@ -391,7 +405,12 @@ impl Channels {
 
     /// The running channel `name`, for listeners.
     pub fn get(&self, name: &str) -> Option<Arc<LiveInfo>> {
-        self.lock().slots.get(name)?.info.clone()
+        let guard = self.lock();
+        let slot = guard.slots.get(name)?;
+        if slot.orphaned() {
+            return None;
+        }
+        slot.info.clone()
     }
 
     /// ANNOUNCE of `offer` to `name` from connection `conn`: reserves the
@@ -644,13 +663,7 @@ impl Channels {
     pub fn sweep(&self) -> Vec<String> {
         let mut stopped = Vec::new();
         self.lock().slots.retain(|_, slot| {
-            let idle = slot.publisher.is_none()
-                && slot.publish.is_some_and(|r| !r.declared)
-                && slot
-                    .info
-                    .as_ref()
-                    .is_some_and(|i| Arc::strong_count(i) == 1);
-            if idle {
+            if slot.orphaned() {
                 if let Some(info) = slot.info.take() {
                     stopped.push(info.key.clone());
                 }
@@ -813,6 +826,10 @@ mod tests {
         drop(b);
         assert_eq!(c.release_conn(3)[0].stopped.as_deref(), Some("studio#1"));
         drop(listener);
+        assert!(
+            c.get("studio").is_none(),
+            "no publisher and no listener: not offered to readers before the sweep"
+        );
         assert_eq!(c.sweep(), ["studio#1"], "idle: stopped");
         assert!(c.get("studio").is_none());
         let a = announce(&c, "studio", 4, l16(8000, 1), now).unwrap();
