@@ -1074,3 +1074,102 @@ fn a_pulls_sender_reports_carry_the_upstreams_av_offset() {
     assert!(compared >= 20, "{compared} instants on both tracks");
     assert!(server.panics().is_empty());
 }
+
+const OPUS_SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=fake\r\nt=0 0\r\n\
+m=audio 0 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\na=control:track0\r\n";
+
+/// An upstream that comes back from an outage with other tracks (H.264
+/// before, Opus after): what its readers set up cannot decode them, so
+/// their channel ends (a BYE each, their sessions gone) and a new one, with
+/// the new tracks, serves readers from then on.
+#[test]
+fn an_upstream_back_with_other_tracks_ends_its_readers_channel() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let described = Arc::new(AtomicU32::new(0));
+    let d = described.clone();
+    let addr = fake_upstream(
+        move |method, cseq, head| {
+            if method != "DESCRIBE" {
+                return plays(H264_SDP)(method, cseq, head);
+            }
+            let sdp = match d.fetch_add(1, Ordering::SeqCst) {
+                0 => H264_SDP,
+                _ => OPUS_SDP,
+            };
+            Some(answer(
+                cseq,
+                "Content-Type: application/sdp\r\n",
+                sdp.as_bytes(),
+            ))
+        },
+        |conn| {
+            // 1.5 s of 20 ms packets, then the connection drops; the next
+            // connection's packets are Opus (PT 97) for 6 s.
+            for seq in 0..300u16 {
+                let p = rtp_packet(
+                    0xE0,
+                    seq,
+                    u32::from(seq) * 1800,
+                    0x77,
+                    &idr_nal(u32::from(seq)),
+                );
+                let q = rtp_packet(0xE1, seq, u32::from(seq) * 960, 0x78, &[0xFC, 1, 2, 3]);
+                // Both kinds go: the channel takes the ones its track has.
+                if conn.write_all(&interleaved(0, &p)).is_err()
+                    || conn.write_all(&interleaved(0, &q)).is_err()
+                {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+                if seq == 75 && drop_first_connection(conn) {
+                    return;
+                }
+            }
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("rtsp://127.0.0.1:{}/cam", addr.port());
+    let server = serve(dir.path(), &source, "transport = \"tcp\"");
+    let url = server.url("live/cam");
+    assert!(wait_for_status(&server, &url, 200), "never pulled");
+    let mut c = Rtsp::connect(server.addr());
+    let pair = UdpPair::bind();
+    let session = play_udp(&mut c, &url, &[&pair]);
+    let (first, _) = pair.recv_rtp().expect("the H.264 reader's first packet");
+    assert_eq!(first[1] & 0x7F, 96, "H.264 as described first");
+    // The upstream drops; it comes back with Opus.
+    assert!(
+        common::udp::bye_within(&pair.rtcp, Duration::from_secs(15)),
+        "no BYE to the H.264 reader: {:#?}",
+        server.log_lines()
+    );
+    let r = c.request("GET_PARAMETER", &url, &[&format!("Session: {session}")]);
+    assert_eq!(r.status, 454, "the reader's session is gone: {r}");
+    let log = wait_for_log(&server, |l| l.contains("came back with other tracks"));
+    assert!(log.contains("a new one starts"), "{log}");
+    // A new reader gets the new tracks.
+    assert!(wait_for_status(&server, &url, 200), "not pulled again");
+    let mut n = Rtsp::connect(server.addr());
+    let d = n.request("DESCRIBE", &url, &["Accept: application/sdp"]);
+    assert_eq!(d.status, 200, "{d}");
+    let sdp = String::from_utf8_lossy(&d.body).into_owned();
+    assert!(sdp.contains("m=audio") && !sdp.contains("m=video"), "{sdp}");
+    let opus = UdpPair::bind();
+    play_udp(&mut n, &url, &[&opus]);
+    let (p, _) = opus.recv_rtp().expect("an Opus packet for the new reader");
+    assert_eq!(rtp_payload(&p), [0xFC, 1, 2, 3]);
+    assert!(described.load(Ordering::SeqCst) >= 2);
+    assert!(server.panics().is_empty());
+}
+
+/// The first connection ends after its first 1.5 s (the upstream "drops");
+/// later ones stream on. True when `conn` should end now.
+fn drop_first_connection(conn: &mut TcpStream) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DROPPED: AtomicBool = AtomicBool::new(false);
+    let first = !DROPPED.swap(true, Ordering::SeqCst);
+    if first {
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+    }
+    first
+}

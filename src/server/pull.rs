@@ -349,12 +349,28 @@ impl PullTask {
             })
             .collect();
         let shared = &self.shared;
+        let shape = |t: &RelayTrack| (t.codec, t.payload_type, t.clock_rate);
+        if let Some(c) = self
+            .channel
+            .take_if(|c| c.tracks.iter().map(shape).ne(tracks.iter().map(shape)))
+        {
+            // Other tracks than its readers set up: what they have would not
+            // decode it. Their channel ends (a BYE each, their sessions
+            // end), and a new one starts for readers to come.
+            warn!(channel = %c.key, "the upstream came back with other tracks: its readers' channel ends, a new one starts");
+            let key = c.key.to_string();
+            shared.channels.stop_running(&self.name, &key);
+            let _ = shared
+                .pacer
+                .send(Command::RemoveChannel { key: key.clone() })
+                .await;
+            for entry in shared.sessions.take_live(&key) {
+                info!(session = %entry.session.id, "session ended: the upstream changed its tracks");
+                super::forget(shared, &entry).await;
+            }
+        }
         match &mut self.channel {
             Some(c) => {
-                let shape = |t: &RelayTrack| (t.codec, t.payload_type, t.clock_rate);
-                if c.tracks.iter().map(shape).ne(tracks.iter().map(shape)) {
-                    warn!("the upstream came back with other tracks; readers keep the old ones and get what still fits");
-                }
                 c.map = map;
                 let key = c.key.to_string();
                 let _ = shared

@@ -561,7 +561,12 @@ impl RelayChannel {
     /// An SR (or BYE) to each track `l` set up.
     fn report_to(&self, l: &Listener, now: Instant, bye: bool, out: &mut Vec<Transmit>) {
         for (t, d) in self.tracks.iter().zip(&l.dests) {
-            let (Some((_, rtcp)), Some((ntp, ts))) = (d, t.clock_at(now, &self.cfg.clock)) else {
+            // Without a timeline (the source is away), an SR would say
+            // nothing true; a BYE must still go, with the last timestamp.
+            let clock = t
+                .clock_at(now, &self.cfg.clock)
+                .or_else(|| bye.then(|| (self.cfg.clock.ntp(now), t.restamper.last_timestamp())));
+            let (Some((_, rtcp)), Some((ntp, ts))) = (d, clock) else {
                 continue;
             };
             out.push(Transmit::rtcp(

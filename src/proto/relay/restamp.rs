@@ -93,6 +93,11 @@ impl Restamper {
         self.next_seq
     }
 
+    /// The highest timestamp sent so far (the first one before any).
+    pub fn last_timestamp(&self) -> u32 {
+        self.last.map_or(self.first_ts, |(ts, _)| ts)
+    }
+
     /// The feed changed (a new publisher, an upstream reconnected): the
     /// next packet starts a new mapping even if its SSRC is the same.
     pub fn reset(&mut self) {
