@@ -273,6 +273,12 @@ fn negative_cases_with_a_canary() {
             "Basic on plain RTSP",
             "Authorization: Basic YWxpY2U6c2VjcmV0".into(),
         ),
+        // A scheme RTSP does not take here (the HTTP side's tokens): the
+        // challenge says which ones it does.
+        (
+            "a Bearer token",
+            "Authorization: Bearer 28f3eb3c1aba4bbf56e3a9cc2d4e64c1".into(),
+        ),
     ];
     for (what, h) in &cases {
         let r = w.request("DESCRIBE", &url, &[h]);

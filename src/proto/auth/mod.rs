@@ -136,9 +136,11 @@ impl Failure {
     }
 
     /// 400 for a header that cannot be parsed (B8#64 allows 400 or 401),
-    /// else 401 with a challenge.
+    /// else 401 with a challenge. A scheme this server does not take
+    /// (`Bearer` on RTSP) is well-formed credentials it does not accept:
+    /// 401, whose challenge names the ones it does (RFC 7235 §3.1).
     pub fn is_malformed(&self) -> bool {
-        matches!(self, Self::Malformed(_))
+        matches!(self, Self::Malformed(e) if *e != HeaderError::UnknownScheme)
     }
 }
 
