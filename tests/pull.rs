@@ -724,28 +724,23 @@ fn auto_falls_back_to_tcp_when_no_udp_packet_comes() {
 fn lip_sync_survives_a_pull() {
     require_gst_server();
     let dir = tempfile::tempdir().expect("tempdir");
-    let clip = common::sync::sync_clip(dir.path(), "sync.mp4", 0);
-    let file = common::sync::av_offset_ms(clip.to_str().expect("path"), &[], dir.path(), "6");
+    let clip = common::sync::sync_clip(dir.path(), "sync.mp4", 0, 48000);
+    let file = common::sync::av_offset_ms(clip.to_str().expect("path"), &[], "6");
     let gst = GstServer::start_serving(0, Some(&clip));
     let server = serve(
         dir.path(),
         &gst.url(),
         "transport = \"tcp\"\non_demand = true\nstart_timeout = 10",
     );
-    let (a, b) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
     let relayed_url = server.url("live/cam");
     let direct_url = gst.url();
     // The clip plays once (10 s) from the first reader on: both read at once.
     let (relayed, direct) = thread::scope(|sc| {
-        let relayed = sc.spawn(|| {
-            common::sync::av_offset_ms(&relayed_url, &["-rtsp_transport", "tcp"], a.path(), "5")
-        });
+        let relayed =
+            sc.spawn(|| common::sync::av_offset_ms(&relayed_url, &["-rtsp_transport", "tcp"], "5"));
         let direct = sc.spawn(|| {
             thread::sleep(Duration::from_millis(300));
-            common::sync::av_offset_ms(&direct_url, &["-rtsp_transport", "tcp"], b.path(), "5")
+            common::sync::av_offset_ms(&direct_url, &["-rtsp_transport", "tcp"], "5")
         });
         (
             relayed.join().expect("relayed"),

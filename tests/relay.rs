@@ -399,10 +399,10 @@ fn gop_cache_gives_a_newcomer_its_first_frame_at_once() {
 fn lip_sync_survives_the_relay() {
     require("ffmpeg");
     let dir = tempfile::tempdir().expect("tempdir");
-    let synced = sync_clip(dir.path(), "sync.mp4", 0);
-    let shifted = sync_clip(dir.path(), "shifted.mp4", 200);
-    let source = av_offset_ms(synced.to_str().expect("path"), &[], dir.path(), "6");
-    let source_shifted = av_offset_ms(shifted.to_str().expect("path"), &[], dir.path(), "6");
+    let synced = sync_clip(dir.path(), "sync.mp4", 0, 48000);
+    let shifted = sync_clip(dir.path(), "shifted.mp4", 200, 48000);
+    let source = av_offset_ms(synced.to_str().expect("path"), &[], "6");
+    let source_shifted = av_offset_ms(shifted.to_str().expect("path"), &[], "6");
     assert!(
         (source_shifted - source - 200.0).abs() < 2.0,
         "the shifted clip: {source} vs {source_shifted} ms"
@@ -416,12 +416,7 @@ fn lip_sync_survives_the_relay() {
     ] {
         let _p = publish_clip(&server, clip, path, publisher);
         for reader in ["udp", "tcp"] {
-            let got = av_offset_ms(
-                &server.url(path),
-                &["-rtsp_transport", reader],
-                dir.path(),
-                "5",
-            );
+            let got = av_offset_ms(&server.url(path), &["-rtsp_transport", reader], "5");
             let what = format!(
                 "{} published over {publisher}, read over {reader}",
                 clip.display()
