@@ -71,7 +71,7 @@ fn check_config_prints_the_effective_configuration() {
     assert_eq!(get("http", "listen").as_str(), Some("127.0.0.1:8080"));
     assert_eq!(get("log", "format").as_str(), Some("text"));
     assert_eq!(printed["server"].as_table().map(|t| t.len()), Some(21));
-    assert_eq!(printed["limits"].as_table().map(|t| t.len()), Some(17));
+    assert_eq!(printed["limits"].as_table().map(|t| t.len()), Some(19));
     assert_eq!(get("auth", "realm").as_str(), Some("rtspd"));
     assert_eq!(printed["live"][0]["codec"].as_str(), Some("pcmu"));
     // The example shipped with rtspd is valid as it is.

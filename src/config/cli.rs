@@ -194,6 +194,16 @@ pub struct LimitFlags {
     /// video). [default: 20000]
     #[arg(long)]
     pub max_publisher_frames_per_sec: Option<Int<0, { u32::MAX as u64 }>>,
+    /// Publishers' and upstreams' RTP packets queued for the pacing
+    /// thread; a packet that finds the queue full is dropped (counted).
+    /// [default: 4096]
+    #[arg(long)]
+    pub max_publish_queue: Option<Int<0, { 1 << 20 }>>,
+    /// KiB a relay channel's GOP cache may hold (gop_cache); a longer GOP
+    /// is not cached and its newcomers wait for the next keyframe.
+    /// [default: 2048]
+    #[arg(long)]
+    pub max_gop_cache_kib: Option<Int<0, { 1 << 20 }>>,
     /// Most channels publishers may start with --allow-publish.
     /// [default: 64]
     #[arg(long)]

@@ -154,6 +154,12 @@ pub struct LimitSettings {
     pub max_client_frames_per_sec: Int<0, { u32::MAX as u64 }>,
     /// Interleaved frames a TCP publisher may send per second.
     pub max_publisher_frames_per_sec: Int<0, { u32::MAX as u64 }>,
+    /// Publishers' and upstreams' packets queued for the pacing thread
+    /// (0 counts as 1); a packet that finds it full is dropped.
+    pub max_publish_queue: Int<0, { 1 << 20 }>,
+    /// KiB a relay channel's GOP cache may hold; a longer GOP is not
+    /// cached (its newcomers wait for the next keyframe).
+    pub max_gop_cache_kib: Int<0, { 1 << 20 }>,
     pub max_published_channels: Int<0, ANY>,
     /// Failed logins from one IP within 60 s before it is refused (403)
     /// for 60 s (0 counts as 1).
@@ -181,6 +187,8 @@ impl Default for LimitSettings {
             max_client_queue: Int::of(512),
             max_client_frames_per_sec: Int::of(1000),
             max_publisher_frames_per_sec: Int::of(20_000),
+            max_publish_queue: Int::of(4096),
+            max_gop_cache_kib: Int::of(2048),
             max_published_channels: Int::of(64),
             max_auth_failures: Int::of(10),
             max_unknown_sessions: Int::of(20),
@@ -584,6 +592,8 @@ impl Settings {
             client_queue: l.max_client_queue.usize().max(1),
             max_client_frames_per_sec: (l.max_client_frames_per_sec.get() as u32).max(1),
             max_publisher_frames_per_sec: (l.max_publisher_frames_per_sec.get() as u32).max(1),
+            data_queue: l.max_publish_queue.usize().max(1),
+            gop_cache_bytes: l.max_gop_cache_kib.usize() * 1024,
             send_ahead: Duration::from_micros(s.send_ahead_us.get()),
             send_batch: s.send_batch.usize(),
             udp_gso: s.udp_gso,

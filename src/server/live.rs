@@ -495,7 +495,7 @@ pub fn make_relay_channel(
         RelayConfig {
             max_payload: params.max_payload,
             gop_cache,
-            gop_cache_bytes: RELAY_GOP_CACHE_BYTES,
+            gop_cache_bytes: params.gop_cache_bytes,
             catchup_speed: RELAY_CATCHUP_SPEED,
             max_delay: params.relay_max_delay,
             cname: params.cname.clone(),
@@ -523,7 +523,8 @@ pub fn make_relay_channel(
     (info, channel)
 }
 
-/// Bytes a relay channel's GOP cache holds at most (a 2 s GOP at 8 Mbit/s).
+/// Bytes a relay channel's GOP cache holds at most by default (a 2 s GOP
+/// at 8 Mbit/s; `[limits] max_gop_cache_kib`).
 pub const RELAY_GOP_CACHE_BYTES: usize = 2 << 20;
 
 /// How much faster than real time a cached GOP goes to a newcomer.
@@ -540,6 +541,8 @@ pub struct ChannelParams {
     pub prebuffer: Duration,
     /// How long a relayed packet may wait before it is dropped.
     pub relay_max_delay: Duration,
+    /// Bytes a GOP cache may hold.
+    pub gop_cache_bytes: usize,
     pub clock: WallClock,
     pub cname: String,
 }

@@ -114,6 +114,8 @@ pub struct Config {
     pub live_prebuffer: Duration,
     /// A relayed packet waiting longer than this in the server is dropped.
     pub relay_max_delay: Duration,
+    /// Bytes a relay channel's GOP cache may hold.
+    pub gop_cache_bytes: usize,
     /// The HTTP side: where it listens and its limits.
     pub http: HttpConfig,
     /// RTSPS: certificate, port, handshake deadline.
@@ -166,6 +168,7 @@ impl Default for Config {
             max_published_channels: 64,
             live_prebuffer: Duration::from_millis(200),
             relay_max_delay: Duration::from_millis(500),
+            gop_cache_bytes: live::RELAY_GOP_CACHE_BYTES,
             http: HttpConfig::default(),
             tls: tls::TlsConfig::default(),
             auth: AuthConfig::default(),
@@ -434,6 +437,7 @@ pub async fn run(
             max_bytes: config.clip.max_clip_bytes,
             prebuffer: config.live_prebuffer,
             relay_max_delay: config.relay_max_delay,
+            gop_cache_bytes: config.gop_cache_bytes,
             clock,
             cname: cname.clone(),
         },

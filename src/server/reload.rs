@@ -205,6 +205,7 @@ impl Reloader {
                 max_bytes: new.clip.max_clip_bytes,
                 prebuffer: new.live_prebuffer,
                 relay_max_delay: new.relay_max_delay,
+                gop_cache_bytes: new.gop_cache_bytes,
                 ..shared.channels.params()
             },
             allow_publish: new.allow_publish,
@@ -461,6 +462,12 @@ fn settings(c: &Config) -> Vec<(&'static str, String, Applies)> {
         ),
         ("live_prebuffer_ms", ms(c.live_prebuffer), Now),
         ("relay_max_delay_ms", ms(c.relay_max_delay), Now),
+        (
+            "max_gop_cache_kib",
+            (c.gop_cache_bytes / 1024).to_string(),
+            Now,
+        ),
+        ("max_publish_queue", c.data_queue.to_string(), AtRestart),
         ("http.listen", c.http.listen.to_string(), Now),
         (
             "http.max_connections",
