@@ -146,6 +146,8 @@ struct LoadArgs {
     /// Publish this clip (WAV, MP4, ...) to the URL first (ANNOUNCE and
     /// RECORD over TCP, looped, paced in real time), then listen to it:
     /// the report adds each listener copy's delay behind the publisher.
+    /// Copies are matched by payload, so delays are timed through a relay
+    /// (video, AAC, Opus); a PCM channel re-cuts what it is sent.
     #[arg(long, value_name = "CLIP")]
     publish: Option<PathBuf>,
     /// Write loss and pacing error over time and a setup-latency histogram

@@ -93,9 +93,10 @@ pub struct ServerFlags {
     /// 1024). [default: 64]
     #[arg(long)]
     pub send_batch: Option<Int<1, 1024>>,
-    /// Send the datagrams of a batch that go to one destination as one
-    /// segmented message (UDP GSO, Linux 4.18+; off where the kernel
-    /// lacks it). [default: true]
+    /// Send a relay channel's datagrams of one batch that go to one
+    /// listener (a frame's packets) as one segmented message (UDP GSO,
+    /// Linux 4.18+; off where the kernel lacks it). Clip sessions always
+    /// send one datagram per message. [default: true]
     #[arg(long, value_name = "true|false")]
     pub udp_gso: Option<bool>,
     /// Largest clip held in memory, in MiB of 16-bit samples. [default: 512]

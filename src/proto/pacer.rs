@@ -62,6 +62,9 @@ pub struct Transmit {
     pub group: GroupId,
     /// An RTP packet's send deadline, for the lateness the server reports.
     pub due: Option<Instant>,
+    /// May leave in one segmented (GSO) message with the others of its
+    /// batch to the same destination: a relay channel's fan-out.
+    pub segmentable: bool,
 }
 
 impl Transmit {
@@ -73,7 +76,14 @@ impl Transmit {
             rtcp: false,
             group,
             due: Some(due),
+            segmentable: false,
         }
+    }
+
+    /// The same, marked [`Transmit::segmentable`].
+    pub fn segmentable(mut self) -> Self {
+        self.segmentable = true;
+        self
     }
 
     /// An RTCP packet.
@@ -84,6 +94,7 @@ impl Transmit {
             rtcp: true,
             group: 0,
             due: None,
+            segmentable: false,
         }
     }
 }

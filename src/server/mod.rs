@@ -95,8 +95,8 @@ pub struct Config {
     pub send_ahead: Duration,
     /// Datagrams per `sendmmsg` call; 1 sends one at a time.
     pub send_batch: usize,
-    /// Datagrams to one destination leave as one segmented message (UDP
-    /// GSO), where the kernel offers it.
+    /// A relay channel's datagrams to one listener leave as one segmented
+    /// message (UDP GSO), where the kernel offers it.
     pub udp_gso: bool,
     /// How the pacing thread asks for scheduling precedence.
     pub pacer_priority: PacerPriority,

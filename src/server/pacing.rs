@@ -14,8 +14,10 @@
 //!   never takes the session table's lock.
 //!
 //! Every datagram due in one wake-up goes out in `sendmmsg` batches
-//! ([`crate::net::mmsg`]), those to one destination as one segmented
-//! message where the kernel offers UDP GSO ([`crate::net::gso`]). Sends are non-blocking: a full socket buffer
+//! ([`crate::net::mmsg`]); a relay channel's to one listener go as one
+//! segmented message where the kernel offers UDP GSO ([`crate::net::gso`],
+//! [`Transmit::segmentable`]). Sends
+//! are non-blocking: a full socket buffer
 //! (`EAGAIN`, `ENOBUFS`) drops that one datagram for that one client, and
 //! ICMP-driven errors such as `ECONNREFUSED` are counted and ignored, so no
 //! client can stall or kill the loop (ROBUSTNESS B11 #78, #80).
@@ -427,13 +429,16 @@ type Pending = HashMap<(String, GroupId), oneshot::Sender<Option<Vec<Option<Join
 /// sleeps in `recv_timeout` on the command queue until the next deadline,
 /// which wakes within tens of microseconds (tokio's timer rounds up to the
 /// millisecond). Each wake-up takes the queued media (live channels wake
-/// the loop every packet interval, well within their prebuffer; relay
-/// channels every [`RELAY_WAKE`]) and sends everything due within
+/// the loop every packet interval, well within their prebuffer; a relayed
+/// frame's last packet wakes it at once, and relay channels poll every
+/// [`RELAY_WAKE`]) and sends everything due within
 /// `send_ahead` too, so thousands of sessions whose deadlines are spread
 /// over a packet interval cost a few thousand wake-ups per second, not one
 /// per packet. Ends when `cancel` fires (saying BYE to every session and
-/// listener first) or when every [`PacerHandle`] is gone. The caller sets
-/// the thread's priority and core ([`super::placement`]).
+/// listener first) or when every [`PacerHandle`] and [`DataHandle`] is
+/// gone (a `DataHandle` can wake the loop, so it holds the command queue
+/// too). The caller sets the thread's priority and core
+/// ([`super::placement`]).
 pub fn run(
     mut pacer: Pacer,
     mut live: HashMap<String, LiveChannel>,
@@ -772,6 +777,7 @@ fn send(batch: &[Transmit], out: &Outputs, counted: &Counted) {
         return;
     }
     let (mut on_rtp, mut on_rtcp) = (Vec::with_capacity(batch.len()), Vec::new());
+    let mut segmentable = Vec::new();
     let (mut interleaved, mut interleaved_rtcp) = (Vec::new(), Vec::new());
     let sent_at = Instant::now();
     let mut rtp_bytes = 0u64;
@@ -789,6 +795,7 @@ fn send(batch: &[Transmit], out: &Outputs, counted: &Counted) {
         }
         match t.dest {
             Dest::Udp(a) if t.rtcp => on_rtcp.push((a, &t.data[..])),
+            Dest::Udp(a) if t.segmentable && out.gso => segmentable.push((a, &t.data[..])),
             Dest::Udp(a) => on_rtp.push((a, &t.data[..])),
             Dest::Interleaved { conn, channel } if t.rtcp => {
                 interleaved_rtcp.push((conn, channel, &t.data));
@@ -799,7 +806,8 @@ fn send(batch: &[Transmit], out: &Outputs, counted: &Counted) {
     // The pacing thread is the only writer of these.
     late.publish_owned(&out.metrics.lateness);
     add_owned(&out.metrics.rtp_bytes, rtp_bytes);
-    let sent = send_all(&out.rtp, &on_rtp, out.per_call, out.gso, &out.stats);
+    let sent = send_all(&out.rtp, &on_rtp, out.per_call, false, &out.stats)
+        + send_all(&out.rtp, &segmentable, out.per_call, true, &out.stats);
     send_all(&out.rtcp, &on_rtcp, out.per_call, false, &out.stats);
     let queued = deliver(out, interleaved);
     deliver(out, interleaved_rtcp);

@@ -496,7 +496,7 @@ impl RelayChannel {
                 l.first[track] = Some(join);
                 newly.push(id);
             }
-            out.push(Transmit::rtp(rtp, data.clone(), id, now));
+            out.push(Transmit::rtp(rtp, data.clone(), id, now).segmentable());
         }
         for id in newly {
             self.check_started(id, now, out);
@@ -611,7 +611,7 @@ impl RelayChannel {
                 break;
             }
             if let Some((rtp, _)) = l.wants(p.track) {
-                out.push(Transmit::rtp(rtp, p.data.clone(), id, due));
+                out.push(Transmit::rtp(rtp, p.data.clone(), id, due).segmentable());
                 if l.first[p.track].is_none() {
                     l.first[p.track] = Some(p.join);
                     newly = true;
