@@ -20,6 +20,13 @@
 //!   batches of 64 (`rtspd::net::mmsg::send_batch`, what the pacing thread
 //!   uses): the real system calls, to set the pacer's per-packet cost
 //!   against and to show what batching saves.
+//! * `fanout`: a relayed 2 Mbit/s P-frame (8 packets of 1,400 bytes) to
+//!   125 listeners: `RelayChannel::push` of its 8 packets (restamping, the
+//!   fan-out into 1,000 transmits, no I/O), then the 1,000 datagrams sent
+//!   over loopback to 125 sockets that a thread drains, once with
+//!   `sendmmsg` (one datagram per message) and once with UDP GSO (one
+//!   segmented message per listener, `rtspd::net::gso::send_segmented`,
+//!   what relay channels use).
 //! * `auth`: `Authenticator::authenticate` on a Digest header as GStreamer
 //!   sends it (no `qop`, so the same header verifies every time), MD5 and
 //!   SHA-256: parsing, the nonce's HMAC check and the response's hashes,
@@ -39,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use rtspd::net::mmsg;
+use rtspd::net::{gso, mmsg};
 use rtspd::proto::clock::WallClock;
 use rtspd::proto::pacer::{Pacer, TrackConfig, Transmit};
 use rtspd::proto::packetize::{Packetizer, L16};
@@ -348,6 +355,144 @@ fn bench_send(c: &mut Criterion) {
     );
 }
 
+// --------------------------------------------------------------- fanout
+
+const LISTENERS: usize = 125;
+const FRAME_PACKETS: usize = 8;
+
+fn bench_fanout(c: &mut Criterion) {
+    use rtspd::proto::relay::channel::{RelayChannel, RelayConfig, TrackSpec};
+    use rtspd::proto::relay::nal::VideoCodec;
+
+    let t0 = Instant::now();
+    let mut relay = RelayChannel::new(
+        vec![TrackSpec {
+            video: Some(VideoCodec::H264),
+            clock_rate: 90_000,
+            payload_type: 96,
+            ssrc: 0x1234,
+            first_seq: 1,
+            first_timestamp: 0,
+        }],
+        RelayConfig {
+            max_payload: MTU_PAYLOAD,
+            gop_cache: false,
+            gop_cache_bytes: 0,
+            catchup_speed: 4,
+            max_delay: Duration::from_millis(500),
+            cname: "bench".into(),
+            clock: WallClock::new(t0, Duration::from_secs(1_700_000_000)),
+        },
+    );
+    // Receivers, drained by one thread (non-blocking reads in turn).
+    let rx: Vec<UdpSocket> = (0..LISTENERS)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+            s.set_nonblocking(true).expect("non-blocking");
+            s
+        })
+        .collect();
+    let dests: Vec<SocketAddr> = rx.iter().map(|s| s.local_addr().expect("addr")).collect();
+    let mut out = Vec::new();
+    for (i, d) in dests.iter().enumerate() {
+        let rtcp = SocketAddr::new(d.ip(), d.port().wrapping_add(1));
+        relay.subscribe(
+            i as u64,
+            vec![Some((Dest::Udp(*d), Dest::Udp(rtcp)))],
+            t0,
+            &mut out,
+        );
+    }
+    // A keyframe starts every listener; then P-frames.
+    let rtp = |seq: u16, ts: u32, marker: bool, payload: &[u8]| {
+        rtspd::proto::rtp::Header {
+            ssrc: 7,
+            payload_type: 96,
+            seq,
+            timestamp: ts,
+            marker,
+        }
+        .encode(payload)
+        .to_vec()
+    };
+    relay.push(0, &rtp(1, 0, true, &[0x65, 1, 2, 3]), t0, &mut out);
+    let fu = |start: bool, end: bool| {
+        let mut p = vec![
+            0x7C,
+            0x01 | if start { 0x80 } else { 0 } | if end { 0x40 } else { 0 },
+        ];
+        p.resize(MTU_PAYLOAD, 0xAB);
+        p
+    };
+    let frame: Vec<Vec<u8>> = (0..FRAME_PACKETS)
+        .map(|k| fu(k == 0, k + 1 == FRAME_PACKETS))
+        .collect();
+    let (mut seq, mut ts) = (2u16, 0u32);
+    let mut g = c.benchmark_group("fanout");
+    short(&mut g);
+    g.throughput(Throughput::Elements((LISTENERS * FRAME_PACKETS) as u64));
+    g.bench_function(
+        format!("relay_push_{FRAME_PACKETS}_packets_to_{LISTENERS}"),
+        |b| {
+            b.iter(|| {
+                out.clear();
+                ts = ts.wrapping_add(3000);
+                for (k, p) in frame.iter().enumerate() {
+                    let packet = rtp(seq, ts, k + 1 == FRAME_PACKETS, p);
+                    relay.push(0, black_box(&packet), t0, &mut out);
+                    seq = seq.wrapping_add(1);
+                }
+            })
+        },
+    );
+    assert_eq!(
+        out.len(),
+        LISTENERS * FRAME_PACKETS,
+        "every listener gets the frame"
+    );
+    let batch: Vec<(SocketAddr, &[u8])> = out
+        .iter()
+        .filter_map(|t: &Transmit| Some((t.dest.udp()?, &t.data[..])))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                let mut any = false;
+                for s in &rx {
+                    while s.recv(&mut buf).is_ok() {
+                        any = true;
+                    }
+                }
+                if !any {
+                    thread::sleep(Duration::from_micros(200));
+                }
+            }
+        })
+    };
+    let tx = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    tx.set_nonblocking(true).expect("non-blocking");
+    let mut refused = 0;
+    g.bench_function(format!("sendmmsg_{LISTENERS}x{FRAME_PACKETS}x1400B"), |b| {
+        b.iter(|| {
+            let o = mmsg::send_batch(tx.as_fd(), black_box(&batch));
+            refused += o.dropped + o.failed;
+        })
+    });
+    g.bench_function(format!("gso_{LISTENERS}x{FRAME_PACKETS}x1400B"), |b| {
+        b.iter(|| {
+            let o = gso::send_segmented(tx.as_fd(), black_box(&batch), mmsg::MAX_BATCH);
+            refused += o.dropped + o.failed;
+        })
+    });
+    g.finish();
+    stop.store(true, Ordering::Relaxed);
+    drain.join().expect("drain thread");
+    eprintln!("fanout: {refused} datagrams refused by the kernel");
+}
+
 // ----------------------------------------------------------------- auth
 
 fn bench_auth(c: &mut Criterion) {
@@ -406,6 +551,7 @@ criterion_group!(
     bench_parse,
     bench_packetize,
     bench_pacer,
-    bench_send
+    bench_send,
+    bench_fanout
 );
 criterion_main!(benches);
