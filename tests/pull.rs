@@ -1079,9 +1079,10 @@ m=audio 0 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\na=control:track0\r\n";
 /// the new tracks, serves readers from then on.
 #[test]
 fn an_upstream_back_with_other_tracks_ends_its_readers_channel() {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     let described = Arc::new(AtomicU32::new(0));
     let d = described.clone();
+    let dropped = AtomicBool::new(false);
     let addr = fake_upstream(
         move |method, cseq, head| {
             if method != "DESCRIBE" {
@@ -1097,9 +1098,9 @@ fn an_upstream_back_with_other_tracks_ends_its_readers_channel() {
                 sdp.as_bytes(),
             ))
         },
-        |conn| {
-            // 1.5 s of 20 ms packets, then the connection drops; the next
-            // connection's packets are Opus (PT 97) for 6 s.
+        move |conn| {
+            // The first connection drops after 1.5 s of 20 ms packets; the
+            // next ones stream for 6 s.
             for seq in 0..300u16 {
                 let p = rtp_packet(
                     0xE0,
@@ -1116,7 +1117,8 @@ fn an_upstream_back_with_other_tracks_ends_its_readers_channel() {
                     return;
                 }
                 thread::sleep(Duration::from_millis(20));
-                if seq == 75 && drop_first_connection(conn) {
+                if seq == 75 && !dropped.swap(true, Ordering::SeqCst) {
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
                     return;
                 }
             }
@@ -1155,16 +1157,4 @@ fn an_upstream_back_with_other_tracks_ends_its_readers_channel() {
     assert_eq!(rtp_payload(&p), [0xFC, 1, 2, 3]);
     assert!(described.load(Ordering::SeqCst) >= 2);
     assert!(server.panics().is_empty());
-}
-
-/// The first connection ends after its first 1.5 s (the upstream "drops");
-/// later ones stream on. True when `conn` should end now.
-fn drop_first_connection(conn: &mut TcpStream) -> bool {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static DROPPED: AtomicBool = AtomicBool::new(false);
-    let first = !DROPPED.swap(true, Ordering::SeqCst);
-    if first {
-        let _ = conn.shutdown(std::net::Shutdown::Both);
-    }
-    first
 }
