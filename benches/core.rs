@@ -380,6 +380,7 @@ fn bench_fanout(c: &mut Criterion) {
             gop_cache_bytes: 0,
             catchup_speed: 4,
             max_delay: Duration::from_millis(500),
+            spread_per_listener: Duration::ZERO,
             cname: "bench".into(),
             clock: WallClock::new(t0, Duration::from_secs(1_700_000_000)),
         },

@@ -150,6 +150,12 @@ struct LoadArgs {
     /// (video, AAC, Opus); a PCM channel re-cuts what it is sent.
     #[arg(long, value_name = "CLIP")]
     publish: Option<PathBuf>,
+    /// Receive RTP with UDP_GRO: the datagrams a server sends to one
+    /// listener as one GSO message stay one buffer through loopback, so the
+    /// kernel work of cutting them apart (the listeners' on a network) is
+    /// not charged to the server's core.
+    #[arg(long)]
+    udp_gro: bool,
     /// Write loss and pacing error over time and a setup-latency histogram
     /// to this SVG file.
     #[arg(long)]
@@ -361,6 +367,7 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
             .map(rtspd::load::SourceIps::into_vec)
             .unwrap_or_default(),
         publish: args.publish.clone(),
+        udp_gro: args.udp_gro,
     };
     // One thread for every control connection; the UDP receiver has its own.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -70,7 +70,11 @@ fn check_config_prints_the_effective_configuration() {
     assert_eq!(get("server", "port").as_str(), Some("auto"));
     assert_eq!(get("http", "listen").as_str(), Some("127.0.0.1:8080"));
     assert_eq!(get("log", "format").as_str(), Some("text"));
-    assert_eq!(printed["server"].as_table().map(|t| t.len()), Some(21));
+    assert_eq!(
+        get("server", "relay_spread_us_per_listener").as_integer(),
+        Some(40)
+    );
+    assert_eq!(printed["server"].as_table().map(|t| t.len()), Some(22));
     assert_eq!(printed["limits"].as_table().map(|t| t.len()), Some(19));
     assert_eq!(get("auth", "realm").as_str(), Some("rtspd"));
     assert_eq!(printed["live"][0]["codec"].as_str(), Some("pcmu"));

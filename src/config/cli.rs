@@ -118,6 +118,14 @@ pub struct ServerFlags {
     /// later (1 to 60000). [default: 500]
     #[arg(long)]
     pub relay_max_delay_ms: Option<Int<1, 60_000>>,
+    /// Microseconds each listener of a relay channel widens the window its
+    /// packets' fan-out is spread over, so each listener gets every packet
+    /// a constant time after it arrived, keyframes as P-frames, instead of
+    /// big frames reaching the last listeners late (jitter); the window is
+    /// at most a quarter of relay_max_delay_ms; 0 sends to everyone at
+    /// once (max 10000). [default: 40]
+    #[arg(long)]
+    pub relay_spread_us_per_listener: Option<Int<0, 10_000>>,
     /// Scheduling of the pacing thread: auto (real-time where permitted,
     /// else nice -10), realtime, nice or normal. [default: auto]
     #[arg(long)]

@@ -94,6 +94,9 @@ pub struct ServerSettings {
     /// Milliseconds a relayed packet may wait in the server before it is
     /// dropped (with its video up to the next keyframe).
     pub relay_max_delay_ms: Int<1, 60_000>,
+    /// Microseconds each listener of a relay channel widens the window its
+    /// packets' fan-out is spread over (0: no spreading).
+    pub relay_spread_us_per_listener: Int<0, 10_000>,
     /// RTSP over HTTP tunnels on the RTSP port and the HTTP listener.
     pub tunnel: bool,
     /// Milliseconds between polls of the `least_readers` edges' APIs
@@ -125,6 +128,7 @@ impl Default for ServerSettings {
             allow_publish: false,
             live_prebuffer_ms: Int::of(200),
             relay_max_delay_ms: Int::of(500),
+            relay_spread_us_per_listener: Int::of(40),
             tunnel: true,
             redirect_poll_ms: Int::of(2000),
             drain_to: String::new(),
@@ -604,6 +608,7 @@ impl Settings {
             max_published_channels: l.max_published_channels.usize(),
             live_prebuffer: Duration::from_millis(s.live_prebuffer_ms.get()),
             relay_max_delay: Duration::from_millis(s.relay_max_delay_ms.get()),
+            relay_spread_per_listener: Duration::from_micros(s.relay_spread_us_per_listener.get()),
             http: HttpConfig {
                 listen: h.listen,
                 max_connections: h.max_connections.usize().max(1),

@@ -509,6 +509,7 @@ fn every_flag_has_a_key() {
         "--allow-publish",
         "--live-prebuffer-ms=10",
         "--relay-max-delay-ms=77",
+        "--relay-spread-us-per-listener=76",
         "--max-publisher-frames-per-sec=78",
         "--max-publish-queue=79",
         "--max-gop-cache-kib=80",
@@ -583,6 +584,10 @@ fn every_flag_has_a_key() {
     assert_eq!(e.server.live.len(), 1);
     // The relay's keys reach the server's configuration.
     assert_eq!(e.server.relay_max_delay, Duration::from_millis(77));
+    assert_eq!(
+        e.server.relay_spread_per_listener,
+        Duration::from_micros(76)
+    );
     assert_eq!(e.server.max_publisher_frames_per_sec, 78);
     assert_eq!(e.server.data_queue, 79);
     assert_eq!(e.server.gop_cache_bytes, 80 * 1024);

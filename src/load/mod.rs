@@ -117,6 +117,11 @@ pub struct Options {
     /// Publish this clip to the URL first, and measure each listener's
     /// delay behind it ([`publish`]).
     pub publish: Option<std::path::PathBuf>,
+    /// Receive RTP with `UDP_GRO` ([`crate::net::mmsg::enable_gro`]): on
+    /// loopback the datagrams a server sends as one GSO message reach the
+    /// tester as one buffer, so cutting them apart is not charged to the
+    /// server's core (on a network, the listeners' machines do that).
+    pub udp_gro: bool,
 }
 
 /// Shared by every session task.
@@ -354,8 +359,8 @@ pub async fn run(mut opts: Options) -> Result<Run, LoadError> {
     };
     let log = publisher.as_ref().map(|p| p.log.clone());
     let t0 = Instant::now();
-    let (receiver, rx_thread) =
-        udp::Receiver::spawn(totals.clone(), log.clone()).map_err(|e| LoadError::Bind(e.kind()))?;
+    let (receiver, rx_thread) = udp::Receiver::spawn(totals.clone(), log.clone(), opts.udp_gro)
+        .map_err(|e| LoadError::Bind(e.kind()))?;
     let ctx = Arc::new(Ctx {
         url,
         secret,
@@ -528,6 +533,7 @@ mod tests {
             progress: false,
             source_ips: Vec::new(),
             publish: None,
+            udp_gro: false,
         }
     }
 

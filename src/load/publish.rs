@@ -339,6 +339,12 @@ fn pump(
             while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
         });
     }
+    // Like a camera's encoder, the publisher keeps its clock: the
+    // receiving thread and the sessions' tasks on the same cores must not
+    // delay its packets (which every listener would see as jitter).
+    if let Err(e) = crate::server::placement::realtime() {
+        tracing::debug!(error = %e, "publisher keeps the default priority");
+    }
     let mut run = 0;
     let mut frames = Vec::new();
     let mut sent = Vec::new();

@@ -138,9 +138,12 @@ pub(super) struct Receiver {
 impl Receiver {
     /// Starts the thread; it returns the per-second totals of every packet
     /// it read, counted from the origin of the measures' clock.
+    /// With `gro`, every RTP socket has `UDP_GRO` on
+    /// ([`mmsg::enable_gro`]).
     pub(super) fn spawn(
         totals: Arc<Totals>,
         log: Option<Arc<SendLog>>,
+        gro: bool,
     ) -> io::Result<(Self, JoinHandle<Timeline>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -158,7 +161,7 @@ impl Receiver {
             .name("load-udp-rx".into())
             .spawn(move || {
                 let _stamping = stamping;
-                run(poll, rx, totals, log.as_deref())
+                run(poll, rx, totals, log.as_deref(), gro)
             })?;
         Ok((Self { tx, waker }, thread))
     }
@@ -221,6 +224,8 @@ struct State {
     shared: HashMap<u16, usize>,
     next_pair: usize,
     sessions: HashMap<usize, Session>,
+    /// `--udp-gro`: RTP sockets take coalesced datagrams.
+    gro: bool,
 }
 
 impl State {
@@ -233,6 +238,11 @@ impl State {
     ) -> usize {
         let id = self.next_pair;
         self.next_pair += 1;
+        if self.gro {
+            if let Err(e) = mmsg::enable_gro(rtp.as_fd()) {
+                debug!(pair = id, error = %e, "no UDP_GRO: datagrams come one by one");
+            }
+        }
         let r = poll.registry();
         if let Err(e) = r
             .register(&mut rtp, token(id, false), Interest::READABLE)
@@ -324,11 +334,16 @@ fn run(
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     totals: Arc<Totals>,
     log: Option<&SendLog>,
+    gro: bool,
 ) -> Timeline {
     let mut timeline = Timeline::default();
     let mut events = Events::with_capacity(1024);
-    let mut st = State::default();
-    let mut bufs = RecvBufs::new(64, 2048);
+    let mut st = State {
+        gro,
+        ..State::default()
+    };
+    // A coalesced message holds up to 64 KiB.
+    let mut bufs = RecvBufs::new(64, if gro { 65536 } else { 2048 });
     let mut rr = BytesMut::with_capacity(512);
     let mut commands_open = true;
     loop {
@@ -493,9 +508,6 @@ fn drain_rtp(
                 trace!(dest = ?bufs.dest(i), "datagram for no session");
                 continue;
             };
-            let (d, _) = bufs.get(i);
-            packets += 1;
-            bytes += d.len() as u64;
             // The kernel's arrival stamp, so this thread's own scheduling
             // delay is not counted as the sender's pacing error.
             let at = bufs
@@ -503,10 +515,14 @@ fn drain_rtp(
                 .and_then(|s| wall.duration_since(s).ok())
                 .and_then(|ago| now.checked_sub(ago))
                 .unwrap_or(now);
-            if let Err(e) = t.measure.on_rtp(d, at, timeline) {
-                trace!(error = %e, "datagram not counted");
-            } else if let Some(log) = log {
-                log.observe(index, d, at, &mut t.probe);
+            for d in bufs.datagrams(i) {
+                packets += 1;
+                bytes += d.len() as u64;
+                if let Err(e) = t.measure.on_rtp(d, at, timeline) {
+                    trace!(error = %e, "datagram not counted");
+                } else if let Some(log) = log {
+                    log.observe(index, d, at, &mut t.probe);
+                }
             }
         }
         totals.packets.fetch_add(packets, Ordering::Relaxed);

@@ -157,6 +157,8 @@ pub struct RecvBufs {
     control: Vec<u64>,
     stamps: Vec<Option<SystemTime>>,
     dests: Vec<Option<IpAddr>>,
+    /// The segment size of a coalesced (`UDP_GRO`) message, else 0.
+    segments: Vec<usize>,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
@@ -186,8 +188,8 @@ fn zeroed<T: ZeroValid>() -> T {
 }
 
 /// `u64`s of control-message space per datagram: room for a timestamp
-/// (`CMSG_SPACE(16)`, 32 bytes) and an `in6_pktinfo` (`CMSG_SPACE(20)`, 40
-/// bytes), with some to spare.
+/// (`CMSG_SPACE(16)`, 32 bytes), an `in6_pktinfo` (`CMSG_SPACE(20)`, 40
+/// bytes) and a `UDP_GRO` segment size (`CMSG_SPACE(4)`, 24 bytes).
 const CONTROL_WORDS: usize = 16;
 
 impl RecvBufs {
@@ -202,6 +204,7 @@ impl RecvBufs {
             control: vec![0; count * CONTROL_WORDS],
             stamps: vec![None; count],
             dests: vec![None; count],
+            segments: vec![0; count],
             addrs: (0..count).map(|_| zeroed()).collect(),
             iovs: (0..count).map(|_| zeroed()).collect(),
             msgs: (0..count).map(|_| zeroed()).collect(),
@@ -218,6 +221,15 @@ impl RecvBufs {
     /// to, if the socket has [`enable_pktinfo`] on.
     pub fn dest(&self, i: usize) -> Option<IpAddr> {
         self.dests.get(i).copied().flatten()
+    }
+
+    /// The datagrams message `i` of the last [`recv_batch`] holds: itself,
+    /// or, on a socket with [`enable_gro`] on, each of the equal-size
+    /// datagrams (the last may be shorter) the kernel kept together.
+    pub fn datagrams(&self, i: usize) -> std::slice::Chunks<'_, u8> {
+        let (d, _) = self.get(i);
+        let size = self.segments.get(i).copied().unwrap_or(0);
+        d.chunks(if size == 0 { d.len().max(1) } else { size })
     }
 
     /// How many datagrams one [`recv_batch`] reads at most.
@@ -280,18 +292,27 @@ pub fn recv_batch(fd: std::os::fd::BorrowedFd<'_>, bufs: &mut RecvBufs) -> io::R
     for i in 0..n {
         bufs.lens[i] = (bufs.msgs[i].msg_len as usize).min(bufs.size);
         bufs.from[i] = sockaddr::to_std(&bufs.addrs[i]);
-        let (stamp, dest) = control(&bufs.msgs[i].msg_hdr);
-        bufs.stamps[i] = stamp;
-        bufs.dests[i] = dest;
+        let c = control(&bufs.msgs[i].msg_hdr);
+        bufs.stamps[i] = c.stamp;
+        bufs.dests[i] = c.dest;
+        bufs.segments[i] = c.segment;
     }
     Ok(n)
 }
 
-/// The control messages of a received datagram that we ask for: its
-/// `SCM_TIMESTAMPNS` arrival time and its `IP_PKTINFO`/`IPV6_PKTINFO`
-/// destination address.
-fn control(hdr: &libc::msghdr) -> (Option<SystemTime>, Option<IpAddr>) {
-    let (mut stamp, mut dest) = (None, None);
+/// The control messages of a received datagram that we ask for.
+#[derive(Default)]
+struct Control {
+    /// `SCM_TIMESTAMPNS`: when it arrived.
+    stamp: Option<SystemTime>,
+    /// `IP_PKTINFO`/`IPV6_PKTINFO`: the address it was sent to.
+    dest: Option<IpAddr>,
+    /// `UDP_GRO`: the size of each datagram coalesced in it (0: one).
+    segment: usize,
+}
+
+fn control(hdr: &libc::msghdr) -> Control {
+    let mut out = Control::default();
     // SAFETY: `hdr` was filled by recvmmsg: its control pointer and length
     // describe initialised control messages inside our buffer, which the
     // CMSG_* walkers stay within; each payload is read unaligned, with the
@@ -307,24 +328,28 @@ fn control(hdr: &libc::msghdr) -> (Option<SystemTime>, Option<IpAddr>) {
                         ts.tv_sec.max(0) as u64,
                         ts.tv_nsec.clamp(0, 999_999_999) as u32,
                     );
-                    stamp = Some(UNIX_EPOCH + d);
+                    out.stamp = Some(UNIX_EPOCH + d);
                 }
                 (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
                     let pi: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
                     // ipi_addr is the header's destination address (ip(7)).
                     let a = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
-                    dest = Some(IpAddr::V4(a));
+                    out.dest = Some(IpAddr::V4(a));
                 }
                 (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
                     let pi: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
-                    dest = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
+                    out.dest = Some(IpAddr::V6(Ipv6Addr::from(pi.ipi6_addr.s6_addr)));
+                }
+                (libc::SOL_UDP, UDP_GRO) => {
+                    let size: libc::c_int = std::ptr::read_unaligned(data.cast());
+                    out.segment = usize::try_from(size).unwrap_or(0);
                 }
                 _ => {}
             }
             c = libc::CMSG_NXTHDR(hdr, c);
         }
     }
-    (stamp, dest)
+    out
 }
 
 /// Asks the kernel to say which local address each datagram the socket
@@ -432,6 +457,19 @@ pub fn send_from(
 /// as the sender's pacing error.
 pub fn enable_timestamps(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     super::set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// `UDP_GRO` (udp(7), Linux 5.0): not in the `libc` crate for glibc.
+const UDP_GRO: libc::c_int = 104;
+
+/// Lets the kernel hand over the equal-size datagrams of one sender that
+/// arrive together as one message (`UDP_GRO`, udp(7)), read back with
+/// [`RecvBufs::datagrams`]; the buffers must then hold 64 KiB. On
+/// loopback, a sender's UDP GSO message then stays one buffer up to the
+/// receiving socket instead of being cut into datagrams on the sender's
+/// core, as it would be by the receivers' own machines on a network.
+pub fn enable_gro(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    super::set_int_option(fd, libc::SOL_UDP, UDP_GRO, 1)
 }
 
 pub(super) mod sockaddr {
@@ -561,6 +599,42 @@ mod tests {
         assert_eq!((one_by_one.sent, one_by_one.calls), (5, 5));
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(recv_batch(rx.as_fd(), &mut bufs).unwrap(), 5);
+    }
+
+    /// A GSO message read by a `UDP_GRO` socket comes back as the same
+    /// datagrams in the same order, the shorter last one too.
+    #[test]
+    fn gro_receiver_reads_a_segmented_message_as_its_datagrams() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        enable_gro(rx.as_fd()).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dest = rx.local_addr().unwrap();
+        let mut payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000]).collect();
+        payloads.push(vec![9; 300]);
+        let batch: Vec<(SocketAddr, &[u8])> = payloads.iter().map(|p| (dest, &p[..])).collect();
+        let gso = crate::net::gso::supported(tx.as_fd());
+        let out = if gso {
+            crate::net::gso::send_segmented(tx.as_fd(), &batch, 8)
+        } else {
+            send_batch(tx.as_fd(), &batch)
+        };
+        assert_eq!(out.sent, 6);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut bufs = RecvBufs::new(8, 65536);
+        let (mut got, mut messages) = (Vec::new(), 0);
+        loop {
+            let n = recv_batch(rx.as_fd(), &mut bufs).unwrap();
+            if n == 0 {
+                break;
+            }
+            messages += n;
+            for i in 0..n {
+                got.extend(bufs.datagrams(i).map(<[u8]>::to_vec));
+            }
+        }
+        assert_eq!(got, payloads);
+        println!("gso {gso}: 6 datagrams in {messages} messages");
     }
 
     #[test]

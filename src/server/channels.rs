@@ -706,6 +706,7 @@ mod tests {
             max_bytes: 1 << 20,
             prebuffer: Duration::from_millis(100),
             relay_max_delay: Duration::from_millis(500),
+            relay_spread_per_listener: Duration::ZERO,
             gop_cache_bytes: 1 << 20,
             clock: WallClock::new(Instant::now(), Duration::ZERO),
             cname: "t".into(),

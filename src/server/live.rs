@@ -498,6 +498,7 @@ pub fn make_relay_channel(
             gop_cache_bytes: params.gop_cache_bytes,
             catchup_speed: RELAY_CATCHUP_SPEED,
             max_delay: params.relay_max_delay,
+            spread_per_listener: params.relay_spread_per_listener,
             cname: params.cname.clone(),
             clock: params.clock,
         },
@@ -541,6 +542,8 @@ pub struct ChannelParams {
     pub prebuffer: Duration,
     /// How long a relayed packet may wait before it is dropped.
     pub relay_max_delay: Duration,
+    /// How much each listener widens a relay channel's fan-out window.
+    pub relay_spread_per_listener: Duration,
     /// Bytes a GOP cache may hold.
     pub gop_cache_bytes: usize,
     pub clock: WallClock,

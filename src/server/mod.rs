@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod channels;
 pub mod conn;
+pub mod handoff;
 pub mod input;
 mod interleave;
 pub mod live;
@@ -114,6 +115,8 @@ pub struct Config {
     pub live_prebuffer: Duration,
     /// A relayed packet waiting longer than this in the server is dropped.
     pub relay_max_delay: Duration,
+    /// How much each listener widens a relay channel's fan-out window.
+    pub relay_spread_per_listener: Duration,
     /// Bytes a relay channel's GOP cache may hold.
     pub gop_cache_bytes: usize,
     /// The HTTP side: where it listens and its limits.
@@ -168,6 +171,7 @@ impl Default for Config {
             max_published_channels: 64,
             live_prebuffer: Duration::from_millis(200),
             relay_max_delay: Duration::from_millis(500),
+            relay_spread_per_listener: Duration::from_micros(40),
             gop_cache_bytes: live::RELAY_GOP_CACHE_BYTES,
             http: HttpConfig::default(),
             tls: tls::TlsConfig::default(),
@@ -437,6 +441,7 @@ pub async fn run(
             max_bytes: config.clip.max_clip_bytes,
             prebuffer: config.live_prebuffer,
             relay_max_delay: config.relay_max_delay,
+            relay_spread_per_listener: config.relay_spread_per_listener,
             gop_cache_bytes: config.gop_cache_bytes,
             clock,
             cname: cname.clone(),

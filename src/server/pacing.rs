@@ -28,7 +28,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace};
 
+use super::handoff;
 use super::interleave::Sinks;
 use crate::metrics::{add_owned, Metrics, SessionCounters, Tally};
 use crate::net::{gso, mmsg};
@@ -186,7 +186,7 @@ pub struct PacerGone;
 /// How the async side sends commands to the pacing thread: a bounded queue.
 #[derive(Debug, Clone)]
 pub struct PacerHandle {
-    tx: std_mpsc::SyncSender<Command>,
+    tx: handoff::Sender<Command>,
 }
 
 impl PacerHandle {
@@ -199,8 +199,8 @@ impl PacerHandle {
     pub fn send(&self, cmd: Command) -> impl Future<Output = Result<(), PacerGone>> + '_ {
         let first = match self.tx.try_send(cmd) {
             Ok(()) => Ok(()),
-            Err(std_mpsc::TrySendError::Full(c)) => Err(Some(Box::new(c))),
-            Err(std_mpsc::TrySendError::Disconnected(_)) => Err(None),
+            Err(handoff::TrySendError::Full(c)) => Err(Some(Box::new(c))),
+            Err(handoff::TrySendError::Disconnected(_)) => Err(None),
         };
         async move {
             match first {
@@ -215,11 +215,11 @@ impl PacerHandle {
         loop {
             match self.tx.try_send(cmd) {
                 Ok(()) => return Ok(()),
-                Err(std_mpsc::TrySendError::Full(c)) => {
+                Err(handoff::TrySendError::Full(c)) => {
                     cmd = c;
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(PacerGone),
+                Err(handoff::TrySendError::Disconnected(_)) => return Err(PacerGone),
             }
         }
     }
@@ -230,11 +230,11 @@ impl PacerHandle {
 /// behind media.
 #[derive(Debug, Clone)]
 pub struct DataHandle {
-    tx: std_mpsc::SyncSender<Data>,
+    tx: handoff::Sender<Data>,
     stats: Arc<SendStats>,
     /// Wakes a sleeping pacing loop, so a relayed packet goes out at once
     /// rather than at its next timed wake-up.
-    wake: std_mpsc::SyncSender<Command>,
+    wake: handoff::Sender<Command>,
     /// The loop is (about to be) asleep: the next packet wakes it.
     asleep: Arc<AtomicBool>,
 }
@@ -263,11 +263,11 @@ impl DataHandle {
                 }
                 Ok(())
             }
-            Err(std_mpsc::TrySendError::Full(_)) => {
+            Err(handoff::TrySendError::Full(_)) => {
                 self.stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(std_mpsc::TrySendError::Disconnected(_)) => Err(PacerGone),
+            Err(handoff::TrySendError::Disconnected(_)) => Err(PacerGone),
         }
     }
 
@@ -294,8 +294,8 @@ impl DataHandle {
                     at: Instant::now(),
                 };
                 match self.tx.try_send(data) {
-                    Ok(()) | Err(std_mpsc::TrySendError::Full(_)) => {}
-                    Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(PacerGone),
+                    Ok(()) | Err(handoff::TrySendError::Full(_)) => {}
+                    Err(handoff::TrySendError::Disconnected(_)) => return Err(PacerGone),
                 }
             }
         }
@@ -311,8 +311,8 @@ impl DataHandle {
 
 /// The pacing thread's ends of the queues.
 pub struct Queues {
-    commands: std_mpsc::Receiver<Command>,
-    data: std_mpsc::Receiver<Data>,
+    commands: handoff::Receiver<Command>,
+    data: handoff::Receiver<Data>,
     asleep: Arc<AtomicBool>,
 }
 
@@ -323,8 +323,8 @@ pub fn queues(
     data: usize,
     stats: Arc<SendStats>,
 ) -> (PacerHandle, DataHandle, Queues) {
-    let (ctx, crx) = std_mpsc::sync_channel(commands.max(1));
-    let (dtx, drx) = std_mpsc::sync_channel(data.max(1));
+    let (ctx, crx) = handoff::channel(commands.max(1));
+    let (dtx, drx) = handoff::channel(data.max(1));
     let asleep = Arc::new(AtomicBool::new(false));
     (
         PacerHandle { tx: ctx.clone() },
@@ -473,7 +473,7 @@ pub fn run(
         // Asleep from here: a publisher that queues a packet now wakes us.
         // One queued before we said so is taken now instead of waited on.
         queues.asleep.store(true, Ordering::SeqCst);
-        let early = queues.data.try_recv().ok();
+        let early = queues.data.try_recv();
         if early.is_some() {
             queues.asleep.store(false, Ordering::SeqCst);
             wait = Duration::ZERO;
@@ -493,11 +493,11 @@ pub fn run(
                         cmd,
                         &mut batch,
                     );
-                    next = queues.commands.try_recv().ok();
+                    next = queues.commands.try_recv();
                 }
             }
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(handoff::RecvTimeoutError::Timeout) => {}
+            Err(handoff::RecvTimeoutError::Disconnected) => return,
         }
         // Media queued since the last wake-up, a bounded share of it: a
         // relay packet becomes one transmit per listener, so the batch is
@@ -505,15 +505,22 @@ pub fn run(
         // thousands of listeners must not become one batch of millions),
         // and what is left waits for the next turn, after the clips' due
         // packets. Past that, the bounded queue drops (counted).
+        // Also bounded in time: under load media keeps arriving while it
+        // is taken, and a relay channel's fan-out slots and the clips'
+        // packets fall due meanwhile (they go out in `flush`).
         let mut early = early;
+        let until = Instant::now() + TAKE_SLICE;
         for _ in 0..DATA_PER_WAKE {
-            let Some(data) = early.take().or_else(|| queues.data.try_recv().ok()) else {
+            let Some(data) = early.take().or_else(|| queues.data.try_recv()) else {
                 break;
             };
             take(&mut live, data, &mut batch, &out.stats);
             if batch.len() >= MAX_FLUSH {
                 send(&batch, &out, &counted);
                 batch.clear();
+            }
+            if Instant::now() >= until {
+                break;
             }
         }
         out.stats.pacer_wakeups.fetch_add(1, Ordering::Relaxed);
@@ -530,6 +537,8 @@ pub fn run(
 
 /// Most media items taken from the data queue per wake-up.
 const DATA_PER_WAKE: usize = 512;
+/// Longest a wake-up spends taking media before it sends what is due.
+const TAKE_SLICE: Duration = Duration::from_millis(1);
 
 /// Answers the relay listeners that started: their PLAY can be answered.
 fn answer_started(live: &mut HashMap<String, LiveChannel>, pending: &mut Pending) {

@@ -62,15 +62,26 @@ impl std::fmt::Display for PacerPriority {
 /// that the kernel's own (and audio servers') stay above it.
 const FIFO_PRIORITY: i32 = 10;
 
+/// Puts the calling thread in `SCHED_FIFO` at [`FIFO_PRIORITY`], where
+/// permitted (root, `CAP_SYS_NICE` or an rtprio limit).
+pub fn realtime() -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: FIFO_PRIORITY,
+    };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param
+    // that outlives the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Applies `want` to the calling thread and logs what it got.
 pub fn raise_priority(want: PacerPriority) {
     if matches!(want, PacerPriority::Auto | PacerPriority::Realtime) {
-        let param = libc::sched_param {
-            sched_priority: FIFO_PRIORITY,
-        };
-        // SAFETY: pid 0 is the calling thread; `param` is a valid
-        // sched_param that outlives the call.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        let got = realtime();
+        if got.is_ok() {
             info!(
                 policy = "SCHED_FIFO",
                 priority = FIFO_PRIORITY,
@@ -78,7 +89,7 @@ pub fn raise_priority(want: PacerPriority) {
             );
             return;
         }
-        let e = io::Error::last_os_error();
+        let e = got.err().unwrap_or_else(io::Error::last_os_error);
         if want == PacerPriority::Realtime {
             warn!(error = %e, "real-time priority refused for the pacing thread (needs root, CAP_SYS_NICE or an rtprio limit); trying nice -10");
         } else {

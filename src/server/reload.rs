@@ -205,6 +205,7 @@ impl Reloader {
                 max_bytes: new.clip.max_clip_bytes,
                 prebuffer: new.live_prebuffer,
                 relay_max_delay: new.relay_max_delay,
+                relay_spread_per_listener: new.relay_spread_per_listener,
                 gop_cache_bytes: new.gop_cache_bytes,
                 ..shared.channels.params()
             },
@@ -462,6 +463,11 @@ fn settings(c: &Config) -> Vec<(&'static str, String, Applies)> {
         ),
         ("live_prebuffer_ms", ms(c.live_prebuffer), Now),
         ("relay_max_delay_ms", ms(c.relay_max_delay), Now),
+        (
+            "relay_spread_us_per_listener",
+            c.relay_spread_per_listener.as_micros().to_string(),
+            Now,
+        ),
         (
             "max_gop_cache_kib",
             (c.gop_cache_bytes / 1024).to_string(),

@@ -12,14 +12,25 @@
 //! answers PLAY then. With a GOP cache, the channel keeps every packet
 //! since the last keyframe once, shared by all listeners; a newcomer
 //! starts at once with the cached GOP, sent `catchup_speed` times faster
-//! than it arrived, then live.
+//! than it arrived, then live. Catching up yields to the live fan-out: it
+//! waits while that runs late ([`CATCHUP_YIELD`]), so a crowd of
+//! newcomers does not delay everyone already watching.
+//!
+//! A packet's fan-out is spread over a window that grows with the
+//! audience (`spread_per_listener` each, at most a quarter of
+//! `max_delay`): each listener sits in one of [`SPREAD_SLOTS`] slots and
+//! gets every packet that fixed share of the window after it arrived. So a
+//! keyframe, which takes several times a P-frame's time to send to
+//! everyone, does not reach the last listeners later than their P-frames
+//! do: their delay is constant, not a step that RFC 3550 §6.4.1 jitter
+//! sees, and the sending is even over time rather than bursts.
 //!
 //! Sender reports (RFC 3550 §6.4.1) go to each listener of a track every
 //! [`SR_INTERVAL`] from its start. They carry the source's own NTP timeline
 //! when the source sent SRs ([`RelayChannel::source_report`]), so every
 //! track keeps the source's A/V offset; otherwise the time packets arrived.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,6 +75,10 @@ pub struct RelayConfig {
     /// ([`RelayChannel::is_late`]): an overloaded server drops media
     /// rather than running ever later.
     pub max_delay: Duration,
+    /// How much each listener widens the fan-out window (zero: every
+    /// listener gets a packet as soon as it arrives); the window is at
+    /// most a quarter of `max_delay`.
+    pub spread_per_listener: Duration,
     pub cname: String,
     pub clock: WallClock,
 }
@@ -75,9 +90,30 @@ pub struct Started {
     pub first: Vec<Option<JoinInfo>>,
 }
 
+/// Listener slots a fan-out window is cut into: the listeners of one slot
+/// get a packet together, slot `s` at `s / SPREAD_SLOTS` of the window.
+pub const SPREAD_SLOTS: usize = 32;
+
+/// When the live fan-out runs this late, listeners catching up through the
+/// cache wait ([`CATCHUP_PAUSE`]): a newcomer's burst must not delay
+/// everyone else's stream.
+const CATCHUP_YIELD: Duration = Duration::from_millis(5);
+/// How long catching up waits once the live fan-out ran late.
+const CATCHUP_PAUSE: Duration = Duration::from_millis(2);
+/// Most cached packets sent per [`RelayChannel::poll`], over all the
+/// listeners catching up.
+const CATCHUP_PER_POLL: usize = 512;
+
+/// Packets still on their way to the listeners beyond which the oldest is
+/// sent to all the rest at once (a bound, should the loop fall behind).
+const MAX_PENDING: usize = 4096;
+
 /// A packet as it went out, kept for the GOP cache.
 #[derive(Debug, Clone)]
 struct Sent {
+    /// The channel's count of packets: a listener takes each once, from
+    /// the cache or live ([`Listener::next_serial`]).
+    serial: u64,
     track: usize,
     data: Bytes,
     at: Instant,
@@ -206,12 +242,58 @@ struct Listener {
     /// first cached packet went to it, that packet's arrival).
     catchup: Option<(u64, usize, Instant, Instant)>,
     next_sr: Instant,
+    /// Its fan-out slot ([`SPREAD_SLOTS`]).
+    slot: usize,
+    /// The serial of the next packet it may take: one it already got from
+    /// the cache does not come again live.
+    next_serial: u64,
+}
+
+/// A packet on its way to the listeners, slot by slot.
+#[derive(Debug)]
+struct Fanout {
+    serial: u64,
+    track: usize,
+    data: Bytes,
+    join: JoinInfo,
+    /// The first packet of a keyframe: gated listeners start here.
+    keyframe_start: bool,
+    at: Instant,
+    /// The next slot it goes to.
+    slot: usize,
 }
 
 impl Listener {
     fn wants(&self, track: usize) -> Option<(Dest, Dest)> {
         self.dests.get(track).copied().flatten()
     }
+
+    /// Whether it takes live packet `f` (of a video track if `video`):
+    /// where to send it, and whether it is its first of that track.
+    fn take(&mut self, f: &Fanout, video: bool) -> Option<(Dest, bool)> {
+        let (rtp, _) = self.wants(f.track)?;
+        if self.catchup.is_some() || f.serial < self.next_serial {
+            return None; // it gets (or got) this from the cache
+        }
+        if self.gated {
+            if !(video && f.keyframe_start) {
+                return None;
+            }
+            self.gated = false;
+        }
+        self.next_serial = f.serial + 1;
+        let first = self.first[f.track].is_none();
+        if first {
+            self.first[f.track] = Some(f.join);
+        }
+        Some((rtp, first))
+    }
+}
+
+/// When slot `slot` of a window of `spread` gets a packet, after it came.
+fn slot_offset(spread: Duration, slot: usize) -> Duration {
+    let (slot, slots) = (slot as u32, SPREAD_SLOTS as u32);
+    spread * slot.min(slots) / slots
 }
 
 /// A live channel that relays RTP.
@@ -220,6 +302,19 @@ pub struct RelayChannel {
     tracks: Vec<Track>,
     cfg: RelayConfig,
     listeners: BTreeMap<u64, Listener>,
+    /// Listener ids by fan-out slot.
+    slots: Vec<Vec<u64>>,
+    /// Listeners catching up through the cache: a wake-up looks at these,
+    /// not at every listener.
+    catching: BTreeSet<u64>,
+    /// When each started listener's next SR is due.
+    reports: BTreeSet<(Instant, u64)>,
+    /// Catching up waits until then: the live fan-out ran late.
+    catchup_paused: Option<Instant>,
+    /// Packets not yet sent to every slot, oldest first.
+    pending: VecDeque<Fanout>,
+    /// The next packet's serial.
+    serial: u64,
     gop: Gop,
     /// The GOP before the current one, kept while listeners catch up in it.
     previous: Option<Gop>,
@@ -256,6 +351,12 @@ impl RelayChannel {
             tracks,
             cfg,
             listeners: BTreeMap::new(),
+            slots: vec![Vec::new(); SPREAD_SLOTS],
+            catching: BTreeSet::new(),
+            reports: BTreeSet::new(),
+            catchup_paused: None,
+            pending: VecDeque::new(),
+            serial: 0,
             gop: Gop::default(),
             previous: None,
             started: VecDeque::new(),
@@ -328,6 +429,11 @@ impl RelayChannel {
             .iter()
             .zip(&dests)
             .any(|(t, d)| t.spec.video.is_some() && d.is_some());
+        // The emptiest slot (the first one for a lone listener, which then
+        // waits for nothing).
+        let slot = (0..self.slots.len())
+            .min_by_key(|&s| self.slots[s].len())
+            .unwrap_or(0);
         let mut l = Listener {
             first: vec![None; dests.len()],
             dests,
@@ -335,6 +441,8 @@ impl RelayChannel {
             gated: video,
             catchup: None,
             next_sr: now + SR_INTERVAL,
+            slot,
+            next_serial: 0,
         };
         let cached =
             video && self.cfg.gop_cache && !self.gop.overflowed && !self.gop.packets.is_empty();
@@ -342,20 +450,58 @@ impl RelayChannel {
             l.gated = false;
             l.catchup = Some((self.gop.epoch, 0, now, self.gop.packets[0].at));
         }
-        self.listeners.insert(id, l);
+        if let Some(old) = self.listeners.insert(id, l) {
+            self.forget(id, &old);
+        }
+        if let Some(ids) = self.slots.get_mut(slot) {
+            ids.push(id);
+        }
         if cached {
-            self.catch_up(id, now, out);
+            self.catching.insert(id);
+            self.catch_up(id, now, out, &mut { CATCHUP_PER_POLL });
         }
     }
 
     /// Removes listener `id`; with `bye`, tells it the stream ended.
     pub fn unsubscribe(&mut self, id: u64, bye: bool, now: Instant, out: &mut Vec<Transmit>) {
         if let Some(l) = self.listeners.remove(&id) {
+            self.forget(id, &l);
             if bye {
                 self.report_to(&l, now, true, out);
             }
         }
         self.started.retain(|s| s.id != id);
+    }
+
+    pub fn debug_state(&self) -> String {
+        format!(
+            "pending {} spread {:?} listeners {} catching {} slots {:?} front {:?}",
+            self.pending.len(),
+            self.spread(),
+            self.listeners.len(),
+            self.catching.len(),
+            self.slots.iter().map(Vec::len).collect::<Vec<_>>(),
+            self.pending.front().map(|f| (f.slot, f.at.elapsed()))
+        )
+    }
+
+    /// Drops a leaving listener from the slot, catch-up and SR indexes.
+    fn forget(&mut self, id: u64, l: &Listener) {
+        if let Some(ids) = self.slots.get_mut(l.slot) {
+            ids.retain(|&i| i != id);
+        }
+        self.catching.remove(&id);
+        self.reports.remove(&(l.next_sr, id));
+    }
+
+    /// The fan-out window now: `spread_per_listener` per listener, at most
+    /// a quarter of `max_delay` (so the spread never makes media late).
+    fn spread(&self) -> Duration {
+        let n = u32::try_from(self.listeners.len()).unwrap_or(u32::MAX);
+        self.cfg
+            .spread_per_listener
+            .saturating_mul(n)
+            .min(self.cfg.max_delay / 4)
     }
 
     /// Every listener hears a BYE (the channel stops).
@@ -452,8 +598,19 @@ impl RelayChannel {
                 rtptime: o.timestamp,
             };
             let data = t.sender.packet_at(seq, o.timestamp, marker, part);
-            self.fan_out(track, &data, join, keyframe && k == 0, now, out);
+            let serial = self.serial;
+            self.serial += 1;
+            self.pending.push_back(Fanout {
+                serial,
+                track,
+                data: data.clone(),
+                join,
+                keyframe_start: keyframe && k == 0,
+                at: now,
+                slot: 0,
+            });
             self.cache(Sent {
+                serial,
                 track,
                 data,
                 at: now,
@@ -464,43 +621,56 @@ impl RelayChannel {
         if last > 0 {
             self.tracks[track].restamper.skip(last as u16);
         }
+        self.release(now, out);
     }
 
-    /// Sends one packet to the listeners of `track` that are live, and
-    /// starts gated listeners at a keyframe.
-    fn fan_out(
-        &mut self,
-        track: usize,
-        data: &Bytes,
-        join: JoinInfo,
-        keyframe_start: bool,
-        now: Instant,
-        out: &mut Vec<Transmit>,
-    ) {
-        let video = self.tracks[track].spec.video.is_some();
-        let mut newly = Vec::new();
-        for (&id, l) in self.listeners.iter_mut() {
-            let Some((rtp, _)) = l.wants(track) else {
-                continue;
-            };
-            if l.catchup.is_some() {
-                continue; // it gets this from the cache
-            }
-            if l.gated {
-                if !(video && keyframe_start) {
-                    continue;
+    /// Sends each pending packet to the slots whose turn has come by
+    /// `now`: to the listeners of its track that are live, starting gated
+    /// listeners at a keyframe. Returns how late the latest of them is.
+    fn release(&mut self, now: Instant, out: &mut Vec<Transmit>) -> Duration {
+        let spread = self.spread();
+        let Some(last) = self.slots.iter().rposition(|ids| !ids.is_empty()) else {
+            self.pending.clear();
+            return Duration::ZERO;
+        };
+        let over = self.pending.len().saturating_sub(MAX_PENDING);
+        let Self {
+            pending,
+            slots,
+            listeners,
+            tracks,
+            ..
+        } = self;
+        let (mut newly, mut behind) = (Vec::new(), Duration::ZERO);
+        for (i, f) in pending.iter_mut().enumerate() {
+            let video = tracks.get(f.track).is_some_and(|t| t.spec.video.is_some());
+            while f.slot <= last {
+                let due = f.at + slot_offset(spread, f.slot);
+                if due > now && i >= over {
+                    break;
                 }
-                l.gated = false;
+                behind = behind.max(now.saturating_duration_since(due));
+                for &id in &slots[f.slot] {
+                    let Some(l) = listeners.get_mut(&id) else {
+                        continue;
+                    };
+                    if let Some((rtp, first)) = l.take(f, video) {
+                        out.push(Transmit::rtp(rtp, f.data.clone(), id, due).segmentable());
+                        if first {
+                            newly.push(id);
+                        }
+                    }
+                }
+                f.slot += 1;
             }
-            if l.first[track].is_none() {
-                l.first[track] = Some(join);
-                newly.push(id);
-            }
-            out.push(Transmit::rtp(rtp, data.clone(), id, now).segmentable());
+        }
+        while pending.front().is_some_and(|f| f.slot > last) {
+            pending.pop_front();
         }
         for id in newly {
             self.check_started(id, now, out);
         }
+        behind
     }
 
     fn new_gop(&mut self, timestamp: u32) {
@@ -551,6 +721,7 @@ impl RelayChannel {
             return;
         }
         l.started = true;
+        self.reports.insert((l.next_sr, id));
         let first = l.first.clone();
         self.started.push_back(Started { id, first });
         if let Some(l) = self.listeners.get(&id) {
@@ -576,9 +747,9 @@ impl RelayChannel {
         }
     }
 
-    /// Sends listener `id` the cached packets due by `now`; once it has
-    /// them all it is live.
-    fn catch_up(&mut self, id: u64, now: Instant, out: &mut Vec<Transmit>) {
+    /// Sends listener `id` the cached packets due by `now`, at most
+    /// `budget` of them (taken off it); once it has them all it is live.
+    fn catch_up(&mut self, id: u64, now: Instant, out: &mut Vec<Transmit>, budget: &mut usize) {
         let speed = self.cfg.catchup_speed.max(1);
         let Some(l) = self.listeners.get_mut(&id) else {
             return;
@@ -607,9 +778,11 @@ impl RelayChannel {
                 continue;
             };
             let due = began + p.at.saturating_duration_since(origin) / speed;
-            if due > now {
+            if due > now || *budget == 0 {
                 break;
             }
+            *budget -= 1;
+            l.next_serial = p.serial + 1;
             if let Some((rtp, _)) = l.wants(p.track) {
                 out.push(Transmit::rtp(rtp, p.data.clone(), id, due).segmentable());
                 if l.first[p.track].is_none() {
@@ -618,6 +791,9 @@ impl RelayChannel {
                 }
             }
             l.catchup = Some((epoch, index + 1, began, origin));
+        }
+        if l.catchup.is_none() {
+            self.catching.remove(&id);
         }
         if newly {
             self.check_started(id, now, out);
@@ -628,39 +804,62 @@ impl RelayChannel {
     /// listener catching up, or an SR.
     pub fn next_deadline(&self) -> Option<Instant> {
         let speed = self.cfg.catchup_speed.max(1);
-        self.listeners
-            .values()
-            .flat_map(|l| {
-                let catchup = l.catchup.and_then(|(epoch, index, began, origin)| {
-                    let gop = [Some(&self.gop), self.previous.as_ref()]
-                        .into_iter()
-                        .flatten()
-                        .find(|g| g.epoch == epoch)?;
-                    let p = gop.packets.get(index)?;
-                    Some(began + p.at.saturating_duration_since(origin) / speed)
-                });
-                [catchup, l.started.then_some(l.next_sr)]
+        let spread = self.spread();
+        let last = self.slots.iter().rposition(|ids| !ids.is_empty());
+        let fanout = self
+            .pending
+            .iter()
+            .filter(|f| last.is_some_and(|last| f.slot <= last))
+            .map(|f| f.at + slot_offset(spread, f.slot))
+            .min();
+        let catchup = self
+            .catching
+            .iter()
+            .filter_map(|id| {
+                let (epoch, index, began, origin) = self.listeners.get(id)?.catchup?;
+                let gop = [Some(&self.gop), self.previous.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .find(|g| g.epoch == epoch)?;
+                let p = gop.packets.get(index)?;
+                let due = began + p.at.saturating_duration_since(origin) / speed;
+                Some(self.catchup_paused.map_or(due, |until| due.max(until)))
             })
-            .flatten()
-            .min()
+            .min();
+        let report = self.reports.first().map(|&(at, _)| at);
+        [fanout, catchup, report].into_iter().flatten().min()
     }
 
-    /// Cached packets and SRs due at `now`.
+    /// Packets due to their next slots, cached packets and SRs due at
+    /// `now`.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Transmit>) {
-        let ids: Vec<u64> = self.listeners.keys().copied().collect();
-        for id in ids {
-            self.catch_up(id, now, out);
-            let due = self
-                .listeners
-                .get(&id)
-                .is_some_and(|l| l.started && l.next_sr <= now);
-            if due {
-                if let Some(l) = self.listeners.get(&id) {
-                    self.report_to(l, now, false, out);
+        let behind = self.release(now, out);
+        if behind > CATCHUP_YIELD {
+            self.catchup_paused = Some(now + CATCHUP_PAUSE);
+        }
+        if self.catchup_paused.is_none_or(|until| until <= now) {
+            self.catchup_paused = None;
+            let ids: Vec<u64> = self.catching.iter().copied().collect();
+            let mut budget = CATCHUP_PER_POLL;
+            for id in ids {
+                if budget == 0 {
+                    break;
                 }
-                if let Some(l) = self.listeners.get_mut(&id) {
-                    l.next_sr = now + SR_INTERVAL;
-                }
+                self.catch_up(id, now, out, &mut budget);
+            }
+        }
+        while let Some(&(at, id)) = self.reports.first() {
+            if at > now {
+                break;
+            }
+            self.reports.pop_first();
+            let next = now + SR_INTERVAL;
+            if let Some(l) = self.listeners.get_mut(&id) {
+                l.next_sr = next;
+            }
+            if let Some(l) = self.listeners.get(&id) {
+                self.report_to(l, now, false, out);
+                self.reports.insert((next, id));
             }
         }
     }
@@ -670,11 +869,16 @@ impl RelayChannel {
 mod tests {
     use super::*;
     use crate::proto::rtcp::{parse_compound, Packet};
+    use std::collections::HashMap;
 
     const V: usize = 0;
     const A: usize = 1;
 
     fn channel(gop_cache: bool, t0: Instant) -> RelayChannel {
+        spread_channel(gop_cache, t0, Duration::ZERO)
+    }
+
+    fn spread_channel(gop_cache: bool, t0: Instant, per_listener: Duration) -> RelayChannel {
         let track = |video: Option<VideoCodec>, rate, pt, ssrc| TrackSpec {
             video,
             clock_rate: rate,
@@ -694,6 +898,7 @@ mod tests {
                 gop_cache_bytes: 1 << 20,
                 catchup_speed: 4,
                 max_delay: Duration::from_millis(500),
+                spread_per_listener: per_listener,
                 cname: "test".into(),
                 clock: WallClock::new(t0, Duration::from_secs(1_700_000_000)),
             },
@@ -974,6 +1179,187 @@ mod tests {
         let live = rtp_to(&out, 5000);
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].0, video[9].0.wrapping_add(1));
+    }
+
+    /// Video-only destinations of spread-test listener `i`.
+    fn video_only(i: u16) -> Vec<Option<(Dest, Dest)>> {
+        vec![Some((udp(6000 + 2 * i), udp(6001 + 2 * i))), None]
+    }
+
+    /// Polls `c` every millisecond from `from` up to (not including)
+    /// `to`, recording each RTP transmit with the time it left.
+    fn poll_each_ms(
+        c: &mut RelayChannel,
+        from: Instant,
+        to: Instant,
+        sent: &mut Vec<(Instant, Transmit)>,
+    ) {
+        let mut now = from;
+        while now < to {
+            let mut out = Vec::new();
+            c.poll(now, &mut out);
+            sent.extend(out.into_iter().filter(|t| !t.rtcp).map(|t| (now, t)));
+            now += Duration::from_millis(1);
+        }
+    }
+
+    /// A spread channel with `listeners` video-only listeners (ids and
+    /// ports by index), set up before any packet.
+    fn spread_with(
+        gop_cache: bool,
+        per_listener: Duration,
+        listeners: u16,
+    ) -> (Instant, RelayChannel) {
+        let t0 = Instant::now();
+        let mut c = spread_channel(gop_cache, t0, per_listener);
+        let mut out = Vec::new();
+        for i in 0..listeners {
+            c.subscribe(u64::from(i), video_only(i), t0, &mut out);
+        }
+        assert!(out.is_empty());
+        (t0, c)
+    }
+
+    #[test]
+    fn each_listener_gets_every_packet_a_constant_time_after_it_came() {
+        // 64 listeners at 500 us each: a 32 ms window, two per slot.
+        let (t0, mut c) = spread_with(false, Duration::from_micros(500), 64);
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut sent = Vec::new();
+        // A keyframe re-fragmented into 4 packets, then two P-frames.
+        let frames: [(u64, Vec<u8>); 3] = [
+            (0, stap(&[SPS, PPS, &idr(5000)])),
+            (40, P_SLICE.to_vec()),
+            (80, P_SLICE.to_vec()),
+        ];
+        let mut arrival = HashMap::new();
+        for (k, (at, payload)) in frames.iter().enumerate() {
+            let k16 = k as u16;
+            let mut out = Vec::new();
+            c.push(
+                V,
+                &src(1, k16, 3000 * u32::from(k16), true, payload),
+                ms(*at),
+                &mut out,
+            );
+            for t in out.iter().filter(|t| !t.rtcp) {
+                arrival.entry(fields(t).0).or_insert(ms(*at));
+            }
+            sent.extend(out.into_iter().filter(|t| !t.rtcp).map(|t| (ms(*at), t)));
+            poll_each_ms(&mut c, ms(*at), ms(*at + 40), &mut sent);
+        }
+        assert!(arrival.len() > 4, "the keyframe is several packets");
+        let mut offsets = Vec::new();
+        for i in 0..64u16 {
+            let mine: Vec<_> = sent
+                .iter()
+                .filter(|(_, t)| t.dest == udp(6000 + 2 * i))
+                .collect();
+            let seqs: Vec<u16> = mine.iter().map(|(_, t)| fields(t).0).collect();
+            let mut want: Vec<u16> = arrival.keys().copied().collect();
+            want.sort_by_key(|&s| s.wrapping_sub(65_530));
+            assert_eq!(seqs, want, "listener {i}: each packet once, in order");
+            let offset = |t: &Transmit| {
+                let due = t.due.expect("an RTP deadline");
+                due.duration_since(arrival[&fields(t).0])
+            };
+            let first = offset(&mine[0].1);
+            for (left, t) in &mine {
+                assert_eq!(
+                    offset(t),
+                    first,
+                    "listener {i}: the keyframe as the P-frames"
+                );
+                let due = t.due.expect("an RTP deadline");
+                assert!(*left >= due && *left - due < Duration::from_millis(1));
+            }
+            offsets.push(first);
+        }
+        offsets.sort();
+        // Two listeners in each of the 32 slots, 1 ms apart.
+        let want: Vec<Duration> = (0..64u32)
+            .map(|i| Duration::from_millis(u64::from(i / 2)))
+            .collect();
+        assert_eq!(offsets, want);
+    }
+
+    #[test]
+    fn a_newcomer_catching_up_late_in_the_window_gets_each_packet_once() {
+        // 32 listeners at 1 ms each: a 32 ms window.
+        let (t0, mut c) = spread_with(true, Duration::from_millis(1), 31);
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut out = Vec::new();
+        let mut sent = Vec::new();
+        // Frame k comes at 10k ms, and the channel is polled until the next.
+        let frames = |c: &mut RelayChannel, ks: std::ops::Range<u16>, sent: &mut Vec<_>| {
+            for k in ks {
+                let payload = if k == 0 {
+                    stap(&[SPS, PPS, &idr(200)])
+                } else {
+                    P_SLICE.to_vec()
+                };
+                let at = 10 * u64::from(k);
+                let mut out = Vec::new();
+                let packet = src(1, k, 3000 * u32::from(k), true, &payload);
+                c.push(V, &packet, ms(at), &mut out);
+                sent.extend(out.into_iter().filter(|t| !t.rtcp).map(|t| (ms(at), t)));
+                poll_each_ms(c, ms(at), ms(at + 10), sent);
+            }
+        };
+        frames(&mut c, 0..10, &mut sent);
+        // The newcomer takes the last slot: the cached GOP comes at four
+        // times its speed while the same packets still wait for its slot.
+        c.subscribe(99, video_only(99), ms(100), &mut out);
+        sent.extend(out.drain(..).map(|t| (ms(100), t)));
+        frames(&mut c, 10..20, &mut sent);
+        poll_each_ms(&mut c, ms(200), ms(300), &mut sent);
+        let seqs: Vec<u16> = sent
+            .iter()
+            .filter(|(_, t)| !t.rtcp && t.dest == udp(6000 + 2 * 99))
+            .map(|(_, t)| fields(t).0)
+            .collect();
+        let want: Vec<u16> = (0..20u16).map(|k| 65_530u16.wrapping_add(k)).collect();
+        assert_eq!(seqs, want, "the GOP from the cache, then live, none twice");
+    }
+
+    #[test]
+    fn catching_up_waits_while_the_live_fan_out_runs_late() {
+        // 32 listeners at 1 ms each: a 32 ms window.
+        let (t0, mut c) = spread_with(true, Duration::from_millis(1), 31);
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut out = Vec::new();
+        c.push(
+            V,
+            &src(1, 0, 0, true, &stap(&[SPS, PPS, &idr(200)])),
+            ms(0),
+            &mut out,
+        );
+        poll_each_ms(&mut c, ms(0), ms(40), &mut Vec::new());
+        for k in 1..5u16 {
+            c.push(
+                V,
+                &src(1, k, 3000 * u32::from(k), true, P_SLICE),
+                ms(40),
+                &mut out,
+            );
+        }
+        // A newcomer catches up from the cache (its keyframe at once).
+        out.clear();
+        c.subscribe(99, video_only(99), ms(40), &mut out);
+        assert_eq!(rtp_to(&out, 6000 + 2 * 99).len(), 1);
+        // The loop comes back 20 ms late for the live slots: only they go.
+        out.clear();
+        c.poll(ms(80), &mut out);
+        assert!(
+            rtp_to(&out, 6000 + 2 * 30).len() == 4,
+            "live listeners first"
+        );
+        assert!(rtp_to(&out, 6000 + 2 * 99).is_empty(), "the newcomer waits");
+        assert!(c.next_deadline().is_some_and(|d| d >= ms(82)));
+        // Once the live fan-out is on time, catching up goes on.
+        out.clear();
+        c.poll(ms(83), &mut out);
+        assert_eq!(rtp_to(&out, 6000 + 2 * 99).len(), 4, "the rest of its GOP");
     }
 
     #[test]
