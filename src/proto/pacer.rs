@@ -169,7 +169,18 @@ impl Track {
     /// always after every timestamp already sent (after B-frames, or a
     /// run that began with frames stamped before zero).
     fn next_rtptime(&self) -> u32 {
-        let next = self.ts_offset.wrapping_add(self.pkt.stamp(self.pos) as u32);
+        // A track that played to the end of its run stopped at the run's
+        // end, even when its own media ended sooner (the shorter track of
+        // a clip) or had frames past it (AAC's last frame beyond an edit
+        // list's end, left unsent): every track of the group moves on by
+        // the same media time, so a loop keeps them in sync and in time
+        // (RFC 3550 §5.1: timestamps follow the sampling clock).
+        let stamp = if self.done {
+            self.end
+        } else {
+            self.pkt.stamp(self.pos)
+        };
+        let next = self.ts_offset.wrapping_add(stamp as u32);
         match self.sent_high {
             Some(h) if next.wrapping_sub(h) as i32 <= 0 => h.wrapping_add(1),
             _ => next,
@@ -562,9 +573,9 @@ mod tests {
         p
     }
 
-    #[test]
-    fn the_shorter_track_neither_moves_a_seek_nor_the_resume_point() {
-        let t0 = Instant::now();
+    /// Group 1: track 0 lasts 2 s (RTP time from 1), track 1 is the 5 s
+    /// clip (RTP time from 0xabcd's `first_rtptime`, 1 too).
+    fn short_and_long(t0: Instant) -> Pacer {
         let mut p = Pacer::new(
             WallClock::new(t0, Duration::from_secs(1_700_000_000)),
             "test".into(),
@@ -595,6 +606,13 @@ mod tests {
         };
         p.add_track(1, 0, cfg);
         p.add_track(1, 1, long);
+        p
+    }
+
+    #[test]
+    fn the_shorter_track_neither_moves_a_seek_nor_the_resume_point() {
+        let t0 = Instant::now();
+        let mut p = short_and_long(t0);
         let info = play(&mut p, Some(3.0), t0);
         assert_eq!(info.start, 3.0, "a seek past the short track's end");
         // After the short track has ended, PAUSE keeps the long one's place.
@@ -602,6 +620,41 @@ mod tests {
         drain(&mut p, later);
         let at = p.pause(1).unwrap();
         assert!((3.4..=3.6).contains(&at), "resumes at {at}");
+    }
+
+    #[test]
+    fn a_loop_moves_every_track_on_by_the_clips_length() {
+        let t0 = Instant::now();
+        let mut p = short_and_long(t0);
+        play(&mut p, None, t0);
+        let mut last = [0u32; 2];
+        while let Some(at) = p.poll_timeout() {
+            for r in drain(&mut p, at).0 {
+                let track = usize::from(r.ssrc() == 0xabcd);
+                last[track] = r.timestamp();
+            }
+        }
+        assert_eq!(p.poll_event(), Some(Event::Ended { group: 1, run: 1 }));
+        // The next loop starts when the clip's 5 s are over.
+        let again = t0 + Duration::from_secs(5);
+        let info = p
+            .play(
+                1,
+                PlayRequest {
+                    start: Some(0.0),
+                    end: None,
+                    run: 2,
+                },
+                again,
+            )
+            .unwrap();
+        let mut tracks = info.tracks;
+        tracks.sort_unstable();
+        let first: Vec<u32> = tracks.iter().map(|&(_, _, ts)| ts).collect();
+        // Both tracks 5 s (40,000 ticks) on from where they began, the one
+        // that ended after 2 s too: no step between them.
+        assert_eq!(first, vec![1 + 5 * RATE, 1 + 5 * RATE]);
+        assert!(last[0] < 1 + 2 * RATE && last[1] < 1 + 5 * RATE);
     }
 
     fn play(p: &mut Pacer, start: Option<f64>, now: Instant) -> PlayInfo {
