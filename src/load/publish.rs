@@ -326,15 +326,15 @@ fn wall_now() -> Duration {
         .unwrap_or_default()
 }
 
-/// Sends every packet as it falls due, looping the clip, until `stop` or
-/// a write fails; what the server sends back (receiver reports) is read
-/// and dropped.
 /// When the clip's current loop started, and how long one lasts.
 struct Runs {
     start: Instant,
     length: Duration,
 }
 
+/// Sends every packet as it falls due, looping the clip, until `stop` or
+/// a write fails; what the server sends back (receiver reports) is read
+/// and dropped.
 fn pump(
     mut pacer: Pacer,
     mut runs: Runs,
