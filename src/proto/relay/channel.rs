@@ -473,18 +473,6 @@ impl RelayChannel {
         self.started.retain(|s| s.id != id);
     }
 
-    pub fn debug_state(&self) -> String {
-        format!(
-            "pending {} spread {:?} listeners {} catching {} slots {:?} front {:?}",
-            self.pending.len(),
-            self.spread(),
-            self.listeners.len(),
-            self.catching.len(),
-            self.slots.iter().map(Vec::len).collect::<Vec<_>>(),
-            self.pending.front().map(|f| (f.slot, f.at.elapsed()))
-        )
-    }
-
     /// Drops a leaving listener from the slot, catch-up and SR indexes.
     fn forget(&mut self, id: u64, l: &Listener) {
         if let Some(ids) = self.slots.get_mut(l.slot) {
